@@ -1,0 +1,1 @@
+"""Calibration routines, one node per module (imported as ``labstack.calibrations``)."""

@@ -1,0 +1,1 @@
+"""Drivers for instruments that QCoDeS and qcodes_contrib_drivers do not ship (imported as ``labstack.drivers``)."""
