@@ -27,6 +27,7 @@ from typing import Any
 
 from pyvisa import attributes, constants, highlevel, rname
 from pyvisa.constants import StatusCode
+from pyvisa.errors import VisaIOError
 from pyvisa.typing import VISARMSession, VISASession
 
 from labstack.sim.instruments import ScpiDevice, VirtualInstruments
@@ -105,13 +106,13 @@ class LabstackVisaLibrary(highlevel.VisaLibraryBase):
         try:
             parsed = rname.parse_resource_name(resource_name)
         except rname.InvalidResourceName:
-            return VISASession(0), StatusCode.error_invalid_resource_name
+            raise VisaIOError(StatusCode.error_invalid_resource_name) from None
         host = getattr(parsed, "host_address", "")
         name = str(host).split(".")[0].lower()
         try:
             device = self.instruments.get(name)
         except KeyError:
-            return VISASession(0), StatusCode.error_resource_not_found
+            raise VisaIOError(StatusCode.error_resource_not_found) from None
         return VISASession(self._new_session(_Session(resource_name, parsed, device))), StatusCode.success
 
     def close(self, session: Any) -> StatusCode:
@@ -122,7 +123,7 @@ class LabstackVisaLibrary(highlevel.VisaLibraryBase):
     def _session(self, session: Any) -> _Session:
         obj = self.sessions.get(session)
         if not isinstance(obj, _Session):
-            raise highlevel.VisaIOError(StatusCode.error_invalid_object)
+            raise VisaIOError(StatusCode.error_invalid_object)
         return obj
 
     # -------------------------------------------------------------------- I/O
@@ -139,7 +140,7 @@ class LabstackVisaLibrary(highlevel.VisaLibraryBase):
     def read(self, session: VISASession, count: int) -> tuple[bytes, StatusCode]:
         s = self._session(session)
         if not s.outbox:
-            return b"", StatusCode.error_timeout
+            raise VisaIOError(StatusCode.error_timeout)
         termchar_enabled = s.attributes.get(constants.VI_ATTR_TERMCHAR_EN)
         end = len(s.outbox)
         status = StatusCode.success

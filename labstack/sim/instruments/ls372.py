@@ -57,7 +57,7 @@ class _Output:
         self.ramp_enabled = 0
         self.ramp_rate = 0.0  # K/min
         self.manual = 0.0
-        self.htrset = [1, 120.0, 0, 0.0, 1]
+        self.htrset = [0, 2, 0, 0.1, 1]  # current output, 50 ohm setting, user max 0.1 A, show current
         self.integral = 0.0
         self.last_error: float | None = None
         self.last_time: float | None = None
@@ -227,7 +227,7 @@ class VirtualLakeshore372(ScpiDevice):
     @scpi(r"HTRSET\?\s*(\d+)")
     def get_htrset(self, o: str) -> str:
         h = self._output(o).htrset
-        return f"{h[0]},{h[1]:g},{h[2]},{h[3]:g},{h[4]}"
+        return f"{h[0]},{int(h[1])},{h[2]},{h[3]:g},{h[4]}"
 
     @scpi(r"HTRSET" + N + SEP + r"(.+)")
     def set_htrset(self, o: str, values: str) -> None:
