@@ -105,7 +105,7 @@ def load_station(name_or_path: str | Path = "virtual", *, lab: str | None = None
             raise StationConfigError(f"{where}: instrument '{name}' needs a 'type'")
         for pname, pspec in (spec.get("parameters") or {}).items():
             if isinstance(pspec, dict) and "limits" in pspec:
-                line = lines.get(("instruments", name, "parameters", pname), "?")
+                line = lines.get(("instruments", name, "parameters", pname, "limits"), "?")
                 raise StationConfigError(
                     f"{path}:{line}: instruments.{name}.parameters.{pname}.limits would replace the "
                     "driver's validator (and could widen it); put the range under labstack.limits"

@@ -100,7 +100,9 @@ class VirtualLab:
         ``""`` is the default chip (seed 1234, 16 cells, chain); a path to a
         ``.json`` ground-truth file loads that chip; otherwise comma-separated
         ``key=value`` pairs among ``seed``, ``cells``, ``topology``, ``dead``
-        (fraction), ``stuck`` (fraction), ``crosstalk``.
+        (fraction), ``stuck`` (fraction), ``crosstalk``, and ``instance``, a free
+        label that makes a separate lab of the same chip (PyVISA shares one lab
+        per description string).
         """
         text = description.strip()
         if text.endswith(".json"):
@@ -112,7 +114,7 @@ class VirtualLab:
             if not sep:
                 raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
             options[key.strip()] = value.strip()
-        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk"}
+        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance"}
         unknown = set(options) - allowed
         if unknown:
             raise GroundTruthError(
