@@ -91,6 +91,15 @@ def _result(
     if not np.all(np.isfinite(err)):
         bad = [nm for nm, e in zip(names, err, strict=True) if not math.isfinite(e)]
         return FitResult.failed(name, f"parameters not determined by the data: {bad}")
+    corr = pcov / np.outer(err, err) if np.all(err > 0) else np.eye(k)
+    degenerate = [
+        (names[i], names[j])
+        for i in range(k)
+        for j in range(i + 1, k)
+        if abs(corr[i, j]) > 1 - 1e-9
+    ]
+    if degenerate:
+        return FitResult.failed(name, f"parameters not determined by the data: {degenerate}")
     z = resid / sigma
     checks = residual_checks(z, dof)
     extra = {}
