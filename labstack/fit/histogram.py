@@ -1,10 +1,12 @@
 """Two Gaussians in a readout histogram: the -1 and +1 populations of a cell.
 
-Fitted by binned Poisson maximum likelihood, done as iteratively reweighted least
-squares: weighting each bin by the *model* count (not the observed one, which is
-0 in the tails) and refitting until the weights stop changing gives exactly the
-Poisson likelihood's solution and its Fisher-information covariance. Bin contents
-are the Gaussian CDF differences over each bin, so wide bins cost no bias.
+Fitted by binned Poisson maximum likelihood: the Poisson deviance is minimized
+directly (as least squares on signed deviance residuals), and the covariance is
+the inverse Fisher information ``J^T diag(1/mu) J``. Not least squares on counts:
+empty tail bins would get zero weight (Neyman) or lone tail counts enormous
+weight (model-weighted), biasing widths. Bin contents are the Gaussian CDF
+differences over each bin, so wide bins cost no bias. A poor fit is retried from
+other starting splits and the best kept.
 
 Parameters: ``n0, mu0, sigma0`` and ``n1, mu1, sigma1`` (counts, mean, width of
 each population; ``mu0 < mu1``). Derived, with delta-method errors that include
@@ -17,10 +19,9 @@ threshold. ``chi2_reduced`` is the Poisson deviance per degree of freedom.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, brentq, curve_fit
+from scipy.optimize import brentq, least_squares
 from scipy.special import ndtr
 
 from labstack.fit.checks import residual_checks
@@ -63,53 +64,33 @@ def fit_two_gaussians(
     if k.size <= 6 + 2:
         return FitResult.failed(MODEL, f"{k.size} bins cannot fix 6 parameters")
 
-    p = _start(k, e)
-    if p is None:
+    first = _start(k, e)
+    if first is None:
         return FitResult.failed(MODEL, "histogram has a single population")
-
-    def model(edges: np.ndarray, *q: float) -> np.ndarray:
-        return binned_two_gaussians(edges, *q)
-
-    lo = [0.0, e[0], 1e-9, 0.0, e[0], 1e-9]
-    hi = [np.inf, e[-1], np.ptp(e), np.inf, e[-1], np.ptp(e)]
-    sigma = np.sqrt(np.maximum(k, 1.0))  # first pass: Neyman weights
-    pcov = None
-    for _ in range(max_iter):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            try:
-                q, pcov = curve_fit(
-                    model,
-                    e,
-                    k,
-                    p0=p,
-                    sigma=sigma,
-                    absolute_sigma=True,
-                    bounds=(lo, hi),
-                    maxfev=20000,
-                )
-            except (RuntimeError, ValueError) as exc:
-                return FitResult.failed(MODEL, f"{type(exc).__name__}: {exc}")
-        mu = np.maximum(model(e, *q), 1e-9)
-        # converged when no parameter moves by more than 1e-3 of its standard error
-        done = bool(np.all(np.abs(q - p) <= 1e-3 * np.sqrt(np.abs(np.diag(pcov)))))
-        p, sigma = q, np.sqrt(mu)
-        if done:
-            break
-    assert pcov is not None
+    best = _irls(k, e, first, max_iter)
+    if isinstance(best, str):
+        return FitResult.failed(MODEL, best)
+    if _deviance(k, binned_two_gaussians(e, *best[0])) > 2 * (k.size - 6) + 50:
+        # Poor fit: perhaps a local minimum. Try splits at other quantiles, keep the best.
+        for alt in _quantile_starts(k, e):
+            other = _irls(k, e, alt, max_iter)
+            if not isinstance(other, str) and _deviance(
+                k, binned_two_gaussians(e, *other[0])
+            ) < _deviance(k, binned_two_gaussians(e, *best[0])):
+                best = other
+    p, pcov = best
     if p[1] > p[4]:  # order populations by mean: 0 below 1
         order = [3, 4, 5, 0, 1, 2]
         p, pcov = p[order], pcov[np.ix_(order, order)]
     err = np.sqrt(np.diag(pcov)) if np.all(np.isfinite(pcov)) else np.full(6, np.inf)
     if not np.all(np.isfinite(err)) or min(p[0], p[3]) < 1.0:
         return FitResult.failed(MODEL, "one population is empty or undetermined")
-    mu = model(e, *p)
+    mu = binned_two_gaussians(e, *p)
     dof = k.size - 6
     pearson = (k - mu) / np.sqrt(np.maximum(mu, 1e-9))
     checks = residual_checks(pearson, dof)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = 2 * np.sum(mu - k + np.where(k > 0, k * np.log(k / np.maximum(mu, 1e-300)), 0.0))
-    checks["deviance"] = float(dev)
+    dev = _deviance(k, mu)
+    checks["deviance"] = dev
     fit = FitResult(
         model=MODEL,
         values=dict(zip(NAMES, map(float, p), strict=True)),
@@ -129,6 +110,78 @@ def fit_two_gaussians(
                 MODEL, f"{name}: densities do not cross between the means ({exc}); one population?"
             )
     return fit
+
+
+def _irls(
+    k: np.ndarray, e: np.ndarray, p: list[float], max_iter: int
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """Poisson ML from start ``p``: minimize the deviance directly, then Fisher covariance.
+
+    (Reweighted least squares reaches the same stationarity condition but can settle
+    on a spurious fixed point when a lone count sits where the model predicts ~0:
+    its 1/mu weight then dominates. The deviance has no such blow-up.)
+    """
+    lo = [0.0, e[0], 1e-9, 0.0, e[0], 1e-9]
+    hi = [np.inf, e[-1], np.ptp(e), np.inf, e[-1], np.ptp(e)]
+
+    def residuals(q: np.ndarray) -> np.ndarray:
+        mu = np.maximum(binned_two_gaussians(e, *q), 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = 2 * (mu - k + np.where(k > 0, k * np.log(k / mu), 0.0))
+        return np.sign(k - mu) * np.sqrt(np.maximum(d, 0.0))
+
+    x0 = np.clip(np.asarray(p, dtype=float), np.add(lo, 1e-12), hi)
+    try:
+        sol = least_squares(residuals, x0, bounds=(lo, hi), x_scale="jac", max_nfev=200 * max_iter)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if sol.status <= 0:
+        return f"no convergence: {sol.message}"
+    q = sol.x
+    mu = np.maximum(binned_two_gaussians(e, *q), 1e-12)
+    J = _jacobian(e, q)
+    try:
+        cov = np.linalg.inv((J / mu[:, None]).T @ J)
+    except np.linalg.LinAlgError:
+        return "singular Fisher information: a population is undetermined"
+    return q, cov
+
+
+def _jacobian(e: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """d(expected bin counts)/d(parameters), analytically."""
+    cols = []
+    for n, mu, s in (q[0:3], q[3:6]):
+        z = (e - mu) / s
+        pdf = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        cols += [np.diff(ndtr(z)), -n * np.diff(pdf) / s, -n * np.diff(pdf * z) / s]
+    return np.column_stack(cols)
+
+
+def _deviance(k: np.ndarray, mu: np.ndarray) -> float:
+    """Poisson deviance: twice the log-likelihood ratio to the saturated model."""
+    mu = np.maximum(mu, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(2 * np.sum(mu - k + np.where(k > 0, k * np.log(k / mu), 0.0)))
+
+
+def _quantile_starts(k: np.ndarray, e: np.ndarray) -> list[list[float]]:
+    """Starting values splitting the counts at their 25/50/75 % quantiles."""
+    c = 0.5 * (e[1:] + e[:-1])
+    cdf = np.cumsum(k) / k.sum()
+    width = float(np.min(np.diff(e)))
+    starts = []
+    for qtl in (0.25, 0.5, 0.75):
+        cut = c[min(int(np.searchsorted(cdf, qtl)), c.size - 2)] + 0.5 * width
+        lo, hi = c < cut, c >= cut
+        if k[lo].sum() == 0 or k[hi].sum() == 0:
+            continue
+        parts = []
+        for m in (lo, hi):
+            mean = float(np.sum(c[m] * k[m]) / k[m].sum())
+            var = float(np.sum(k[m] * (c[m] - mean) ** 2) / k[m].sum())
+            parts += [float(k[m].sum()), mean, math.sqrt(max(var, width**2))]
+        starts.append(parts)
+    return starts
 
 
 def _frac1(v: dict[str, float]) -> float:
