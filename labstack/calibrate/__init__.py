@@ -2,7 +2,38 @@
 
 See :mod:`labstack.calibrate.graph` for the algorithm, :mod:`labstack.calibrate.node`
 for how a node is written, and :mod:`labstack.calibrate.state` for the versioned
-calibration state on disk.
+calibration state on disk. A node module in ``calibrations/`` looks like::
+
+    NAME = "bias_transfer"
+    DEPENDS_ON = ("readout",)
+    TIMEOUT_S = 4 * 3600
+
+    @dataclass
+    class Parameters:
+        span_V: float = 0.3
+        tolerance_V: float = 0.002
+
+    def acquire(ctx, params, mode):            # Mode.CHECK: few points; CALIBRATE: full
+        return ctx.service("runner").run(...)  # a dataset with attrs["run_id"]
+
+    def fit(data, params):                     # pure: re-fit any stored dataset
+        return fit_each(per_cell(data), lambda d: fit_logistic(d.V, d.n_plus, d.shots))
+
+    def check(results, params, state):         # -> in_spec / out_of_spec / bad_data
+        return combine(FitQuality().judge(...), Tolerance(params.tolerance_V).judge(...))
+
+    def update(results, params):               # -> StateChange the engine records
+        change = StateChange()
+        for cell, f in results.items():
+            change.add_fit(f"cells.{cell}", f, {"V0": ("bias_offset_V", "V")})
+        return change
+
+and is run with::
+
+    ctx = Context.create(data_dir, station)    # clock from the station, state next to data
+    graph = CalibrationGraph(ctx)
+    graph.add_module(bias_transfer)
+    graph.calibrate_all()                      # cold chip: everything; again: only stale
 """
 
 from labstack.calibrate.change import StateChange, Update
