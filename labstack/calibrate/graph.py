@@ -123,6 +123,8 @@ class CalibrationGraph:
         self.strict_optimus = strict_optimus
         self._nodes: dict[str, Node] = {}
         self.log: list[LogEntry] = []
+        #: the fit results of the last calibrate / check_data of each node, for reports
+        self.results: dict[str, Any] = {}
         self._maintained: dict[str, bool] | None = None
         self._diagnosed: dict[str, bool] | None = None
         for node in nodes:
@@ -293,6 +295,7 @@ class CalibrationGraph:
         with self._guard("calibrate", name):
             data = node.acquire(self.context, node.params, Mode.CALIBRATE)
             results = node.fit(data, node.params)
+            self.results[name] = results
             change = node.update(results, node.params)
             if not isinstance(change, StateChange):
                 raise TypeError(
