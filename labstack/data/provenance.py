@@ -14,8 +14,9 @@ from pathlib import Path
 PACKAGES = ("labstack", "qcodes", "numpy", "xarray", "zarr", "pyvisa")
 
 
+@functools.cache
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """Installed version of each package (``"not installed"`` where absent)."""
+    """Installed version of each package (``"not installed"`` where absent); cached."""
     out = {}
     for pkg in packages:
         try:

@@ -89,6 +89,7 @@ class Variable:
         self.buffer: np.ndarray | None = None
         self.base = 0  # flat index of buffer[0]
         self.count = 0  # points in the buffer
+        self.limit = 0  # buffer points at which to write: a chunk, or what is left
         self.flushed = 0  # of which already written
         self.total = math.prod(sweep_shape)
 
@@ -128,25 +129,25 @@ class Variable:
         )
         self.inner_shape = inner_shape
         self.capacity = math.prod(chunks)
+        self.limit = min(self.capacity, self.total - self.base)
         self.buffer = np.empty((self.capacity, *inner_shape), dtype=value.dtype)
 
     def append(self, value: Any) -> None:
         """Add the next point (in C order of the sweep dims)."""
         if self.buffer is None:
             self._create(np.asarray(value))
-        buf = self.buffer
-        assert buf is not None
         if self.inner_shape and np.shape(value) != self.inner_shape:
             raise ValueError(
                 f"variable {self.name!r}: point {self.base + self.count} has shape "
                 f"{np.shape(value)}, earlier points had {self.inner_shape}"
             )
-        buf[self.count] = value
+        self.buffer[self.count] = value  # type: ignore[index]
         self.count += 1
-        if self.count == self.capacity or self.base + self.count == self.total:
+        if self.count == self.limit:
             self.flush()
             self.base += self.count
             self.count = self.flushed = 0
+            self.limit = min(self.capacity, self.total - self.base)
 
     def flush(self) -> None:
         """Write buffered points not yet on disk."""
@@ -200,7 +201,8 @@ class RunWriter:
             except FileExistsError:
                 continue
         self.group = zarr.open_group(self.path / STORE_NAME, mode="w-", zarr_format=ZARR_FORMAT)
-        self.group.attrs.update({"run_id": self.id, **dict(attrs or {})})
+        # one metadata write (attrs.update would rewrite .zattrs once per key)
+        self.group.update_attributes({"run_id": self.id, **dict(attrs or {})})
         self.variables: dict[str, Variable] = {}
         self._dims: dict[str, tuple[int, str]] = {}
         self.info: dict[str, Any] = {
@@ -304,7 +306,7 @@ class RunWriter:
             final["status"] = status
             if error is not None:
                 final["error"] = error
-            self.group.attrs.update(final)
+            self.group.update_attributes(final)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 zarr.consolidate_metadata(self.group.store)

@@ -167,23 +167,28 @@ class _Compiler:
         if len(setters) == 1:
             setter = setters[0]
 
-            def apply(row: Any) -> None:
-                setter(row)
+            def sweep() -> None:
+                for value in rows:
+                    setter(value)
+                    if settle:
+                        sleep(settle)
+                    stamp(now() - t0)
+                    if body is not None:
+                        body()
+                    tick(points)
+
         else:
 
-            def apply(row: Any) -> None:
-                for s, v in zip(setters, row, strict=True):
-                    s(v)
-
-        def sweep() -> None:
-            for row in rows:
-                apply(row)
-                if settle:
-                    sleep(settle)
-                stamp(now() - t0)
-                if body is not None:
-                    body()
-                tick(points)
+            def sweep() -> None:
+                for row in rows:
+                    for s, v in zip(setters, row, strict=True):
+                        s(v)
+                    if settle:
+                        sleep(settle)
+                    stamp(now() - t0)
+                    if body is not None:
+                        body()
+                    tick(points)
 
         return sweep
 
