@@ -81,7 +81,7 @@ def calibrate_station(
     graph = build_graph(ctx, names)
     status = graph.calibrate_all(force=force)
     modules = routines()
-    calibrated = sorted({e.node for e in graph.calls("calibrate")})
+    calibrated = sorted(set(graph.calls("calibrate")))
     tables: dict[str, str] = {}
     flagged: dict[str, list[str]] = {}
     for name, results in graph.results.items():
