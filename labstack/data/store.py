@@ -33,7 +33,7 @@ import socket
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import zarr
@@ -49,7 +49,7 @@ from labstack.data.runs import (
     write_json_atomic,
 )
 
-ZARR_FORMAT = 2
+ZARR_FORMAT: Final = 2
 STAGING_NAME = ".staging.zarr"
 DEFAULT_FLUSH_EVERY = 10_000
 DEFAULT_CHUNK_BYTES = 32 * 2**20
@@ -239,7 +239,7 @@ class RunWriter:
     def _create_array(self, name: str, **kwargs: Any) -> Any:
         """Create array ``name`` in staging, then move it into the store atomically."""
         if self._staging is None:
-            self._staging = zarr.open_group(self.path / STAGING_NAME, mode="w", zarr_format=2)
+            self._staging = zarr.open_group(self.path / STAGING_NAME, mode="w", zarr_format=ZARR_FORMAT)
         self._staging.create_array(name, **kwargs)
         os.rename(self.path / STAGING_NAME / name, self.path / STORE_NAME / name)
         return zarr.open_array(self.group.store, path=name, mode="r+")
