@@ -239,7 +239,9 @@ class RunWriter:
     def _create_array(self, name: str, **kwargs: Any) -> Any:
         """Create array ``name`` in staging, then move it into the store atomically."""
         if self._staging is None:
-            self._staging = zarr.open_group(self.path / STAGING_NAME, mode="w", zarr_format=ZARR_FORMAT)
+            self._staging = zarr.open_group(
+                self.path / STAGING_NAME, mode="w", zarr_format=ZARR_FORMAT
+            )
         self._staging.create_array(name, **kwargs)
         os.rename(self.path / STAGING_NAME / name, self.path / STORE_NAME / name)
         return zarr.open_array(self.group.store, path=name, mode="r+")
