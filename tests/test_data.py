@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -193,3 +194,25 @@ def test_import_qcodes_dataset(tmp_path):
     assert ds.attrs["qcodes_exp_name"] == "exp" and ds.attrs["run_id"] == run.id
     assert ds.attrs["start_utc"][:4].isdigit()
     assert [r.id for r in list_runs(tmp_path)] == [run.id]
+
+
+def test_arrays_appear_in_the_store_whole(tmp_path):
+    """A kill while a variable is being created leaves at most a staging leftover
+    outside the store; every array inside has its dimension names."""
+    w = RunWriter("half", data_dir=tmp_path)
+    w.add_coord("x", ("x",), np.arange(3))
+    a = w.add_variable("a", (("x", 3),))
+    for i in range(3):
+        a.append(float(i))
+    w.flush()
+    store = w.path / "data.zarr"
+    for entry in store.iterdir():
+        if entry.is_dir():
+            assert "_ARRAY_DIMENSIONS" in json.loads((entry / ".zattrs").read_text())
+    # as if SIGKILL struck between writing .zarray and .zattrs of a new variable
+    (w.path / ".staging.zarr" / "b").mkdir()
+    (w.path / ".staging.zarr" / "b" / ".zarray").write_text((store / "a" / ".zarray").read_text())
+    ds = load_run(w.id, tmp_path).dataset()
+    assert "b" not in ds and list(ds["a"].values) == [0.0, 1.0, 2.0]
+    w.close("completed")
+    assert not (w.path / ".staging.zarr").exists()

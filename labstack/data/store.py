@@ -7,6 +7,10 @@ Crash-safety rests on three facts:
   points arrive; only chunk files change during the run;
 * zarr's LocalStore writes every file to a temporary name and renames it into place,
   so a chunk file is either the old or the new version, never half of one;
+* a new array (``.zarray`` and ``.zattrs``) is created in a staging group next to the
+  store and its directory renamed into the store in one step, so a reader or a kill
+  never meets an array without its dimension names (xarray would refuse the whole
+  store);
 * ``run.json`` is replaced atomically too.
 
 A SIGKILL at any instant therefore leaves a store that opens and holds every point
@@ -24,11 +28,12 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import zarr
@@ -44,7 +49,8 @@ from labstack.data.runs import (
     write_json_atomic,
 )
 
-ZARR_FORMAT = 2
+ZARR_FORMAT: Final = 2
+STAGING_NAME = ".staging.zarr"
 DEFAULT_FLUSH_EVERY = 10_000
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 
@@ -119,7 +125,7 @@ class Variable:
         if inner_shape and point_bytes > chunk_bytes:
             row = point_bytes // inner_shape[0]
             inner_chunks[0] = max(1, chunk_bytes // max(1, row))
-        self.array = self.writer.group.create_array(
+        self.array = self.writer._create_array(
             self.name,
             shape=self.sweep_shape + inner_shape,
             chunks=chunks + tuple(inner_chunks),
@@ -204,6 +210,7 @@ class RunWriter:
         # one metadata write (attrs.update would rewrite .zattrs once per key)
         self.group.update_attributes({"run_id": self.id, **dict(attrs or {})})
         self.variables: dict[str, Variable] = {}
+        self._staging: Any = None
         self._dims: dict[str, tuple[int, str]] = {}
         self.info: dict[str, Any] = {
             "format": RUN_FORMAT,
@@ -229,6 +236,16 @@ class RunWriter:
         self.info.update(fields)
         self._write_info()
 
+    def _create_array(self, name: str, **kwargs: Any) -> Any:
+        """Create array ``name`` in staging, then move it into the store atomically."""
+        if self._staging is None:
+            self._staging = zarr.open_group(
+                self.path / STAGING_NAME, mode="w", zarr_format=ZARR_FORMAT
+            )
+        self._staging.create_array(name, **kwargs)
+        os.rename(self.path / STAGING_NAME / name, self.path / STORE_NAME / name)
+        return zarr.open_array(self.group.store, path=name, mode="r+")
+
     def _claim_dim(self, dim: str, size: int, who: str) -> None:
         have = self._dims.get(dim)
         if have is not None and have[0] != size:
@@ -252,7 +269,7 @@ class RunWriter:
             self._claim_dim(dim, size, name)
         if name in self.group:
             raise ValueError(f"{name!r} is already in the run's dataset")
-        z = self.group.create_array(
+        z = self._create_array(
             name,
             shape=arr.shape,
             chunks=arr.shape or None,
@@ -310,6 +327,8 @@ class RunWriter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 zarr.consolidate_metadata(self.group.store)
+            if self._staging is not None:
+                shutil.rmtree(self.path / STAGING_NAME, ignore_errors=True)
             self.info.update(info)
             self.info["status"] = status
             if error is not None:
