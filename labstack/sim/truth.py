@@ -205,7 +205,7 @@ class GroundTruth:
         couplers = Couplers(
             pairs=pairs,
             kappa_K_per_V=rng.normal(0.05, 0.005, len(pairs)),
-            vc0_V=rng.normal(0.0, 0.05, len(pairs)),
+            vc0_V=rng.normal(0.0, 0.01, len(pairs)),  # near-zero idle coupling at 0 V
         )
         return cls(
             n_cells=n,

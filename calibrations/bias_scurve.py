@@ -1,0 +1,204 @@
+"""Bias transfer: each cell's S-curve P(+1) vs bias voltage -> offset V0 and width w.
+
+An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))`` with
+``w = T_eff / (2 alpha)``. All bias lines step together through the same voltages
+(couplers held at 0 V); at each point the sampler takes ``n_samples`` readings of
+every cell. Readings are thresholded per cell halfway between the two readout
+levels; the misassignment rate ``e`` that the amplifier noise causes is estimated
+from the same two-level fit and folded into the model,
+``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not narrow the
+curve. Binomial errors use the effective number of independent samples from
+each point's lag-1 autocorrelation, so slow cells get honestly larger errors.
+
+A cell whose readings never show two levels is flagged ``no_switching`` (dead or
+stuck); a cell whose fit fails or lands outside the swept range is flagged
+``fit_failed``. Flags never stop the other cells.
+
+Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
+:func:`fit` (dataset -> results, no instrument: re-fit any stored run) and
+:func:`update` (results -> calibration-state entries).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import optimize, special
+
+from labstack.fit import FitResult
+
+NAME = "bias_scurve"
+
+
+@dataclass
+class Parameters:
+    v_start: float = -1.0
+    v_stop: float = 1.0
+    n_points: int = 61
+    n_samples: int = 4000
+    sample_rate_Hz: float = 50e3
+    settle_s: float = 1e-3
+
+
+@dataclass
+class CellResult:
+    cell: int
+    fit: FitResult
+    flag: str = ""  # "" (good), "no_switching", "fit_failed"
+    threshold_V: float = math.nan
+    misassignment: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        return not self.flag and self.fit.success
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(station: Any, params: Parameters, *, data_dir: Any = None, progress: bool = True, metadata: dict | None = None) -> Any:
+    """Sweep every bias line together and sample every cell; returns the stored run."""
+    from labstack.measure import Read, Sweep, run_sequence
+
+    from labstack.station import find_parameter, layout_of
+
+    layout = layout_of(station)
+    sampler = station.components[layout.readout]
+    sampler.sample_rate(params.sample_rate_Hz)
+    sampler.n_samples(params.n_samples)
+    for name in layout.couplers:
+        find_parameter(station, name).set(0.0)
+    volts = np.linspace(params.v_start, params.v_stop, params.n_points)
+    sequence = Sweep(
+        "bias",
+        {name: volts for name in layout.bias},
+        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        settle=params.settle_s,
+        coord=volts,
+    )
+    meta = {"calibration": NAME, "parameters": asdict(params), **(metadata or {})}
+    return run_sequence(sequence, station, name=NAME, data_dir=data_dir, metadata=meta, progress=progress)
+
+
+# ----------------------------------------------------------------------- fit
+def logistic(v: np.ndarray, v0: float, w: float) -> np.ndarray:
+    return special.expit((v - v0) / w)
+
+
+def two_level_threshold(values: np.ndarray) -> tuple[float, float, float, float]:
+    """Split readings into two levels (1-D k-means); (threshold, low, high, noise rms)."""
+    lo, hi = np.percentile(values, [2, 98])
+    for _ in range(50):
+        threshold = 0.5 * (lo + hi)
+        below, above = values[values <= threshold], values[values > threshold]
+        if below.size == 0 or above.size == 0:
+            break
+        new_lo, new_hi = float(below.mean()), float(above.mean())
+        if np.isclose(new_lo, lo) and np.isclose(new_hi, hi):
+            lo, hi = new_lo, new_hi
+            break
+        lo, hi = new_lo, new_hi
+    threshold = 0.5 * (lo + hi)
+    below, above = values[values <= threshold], values[values > threshold]
+    spread = np.sqrt(
+        (np.sum((below - lo) ** 2) + np.sum((above - hi) ** 2)) / max(values.size - 2, 1)
+    )
+    return threshold, lo, hi, float(spread)
+
+
+def effective_count(states: np.ndarray) -> np.ndarray:
+    """Independent samples per row of a (points, samples) 0/1 array from lag-1 autocorrelation."""
+    n = states.shape[-1]
+    x = states - states.mean(axis=-1, keepdims=True)
+    var = (x**2).mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (x[..., 1:] * x[..., :-1]).mean(axis=-1) / var
+    rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)
+    return n * (1 - rho) / (1 + rho)
+
+
+def fit_cell(volts: np.ndarray, readings: np.ndarray, cell: int = 0) -> CellResult:
+    """Fit one cell from its readings (points, samples)."""
+    threshold, lo, hi, noise = two_level_threshold(readings.ravel())
+    separation = (hi - lo) / noise if noise > 0 else 0.0
+    states = (readings > threshold).astype(np.float64)
+    p = states.mean(axis=1)
+    if separation < 4.0 or p.max() - p.min() < 0.5:
+        return CellResult(
+            cell,
+            FitResult.failed("logistic", f"no switching: levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"),
+            flag="no_switching",
+            threshold_V=threshold,
+        )
+    e = float(special.ndtr(-separation / 2))  # each level's tail past the midpoint
+    n_eff = effective_count(states)
+    k = p * n_eff
+    p_err = np.sqrt((k + 0.5) * (n_eff - k + 0.5) / (n_eff + 1) ** 3)  # binomial, never zero
+
+    def model(v: np.ndarray, v0: float, w: float) -> np.ndarray:
+        return e + (1 - 2 * e) * logistic(v, v0, w)
+
+    v0_guess = float(volts[np.argmin(np.abs(p - 0.5))])
+    rising = volts[(p > 0.16) & (p < 0.84)]
+    w_guess = max(float(np.ptp(rising)) / 4 if rising.size > 1 else np.diff(volts).mean(), 1e-4)
+    span = float(volts.max() - volts.min())
+    try:
+        popt, pcov = optimize.curve_fit(
+            model, volts, p, p0=[v0_guess, w_guess], sigma=p_err, absolute_sigma=True,
+            bounds=([volts.min() - span, 1e-6], [volts.max() + span, span]),
+        )
+    except (RuntimeError, ValueError) as exc:
+        return CellResult(cell, FitResult.failed("logistic", f"fit did not converge: {exc}"), flag="fit_failed", threshold_V=threshold, misassignment=e)
+    residual = (p - model(volts, *popt)) / p_err
+    dof = len(volts) - 2
+    chi2 = float(np.sum(residual**2) / dof)
+    errors = np.sqrt(np.diag(pcov))
+    fit = FitResult(
+        model="logistic",
+        values={"v0_V": float(popt[0]), "width_V": float(popt[1])},
+        stderr={"v0_V": float(errors[0]), "width_V": float(errors[1])},
+        chi2_reduced=chi2,
+        dof=dof,
+        extra={"p": p.tolist(), "p_err": p_err.tolist(), "readout_levels_V": [lo, hi], "noise_V": noise},
+    )
+    flag = ""
+    if not volts.min() <= popt[0] <= volts.max():
+        fit.success, fit.message, flag = False, f"V0 {popt[0]:.3f} V outside the swept range", "fit_failed"
+    return CellResult(cell, fit, flag=flag, threshold_V=threshold, misassignment=e)
+
+
+def fit(dataset: xr.Dataset) -> list[CellResult]:
+    """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
+    samples = dataset["samples"].transpose("cell", "bias", "sample").values
+    volts = dataset["bias"].values
+    return [fit_cell(volts, samples[i], cell=i) for i in range(samples.shape[0])]
+
+
+# -------------------------------------------------------------------- update
+def update(results: list[CellResult]) -> dict[str, dict[str, Any]]:
+    """Calibration-state entries: ``cells.<i>.bias_offset_V`` and ``cells.<i>.scurve_width_V``."""
+    entries: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for key, name in (("v0_V", "bias_offset_V"), ("width_V", "scurve_width_V")):
+            entries[f"cells.{r.cell}.{name}"] = {
+                "value": r.fit.values.get(key, math.nan),
+                "stderr": r.fit.stderr.get(key, math.nan),
+                "valid": r.ok,
+                "flag": r.flag,
+            }
+    return entries
+
+
+def table(results: list[CellResult]) -> str:
+    """A readable per-cell table."""
+    lines = [f"{'cell':>4}  {'V0 (mV)':>16}  {'width (mV)':>15}  {'chi2_red':>8}  status"]
+    for r in results:
+        if r.fit.success:
+            v0, dv0 = r.fit["v0_V"] * 1e3, r.fit.error("v0_V") * 1e3
+            w, dw = r.fit["width_V"] * 1e3, r.fit.error("width_V") * 1e3
+            lines.append(f"{r.cell:>4}  {v0:>8.2f} ± {dv0:<5.2f}  {w:>7.2f} ± {dw:<5.2f}  {r.fit.chi2_reduced:>8.2f}  {r.flag or 'ok'}")
+        else:
+            lines.append(f"{r.cell:>4}  {'—':>16}  {'—':>15}  {'—':>8}  {r.flag}: {r.fit.message}")
+    return "\n".join(lines)

@@ -1,0 +1,40 @@
+"""QCoDeS driver for the virtual lab's clock: the station clock of a virtual station.
+
+It implements :class:`labstack.clock.Clock` over SCPI, so waiting for a fridge
+to settle on the virtual lab advances simulated time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from qcodes.instrument import VisaInstrument
+from qcodes.parameters import Parameter
+
+
+class VirtualLabClock(VisaInstrument):
+    """Simulated time of a ``@labstack`` virtual lab."""
+
+    default_terminator = "\n"
+    is_virtual = True
+
+    def __init__(self, name: str, address: str, **kwargs: Any) -> None:
+        super().__init__(name, address, **kwargs)
+        self.time: Parameter = self.add_parameter(
+            "time", label="Simulated time", unit="s", get_cmd="CLOC:TIME?", get_parser=float
+        )
+        self.seed: Parameter = self.add_parameter("seed", label="Chip seed", get_cmd="LAB:SEED?", get_parser=int)
+        self.connect_message()
+
+    def now(self) -> float:
+        return float(self.ask("CLOC:TIME?"))
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"cannot sleep a negative time ({seconds} s)")
+        if seconds > 0:
+            self.write(f"CLOC:ADV {seconds!r}")
+
+    def utcnow(self) -> datetime:
+        return datetime.fromisoformat(self.ask("CLOC:UTC?"))

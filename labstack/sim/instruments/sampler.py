@@ -1,0 +1,102 @@
+"""A virtual FPGA sampler behind the amplifier chain: one channel per cell.
+
+SCPI (our own instrument; its QCoDeS driver is ``labstack.drivers.sampler``)::
+
+    SAMPle:CELLs:COUNt?            number of cell channels
+    SAMPle:RATE <Hz> / ?           sample rate, 1 Hz .. 10 MHz
+    SAMPle:COUNt <n> / ?           samples per cell per acquisition, 1 .. 2**22
+    INITiate                       take one acquisition (time passes: COUNt / RATE)
+    FETCh?                         last acquisition, IEEE 488.2 binary block of
+                                   little-endian float32, sample-major
+                                   (n_samples x n_cells) volts
+    READ?                          INITiate then FETCh?
+    FORMat:DATA? / FORMat:DATA REAL,32
+
+Acquisitions larger than 2**26 values are refused (-223 Too much data), as a
+real FPGA's memory would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labstack.sim.instruments.scpi import (
+    ScpiDevice,
+    ScpiError,
+    bad_parameter,
+    binary_block,
+    out_of_range,
+    parse_float,
+    scpi,
+)
+from labstack.sim.lab import VirtualLab
+
+MAX_RATE_HZ = 10e6
+MAX_SAMPLES = 2**22
+MAX_VALUES = 2**26
+
+
+class VirtualSampler(ScpiDevice):
+    idn = "labstack,VSAMPLER-1,0001,1.0"
+
+    def __init__(self, lab: VirtualLab) -> None:
+        super().__init__()
+        self.lab = lab
+        self.reset()
+
+    def reset(self) -> None:
+        self.rate = 50e3
+        self.count = 1000
+        self.data: np.ndarray | None = None
+
+    @scpi(r"SAMP(?:LE)?:CELL(?:S)?:COUN(?:T)?\?")
+    def cell_count(self) -> str:
+        return str(self.lab.truth.n_cells)
+
+    @scpi(r"SAMP(?:LE)?:RATE (\S+)")
+    def set_rate(self, value: str) -> None:
+        rate = parse_float(value)
+        if not 1.0 <= rate <= MAX_RATE_HZ:
+            raise out_of_range(f"rate {rate} Hz outside 1 Hz .. {MAX_RATE_HZ:g} Hz")
+        self.rate = rate
+
+    @scpi(r"SAMP(?:LE)?:RATE\?")
+    def get_rate(self) -> str:
+        return f"{self.rate:.9g}"
+
+    @scpi(r"SAMP(?:LE)?:COUN(?:T)? (\S+)")
+    def set_count(self, value: str) -> None:
+        count = int(parse_float(value))
+        if not 1 <= count <= MAX_SAMPLES:
+            raise out_of_range(f"count {count} outside 1 .. {MAX_SAMPLES}")
+        self.count = count
+
+    @scpi(r"SAMP(?:LE)?:COUN(?:T)?\?")
+    def get_count(self) -> str:
+        return str(self.count)
+
+    @scpi(r"FORM(?:AT)?(?::DATA)?\?")
+    def get_format(self) -> str:
+        return "REAL,32"
+
+    @scpi(r"FORM(?:AT)?(?::DATA)? (\S+)")
+    def set_format(self, value: str) -> None:
+        if value.replace(" ", "").upper() not in ("REAL,32", "REAL"):
+            raise bad_parameter(f"format {value}; only REAL,32")
+
+    @scpi(r"INIT(?:IATE)?(?::IMM(?:EDIATE)?)?")
+    def initiate(self) -> None:
+        if self.count * self.lab.truth.n_cells > MAX_VALUES:
+            raise ScpiError(-223, "Too much data")
+        self.data = self.lab.acquire(self.count, 1.0 / self.rate)
+
+    @scpi(r"FETC(?:H)?\?")
+    def fetch(self) -> bytes:
+        if self.data is None:
+            raise ScpiError(-230, "Data corrupt or stale; no acquisition")
+        return binary_block(self.data.astype("<f4").tobytes())
+
+    @scpi(r"READ\?")
+    def read(self) -> bytes:
+        self.initiate()
+        return self.fetch()

@@ -1,0 +1,189 @@
+"""A small SCPI message engine for the virtual instruments.
+
+Handlers are methods decorated with :func:`scpi` and a regular expression over
+the command header (matched case-insensitively against the whole command); the
+regex groups become the handler's arguments. A message may hold several
+commands separated by ``;``. Errors go to the instrument's error queue as real
+instruments do (``-113,"Undefined header"`` for an unknown command,
+``-222,"Data out of range"`` for a bad value) and are read back with
+``SYST:ERR?`` / ``SYST:ERR:ALL?``; a query that fails produces no answer, so the
+host sees a timeout, again as with hardware.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+Response = str | bytes | None
+
+
+class ScpiError(Exception):
+    """An SCPI error with its standard code (e.g. -222 Data out of range)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f'{code},"{message}"')
+        self.code = code
+        self.message = message
+
+
+def undefined_header() -> ScpiError:
+    return ScpiError(-113, "Undefined header")
+
+
+def out_of_range(detail: str = "") -> ScpiError:
+    return ScpiError(-222, "Data out of range" + (f"; {detail}" if detail else ""))
+
+
+def bad_parameter(detail: str = "") -> ScpiError:
+    return ScpiError(-224, "Illegal parameter value" + (f"; {detail}" if detail else ""))
+
+
+def scpi(pattern: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Mark a method as the handler of commands matching ``pattern``."""
+
+    def mark(func: Callable[..., Response]) -> Callable[..., Response]:
+        func._scpi_patterns = (*getattr(func, "_scpi_patterns", ()), pattern)  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ScpiError(-104, f"Data type error; {text!r} is not a number") from None
+
+
+def binary_block(payload: bytes) -> bytes:
+    """IEEE 488.2 definite-length arbitrary block: ``#<n><length><payload>``."""
+    length = str(len(payload))
+    return b"#" + str(len(length)).encode() + length.encode() + payload
+
+
+class ScpiDevice:
+    """Base of the virtual instruments: dispatch, error queue, IEEE 488.2 common commands."""
+
+    idn: str = "labstack,virtual,0,0"
+    write_termination: str = "\n"
+    read_termination: str = "\n"
+
+    _handlers: list[tuple[re.Pattern[str], str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: list[tuple[re.Pattern[str], str]] = []
+        for klass in reversed(cls.__mro__):
+            for name, member in vars(klass).items():
+                for pattern in getattr(member, "_scpi_patterns", ()):
+                    handlers.append((re.compile(pattern + r"\Z", re.IGNORECASE), name))
+        cls._handlers = handlers
+
+    def __init__(self) -> None:
+        self.errors: deque[ScpiError] = deque(maxlen=100)
+        self.log: list[str] | None = None  # set to a list to record every command
+
+    # ------------------------------------------------------------------ engine
+    def handle(self, message: str) -> bytes | None:
+        """Process one message; return the response bytes (terminated) or None."""
+        answers: list[bytes] = []
+        for command in _split_commands(message):
+            if self.log is not None:
+                self.log.append(command)
+            try:
+                answer = self._dispatch(command)
+            except ScpiError as err:
+                self.errors.append(err)
+                if command.rstrip().split(" ")[0].endswith("?"):
+                    return None  # a failed query gives no answer: the host times out
+                continue
+            if answer is not None:
+                answers.append(answer if isinstance(answer, bytes) else answer.encode())
+        if not answers:
+            return None
+        return b";".join(answers) + self.read_termination.encode()
+
+    def _dispatch(self, command: str) -> Response:
+        command = command.strip()
+        header, _, args = command.partition(" ")
+        text = header + (" " + args.strip() if args.strip() else "")
+        for regex, name in self._handlers:
+            match = regex.match(text)
+            if match:
+                return getattr(self, name)(*match.groups())
+        raise undefined_header()
+
+    # ------------------------------------------------------- common commands
+    @scpi(r"\*IDN\?")
+    def _idn(self) -> str:
+        return self.idn
+
+    @scpi(r"\*CLS")
+    def _cls(self) -> None:
+        self.errors.clear()
+
+    @scpi(r"\*RST")
+    def _rst(self) -> None:
+        self.reset()
+
+    @scpi(r"\*OPC\?")
+    def _opc(self) -> str:
+        return "1"
+
+    @scpi(r"\*STB\?")
+    def _stb(self) -> str:
+        return "4" if self.errors else "0"
+
+    @scpi(r"\*ESR\?")
+    def _esr(self) -> str:
+        return "0"
+
+    @scpi(r"\*TRG")
+    def _trg(self) -> None:
+        return None
+
+    @scpi(r"SYST(?:EM)?:ERR(?:OR)?(?::NEXT)?\?")
+    def _error_next(self) -> str:
+        if not self.errors:
+            return '0,"No error"'
+        return str(self.errors.popleft())
+
+    @scpi(r"SYST(?:EM)?:ERR(?:OR)?:ALL\?")
+    def _error_all(self) -> str:
+        if not self.errors:
+            return '0,"No error"'
+        text = ",".join(str(e) for e in self.errors)
+        self.errors.clear()
+        return text
+
+    @scpi(r"SYST(?:EM)?:ERR(?:OR)?:COUN(?:T)?\?")
+    def _error_count(self) -> str:
+        return str(len(self.errors))
+
+    def reset(self) -> None:
+        """Return to power-on state; instruments override."""
+
+
+def _split_commands(message: str) -> list[str]:
+    """Split on ``;`` outside quotes; drop empty pieces."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    for ch in message:
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+            current.append(ch)
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]

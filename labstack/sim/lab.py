@@ -1,0 +1,208 @@
+"""The virtual lab: chip, readout chain and cryostat on one virtual clock, wired to DACs.
+
+Pure physics and bookkeeping; the SCPI instruments in
+:mod:`labstack.sim.instruments` are thin adapters over this object.
+
+Wiring (fixed, so that station files can name it): bias line of cell ``i`` on
+DAC ``i // 24 + 1`` channel ``i % 24 + 1``; couplers on the DACs after the bias
+DACs, coupler ``k`` on channel ``k % 24 + 1`` of DAC ``n_bias_dacs + k // 24 + 1``.
+DACs are numbered from 1 (``qdac1``, ``qdac2``, ...).
+
+Time passes only through :meth:`VirtualLab.sleep` and acquisitions; the cells
+are brought up to date lazily (before any field change and before sampling), so
+setting 64 DAC channels costs no physics until something is measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from labstack.clock import VirtualClock
+from labstack.sim.cryostat import Cryostat
+from labstack.sim.dynamics import CellEnsemble, CouplingGraph
+from labstack.sim.readout import ReadoutChain
+from labstack.sim.truth import GroundTruth, GroundTruthError
+
+DAC_CHANNELS = 24
+DEFAULT_SEED = 1234
+DEFAULT_CELLS = 16
+
+
+@dataclass(frozen=True)
+class Wiring:
+    n_cells: int
+    n_couplers: int
+
+    @property
+    def n_bias_dacs(self) -> int:
+        return max(1, -(-self.n_cells // DAC_CHANNELS))
+
+    @property
+    def n_coupler_dacs(self) -> int:
+        return -(-self.n_couplers // DAC_CHANNELS)
+
+    @property
+    def n_dacs(self) -> int:
+        return self.n_bias_dacs + self.n_coupler_dacs
+
+    def bias_line(self, cell: int) -> tuple[int, int]:
+        """(dac number from 1, channel from 1) of a cell's bias."""
+        return cell // DAC_CHANNELS + 1, cell % DAC_CHANNELS + 1
+
+    def coupler_line(self, k: int) -> tuple[int, int]:
+        return self.n_bias_dacs + k // DAC_CHANNELS + 1, k % DAC_CHANNELS + 1
+
+    def target(self, dac: int, channel: int) -> tuple[str, int] | None:
+        """What a DAC channel drives: ("bias", cell), ("coupler", k) or None (unwired)."""
+        index = (dac - 1) * DAC_CHANNELS + (channel - 1)
+        if dac <= self.n_bias_dacs:
+            return ("bias", index) if index < self.n_cells else None
+        k = index - self.n_bias_dacs * DAC_CHANNELS
+        return ("coupler", k) if k < self.n_couplers else None
+
+
+class VirtualLab:
+    """Everything the simulator knows. ``truth`` is hidden from calibrations."""
+
+    #: longest stretch of time integrated at fixed temperature before re-reading the fridge
+    THERMAL_CHUNK_S = 5.0
+
+    def __init__(self, truth: GroundTruth, seed: int | None = None) -> None:
+        self.truth = truth
+        self.seed = seed if seed is not None else (truth.seed if truth.seed is not None else 0)
+        streams = np.random.SeedSequence(self.seed).spawn(4)
+        self.clock = VirtualClock()
+        self.cells = CellEnsemble(
+            truth.cells.gamma0_Hz,
+            truth.cells.barrier_K,
+            truth.cells.stuck,
+            np.random.default_rng(streams[0]),
+        )
+        self.readout = ReadoutChain(truth.cells, truth.amplifier, np.random.default_rng(streams[1]))
+        self.cryostat = Cryostat(truth.cryostat, np.random.default_rng(streams[2]))
+        self.instrument_rng = np.random.default_rng(streams[3])
+        n_couplers = truth.couplers.n if truth.couplers is not None else 0
+        self.wiring = Wiring(truth.n_cells, n_couplers)
+        self.bias_V = np.zeros(truth.n_cells)
+        self.coupler_V = np.zeros(n_couplers)
+        self._graph: CouplingGraph | None = None
+        self._graph_dirty = True
+        self._cells_time = 0.0
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_description(cls, description: str) -> VirtualLab:
+        """Build a lab from the part of a VISA library path before ``@labstack``.
+
+        ``""`` is the default chip (seed 1234, 16 cells, chain); a path to a
+        ``.json`` ground-truth file loads that chip; otherwise comma-separated
+        ``key=value`` pairs among ``seed``, ``cells``, ``topology``, ``dead``
+        (fraction), ``stuck`` (fraction), ``crosstalk``, and ``instance``, a free
+        label that makes a separate lab of the same chip (PyVISA shares one lab
+        per description string).
+        """
+        text = description.strip()
+        if text.endswith(".json"):
+            truth = GroundTruth.load(Path(text))
+            return cls(truth)
+        options: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
+            options[key.strip()] = value.strip()
+        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance"}
+        unknown = set(options) - allowed
+        if unknown:
+            raise GroundTruthError(
+                f"virtual lab description {text!r}: unknown key(s) {sorted(unknown)}; use {sorted(allowed)}"
+            )
+        seed = int(options.get("seed", DEFAULT_SEED))
+        truth = GroundTruth.from_seed(
+            seed,
+            int(options.get("cells", DEFAULT_CELLS)),
+            options.get("topology", "chain"),
+            dead_fraction=float(options.get("dead", 0.0)),
+            stuck_fraction=float(options.get("stuck", 0.0)),
+            crosstalk=float(options.get("crosstalk", 0.0)),
+        )
+        return cls(truth, seed=seed)
+
+    # ----------------------------------------------------------------- physics
+    def fields(self) -> np.ndarray:
+        """External field h_i in kelvin from the bias voltages (crosstalk included)."""
+        c = self.truth.cells
+        h = c.alpha_K_per_V * (self.bias_V - c.v0_V)
+        if self.truth.crosstalk_K_per_V is not None:
+            h = h + self.truth.crosstalk_K_per_V @ self.bias_V
+        return h
+
+    def coupling_graph(self) -> CouplingGraph | None:
+        cp = self.truth.couplers
+        if cp is None or cp.n == 0:
+            return None
+        if self._graph_dirty:
+            j = cp.kappa_K_per_V * (self.coupler_V - cp.vc0_V)
+            self._graph = CouplingGraph.build(self.truth.n_cells, cp.pairs, j)
+            self._graph_dirty = False
+        return self._graph
+
+    def t_eff(self) -> float:
+        return self.truth.noise.t_eff(self.cryostat.t_chip)
+
+    def _catch_up(self) -> None:
+        """Evolve cells from their last update to now at the current fields."""
+        lag = self.clock.now() - self._cells_time
+        if lag > 0:
+            self.cells.evolve(lag, self.fields(), self.t_eff(), self.coupling_graph())
+            self._cells_time = self.clock.now()
+
+    # ------------------------------------------------------------------- time
+    def sleep(self, seconds: float) -> None:
+        """Let simulated time pass: the fridge integrates, cells thermalize, offsets drift."""
+        if seconds < 0:
+            raise ValueError(f"cannot sleep a negative time ({seconds} s)")
+        self._catch_up()
+        remaining = float(seconds)
+        while remaining > 0:
+            chunk = min(remaining, self.THERMAL_CHUNK_S)
+            self.cryostat.advance(chunk, self.clock.now())
+            self.clock.sleep(chunk)
+            self.readout.advance(chunk)
+            self.cells.evolve(chunk, self.fields(), self.t_eff(), self.coupling_graph())
+            self._cells_time = self.clock.now()
+            remaining -= chunk
+
+    # ------------------------------------------------------------------- DACs
+    def set_dac(self, dac: int, channel: int, volts: float) -> None:
+        target = self.wiring.target(dac, channel)
+        if target is None:
+            return
+        self._catch_up()
+        kind, index = target
+        if kind == "bias":
+            self.bias_V[index] = volts
+        else:
+            self.coupler_V[index] = volts
+            self._graph_dirty = True
+
+    # ---------------------------------------------------------------- readout
+    def acquire(self, n_samples: int, period: float, cells: np.ndarray | None = None) -> np.ndarray:
+        """Sample every cell ``n_samples`` times, ``period`` s apart; (n_samples, n_cells) float32.
+
+        Simulated time advances by ``n_samples * period``.
+        """
+        self._catch_up()
+        spins = self.cells.sample(n_samples, period, self.fields(), self.t_eff(), self.coupling_graph())
+        duration = n_samples * period
+        self.cryostat.advance(duration, self.clock.now())
+        self.clock.sleep(duration)
+        self._cells_time = self.clock.now()
+        volts = self.readout.voltages(spins, period)
+        self.readout.advance(duration)
+        if cells is not None:
+            volts = volts[:, cells]
+        return volts

@@ -1,0 +1,92 @@
+"""The unmodified QCoDeS / contrib drivers against the virtual lab, over PyVISA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qcodes.instrument_drivers.Lakeshore import LakeshoreModel372
+from qcodes_contrib_drivers.drivers.QDevil.QDAC2 import QDac2
+
+from tests.conftest import lab_description, lab_of
+
+
+@pytest.fixture
+def lab_desc():
+    return lab_description(seed=11, cells=16)
+
+
+def test_qdac2_driver_sets_and_reads_voltages_that_bias_the_cells(lab_desc):
+    qdac = QDac2("qdac_t", "TCPIP0::qdac1.virtual::5025::SOCKET", visalib=f"{lab_desc}@labstack")
+    try:
+        lab = lab_of(lab_desc)
+        qdac.ch03.dc_constant_V(0.25)
+        assert qdac.ch03.dc_constant_V() == pytest.approx(0.25)
+        assert lab.bias_V[2] == pytest.approx(0.25)
+        qdac.ch03.dc_slew_rate_V_per_s(100.0)
+        assert qdac.ch03.dc_slew_rate_V_per_s() == pytest.approx(100.0)
+        assert qdac.ch03.output_range() == "high"
+        assert qdac.errors() == '0,"No error"'
+    finally:
+        qdac.close()
+
+
+def test_qdac2_unimplemented_command_gives_scpi_error_like_hardware(lab_desc):
+    qdac = QDac2("qdac_t", "TCPIP0::qdac1.virtual::5025::SOCKET", visalib=f"{lab_desc}@labstack")
+    try:
+        qdac.write("sour1:swe:star 0.1")
+        errors = qdac.errors()
+        assert errors.startswith("-113") and "Undefined header" in errors
+        qdac.write("sour1:volt 12")  # beyond the +-10 V high range: the instrument refuses
+        assert qdac.errors().startswith("-222")
+        assert lab_of(lab_desc).bias_V[0] == 0.0
+    finally:
+        qdac.close()
+
+
+def test_lakeshore372_driver_reads_temperatures_and_heats_the_mixing_chamber(lab_desc):
+    ls = LakeshoreModel372("ls_t", "TCPIP0::ls372.virtual::7777::SOCKET", visalib=f"{lab_desc}@labstack")
+    try:
+        lab = lab_of(lab_desc)
+        base = ls.ch06.temperature()
+        assert base == pytest.approx(lab.truth.cryostat.mc_base_K, rel=0.01)
+        assert ls.ch02.temperature() == pytest.approx(3.2, rel=0.01)
+        assert ls.ch06.sensor_raw() > ls.ch02.sensor_raw()  # RuOx: colder reads higher
+        heater = ls.sample_heater
+        heater.mode("closed_loop")
+        heater.input_channel(6)
+        heater.P(20)
+        heater.I(5)
+        heater.D(0)
+        heater.output_range("1mA")
+        heater.setpoint(0.050)
+        lab.sleep(3000.0)
+        assert ls.ch06.temperature() == pytest.approx(0.050, rel=0.05)
+        assert heater.output() > 1.0
+        assert lab.cryostat.t_chip == pytest.approx(0.050, rel=0.05)
+    finally:
+        ls.close()
+
+
+def test_sampler_returns_a_binary_block_of_every_cell(virtual_station):
+    station, lab = virtual_station(seed=5, cells=16)
+    station.sampler.n_samples(500)
+    station.sampler.sample_rate(10e3)
+    t0 = station.labstack_clock.now()
+    data = station.sampler.samples()
+    assert data.shape == (16, 500) and data.dtype == np.float32
+    assert station.labstack_clock.now() - t0 == pytest.approx(500 / 10e3)
+    # every live cell's readings sit near offset +- amplitude
+    amp = lab.truth.cells.readout_amp_V
+    spread = np.ptp(np.percentile(data, [5, 95], axis=1), axis=0)
+    assert np.all(spread < 2 * amp + 8 * lab.truth.amplifier.noise_rms_V)
+
+
+def test_virtual_clock_advances_without_wall_time(virtual_station):
+    import time
+
+    station, lab = virtual_station(seed=5, cells=16)
+    start = time.perf_counter()
+    station.labstack_clock.sleep(3600.0)
+    assert time.perf_counter() - start < 5.0
+    assert station.labstack_clock.now() == pytest.approx(3600.0)
+    assert lab.clock.now() == pytest.approx(3600.0)
