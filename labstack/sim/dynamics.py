@@ -279,6 +279,25 @@ class CellEnsemble:
         self._run(graph, h, t_eff, n_samples, n_sweeps, dt, key, out)
         return out
 
+    def gibbs(
+        self,
+        n_samples: int,
+        h: np.ndarray,
+        t_eff: float,
+        graph: CouplingGraph | None = None,
+        sweeps_per_sample: int = 1,
+    ) -> np.ndarray:
+        """Samples (n_samples, n_cells) int8 of heat-bath (Gibbs) sweeps, no time bookkeeping.
+
+        The same block-Gibbs chain as thrml's, for cross-checks and benchmarks.
+        """
+        out = np.empty((n_samples, self.n), dtype=np.int8)
+        if n_samples:
+            graph = graph if _coupled(graph) else None
+            h = np.asarray(h, dtype=float)
+            self._run(graph, h, t_eff, n_samples, sweeps_per_sample, np.inf, self._key(), out)
+        return out
+
     def sweeps(
         self,
         n_sweeps: int,
