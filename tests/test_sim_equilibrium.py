@@ -98,3 +98,19 @@ def test_stuck_cells_hold_and_pull_their_neighbours() -> None:
     p /= p.sum()
     _, chi2_p, g_p = goodness_of_fit(samples, p)
     assert chi2_p > ALPHA and g_p > ALPHA
+
+
+def test_dense_graph_uses_the_general_kernel_and_matches_boltzmann() -> None:
+    """All-to-all couplings (degree 6 > 4): the field is summed per update, same law."""
+    n = 7
+    truth = GroundTruth.from_seed(2, n, "none")
+    pairs = np.array([[a, b] for a in range(n) for b in range(a + 1, n)])
+    rng = np.random.default_rng(2)
+    h, j = rng.normal(0.0, 0.02, n), rng.normal(0.0, 0.012, len(pairs))
+    graph = CouplingGraph.build(n, pairs, j)
+    assert graph.layout().nbr.shape[1] == 6 and len(graph.colors) == n
+    cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                         np.random.default_rng(2))
+    samples = cells.sample(10_000, 1.0, h, T_EFF, graph)
+    _, chi2_p, g_p = goodness_of_fit(samples, ising.boltzmann(h, pairs, j, T_EFF))
+    assert chi2_p > ALPHA and g_p > ALPHA

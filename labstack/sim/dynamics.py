@@ -337,13 +337,17 @@ class CellEnsemble:
         parallel = self.n >= self.parallel_threshold
         buf = np.empty((n_samples, self.n), dtype=np.uint8) if out is not None else None
         if lay.nbr.shape[1] == kernels.TABLE_DEGREE:
-            tab = kernels.build_table(g0, jt, r0dt, frozen, heat_bath)
+            tab = kernels.table(self.n, heat_bath)
+            fill = kernels.fill_table_parallel if parallel else kernels.fill_table
+            pin = np.where(frozen, up, -1).astype(np.int8)
+            fill(tab, g0, jt, r0dt, pin, heat_bath)
+            exact = (g0, jt, r0dt, pin, heat_bath)
             if buf is not None and not parallel:
-                kernels.sample_table(up, tab, lay.nbr, lay.bounds, n_samples, n_sweeps, key, buf)
+                kernels.sample_table(up, tab, lay.nbr, lay.bounds, n_samples, n_sweeps, key, buf, *exact)
             else:
                 sweep = kernels.sweeps_table_parallel if parallel else kernels.sweeps_table
                 for k in range(n_samples):
-                    sweep(up, tab, lay.nbr, lay.bounds, n_sweeps, key, k * n_sweeps)
+                    sweep(up, tab, lay.nbr, lay.bounds, n_sweeps, key, k * n_sweeps, *exact)
                     if buf is not None:
                         buf[k] = up
         else:

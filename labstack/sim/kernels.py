@@ -20,10 +20,13 @@ two-state solution ``P(up) = p + (s - p) exp(-dt (r_up + r_down))`` with
 ``r0 = Gamma0 exp(-dU / T_eff)``; ``dt = inf`` is the heat-bath (Gibbs) update.
 Fields and temperature are fixed during a call, so ``P(up)`` depends only on the
 cell, its own bit and its neighbours' bits. For degree <= 4 (chains, grids) it is
-tabulated once per call as 53-bit integer thresholds ``tab[i, s << 4 | config]``
-and an update is a table look-up and one integer compare: no ``exp`` in the loop,
-and still exact to the 53 bits of the uniform. Stuck cells get thresholds that
-keep their bit. Higher degrees use :func:`sweeps_general`, which computes the field.
+tabulated once per call, ``tab[i, s << 4 | config]``, and an update is a table
+look-up and one integer compare: no ``exp`` in the loop. The table keeps the upper
+32 bits of each 53-bit threshold (a cache line per cell, so large chips stream
+through memory); when the uniform's upper 32 bits tie with it (probability 2**-32)
+the exact threshold is recomputed, so every decision is exact to 53 bits. Stuck
+cells get thresholds that give their stuck bit. Higher degrees use
+:func:`sweeps_general`, which computes the field at each update.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
+_S21 = np.uint64(21)
+_MAX32 = np.uint64(0xFFFFFFFF)
 _ONE = np.uint64(1)
 _TWO53 = 9007199254740992.0
 
@@ -70,87 +75,100 @@ def _threshold(probability: float) -> np.uint64:
     return uint64(probability * _TWO53)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _transition(g: float, r0dt: float, heat_bath: bool) -> tuple[float, float]:
     """(P(up next | down), P(up next | up)) for a cell at reduced field ``g`` over a step."""
     g = min(max(g, -300.0), 300.0)
-    p = 1.0 / (1.0 + np.exp(-2.0 * g))  # P(up) in equilibrium
-    q = 1.0 / (1.0 + np.exp(2.0 * g))  # 1 - p without cancellation
+    x = np.exp(-2.0 * g)
+    p = 1.0 / (1.0 + x)  # P(up) in equilibrium, sigmoid(2g)
+    q = x * p  # 1 - p without cancellation
     if heat_bath:
         return p, p
-    stay = np.exp(-r0dt * (np.exp(g) + np.exp(-g)))  # exp(-dt / tau_c)
+    stay = np.exp(-r0dt * (1.0 + x) / np.sqrt(x))  # exp(-dt (r_up + r_down)), 2cosh(g) = (1+x)/sqrt(x)
     return p * (1.0 - stay), 1.0 - q * (1.0 - stay)
 
 
-@njit(cache=True)
-def build_table(
-    g0: np.ndarray,
-    jt: np.ndarray,
-    r0dt: np.ndarray,
-    frozen: np.ndarray,
-    heat_bath: bool,
-) -> np.ndarray:
-    """Thresholds ``tab (n, 32)`` of ``P(up next)`` for every own bit and neighbour pattern.
-
-    ``g0 = h / T`` and ``jt = J / T`` (``(n, 4)``, padded with zeros); ``r0dt = r0 dt``.
-    """
-    n = g0.shape[0]
-    d = TABLE_DEGREE
-    tab = np.empty((n, 2 << d), dtype=np.uint64)
-    for i in range(n):
-        for config in range(1 << d):
-            g = g0[i]
-            for k in range(d):
-                g += jt[i, k] if (config >> k) & 1 else -jt[i, k]
-            from_down, from_up = _transition(g, r0dt[i], heat_bath)
-            if frozen[i]:
-                from_down, from_up = 0.0, 1.0
-            tab[i, config] = _threshold(from_down)
-            tab[i, config | (1 << d)] = _threshold(from_up)
-    return tab
+@njit(cache=True)  # not inlined: keeps the hot loop small, it is called on ties only
+def _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath) -> np.uint64:
+    """Exact 53-bit threshold of ``P(up next)`` for cell ``i`` with own bit and neighbour bits."""
+    if pin[i] >= 0:
+        return _threshold(float(pin[i]))
+    g = g0[i]
+    for k in range(TABLE_DEGREE):
+        g += jt[i, k] if (config >> k) & 1 else -jt[i, k]
+    from_down, from_up = _transition(g, r0dt[i], heat_bath)
+    return _threshold(from_up if own else from_down)
 
 
 @njit(inline="always", cache=True)
-def _tab_update(i: int, up: np.ndarray, tab: np.ndarray, nbr: np.ndarray, key, counter) -> None:
-    idx = (
-        (up[i] << 4)
-        | up[nbr[i, 0]]
-        | (up[nbr[i, 1]] << 1)
-        | (up[nbr[i, 2]] << 2)
-        | (up[nbr[i, 3]] << 3)
-    )
-    up[i] = bits53(key, counter) < tab[i, idx]
+def _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath) -> None:
+    width = tab.shape[1]
+    for idx in range(width):
+        t = _cell_threshold(i, idx >> TABLE_DEGREE, idx & 15, g0, jt, r0dt, pin, heat_bath)
+        tab[i, idx] = min(t >> _S21, _MAX32)
+
+
+def table(n: int, heat_bath: bool) -> np.ndarray:
+    """An uninitialised ``(n, width)`` uint32 table whose rows start on 64-byte cache lines.
+
+    Heat-bath thresholds do not depend on the cell's own bit: 16 entries, one cache
+    line per cell. Finite steps need both halves: 32 entries, of which an update
+    touches the one line of its current bit.
+    """
+    width = 1 << TABLE_DEGREE if heat_bath else 2 << TABLE_DEGREE
+    raw = np.empty(n * width + 16, dtype=np.uint32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip : skip + n * width].reshape(n, width)
 
 
 @njit(cache=True)
-def sweeps_table(
-    up: np.ndarray,
-    tab: np.ndarray,
-    nbr: np.ndarray,
-    bounds: np.ndarray,
-    n_sweeps: int,
-    key: np.uint64,
-    start: int,
-) -> None:
-    """``n_sweeps`` colour-class sweeps in place; sweep ``k`` uses counters of sweep ``start + k``."""
+def fill_table(tab, g0, jt, r0dt, pin, heat_bath) -> None:
+    """Upper 32 bits of each 53-bit threshold (``g0 = h/T``, ``jt = J/T`` padded, ``r0dt = r0 dt``).
+
+    ``pin[i]`` is -1 for a free cell, 0 or 1 for a stuck one (its bit).
+    """
+    for i in range(tab.shape[0]):
+        _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath)
+
+
+@njit(cache=True, parallel=True)
+def fill_table_parallel(tab, g0, jt, r0dt, pin, heat_bath) -> None:
+    """:func:`fill_table` with the cells split between threads (same result)."""
+    for i in prange(tab.shape[0]):
+        _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath)
+
+
+@njit(cache=True)
+def sweeps_table(up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, pin, heat_bath):
+    """``n_sweeps`` colour-class sweeps in place; sweep ``k`` uses counters of sweep ``start + k``.
+
+    ``g0, jt, r0dt, pin, heat_bath`` are the table's inputs, read only on a tie. The
+    update is written out in each loop rather than called: a call per update that
+    passes arrays costs reference counting and made the loop ~5x slower.
+    """
     n = up.shape[0]
     for sweep in range(n_sweeps):
         base = uint64(start + sweep) * uint64(n)
         for c in range(bounds.shape[0] - 1):
             for i in range(bounds[c], bounds[c + 1]):
-                _tab_update(i, up, tab, nbr, key, base + uint64(i))
+                own = up[i]
+                config = (
+                    up[nbr[i, 0]] | (up[nbr[i, 1]] << 1) | (up[nbr[i, 2]] << 2) | (up[nbr[i, 3]] << 3)
+                )
+                idx = ((own << TABLE_DEGREE) | config) & (tab.shape[1] - 1)
+                bits = bits53(key, base + uint64(i))
+                hi = bits >> _S21
+                t = uint64(tab[i, idx])
+                if hi != t:
+                    up[i] = hi < t
+                else:  # upper 32 bits tie (p = 2**-32): decide on all 53 bits
+                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath)
 
 
 @njit(cache=True, parallel=True)
 def sweeps_table_parallel(
-    up: np.ndarray,
-    tab: np.ndarray,
-    nbr: np.ndarray,
-    bounds: np.ndarray,
-    n_sweeps: int,
-    key: np.uint64,
-    start: int,
-) -> None:
+    up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, pin, heat_bath
+):
     """Same result as :func:`sweeps_table`, each colour class split between threads.
 
     A parallel region costs tens of microseconds to start on this class of machine,
@@ -162,23 +180,30 @@ def sweeps_table_parallel(
         for c in range(bounds.shape[0] - 1):
             lo = bounds[c]
             for i in prange(lo, bounds[c + 1]):
-                _tab_update(i, up, tab, nbr, key, base + uint64(i))
+                own = up[i]
+                config = (
+                    up[nbr[i, 0]] | (up[nbr[i, 1]] << 1) | (up[nbr[i, 2]] << 2) | (up[nbr[i, 3]] << 3)
+                )
+                idx = ((own << TABLE_DEGREE) | config) & (tab.shape[1] - 1)
+                bits = bits53(key, base + uint64(i))
+                hi = bits >> _S21
+                t = uint64(tab[i, idx])
+                if hi != t:
+                    up[i] = hi < t
+                else:  # upper 32 bits tie (p = 2**-32): decide on all 53 bits
+                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath)
 
 
 @njit(cache=True)
 def sample_table(
-    up: np.ndarray,
-    tab: np.ndarray,
-    nbr: np.ndarray,
-    bounds: np.ndarray,
-    n_samples: int,
-    sweeps_per_sample: int,
-    key: np.uint64,
-    out: np.ndarray,
-) -> None:
+    up, tab, nbr, bounds, n_samples, sweeps_per_sample, key, out, g0, jt, r0dt, pin, heat_bath
+):
     """Record ``up`` into ``out[k]`` after every ``sweeps_per_sample`` sweeps."""
     for k in range(n_samples):
-        sweeps_table(up, tab, nbr, bounds, sweeps_per_sample, key, k * sweeps_per_sample)
+        sweeps_table(
+            up, tab, nbr, bounds, sweeps_per_sample, key, k * sweeps_per_sample,
+            g0, jt, r0dt, pin, heat_bath,
+        )
         out[k, :] = up
 
 
