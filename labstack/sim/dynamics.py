@@ -8,19 +8,43 @@ couplings included). Its escape rates are ``r_up = G0 exp(-(dU - h)/T)`` and
 
 For a cell whose field is constant over a step ``dt`` the two-state master
 equation is solved exactly: ``P(up at t+dt) = p + (s_t - p) exp(-dt / tau_c)`` with
-``s_t in {0, 1}``. Coupled cells are updated colour class by colour class (a
-proper colouring of the coupling graph, so no two neighbours move together): each
-class takes the exact step with its neighbours frozen. Every class update leaves
-the joint Boltzmann distribution invariant, so equilibrium statistics are exact
-for any ``dt``; the dynamics (correlation times) converge as ``dt / tau_c -> 0``.
+``s_t in {0, 1}``. Isolated cells take that step once per call, whatever its length.
+
+Coupled cells are updated colour class by colour class (a proper colouring of the
+coupling graph, so no two neighbours move together): each class takes the exact
+step with its neighbours frozen. Every class update leaves the joint Boltzmann
+distribution invariant, so equilibrium statistics are exact for any ``dt``. The
+dynamics are exact as ``dt -> 0``; the error comes from neighbours that would
+have flipped during ``dt``. A cell's mean flip rate in equilibrium is
+``2 r_up r_down / (r_up + r_down) <= r0 = G0 exp(-dU/T)`` whatever its field, so
+``dt = step_fraction / max(r0)`` bounds the chance that any neighbour flips within
+a step by ``step_fraction`` (0.05). ``tests/test_sim_dynamics.py`` checks that
+halving it changes no correlation time and that the result matches the exact
+master equation of a small coupled chip (:mod:`labstack.sim.ising`).
+
+Long waits: simulating a fridge wait of seconds step by step would cost ~1e8
+sweeps and tell nothing, since the chip forgets its state after a few relaxation
+times. A stretch longer than ``window_attempts / min(r0)`` (200 attempt times of
+the slowest cell, >= 400 of its correlation times) is replaced by
+``long_wait_sweeps`` heat-bath sweeps (``dt = inf``), which keep the Boltzmann
+distribution exactly and decorrelate at least as fast per sweep as that window.
+This assumes the coupled chip relaxes within the window; a ferromagnet with
+``J >> T_eff`` (slow domain walls) may not, and then a long wait leaves it more
+correlated with its past than a real chip would be.
+
+The inner loops are compiled (:mod:`labstack.sim.kernels`) and draw their uniforms
+from a counter-based stream keyed by one 64-bit draw of the ensemble's Generator
+per call, so results are reproducible bit for bit and independent of threads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+
+from labstack.sim import kernels
 
 
 def kramers_rates(
@@ -55,49 +79,104 @@ def telegraph_step(
     return uniform < p_next
 
 
+
+@dataclass(frozen=True)
+class Layout:
+    """Cells reordered colour class by colour class, with padded neighbour tables.
+
+    ``order[k]`` is the cell stored at position ``k`` and ``position[i]`` where cell
+    ``i`` is stored; class ``c`` occupies ``bounds[c]:bounds[c + 1]``. ``nbr`` holds
+    neighbour positions (padding: the cell's own position, coupling 0) and ``j``
+    the couplings in kelvin.
+    """
+
+    order: np.ndarray
+    position: np.ndarray
+    bounds: np.ndarray
+    nbr: np.ndarray
+    j: np.ndarray
+
+    @classmethod
+    def isolated(cls, n: int) -> Layout:
+        idx = np.arange(n)
+        nbr = np.repeat(idx[:, None], kernels.TABLE_DEGREE, axis=1).astype(np.int32)
+        return cls(idx, idx, np.array([0, n]), nbr, np.zeros(nbr.shape))
+
+
 @dataclass
 class CouplingGraph:
     """Symmetric couplings as a sparse matrix plus a colouring for parallel updates."""
 
     matrix: sp.csr_matrix  # J_ij in kelvin, symmetric, zero diagonal
     colors: list[np.ndarray]  # cell indices of each colour class
+    _layout: Layout | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, n: int, pairs: np.ndarray, j_values: np.ndarray) -> CouplingGraph:
-        pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         j_values = np.asarray(j_values, dtype=float)
         rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
         cols = np.concatenate([pairs[:, 1], pairs[:, 0]])
         data = np.concatenate([j_values, j_values])
         matrix = sp.csr_matrix((data, (rows, cols)), shape=(n, n))
-        return cls(matrix=matrix, colors=greedy_coloring(n, pairs))
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        color = kernels.greedy_colors(matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64))
+        n_colors = int(color.max()) + 1 if n else 0
+        return cls(matrix=matrix, colors=[np.flatnonzero(color == c) for c in range(n_colors)])
 
     def local_fields(self, h: np.ndarray, spins: np.ndarray) -> np.ndarray:
         return h + self.matrix @ spins
 
+    @property
+    def coupled(self) -> bool:
+        return self.matrix.nnz > 0
+
+    def max_abs_coupling(self) -> np.ndarray:
+        """Per cell, the sum of |J_ij| over its neighbours (K): bounds how far couplings move h_loc."""
+        return np.asarray(abs(self.matrix).sum(axis=1)).ravel()
+
+    def layout(self) -> Layout:
+        """The colour-sorted layout the compiled sweeps use (built once per graph)."""
+        if self._layout is None:
+            n = self.matrix.shape[0]
+            order = np.concatenate(self.colors) if self.colors else np.arange(n)
+            position = np.empty(n, dtype=np.int64)
+            position[order] = np.arange(n)
+            bounds = np.concatenate([[0], np.cumsum([len(c) for c in self.colors])]).astype(np.int64)
+            m = self.matrix
+            degree = np.diff(m.indptr)
+            d = int(degree.max()) if n else 0
+            d = kernels.TABLE_DEGREE if d <= kernels.TABLE_DEGREE else d  # pad to the table kernel
+            nbr = np.repeat(position[:, None], d, axis=1)
+            j = np.zeros((n, d))
+            row = np.repeat(np.arange(n), degree)
+            slot = np.arange(m.nnz) - np.repeat(m.indptr[:-1], degree)
+            nbr[position[row], slot] = position[m.indices]
+            j[position[row], slot] = m.data
+            self._layout = Layout(order, position, bounds, np.ascontiguousarray(nbr, np.int32), j)
+        return self._layout
+
 
 def greedy_coloring(n: int, pairs: np.ndarray) -> list[np.ndarray]:
     """A proper colouring (2 colours for chains and grids) by greedy assignment."""
-    neighbours: list[list[int]] = [[] for _ in range(n)]
-    for i, j in np.asarray(pairs, dtype=int).reshape(-1, 2):
-        neighbours[i].append(j)
-        neighbours[j].append(i)
-    color = np.full(n, -1, dtype=int)
-    for i in range(n):
-        used = {color[j] for j in neighbours[i] if color[j] >= 0}
-        c = 0
-        while c in used:
-            c += 1
-        color[i] = c
-    return [np.flatnonzero(color == c) for c in range(color.max() + 1)] if n else []
+    return CouplingGraph.build(n, pairs, np.ones(len(np.reshape(pairs, (-1, 2))))).colors
 
 
 class CellEnsemble:
     """The cells' state and its evolution; pure physics, no instruments.
 
-    ``spins`` is an int8 array of +-1. ``stuck`` cells never move. Fields and the
-    effective temperature are supplied by the caller at each call, because they
-    change whenever a DAC moves or the fridge warms.
+    ``spins`` is an int8 array of +-1 in cell order. ``stuck`` cells never move
+    (their state still acts on their neighbours). Fields and the effective
+    temperature are supplied by the caller at each call, because they change
+    whenever a DAC moves or the fridge warms.
+
+    Keyword options (see the module docstring for why): ``step_fraction`` bounds the
+    chance a neighbour flips within one step, ``window_attempts`` sets the longest
+    stretch simulated step by step (in attempt times ``1/r0`` of the slowest cell),
+    ``long_wait_sweeps`` the heat-bath sweeps that replace a longer stretch, and
+    ``parallel_threshold`` the cell count from which sweeps use all threads (the
+    result is the same either way).
     """
 
     def __init__(
@@ -107,6 +186,11 @@ class CellEnsemble:
         stuck: np.ndarray,
         rng: np.random.Generator,
         spins: np.ndarray | None = None,
+        *,
+        step_fraction: float = 0.05,
+        window_attempts: float = 200.0,
+        long_wait_sweeps: int = 400,
+        parallel_threshold: int = 8192,
     ) -> None:
         self.gamma0 = np.asarray(gamma0, dtype=float)
         self.barrier = np.asarray(barrier, dtype=float)
@@ -120,56 +204,50 @@ class CellEnsemble:
         )
         self._frozen = self.stuck != 0
         self.spins[self._frozen] = self.stuck[self._frozen]
+        self.step_fraction = float(step_fraction)
+        self.window_attempts = float(window_attempts)
+        self.long_wait_sweeps = int(long_wait_sweeps)
+        self.parallel_threshold = int(parallel_threshold)
 
     @property
     def n(self) -> int:
         return len(self.spins)
 
-    def _step(self, h: np.ndarray, t_eff: float, graph: CouplingGraph | None, dt: float) -> None:
-        if graph is None or graph.matrix.nnz == 0:
-            classes = [np.arange(self.n)]
-        else:
-            classes = graph.colors
-        for members in classes:
-            h_loc = h[members] if graph is None else graph.local_fields(h, self.spins)[members]
-            r_up, r_down = kramers_rates(h_loc, t_eff, self.gamma0[members], self.barrier[members])
-            up = self.spins[members] > 0
-            new_up = telegraph_step(up, r_up, r_down, dt, self.rng.random(len(members)))
-            self.spins[members] = np.where(new_up, 1, -1).astype(np.int8)
-        self.spins[self._frozen] = self.stuck[self._frozen]
+    # ------------------------------------------------------------------ rates
+    def attempt_rates(self, t_eff: float) -> np.ndarray:
+        """``r0 = G0 exp(-dU / T_eff)`` per cell (1/s): the rate scale at zero field."""
+        return self.gamma0 * np.exp(-self.barrier / t_eff)
 
     def max_substep(self, h: np.ndarray, t_eff: float, graph: CouplingGraph | None) -> float:
         """Largest step for coupled cells that keeps the dynamics step-independent."""
-        if graph is None or graph.matrix.nnz == 0:
+        if not _coupled(graph):
             return np.inf
-        h_loc = graph.local_fields(h, self.spins)
-        tau = correlation_time(h_loc, t_eff, self.gamma0, self.barrier)
-        return 0.1 * float(tau.min())
+        r0 = self.attempt_rates(t_eff)[~self._frozen]
+        return self.step_fraction / float(r0.max()) if r0.size else np.inf
 
+    def _plan(self, duration: float, t_eff: float) -> tuple[int, float]:
+        """(sweeps, dt) that cover ``duration`` for coupled cells."""
+        r0 = self.attempt_rates(t_eff)[~self._frozen]
+        if r0.size == 0:
+            return 0, np.inf
+        max_dt = self.step_fraction / float(r0.max())
+        window = self.window_attempts / float(r0.min())
+        if duration > window:
+            return self.long_wait_sweeps, np.inf
+        n_sweeps = max(1, int(np.ceil(duration / max_dt)))
+        return n_sweeps, duration / n_sweeps
+
+    def _key(self) -> np.uint64:
+        return np.uint64(self.rng.integers(0, 2**64 - 1, dtype=np.uint64, endpoint=True))
+
+    # ------------------------------------------------------------- evolution
     def evolve(
         self, duration: float, h: np.ndarray, t_eff: float, graph: CouplingGraph | None = None
     ) -> None:
-        """Let ``duration`` seconds pass at constant fields.
-
-        Isolated cells take one exact step. Coupled cells take small steps; once the
-        duration exceeds many correlation times the chain has forgotten its start,
-        so the step count is capped and the last steps are full heat-bath sweeps,
-        which leave the Boltzmann distribution exact.
-        """
+        """Let ``duration`` seconds pass at constant fields."""
         if duration <= 0:
             return
-        substep = self.max_substep(h, t_eff, graph)
-        if not np.isfinite(substep):
-            self._step(h, t_eff, graph, duration)
-            return
-        n_steps = int(np.ceil(duration / substep))
-        if n_steps > 200:
-            for _ in range(50):
-                self._step(h, t_eff, graph, np.inf)
-            return
-        dt = duration / n_steps
-        for _ in range(n_steps):
-            self._step(h, t_eff, graph, dt)
+        self.sample(1, duration, h, t_eff, graph)
 
     def sample(
         self,
@@ -179,9 +257,118 @@ class CellEnsemble:
         t_eff: float,
         graph: CouplingGraph | None = None,
     ) -> np.ndarray:
-        """States (n_samples, n_cells) taken every ``period`` seconds, evolving in between."""
+        """States (n_samples, n_cells) int8 taken every ``period`` seconds, evolving in between."""
+        h = np.asarray(h, dtype=float)
         out = np.empty((n_samples, self.n), dtype=np.int8)
-        for k in range(n_samples):
-            self.evolve(period, h, t_eff, graph)
-            out[k] = self.spins
+        if n_samples == 0:
+            return out
+        key = self._key()
+        if not _coupled(graph):
+            r0 = self.attempt_rates(t_eff)
+            x = h / t_eff
+            with np.errstate(over="ignore"):
+                stay = np.exp(-period * r0 * 2.0 * np.cosh(x))
+            p_up = 0.5 * (1.0 + np.tanh(x))
+            up = (self.spins > 0).astype(np.uint8)
+            buf = np.empty((n_samples, self.n), dtype=np.uint8)
+            kernels.telegraph_samples(up, p_up, stay, self._frozen, n_samples, key, buf)
+            self.spins[:] = 2 * up.astype(np.int8) - 1
+            return _to_spins(buf, out)
+        assert graph is not None
+        n_sweeps, dt = self._plan(period, t_eff)
+        self._run(graph, h, t_eff, n_samples, n_sweeps, dt, key, out)
         return out
+
+    def gibbs(
+        self,
+        n_samples: int,
+        h: np.ndarray,
+        t_eff: float,
+        graph: CouplingGraph | None = None,
+        sweeps_per_sample: int = 1,
+    ) -> np.ndarray:
+        """Samples (n_samples, n_cells) int8 of heat-bath (Gibbs) sweeps, no time bookkeeping.
+
+        The same block-Gibbs chain as thrml's, for cross-checks and benchmarks.
+        """
+        out = np.empty((n_samples, self.n), dtype=np.int8)
+        if n_samples:
+            graph = graph if _coupled(graph) else None
+            h = np.asarray(h, dtype=float)
+            self._run(graph, h, t_eff, n_samples, sweeps_per_sample, np.inf, self._key(), out)
+        return out
+
+    def sweeps(
+        self,
+        n_sweeps: int,
+        h: np.ndarray,
+        t_eff: float,
+        graph: CouplingGraph | None = None,
+        dt: float = np.inf,
+    ) -> None:
+        """``n_sweeps`` colour-class sweeps at step ``dt`` (``inf``: heat-bath / Gibbs sweeps).
+
+        The raw update, with no time bookkeeping: for samplers and benchmarks.
+        """
+        if n_sweeps <= 0:
+            return
+        graph = graph if _coupled(graph) else None
+        self._run(graph, np.asarray(h, dtype=float), t_eff, 1, n_sweeps, dt, self._key(), None)
+
+    def _run(
+        self,
+        graph: CouplingGraph | None,
+        h: np.ndarray,
+        t_eff: float,
+        n_samples: int,
+        n_sweeps: int,
+        dt: float,
+        key: np.uint64,
+        out: np.ndarray | None,
+    ) -> None:
+        lay = graph.layout() if graph is not None else Layout.isolated(self.n)
+        order = lay.order
+        up = np.ascontiguousarray(self.spins[order] > 0, dtype=np.uint8)
+        g0 = np.ascontiguousarray(h[order] / t_eff)
+        jt = lay.j / t_eff
+        heat_bath = not np.isfinite(dt)
+        r0dt = np.zeros(self.n) if heat_bath else self.attempt_rates(t_eff)[order] * float(dt)
+        frozen = np.ascontiguousarray(self._frozen[order])
+        parallel = self.n >= self.parallel_threshold
+        buf = np.empty((n_samples, self.n), dtype=np.uint8) if out is not None else None
+        if lay.nbr.shape[1] == kernels.TABLE_DEGREE:
+            tab = kernels.table(self.n, heat_bath)
+            fill = kernels.fill_table_parallel if parallel else kernels.fill_table
+            pin = np.where(frozen, up, -1).astype(np.int8)
+            fill(tab, g0, jt, r0dt, pin, heat_bath)
+            exact = (g0, jt, r0dt, pin, heat_bath)
+            if buf is not None and not parallel:
+                kernels.sample_table(up, tab, lay.nbr, lay.bounds, n_samples, n_sweeps, key, buf, *exact)
+            else:
+                sweep = kernels.sweeps_table_parallel if parallel else kernels.sweeps_table
+                for k in range(n_samples):
+                    sweep(up, tab, lay.nbr, lay.bounds, n_sweeps, key, k * n_sweeps, *exact)
+                    if buf is not None:
+                        buf[k] = up
+        else:
+            for k in range(n_samples):
+                kernels.sweeps_general(
+                    up, g0, jt, r0dt, lay.nbr, lay.bounds, frozen, heat_bath, n_sweeps, key,
+                    k * n_sweeps,
+                )
+                if buf is not None:
+                    buf[k] = up
+        self.spins[order] = 2 * up.astype(np.int8) - 1
+        if out is not None and buf is not None:
+            _to_spins(buf[:, lay.position], out)
+
+
+def _to_spins(up: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write up bits (0/1) into ``out`` as spins (-1/+1, int8)."""
+    np.multiply(up, 2, out=out, casting="unsafe")
+    out -= 1
+    return out
+
+
+def _coupled(graph: CouplingGraph | None) -> bool:
+    return graph is not None and graph.coupled

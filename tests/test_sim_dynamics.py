@@ -1,0 +1,184 @@
+"""Dynamics against independent answers: telegraph theory, Arrhenius, the exact master equation."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from labstack.sim import ising
+from labstack.sim.dynamics import CellEnsemble, CouplingGraph, correlation_time
+from labstack.sim.truth import GroundTruth
+
+GAMMA0 = 1.0e9
+BARRIER = 0.25
+
+
+def transition_tau(samples: np.ndarray, period: float) -> np.ndarray:
+    """tau per column from transition counting: exp(-period/tau) = 1 - P(flip|down) - P(flip|up)."""
+    up = samples > 0
+    a, b = up[:-1], up[1:]
+    p_down_up = (~a & b).sum(0) / np.maximum((~a).sum(0), 1)
+    p_up_down = (a & ~b).sum(0) / np.maximum(a.sum(0), 1)
+    return -period / np.log(1.0 - p_down_up - p_up_down)
+
+
+def zero_coupling_graph(n: int) -> CouplingGraph:
+    """A chain whose couplings are all exactly zero: the step-by-step path on independent cells."""
+    pairs = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    return CouplingGraph.build(n, pairs, np.zeros(n - 1))
+
+
+@pytest.mark.parametrize("path", ["telegraph", "steps"])
+def test_isolated_correlation_time_matches_kramers(path: str) -> None:
+    """Each cell's measured tau equals 1/(r_up + r_down) across fields; longest at h = 0."""
+    t_eff = 0.04
+    fields = np.array([-0.04, -0.02, 0.0, 0.01, 0.03])
+    per_field = 60
+    h = np.repeat(fields, per_field)
+    n = len(h)
+    cells = CellEnsemble(np.full(n, GAMMA0), np.full(n, BARRIER), np.zeros(n, np.int8),
+                         np.random.default_rng(2))
+    tau = correlation_time(h, t_eff, cells.gamma0, cells.barrier)
+    period = 0.5 * tau.max()
+    graph = None if path == "telegraph" else zero_coupling_graph(n)
+    samples = cells.sample(3000, period, h, t_eff, graph)
+    measured = transition_tau(samples, period).reshape(len(fields), per_field)
+    est, err = measured.mean(1), measured.std(1, ddof=1) / np.sqrt(per_field)
+    theory = tau.reshape(len(fields), per_field)[:, 0]
+    assert np.all(np.abs(est - theory) < 4 * err + 0.01 * theory), (est / theory, err / theory)
+    assert np.all(np.abs(est / theory - 1) < 0.03)
+    assert est[fields == 0.0][0] > est[fields != 0.0].max()  # longest at p = 0.5
+
+
+def test_correlation_time_is_arrhenius() -> None:
+    """ln tau(h=0) against 1/T has slope dU and intercept -ln(2 G0)."""
+    temps = np.array([0.03, 0.035, 0.04, 0.05, 0.06])
+    n = 200
+    taus = []
+    for k, t_eff in enumerate(temps):
+        cells = CellEnsemble(np.full(n, GAMMA0), np.full(n, BARRIER), np.zeros(n, np.int8),
+                             np.random.default_rng(10 + k))
+        tau = 1.0 / (2 * GAMMA0 * np.exp(-BARRIER / t_eff))
+        samples = cells.sample(2000, 0.5 * tau, np.zeros(n), t_eff)
+        taus.append(transition_tau(samples, 0.5 * tau).mean())
+    slope, intercept = np.polyfit(1.0 / temps, np.log(taus), 1)
+    assert slope == pytest.approx(BARRIER, rel=0.02)
+    assert intercept == pytest.approx(-np.log(2 * GAMMA0), abs=0.05)
+    assert taus[0] / taus[-1] > 50  # exp(dU (1/0.03 - 1/0.06)) = 65 over this range
+
+
+def disjoint_copies(pairs: np.ndarray, n: int, copies: int) -> np.ndarray:
+    return np.concatenate([pairs + c * n for c in range(copies)])
+
+
+@pytest.mark.parametrize("step_fraction", [0.05, 0.0125])
+def test_coupled_autocorrelation_matches_master_equation(step_fraction: float) -> None:
+    """A coupled 3-cell chain: autocorrelation of s_0 and of the magnetization, exact vs simulated.
+
+    200 disjoint copies of the chain give independent replicas, so the error bars are
+    plain standard errors. The answer must not depend on the step (two step sizes),
+    and must differ from what uncoupled cells would give.
+    """
+    n, copies, t_eff = 3, 200, 0.035
+    truth = GroundTruth.from_seed(21, n, "chain")
+    gamma0, barrier = truth.cells.gamma0_Hz, truth.cells.barrier_K
+    h = np.array([0.005, -0.01, 0.0])
+    j = np.array([0.025, 0.02])
+    pairs = truth.couplers.pairs
+    graph = CouplingGraph.build(n * copies, disjoint_copies(pairs, n, copies), np.tile(j, copies))
+    cells = CellEnsemble(np.tile(gamma0, copies), np.tile(barrier, copies),
+                         np.zeros(n * copies, np.int8), np.random.default_rng(3),
+                         step_fraction=step_fraction)
+    h_all = np.tile(h, copies)
+    tau0 = correlation_time(np.zeros(n), t_eff, gamma0, barrier).max()
+    period = 0.25 * tau0
+    cells.evolve(50 * tau0, h_all, t_eff, graph)
+    samples = cells.sample(2000, period, h_all, t_eff, graph).astype(float)
+    samples = samples.reshape(len(samples), copies, n)
+
+    q = ising.rate_matrix(h, pairs, j, t_eff, gamma0, barrier)
+    p = ising.boltzmann(h, pairs, j, t_eff)
+    states = ising.all_states(n).astype(float)
+    lags = np.array([1, 2, 4, 8])
+    for name, series, observable in [
+        ("s0", samples[:, :, 0], states[:, 0]),
+        ("M", samples.sum(axis=2), states.sum(axis=1)),
+    ]:
+        exact = ising.autocorrelation(q, p, observable, lags * period)
+        mean, var = p @ observable, p @ (observable - p @ observable) ** 2
+        x = (series - mean) / np.sqrt(var)
+        per_copy = np.array([np.mean(x[:-k] * x[k:], axis=0) for k in lags])  # (lags, copies)
+        est = per_copy.mean(axis=1)
+        err = per_copy.std(axis=1, ddof=1) / np.sqrt(copies)
+        assert np.all(np.abs(est - exact) < 4 * err), (name, est, exact, err)
+    # power: uncoupled cells would decorrelate measurably differently
+    iso_tau = correlation_time(h, t_eff, gamma0, barrier)[0]
+    assert np.abs(np.exp(-8 * period / iso_tau) - ising.autocorrelation(
+        q, p, states[:, 0], [8 * period])[0]) > 0.05
+
+
+def test_same_seed_same_bits_and_threads_do_not_matter() -> None:
+    truth = GroundTruth.from_seed(5, 64, "grid")
+    j = np.full(truth.couplers.n, 0.02)
+
+    def run(seed: int, threshold: int) -> np.ndarray:
+        graph = CouplingGraph.build(64, truth.couplers.pairs, j)
+        cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                             np.random.default_rng(seed), parallel_threshold=threshold)
+        h = np.linspace(-0.02, 0.02, 64)
+        a = cells.sample(50, 1e-6, h, 0.035, graph)
+        cells.evolve(2.0, h, 0.035, graph)
+        b = cells.sample(50, 1e-6, h, 0.035, None)
+        cells.sweeps(10, h, 0.035, graph)
+        return np.concatenate([a, b, cells.spins[None]])
+
+    first = run(1, 10**9)
+    assert np.array_equal(first, run(1, 10**9))
+    assert np.array_equal(first, run(1, 1))  # threaded sweeps: identical bits
+    assert not np.array_equal(first, run(2, 10**9))
+
+
+def test_lab_sized_acquisition_is_fast_and_long_waits_are_cheap() -> None:
+    """5000 samples of a coupled 16-cell chain at the sampler's default rate; a 5 s wait."""
+    truth = GroundTruth.from_seed(1234, 16, "chain")
+    graph = CouplingGraph.build(16, truth.couplers.pairs, np.full(15, 0.02))
+    cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                         np.random.default_rng(0))
+    h, t_eff = np.zeros(16), truth.noise.t_eff(0.010)
+    cells.sample(10, 20e-6, h, t_eff, graph)  # compile
+    start = time.perf_counter()
+    samples = cells.sample(5000, 20e-6, h, t_eff, graph)
+    cells.evolve(5.0, h, t_eff, graph)
+    elapsed = time.perf_counter() - start
+    assert samples.shape == (5000, 16) and samples.dtype == np.int8
+    assert elapsed < 3.0, elapsed  # was ~19 s with Python-level sub-steps
+
+
+def test_tabulated_sweeps_equal_the_direct_rule_bit_for_bit() -> None:
+    """The 32-bit table with its tie fallback makes exactly the decisions of the 53-bit rule."""
+    from labstack.sim import kernels
+
+    side, t_eff, dt = 6, 0.03, 2e-7
+    truth = GroundTruth.from_seed(8, side * side, "grid")
+    rng = np.random.default_rng(8)
+    graph = CouplingGraph.build(side * side, truth.couplers.pairs,
+                                rng.normal(0.0, 0.03, truth.couplers.n))
+    lay = graph.layout()
+    g0 = rng.normal(0.0, 0.02, side * side) / t_eff
+    jt = lay.j / t_eff
+    frozen = np.zeros(side * side, bool)
+    frozen[[3, 17]] = True
+    start = (rng.random(side * side) < 0.5).astype(np.uint8)
+    key = np.uint64(12345)
+    for heat_bath in (True, False):
+        r0dt = np.zeros(side * side) if heat_bath else 1e6 * rng.uniform(0.5, 2, side * side) * dt
+        pin = np.where(frozen, start, -1).astype(np.int8)
+        tab = kernels.table(side * side, heat_bath)
+        kernels.fill_table(tab, g0, jt, r0dt, pin, heat_bath)
+        a, b = start.copy(), start.copy()
+        kernels.sweeps_table(a, tab, lay.nbr, lay.bounds, 300, key, 0, g0, jt, r0dt, pin, heat_bath)
+        kernels.sweeps_general(b, g0, jt, r0dt, lay.nbr, lay.bounds, frozen, heat_bath, 300, key, 0)
+        assert np.array_equal(a, b)
+        assert 0 < a.mean() < 1 and np.array_equal(a[[3, 17]], start[[3, 17]])
