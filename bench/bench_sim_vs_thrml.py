@@ -74,7 +74,6 @@ def main() -> None:
           f"numpy {np.__version__}")
 
     import jax
-
     import thrml
 
     print(f"# thrml {getattr(thrml, '__version__', '0.1.4')}, jax {jax.__version__} "

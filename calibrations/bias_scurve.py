@@ -3,7 +3,8 @@
 An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))`` with
 ``w = T_eff / (2 alpha)``. All bias lines step together through the same voltages
 (couplers held at 0 V); at each point the sampler takes ``n_samples`` readings of
-every cell. Readings are thresholded per cell halfway between the two readout
+every cell, couplers idle at their calibrated zero-coupling voltage (0 V before
+that is known). Readings are thresholded per cell halfway between the two readout
 levels; the misassignment rate ``e`` that the amplifier noise causes is estimated
 from the same two-level fit and folded into the model,
 ``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not narrow the
@@ -23,13 +24,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy import optimize, special
 
-from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Tolerance, Verdict, combine
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
 from labstack.fit import FitResult
 from labstack.measure import Read, Sweep, run_sequence
 from labstack.station import find_parameter, layout_of
@@ -77,8 +86,9 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     sampler = station.components[layout.readout]
     sampler.sample_rate(params.sample_rate_Hz)
     sampler.n_samples(params.n_samples if full else params.check_samples)
-    for name in layout.couplers:
-        find_parameter(station, name).set(0.0)
+    # couplers idle at their zero-coupling voltage once the coupler node has found it
+    for k, name in enumerate(layout.couplers):
+        find_parameter(station, name).set(ctx.state.value(f"couplers.{k}.zero_coupling_V", 0.0))
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     sequence = Sweep(
         "bias",
