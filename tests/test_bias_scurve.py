@@ -27,7 +27,6 @@ def test_every_cell_recovered_within_acceptance(virtual_station, tmp_path, seed)
     state = CalibrationState.load(tmp_path / "calibration_state")
     v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
     width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in range(16)])
-    v0_err = np.array([state.get(f"cells.{i}.bias_offset_V").stderr for i in range(16)])
     true_v0, true_w = lab.truth.cells.v0_V, _truth_widths(lab)
     assert np.all(np.abs(v0 - true_v0) < 0.02 * BIAS_RANGE_V), v0 - true_v0
     assert np.all(np.abs(width / true_w - 1) < 0.05), width / true_w - 1
