@@ -3,7 +3,8 @@
 An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))`` with
 ``w = T_eff / (2 alpha)``. All bias lines step together through the same voltages
 (couplers held at 0 V); at each point the sampler takes ``n_samples`` readings of
-every cell. Readings are thresholded per cell halfway between the two readout
+every cell, couplers idle at their calibrated zero-coupling voltage (0 V before
+that is known). Readings are thresholded per cell halfway between the two readout
 levels; the misassignment rate ``e`` that the amplifier noise causes is estimated
 from the same two-level fit and folded into the model,
 ``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not narrow the
@@ -23,15 +24,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy import optimize, special
 
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
 from labstack.fit import FitResult
+from labstack.measure import Read, Sweep, run_sequence
+from labstack.station import find_parameter, layout_of
 
 NAME = "bias_scurve"
+DEPENDS_ON: tuple[str, ...] = ()
+TIMEOUT_S = 4 * 3600.0
 
 
 @dataclass
@@ -42,6 +56,11 @@ class Parameters:
     n_samples: int = 4000
     sample_rate_Hz: float = 50e3
     settle_s: float = 1e-3
+    #: cheap check: fewer points and samples
+    check_points: int = 31
+    check_samples: int = 1000
+    #: how far V0 may move before the cell is out of spec
+    tolerance_V: float = 0.01
 
 
 @dataclass
@@ -58,19 +77,19 @@ class CellResult:
 
 
 # ------------------------------------------------------------------- acquire
-def acquire(station: Any, params: Parameters, *, data_dir: Any = None, progress: bool = True, metadata: dict | None = None) -> Any:
-    """Sweep every bias line together and sample every cell; returns the stored run."""
-    from labstack.measure import Read, Sweep, run_sequence
-
-    from labstack.station import find_parameter, layout_of
-
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """Sweep every bias line together and sample every cell; returns the stored run's dataset."""
+    station = ctx.station
     layout = layout_of(station)
+    full = mode is Mode.CALIBRATE
+    n_points = params.n_points if full else params.check_points
     sampler = station.components[layout.readout]
     sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples)
-    for name in layout.couplers:
-        find_parameter(station, name).set(0.0)
-    volts = np.linspace(params.v_start, params.v_stop, params.n_points)
+    sampler.n_samples(params.n_samples if full else params.check_samples)
+    # couplers idle at their zero-coupling voltage once the coupler node has found it
+    for k, name in enumerate(layout.couplers):
+        find_parameter(station, name).set(ctx.state.value(f"couplers.{k}.zero_coupling_V", 0.0))
+    volts = np.linspace(params.v_start, params.v_stop, n_points)
     sequence = Sweep(
         "bias",
         {name: volts for name in layout.bias},
@@ -78,8 +97,11 @@ def acquire(station: Any, params: Parameters, *, data_dir: Any = None, progress:
         settle=params.settle_s,
         coord=volts,
     )
-    meta = {"calibration": NAME, "parameters": asdict(params), **(metadata or {})}
-    return run_sequence(sequence, station, name=NAME, data_dir=data_dir, metadata=meta, progress=progress)
+    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params)}
+    run = run_sequence(
+        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock, progress=ctx.progress
+    )
+    return run.dataset()
 
 
 # ----------------------------------------------------------------------- fit
@@ -169,26 +191,46 @@ def fit_cell(volts: np.ndarray, readings: np.ndarray, cell: int = 0) -> CellResu
     return CellResult(cell, fit, flag=flag, threshold_V=threshold, misassignment=e)
 
 
-def fit(dataset: xr.Dataset) -> list[CellResult]:
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CellResult]:
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
     volts = dataset["bias"].values
     return [fit_cell(volts, samples[i], cell=i) for i in range(samples.shape[0])]
 
 
-# -------------------------------------------------------------------- update
-def update(results: list[CellResult]) -> dict[str, dict[str, Any]]:
-    """Calibration-state entries: ``cells.<i>.bias_offset_V`` and ``cells.<i>.scurve_width_V``."""
-    entries: dict[str, dict[str, Any]] = {}
+# --------------------------------------------------------------------- check
+def check(results: list[CellResult], params: Parameters, state: CalibrationState) -> Verdict:
+    """In spec while every calibrated cell's V0 stays within tolerance and still switches."""
+    tolerance = Tolerance(params.tolerance_V)
+    verdicts = []
     for r in results:
-        for key, name in (("v0_V", "bias_offset_V"), ("width_V", "scurve_width_V")):
-            entries[f"cells.{r.cell}.{name}"] = {
-                "value": r.fit.values.get(key, math.nan),
-                "stderr": r.fit.stderr.get(key, math.nan),
-                "valid": r.ok,
-                "flag": r.flag,
-            }
-    return entries
+        key = f"cells.{r.cell}.bias_offset_V"
+        if key not in state or not state.get(key).valid:
+            continue
+        old = state.get(key)
+        if not r.ok:
+            verdicts.append(Verdict(Spec.OUT_OF_SPEC, f"cell {r.cell}: {r.flag or 'fit failed'}"))
+            continue
+        verdicts.append(
+            tolerance.judge(f"cell {r.cell} V0", r.fit["v0_V"], r.fit.error("v0_V"), old.value, old.stderr)
+        )
+    return combine(verdicts)
+
+
+# -------------------------------------------------------------------- update
+def update(results: list[CellResult], params: Parameters | None = None) -> StateChange:
+    """``cells.<i>.bias_offset_V`` and ``cells.<i>.scurve_width_V``; flagged cells marked invalid."""
+    change = StateChange()
+    for r in results:
+        prefix = f"cells.{r.cell}"
+        if r.ok:
+            change.add_fit(prefix, r.fit, {"v0_V": ("bias_offset_V", "V"), "width_V": ("scurve_width_V", "V")})
+            change.set(f"{prefix}.readout_threshold_V", r.threshold_V, None, "V")
+        else:
+            reason = f"{r.flag}: {r.fit.message}"
+            for key in ("bias_offset_V", "scurve_width_V"):
+                change.flag(f"{prefix}.{key}", reason, "V")
+    return change
 
 
 def table(results: list[CellResult]) -> str:

@@ -1,16 +1,19 @@
-"""Run a calibration routine end to end: acquire, fit, update the state, report.
+"""Calibrate a station's chip with the graph of every installed routine.
 
 Routines are found through the ``labstack.calibrations`` entry-point group, so
-this core module never imports ``labstack.calibrations`` itself.
+this core module never imports ``labstack.calibrations`` itself (imports flow
+calibrations -> core) and a lab can add its own routines from its own package.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from labstack.calibrate import CalibrationGraph, Context, Status
 from labstack.data import resolve_data_dir
 
 
@@ -19,47 +22,83 @@ def routines() -> dict[str, ModuleType]:
     return {ep.name: ep.load() for ep in entry_points(group="labstack.calibrations")}
 
 
-def routine(name: str) -> ModuleType:
-    found = routines()
-    if name not in found:
-        raise KeyError(f"no calibration routine {name!r}; installed: {sorted(found)}")
-    return found[name]
+def build_graph(ctx: Context, names: list[str] | None = None) -> CalibrationGraph:
+    """A graph of the named routines (default: all installed) over ``ctx``."""
+    available = routines()
+    wanted = names or sorted(available)
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise KeyError(f"no calibration routine(s) {missing}; installed: {sorted(available)}")
+    graph = CalibrationGraph(ctx)
+    for name in wanted:
+        graph.add_module(available[name])
+    graph.validate()
+    return graph
 
 
 @dataclass
-class CalibrationOutcome:
-    name: str
-    run_id: str
-    results: list[Any]
-    table: str
-    state_path: str
-    state_version: int
-    failed: list[int] = field(default_factory=list)
+class CalibrationReport:
+    """What a ``labstack calibrate`` did: per-node status, tables and flagged items."""
+
+    status: dict[str, Status]
+    calibrated: list[str]
+    tables: dict[str, str]
+    flagged: dict[str, list[str]] = field(default_factory=dict)
+    state_path: str = ""
+    state_version: int = 0
+    data_dir: str = ""
 
     @property
     def all_ok(self) -> bool:
-        return not self.failed
+        return all(s is Status.FRESH for s in self.status.values()) and not any(self.flagged.values())
 
-    def report(self) -> str:
-        lines = [f"{self.name}: run {self.run_id}", self.table, ""]
-        if self.failed:
-            lines.append(f"{len(self.failed)} cell(s) flagged: {self.failed}")
+    def render(self) -> str:
+        lines: list[str] = []
+        for name, table in self.tables.items():
+            lines += [f"== {name}", table, ""]
+        for name, status in self.status.items():
+            did = "calibrated" if name in self.calibrated else "kept (still valid)"
+            lines.append(f"{name:<20} {status.value:<7} {did}")
+        for name, keys in self.flagged.items():
+            if keys:
+                lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
         lines.append(f"calibration state v{self.state_version}: {self.state_path}")
+        lines.append(f"data: {self.data_dir}")
         return "\n".join(lines)
 
 
-def calibrate_bias(station: Any, *, data_dir: Any = None, progress: bool = True, params: Any = None) -> CalibrationOutcome:
-    """The S-curve calibration of every cell, with its data and state recorded."""
-    from labstack.calibrate.state import CalibrationState
-    from labstack.clock import clock_of
-
-    node = routine("bias_scurve")
-    params = params or node.Parameters()
+def calibrate_station(
+    station: Any,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    names: list[str] | None = None,
+    force: bool = False,
+) -> CalibrationReport:
+    """Bring the station's chip to a calibrated state; redo only what is stale unless ``force``."""
     root = resolve_data_dir(data_dir)
-    run = node.acquire(station, params, data_dir=root, progress=progress)
-    results = node.fit(run.dataset())
-    entries = node.update(results)
-    state = CalibrationState.load(root / "calibration_state")
-    version = state.apply(entries, clock=clock_of(station), run_id=run.id, message=f"{node.NAME} run {run.id}")
-    failed = [r.cell for r in results if not r.ok]
-    return CalibrationOutcome(node.NAME, run.id, results, node.table(results), str(state.path), version, failed)
+    ctx = Context.create(root, station, progress=progress)
+    graph = build_graph(ctx, names)
+    status = graph.calibrate_all(force=force)
+    modules = routines()
+    calibrated = sorted(set(graph.calls("calibrate")))
+    tables: dict[str, str] = {}
+    flagged: dict[str, list[str]] = {}
+    for name, results in graph.results.items():
+        module = modules.get(name)
+        if module is not None and hasattr(module, "table"):
+            tables[name] = module.table(results)
+    state = ctx.state
+    for key in state.keys():
+        entry = state.get(key)
+        if not entry.valid and entry.node:
+            flagged.setdefault(entry.node, []).append(key)
+    return CalibrationReport(
+        status=status,
+        calibrated=calibrated,
+        tables=tables,
+        flagged=flagged,
+        state_path=str(state.path),
+        state_version=state.version,
+        data_dir=str(root),
+    )

@@ -29,7 +29,7 @@ def _lab_description(args: argparse.Namespace) -> str | None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from pyvisa.errors import VisaIOError
 
-    from labstack.calibration_run import calibrate_bias
+    from labstack.calibration_run import calibrate_station
     from labstack.sim.truth import GroundTruthError
     from labstack.station import StationConfigError, close_station, load_station
 
@@ -39,14 +39,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"labstack: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        outcome = calibrate_bias(station, data_dir=args.data_dir, progress=not args.no_progress)
+        report = calibrate_station(
+            station, data_dir=args.data_dir, progress=not args.no_progress, force=args.force
+        )
     except VisaIOError as exc:
         print(f"labstack: instrument error: {exc}", file=sys.stderr)
         return EXIT_INSTRUMENT
     finally:
         close_station(station)
-    print(outcome.report())
-    return EXIT_OK if outcome.all_ok else EXIT_FAILED
+    print(report.render())
+    return EXIT_OK if report.all_ok else EXIT_FAILED
 
 
 def cmd_sim_ground_truth(args: argparse.Namespace) -> int:
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--truth", help="virtual lab only: ground-truth JSON file of the chip")
     cal.add_argument("--data-dir", default=None, help="where runs and the calibration state go (default: ./labstack_data or $LABSTACK_DATA_DIR)")
     cal.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cal.add_argument("--force", action="store_true", help="recalibrate every node, even those still valid")
     cal.set_defaults(func=cmd_calibrate)
 
     sim = sub.add_parser("sim", help="the virtual lab")

@@ -1,0 +1,72 @@
+"""The calibration engine: nodes on a dependency graph, walked the Optimus way.
+
+See :mod:`labstack.calibrate.graph` for the algorithm, :mod:`labstack.calibrate.node`
+for how a node is written, and :mod:`labstack.calibrate.state` for the versioned
+calibration state on disk. A node module in ``calibrations/`` looks like::
+
+    NAME = "bias_transfer"
+    DEPENDS_ON = ("readout",)
+    TIMEOUT_S = 4 * 3600
+
+    @dataclass
+    class Parameters:
+        span_V: float = 0.3
+        tolerance_V: float = 0.002
+
+    def acquire(ctx, params, mode):            # Mode.CHECK: few points; CALIBRATE: full
+        return ctx.service("runner").run(...)  # a dataset with attrs["run_id"]
+
+    def fit(data, params):                     # pure: re-fit any stored dataset
+        return fit_each(per_cell(data), lambda d: fit_logistic(d.V, d.n_plus, d.shots))
+
+    def check(results, params, state):         # -> in_spec / out_of_spec / bad_data
+        return combine(FitQuality().judge(...), Tolerance(params.tolerance_V).judge(...))
+
+    def update(results, params):               # -> StateChange the engine records
+        change = StateChange()
+        for cell, f in results.items():
+            change.add_fit(f"cells.{cell}", f, {"V0": ("bias_offset_V", "V")})
+        return change
+
+and is run with::
+
+    ctx = Context.create(data_dir, station)    # clock from the station, state next to data
+    graph = CalibrationGraph(ctx)
+    graph.add_module(bias_transfer)
+    graph.calibrate_all()                      # cold chip: everything; again: only stale
+"""
+
+from labstack.calibrate.change import StateChange, Update
+from labstack.calibrate.context import STATE_DIRNAME, Context
+from labstack.calibrate.dag import CycleError, MissingDependencyError
+from labstack.calibrate.graph import CalibrationGraph, LogEntry, StateCheck, Status
+from labstack.calibrate.node import Node, run_id_of
+from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
+from labstack.calibrate.spec import FitQuality, Mode, Spec, Tolerance, Verdict, combine
+from labstack.calibrate.state import CalibrationState, StateDiff
+
+__all__ = [
+    "STATE_DIRNAME",
+    "CalibrationGraph",
+    "CalibrationState",
+    "Context",
+    "CycleError",
+    "Entry",
+    "FitQuality",
+    "LogEntry",
+    "MissingDependencyError",
+    "Mode",
+    "Node",
+    "NodeRecord",
+    "Spec",
+    "StateChange",
+    "StateCheck",
+    "StateDiff",
+    "Status",
+    "Tolerance",
+    "Update",
+    "Verdict",
+    "VersionInfo",
+    "combine",
+    "run_id_of",
+]

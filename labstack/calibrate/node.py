@@ -1,0 +1,125 @@
+"""A calibration node: dependencies, timeout, and four small functions.
+
+The shape follows qibocal's ``Protocol(acquisition, fit, report, update)`` and
+Optimus's node (Kelly et al., arXiv:1803.03226):
+
+``acquire(ctx, params, mode) -> data``
+    Run the measurement. ``mode`` is :attr:`Mode.CHECK` for ``check_data`` (a
+    cheap measurement, a few points) or :attr:`Mode.CALIBRATE` for the full scan.
+    Returns a run / dataset; its ``run_id`` (attribute, or ``attrs["run_id"]`` of
+    an xarray Dataset) is recorded with every value it produces.
+``fit(data, params) -> results``
+    Pure: depends on the data alone, never the instrument, so any stored dataset
+    can be re-fitted later (:meth:`Node.refit`).
+``check(results, params, state) -> Verdict | Spec``
+    Judge a *check* acquisition against the current state and tolerances:
+    in_spec / out_of_spec / bad_data.
+``update(results, params) -> StateChange``
+    Turn a *calibrate* acquisition's results into the change the engine applies
+    and records; flags failed cells, or ``fail()`` s the whole node.
+
+A node is usually one module in ``calibrations/`` that defines ``NAME``,
+``DEPENDS_ON``, ``TIMEOUT_S``, a ``Parameters`` dataclass and the four functions;
+:meth:`Node.from_module` reads exactly those names (nothing is guessed from
+signatures).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from labstack.calibrate.change import StateChange
+from labstack.calibrate.context import Context
+from labstack.calibrate.spec import Mode, Spec, Verdict
+from labstack.calibrate.state import CalibrationState
+
+Acquire = Callable[[Context, Any, Mode], Any]
+Fit = Callable[[Any, Any], Any]
+Check = Callable[[Any, Any, CalibrationState], "Verdict | Spec"]
+UpdateFn = Callable[[Any, Any], StateChange]
+
+MODULE_ATTRIBUTES = ("NAME", "acquire", "fit", "check", "update")
+
+
+@dataclass
+class Node:
+    """One calibration step in the graph."""
+
+    name: str
+    acquire: Acquire
+    fit: Fit
+    check: Check
+    update: UpdateFn
+    depends_on: tuple[str, ...] = ()
+    timeout_s: float = math.inf
+    params: Any = None
+    doc: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or "." in self.name:
+            raise ValueError(f"node name {self.name!r} must be non-empty and contain no '.'")
+        if isinstance(self.depends_on, str):
+            raise TypeError(f"{self.name}: depends_on must be a sequence of names, not a string")
+        self.depends_on = tuple(self.depends_on)
+        if self.name in self.depends_on:
+            raise ValueError(f"node {self.name!r} depends on itself")
+        if not self.timeout_s > 0:
+            raise ValueError(f"{self.name}: timeout_s must be > 0, got {self.timeout_s}")
+
+    @classmethod
+    def from_module(cls, module: ModuleType, params: Any = None, **overrides: Any) -> Node:
+        """Build a node from a module defining ``NAME``, ``acquire``, ``fit``, ``check``,
+        ``update`` and optionally ``DEPENDS_ON``, ``TIMEOUT_S``, ``Parameters``.
+
+        ``params`` defaults to ``module.Parameters()``; ``overrides`` replace any
+        field (e.g. ``timeout_s=60`` for a test).
+        """
+        missing = [a for a in MODULE_ATTRIBUTES if not hasattr(module, a)]
+        if missing:
+            raise AttributeError(f"calibration module {module.__name__} lacks {missing}")
+        if params is None and hasattr(module, "Parameters"):
+            params = module.Parameters()
+        fields = dict(
+            name=module.NAME,
+            acquire=module.acquire,
+            fit=module.fit,
+            check=module.check,
+            update=module.update,
+            depends_on=tuple(getattr(module, "DEPENDS_ON", ())),
+            timeout_s=float(getattr(module, "TIMEOUT_S", math.inf)),
+            params=params,
+            doc=(module.__doc__ or "").strip(),
+        )
+        fields.update(overrides)
+        return cls(**fields)
+
+    def refit(self, data: Any, params: Any = None) -> Any:
+        """Fit stored ``data`` again, without any instrument (default: this node's params)."""
+        return self.fit(data, self.params if params is None else params)
+
+    def params_dict(self) -> dict[str, Any]:
+        """The parameters as a plain dict, for the node record."""
+        p = self.params
+        if p is None:
+            return {}
+        if dataclasses.is_dataclass(p) and not isinstance(p, type):
+            return dataclasses.asdict(p)
+        if isinstance(p, Mapping):
+            return dict(p)
+        return {"repr": repr(p)}
+
+
+def run_id_of(data: Any) -> str | None:
+    """The run id of an acquisition's result: ``.run_id``, or ``.attrs["run_id"]``."""
+    rid = getattr(data, "run_id", None)
+    if rid is None:
+        attrs = getattr(data, "attrs", None)
+        if isinstance(attrs, Mapping):
+            rid = attrs.get("run_id")
+    return None if rid is None else str(rid)

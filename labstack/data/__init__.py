@@ -1,0 +1,29 @@
+"""Runs on disk: streamed zarr stores, their index and the registry.
+
+Each run is a folder ``<data_dir>/<run_id>/`` with ``data.zarr`` (an xarray Dataset
+written chunk by chunk) and ``run.json`` (name, status, times, metadata).
+"""
+
+from labstack.data.interop import export_netcdf, import_qcodes_dataset, open_dataset
+from labstack.data.runs import (
+    DATA_DIR_ENV,
+    Run,
+    list_runs,
+    load_run,
+    new_run_id,
+    resolve_data_dir,
+)
+from labstack.data.store import RunWriter
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "Run",
+    "RunWriter",
+    "export_netcdf",
+    "import_qcodes_dataset",
+    "open_dataset",
+    "list_runs",
+    "load_run",
+    "new_run_id",
+    "resolve_data_dir",
+]

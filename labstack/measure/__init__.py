@@ -1,0 +1,45 @@
+"""Measurement sequences: describe them as data, check them, run them into zarr.
+
+>>> seq = Sweep.over("v", "dac.ch1", np.linspace(0, 1, 11), Read("dmm.v1"), settle=0.01)
+>>> run = run_sequence(seq, station, name="iv")        # doctest: +SKIP
+>>> run.dataset().dmm_v1                               # doctest: +SKIP
+"""
+
+from labstack.measure.plan import Plan, SequenceError, describe, plan_sequence, validate
+from labstack.measure.resolve import UnknownParameterError, resolve_parameter
+from labstack.measure.runner import run_sequence
+from labstack.measure.sequence import (
+    Read,
+    Sequence,
+    Set,
+    Step,
+    Sweep,
+    Trace,
+    Wait,
+    as_sequence,
+    param_name,
+    step_from_dict,
+    step_from_json,
+)
+
+__all__ = [
+    "Plan",
+    "Read",
+    "Sequence",
+    "SequenceError",
+    "Set",
+    "Step",
+    "Sweep",
+    "Trace",
+    "UnknownParameterError",
+    "Wait",
+    "as_sequence",
+    "describe",
+    "param_name",
+    "plan_sequence",
+    "resolve_parameter",
+    "run_sequence",
+    "step_from_dict",
+    "step_from_json",
+    "validate",
+]

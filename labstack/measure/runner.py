@@ -1,0 +1,285 @@
+"""The one runner: carry out a sequence on a station, on its clock, into a run.
+
+The sequence tree is compiled once into nested closures that hold the bound
+``param.set`` / ``param.get`` methods and the variables' ``append``; the hot loop
+then does little beyond the instrument calls (no per-point xarray, no dict lookups),
+which is what makes it an order of magnitude faster than a QCoDeS ``do1d``.
+Storage, flushing and crash-safety live in :mod:`labstack.data.store`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from qcodes.parameters import ParameterBase
+from qcodes.utils import NumpyJSONEncoder
+from tqdm.auto import tqdm
+
+from labstack.clock import Clock, clock_of
+from labstack.data.attrs import attr_value
+from labstack.data.provenance import git_revision, package_versions
+from labstack.data.runs import Run
+from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
+from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
+from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
+
+Thunk = Callable[[], None]
+
+RESERVED_ATTRS = frozenset(
+    {
+        "run_id",
+        "name",
+        "start_utc",
+        "end_utc",
+        "clock",
+        "clock_start",
+        "snapshot",
+        "sequence",
+        "git_revision",
+        "status",
+        "error",
+    }
+)
+PROGRESS_DELAY_S = 2.0  # a bar appears only for runs longer than this
+TICK_S = 0.25  # how often the hot loop looks at the wall clock for flushing and the bar
+
+
+def run_attrs(
+    sequence: Sequence,
+    station: Any,
+    name: str,
+    clock: Clock,
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Dataset attributes known at the start: provenance, snapshot, sequence, metadata."""
+    snapshot = station.snapshot() if hasattr(station, "snapshot") else {}
+    attrs: dict[str, Any] = {
+        "name": name,
+        "start_utc": clock.utcnow().isoformat(),
+        "clock": "virtual" if clock.is_virtual else "wall",
+        "clock_start": float(clock.now()),
+        "snapshot": json.dumps(snapshot, cls=NumpyJSONEncoder),
+        "sequence": sequence.to_json(),
+    }
+    for pkg, ver in package_versions().items():
+        attrs[f"version_{pkg}"] = ver
+    rev = git_revision()
+    if rev:
+        attrs["git_revision"] = rev
+    for key, value in metadata.items():
+        if key in RESERVED_ATTRS or key.startswith("version_"):
+            raise ValueError(f"metadata key {key!r} is reserved for labstack's own attributes")
+        attrs[key] = attr_value(value)
+    return attrs
+
+
+class _Pacer:
+    """Counts points and, every ``TICK_S`` of wall time, flushes and moves the bar."""
+
+    def __init__(self, writer: RunWriter, flush_interval: float, bar: Any) -> None:
+        self.writer = writer
+        self.flush_interval = flush_interval
+        self.bar = bar
+        self.done = 0
+        self.shown = 0
+        now = time.perf_counter()
+        self.next_tick = now + min(TICK_S, flush_interval)
+        self.next_flush = now + flush_interval
+
+    def tick(self, points: int) -> None:
+        self.done += points
+        if time.perf_counter() >= self.next_tick:
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.next_tick = now + min(TICK_S, self.flush_interval)
+        if now >= self.next_flush:
+            self.flush()
+        if self.bar is not None:
+            self.bar.update(self.done - self.shown)
+            self.shown = self.done
+
+    def flush(self) -> None:
+        self.writer.flush(points_flushed=self.done)
+        self.next_flush = time.perf_counter() + self.flush_interval
+
+
+class _Compiler:
+    def __init__(self, plan: Plan, writer: RunWriter, clock: Clock, pacer: _Pacer, t0: float):
+        self.plan = plan
+        self.writer = writer
+        self.clock = clock
+        self.pacer = pacer
+        self.t0 = t0
+
+    def steps(self, steps: Iterable[Step], path: tuple[int, ...]) -> Thunk:
+        fns = [self.step(s, (*path, i)) for i, s in enumerate(steps)]
+        if len(fns) == 1:
+            return fns[0]
+
+        def run_all() -> None:
+            for f in fns:
+                f()
+
+        return run_all
+
+    def step(self, step: Step, path: tuple[int, ...]) -> Thunk:
+        if isinstance(step, Sequence):
+            return self.steps(step.steps, path)
+        if isinstance(step, Wait):
+            sleep, seconds = self.clock.sleep, float(step.seconds)
+            return lambda: sleep(seconds)
+        if isinstance(step, Set):
+            setter, value = self.plan.params[path][0].set, step.value
+            return lambda: setter(value)
+        if isinstance(step, Read):
+            get = self.plan.params[path][0].get
+            append = self.writer.variables[self.plan.var_names[path]].append
+
+            def read() -> None:
+                append(get())
+
+            return read
+        if isinstance(step, Sweep):
+            return self._sweep(step, path)
+        if isinstance(step, Trace):
+            return self._trace(step, path)
+        raise SequenceError(f"unknown step {step!r}")
+
+    def _leaf(self, body: tuple[Step, ...]) -> int:
+        return 0 if contains_loop(body) else 1
+
+    def _sweep(self, step: Sweep, path: tuple[int, ...]) -> Thunk:
+        setters = [p.set for p in self.plan.params[path]]
+        columns = [v.tolist() for v in step.setpoints.values()]
+        rows = columns[0] if len(setters) == 1 else list(zip(*columns, strict=True))
+        body = self.steps(step.body, path) if step.body else None
+        stamp = self.writer.variables[self.plan.var_names[path]].append
+        now, sleep, t0, settle = self.clock.now, self.clock.sleep, self.t0, float(step.settle)
+        tick, points = self.pacer.tick, self._leaf(step.body)
+
+        if len(setters) == 1:
+            setter = setters[0]
+
+            def sweep() -> None:
+                for value in rows:
+                    setter(value)
+                    if settle:
+                        sleep(settle)
+                    stamp(now() - t0)
+                    if body is not None:
+                        body()
+                    tick(points)
+
+        else:
+
+            def sweep() -> None:
+                for row in rows:
+                    for s, v in zip(setters, row, strict=True):
+                        s(v)
+                    if settle:
+                        sleep(settle)
+                    stamp(now() - t0)
+                    if body is not None:
+                        body()
+                    tick(points)
+
+        return sweep
+
+    def _trace(self, step: Trace, path: tuple[int, ...]) -> Thunk:
+        body = self.steps(step.body, path) if step.body else None
+        stamp = self.writer.variables[self.plan.var_names[path]].append
+        now, sleep, t0 = self.clock.now, self.clock.sleep, self.t0
+        n, interval = step.n, float(step.interval)
+        tick, points = self.pacer.tick, self._leaf(step.body)
+
+        def trace() -> None:
+            start = now()
+            for i in range(n):
+                if interval:
+                    wait = start + i * interval - now()
+                    if wait > 0:
+                        sleep(wait)
+                stamp(now() - t0)
+                if body is not None:
+                    body()
+                tick(points)
+
+        return trace
+
+
+def _realise(plan: Plan, writer: RunWriter) -> None:
+    """Write coordinates (reading setpoint parameters now) and declare variables."""
+    for spec in plan.coords.values():
+        values = spec.values.get() if isinstance(spec.values, ParameterBase) else spec.values
+        writer.add_coord(spec.name, spec.dims, np.asarray(values), spec.attrs)
+    for var in plan.variables.values():
+        writer.add_variable(var.name, var.sweep_dims, var.inner_dims, var.attrs)
+
+
+def run_sequence(
+    sequence: Step | Iterable[Step],
+    station: Any,
+    *,
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+    progress: bool = True,
+    flush_every: int = DEFAULT_FLUSH_EVERY,
+    flush_interval: float = 1.0,
+) -> Run:
+    """Validate ``sequence`` against ``station``, run it on the station's clock and
+    stream the data into a new run in ``data_dir``; returns the finished :class:`Run`.
+
+    Points are flushed to disk every ``flush_every`` points (per variable, fewer for
+    large arrays) and at least every ``flush_interval`` seconds of wall time; a crash
+    loses at most what arrived since. An exception (KeyboardInterrupt included) marks
+    the run ``failed``, keeps what was measured, and propagates with a note naming
+    the run.
+    """
+    seq = as_sequence(sequence)
+    plan = validate(seq, station)
+    clock = clock if clock is not None else clock_of(station)
+    metadata = dict(metadata or {})
+    attrs = run_attrs(seq, station, name, clock, metadata)
+    # CF: non-index coordinates are listed in a global attribute so xarray reopens them
+    # as coordinates, not data variables.
+    extra = [c.name for c in plan.coords.values() if c.dims != (c.name,)]
+    if extra:
+        attrs["coordinates"] = " ".join(extra)
+    t0 = attrs["clock_start"]
+    writer = RunWriter(
+        name, data_dir=data_dir, attrs=attrs, metadata=metadata, flush_every=flush_every
+    )
+    bar = None
+    try:
+        _realise(plan, writer)
+        if progress and plan.leaf_points:
+            bar = tqdm(total=plan.leaf_points, desc=name, unit="pt", delay=PROGRESS_DELAY_S)
+        pacer = _Pacer(writer, flush_interval, bar)
+        execute = _Compiler(plan, writer, clock, pacer, t0).steps(seq.steps, ())
+        execute()
+    except BaseException as err:
+        end = {"end_utc": clock.utcnow().isoformat()}
+        try:
+            writer.close("failed", end, error=f"{type(err).__name__}: {err}")
+        finally:
+            if bar is not None:
+                bar.close()
+        err.add_note(f"labstack run {writer.id} ({writer.path}) was marked failed")
+        raise
+    if bar is not None:
+        bar.update(pacer.done - pacer.shown)
+        bar.close()
+    return writer.close(
+        "completed",
+        {"end_utc": clock.utcnow().isoformat()},
+        points_flushed=pacer.done,
+    )

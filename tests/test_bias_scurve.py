@@ -1,0 +1,111 @@
+"""Issue acceptance: the S-curve calibration recovers each cell's offset and width.
+
+Validated against the simulator's ground truth, not against the fit itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labstack.calibrate import CalibrationState, Context, StateChange
+from labstack.calibration_run import calibrate_station, routines
+from labstack.data import list_runs, load_run
+
+BIAS_RANGE_V = 2.0  # the routine sweeps -1 .. +1 V
+
+
+def _truth_widths(lab) -> np.ndarray:
+    return lab.truth.scurve_width_V(lab.cryostat.t_chip)
+
+
+@pytest.mark.parametrize("seed", [1234, 77])
+def test_every_cell_recovered_within_acceptance(virtual_station, tmp_path, seed):
+    station, lab = virtual_station(seed=seed, cells=16)
+    report = calibrate_station(station, data_dir=tmp_path, progress=False)
+    assert report.calibrated == ["bias_scurve"]
+    state = CalibrationState.load(tmp_path / "calibration_state")
+    v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
+    width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in range(16)])
+    true_v0, true_w = lab.truth.cells.v0_V, _truth_widths(lab)
+    assert np.all(np.abs(v0 - true_v0) < 0.02 * BIAS_RANGE_V), v0 - true_v0
+    assert np.all(np.abs(width / true_w - 1) < 0.05), width / true_w - 1
+
+
+def test_uncertainties_are_honest_once_couplers_idle_at_zero_coupling(virtual_station, tmp_path):
+    """With couplers at their true zero-coupling voltage the cells are isolated, and the
+    ground truth is exactly the model: pulls (fit - truth) / stderr have rms near one."""
+    station, lab = virtual_station(seed=1234, cells=16)
+    ctx = Context.create(tmp_path, station)
+    known = StateChange()
+    for k, vc0 in enumerate(lab.truth.couplers.vc0_V):
+        known.set(f"couplers.{k}.zero_coupling_V", float(vc0), 0.0, "V")
+    ctx.state.apply(known, clock=ctx.clock, node="coupler_zero", run_id="truth")
+    calibrate_station(station, data_dir=tmp_path, progress=False)
+    state = CalibrationState.load(tmp_path / "calibration_state")
+    pulls = []
+    for key, truth in (("bias_offset_V", lab.truth.cells.v0_V), ("scurve_width_V", _truth_widths(lab))):
+        for i in range(16):
+            entry = state.get(f"cells.{i}.{key}")
+            pulls.append((entry.value - truth[i]) / entry.stderr)
+    rms = float(np.sqrt(np.mean(np.square(pulls))))
+    assert 0.5 < rms < 1.6, pulls
+
+
+def test_run_is_stored_with_units_snapshot_run_id_and_times(virtual_station, tmp_path):
+    station, lab = virtual_station(seed=5, cells=16)
+    calibrate_station(station, data_dir=tmp_path, progress=False)
+    (info,) = list_runs(tmp_path, calibration="bias_scurve")
+    run = load_run(info.id, tmp_path)
+    ds = run.dataset()
+    assert ds["samples"].dims == ("bias", "cell", "sample")
+    assert ds["samples"].attrs["units"] == "V"
+    assert ds["bias"].size == 61
+    assert ds.attrs["run_id"] == run.id
+    assert "qdac1" in ds.attrs["snapshot"] and "sampler" in ds.attrs["snapshot"]
+    assert ds.attrs["start_utc"] < ds.attrs["end_utc"]
+    assert str(lab.seed) in str(ds.attrs.get("seed", "")) or "seed=5" in ds.attrs["snapshot"]
+
+
+def test_stored_run_refits_without_the_instrument(virtual_station, tmp_path):
+    station, lab = virtual_station(seed=9, cells=16)
+    calibrate_station(station, data_dir=tmp_path, progress=False)
+    (info,) = list_runs(tmp_path, calibration="bias_scurve")
+    node = routines()["bias_scurve"]
+    results = node.fit(load_run(info.id, tmp_path).dataset(), node.Parameters())
+    state = CalibrationState.load(tmp_path / "calibration_state")
+    for r in results:
+        assert r.fit["v0_V"] == pytest.approx(state.value(f"cells.{r.cell}.bias_offset_V"))
+
+
+def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_station, tmp_path):
+    station, lab = virtual_station(seed=3, cells=16)
+    calibrate_station(station, data_dir=tmp_path, progress=False)
+    again = calibrate_station(station, data_dir=tmp_path, progress=False)
+    assert again.calibrated == []
+    station.labstack_clock.sleep(routines()["bias_scurve"].TIMEOUT_S + 60)
+    later = calibrate_station(station, data_dir=tmp_path, progress=False)
+    # stale -> the cheap check runs; the chip did not move, so nothing is recalibrated
+    assert later.calibrated == []
+    assert later.status["bias_scurve"].value == "fresh"
+
+
+def test_dead_and_stuck_cells_are_flagged_and_others_still_fit(virtual_station, tmp_path):
+    station, lab = virtual_station(seed=21, cells=16, dead=0.125, stuck=0.125)
+    report = calibrate_station(station, data_dir=tmp_path, progress=False)
+    broken = set(np.flatnonzero(lab.truth.cells.dead | (lab.truth.cells.stuck != 0)))
+    assert len(broken) == 4
+    state = CalibrationState.load(tmp_path / "calibration_state")
+    flagged = {i for i in range(16) if not state.get(f"cells.{i}.bias_offset_V").valid}
+    assert flagged == broken
+    assert not report.all_ok
+    good = [i for i in range(16) if i not in broken]
+    v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in good])
+    assert np.all(np.abs(v0 - lab.truth.cells.v0_V[good]) < 0.02 * BIAS_RANGE_V)
+
+
+def test_context_clock_is_the_virtual_lab(virtual_station, tmp_path):
+    station, lab = virtual_station(seed=3, cells=16)
+    ctx = Context.create(tmp_path, station)
+    ctx.clock.sleep(100.0)
+    assert lab.clock.now() == pytest.approx(100.0)

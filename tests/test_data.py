@@ -1,0 +1,218 @@
+"""Run store, registry and interop."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from qcodes import Parameter, Station
+from qcodes.instrument_drivers.mock_instruments import DummyInstrument
+
+from labstack.clock import VirtualClock
+from labstack.data import (
+    RunWriter,
+    export_netcdf,
+    import_qcodes_dataset,
+    list_runs,
+    load_run,
+    new_run_id,
+    resolve_data_dir,
+)
+from labstack.data.layout import box_shape, flat_boxes, sweep_chunks
+from labstack.measure import Read, Sweep, run_sequence
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=0, max_size=4).map(tuple),
+    data=st.data(),
+)
+def test_flat_boxes_tile_a_flat_range_in_order(shape, data):
+    total = math.prod(shape)
+    start = data.draw(st.integers(0, total))
+    stop = data.draw(st.integers(start, total))
+    flat = np.arange(total).reshape(shape)
+    got = []
+    for box in flat_boxes(start, stop, shape):
+        assert flat[box].shape == box_shape(box)
+        got.extend(flat[box].ravel().tolist())
+    assert got == list(range(start, stop))
+    assert len(flat_boxes(start, stop, shape)) <= max(1, 2 * len(shape) - 1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "points", "expected"),
+    [
+        ((100,), 10, (10,)),
+        ((10, 100), 250, (2, 100)),
+        ((10, 100), 50, (1, 50)),
+        ((3, 4, 5), 1000, (3, 4, 5)),
+        ((3, 4, 5), 7, (1, 1, 5)),
+        ((), 10, ()),
+    ],
+)
+def test_sweep_chunks_are_contiguous_flat_ranges(shape, points, expected):
+    assert sweep_chunks(shape, points) == expected
+
+
+def test_run_ids_sort_by_time_and_are_unique():
+    t = datetime(2026, 11, 23, 18, 45, 1, tzinfo=UTC)
+    ids = [new_run_id(t + timedelta(seconds=s)) for s in (0, 0, 1, 60)]
+    assert ids[0].startswith("20261123-184501-") and len(ids[0]) == 22
+    assert len(set(ids)) == 4
+    assert sorted(ids[1:]) == ids[1:]
+
+
+def test_data_dir_argument_beats_env_beats_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LABSTACK_DATA_DIR", raising=False)
+    assert resolve_data_dir() == tmp_path / "labstack_data"
+    monkeypatch.setenv("LABSTACK_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir() == tmp_path / "env"
+    assert resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    w = RunWriter("envrun")
+    w.close("completed")
+    assert w.path.parent == tmp_path / "env"
+    assert [r.id for r in list_runs()] == [w.id]
+
+
+def test_writer_streams_scalars_and_arrays_in_chunks(tmp_path):
+    w = RunWriter("direct", data_dir=tmp_path, flush_every=4)
+    w.add_coord("x", ("x",), np.arange(3))
+    w.add_coord("y", ("y",), np.arange(5))
+    a = w.add_variable("a", (("x", 3), ("y", 5)), attrs={"units": "V"})
+    b = w.add_variable("b", (("x", 3),), ("k",))
+    for i in range(3):
+        for j in range(5):
+            a.append(10 * i + j)
+        b.append(np.full(2, i, dtype=np.int8))
+    with pytest.raises(ValueError, match="dimension 'k' has length 2 in 'b' but 3 in 'c'"):
+        w.add_variable("c", (("x", 3),), ("k",)).append(np.zeros(3))
+    d = w.add_variable("d", (("x", 3),), ("q",))
+    d.append(np.zeros(2))
+    with pytest.raises(ValueError, match=r"point 1 has shape \(3,\), earlier points had \(2,\)"):
+        d.append(np.zeros(3))
+    run = w.close("completed")
+    ds = run.dataset()
+    np.testing.assert_array_equal(ds["a"], 10 * np.arange(3)[:, None] + np.arange(5))
+    assert ds["a"].attrs["units"] == "V" and ds["b"].dtype == np.int8
+    np.testing.assert_array_equal(ds["b"], np.repeat(np.arange(3), 2).reshape(3, 2))
+    assert (run.store_path / ".zmetadata").exists()
+    with pytest.raises(ValueError, match="already"):
+        w.add_coord("x", ("x",), np.arange(3))
+    other = RunWriter("bad", data_dir=tmp_path)
+    other.add_variable("z", (("x", 3),))
+    with pytest.raises(ValueError, match="dimension 'x' has length 3"):
+        other.add_coord("x", ("x",), np.arange(4))
+
+
+@pytest.fixture
+def station():
+    dac = DummyInstrument("dac", gates=["ch1"])
+    dmm = DummyInstrument("dmm", gates=["v1"])
+    dmm.v1.get = lambda: dac.ch1.cache.get() ** 2
+    st_ = Station(dac, dmm)
+    st_.labstack_clock = VirtualClock()
+    yield st_
+    dac.close()
+    dmm.close()
+
+
+def test_list_runs_filters_and_load_run_finds(station, tmp_path):
+    seq = Sweep.over("v", "dac.ch1", [0.0, 1.0], Read("dmm.v1"))
+    kw = dict(data_dir=tmp_path, progress=False)
+    a = run_sequence(seq, station, name="s_curve", metadata={"calibration": "bias"}, **kw)
+    b = run_sequence(seq, station, name="s_curve", metadata={"calibration": "readout"}, **kw)
+    c = run_sequence(seq, station, name="other", **kw)
+    ids = [r.id for r in list_runs(tmp_path)]
+    assert ids == sorted([a.id, b.id, c.id])
+    assert [r.id for r in list_runs(tmp_path, name="s_curve")] == sorted([a.id, b.id])
+    assert [r.id for r in list_runs(tmp_path, calibration="readout")] == [b.id]
+    assert list_runs(tmp_path, status="failed") == []
+    now = datetime.now(UTC)
+    assert len(list_runs(tmp_path, since=now - timedelta(minutes=5))) == 3
+    assert list_runs(tmp_path, since=now + timedelta(minutes=5)) == []
+    assert list_runs(tmp_path, until=(now - timedelta(minutes=5)).isoformat()) == []
+    assert load_run(b.id, tmp_path).metadata == {"calibration": "readout"}
+    with pytest.raises(KeyError, match="no run"):
+        load_run("19990101-000000-000000", tmp_path)
+    assert list_runs(tmp_path / "nowhere") == []
+
+
+def test_export_netcdf_round_trips(station, tmp_path):
+    seq = Sweep.over("v", "dac.ch1", np.linspace(0, 2, 5), Read("dmm.v1"))
+    run = run_sequence(
+        seq, station, name="nc", data_dir=tmp_path, progress=False, metadata={"flag": True}
+    )
+    path = export_netcdf(run, tmp_path / "nc.nc")
+    with xr.open_dataset(path, engine="h5netcdf") as nc:
+        np.testing.assert_allclose(nc["dmm_v1"], np.linspace(0, 2, 5) ** 2)
+        assert nc["v"].attrs["units"] == "V"
+        assert nc.attrs["run_id"] == run.id and nc.attrs["flag"] == 1
+        assert nc.attrs["status"] == "completed"
+        assert "dac_ch1" in nc.coords
+
+
+def test_import_qcodes_dataset(tmp_path):
+    from qcodes.dataset import (
+        Measurement,
+        initialise_or_create_database_at,
+        load_or_create_experiment,
+    )
+
+    db = tmp_path / "q.db"
+    initialise_or_create_database_at(db)
+    exp = load_or_create_experiment("exp", sample_name="chip7")
+    x = Parameter("x", set_cmd=None, initial_value=0.0, unit="V", label="Bias")
+    y = Parameter("y", set_cmd=None, initial_value=0.0, unit="Hz")
+    z = Parameter("z", get_cmd=lambda: x.cache.get() * 10 + y.cache.get(), unit="A")
+    meas = Measurement(exp=exp, name="grid")
+    meas.register_parameter(x)
+    meas.register_parameter(y)
+    meas.register_parameter(z, setpoints=(x, y))
+    with meas.run() as saver:
+        for xv in (0.0, 0.5, 1.0):
+            for yv in (1.0, 2.0):
+                x(xv)
+                y(yv)
+                saver.add_result((x, xv), (y, yv), (z, z()))
+    qrun_id = saver.run_id
+
+    run = import_qcodes_dataset(db, qrun_id, tmp_path)
+    assert run.status == "completed" and run.name == "grid"
+    assert run.metadata["qcodes_run_id"] == qrun_id and run.metadata["source"] == "qcodes"
+    ds = run.dataset()
+    assert ds["z"].dims == ("x", "y")
+    np.testing.assert_allclose(ds["z"], np.array([0, 5, 10])[:, None] + np.array([1, 2]))
+    assert ds["z"].attrs["units"] == "A" and ds["x"].attrs["long_name"] == "Bias"
+    assert ds.attrs["qcodes_exp_name"] == "exp" and ds.attrs["run_id"] == run.id
+    assert ds.attrs["start_utc"][:4].isdigit()
+    assert [r.id for r in list_runs(tmp_path)] == [run.id]
+
+
+def test_arrays_appear_in_the_store_whole(tmp_path):
+    """A kill while a variable is being created leaves at most a staging leftover
+    outside the store; every array inside has its dimension names."""
+    w = RunWriter("half", data_dir=tmp_path)
+    w.add_coord("x", ("x",), np.arange(3))
+    a = w.add_variable("a", (("x", 3),))
+    for i in range(3):
+        a.append(float(i))
+    w.flush()
+    store = w.path / "data.zarr"
+    for entry in store.iterdir():
+        if entry.is_dir():
+            assert "_ARRAY_DIMENSIONS" in json.loads((entry / ".zattrs").read_text())
+    # as if SIGKILL struck between writing .zarray and .zattrs of a new variable
+    (w.path / ".staging.zarr" / "b").mkdir()
+    (w.path / ".staging.zarr" / "b" / ".zarray").write_text((store / "a" / ".zarray").read_text())
+    ds = load_run(w.id, tmp_path).dataset()
+    assert "b" not in ds and list(ds["a"].values) == [0.0, 1.0, 2.0]
+    w.close("completed")
+    assert not (w.path / ".staging.zarr").exists()
