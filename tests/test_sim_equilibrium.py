@@ -114,3 +114,25 @@ def test_dense_graph_uses_the_general_kernel_and_matches_boltzmann() -> None:
     samples = cells.sample(10_000, 1.0, h, T_EFF, graph)
     _, chi2_p, g_p = goodness_of_fit(samples, ising.boltzmann(h, pairs, j, T_EFF))
     assert chi2_p > ALPHA and g_p > ALPHA
+
+
+def test_long_waits_use_dobrushin_sweeps_and_still_forget_the_start() -> None:
+    """Weak couplings: few heat-bath sweeps per long wait; strong ones: the safe cap.
+    Either way successive long-wait samples are independent draws of the Boltzmann law."""
+    n, seed = 8, 6
+    truth, h, _ = chip("chain", n, seed)
+    cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                         np.random.default_rng(seed))
+    weak_j = np.full(truth.couplers.n, 0.002)
+    weak = CouplingGraph.build(n, truth.couplers.pairs, weak_j)
+    strong = CouplingGraph.build(n, truth.couplers.pairs, np.full(truth.couplers.n, 0.05))
+    few = cells._plan(1.0, T_EFF, weak)[0]
+    assert few < 20
+    assert cells._plan(1.0, T_EFF, strong)[0] == cells.long_wait_sweeps
+    samples = cells.sample(20_000, 1.0, h, T_EFF, weak)
+    p = ising.boltzmann(h, truth.couplers.pairs, weak_j, T_EFF)
+    kl, chi2_p, g_p = goodness_of_fit(samples, p)
+    assert chi2_p > ALPHA and g_p > ALPHA, (kl, chi2_p, g_p)
+    x = samples[:, 0].astype(float) - samples[:, 0].mean()
+    lag1 = float(np.mean(x[1:] * x[:-1]) / np.mean(x * x))
+    assert abs(lag1) < 4 / np.sqrt(len(x))

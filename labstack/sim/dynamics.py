@@ -228,7 +228,9 @@ class CellEnsemble:
         r0 = self.attempt_rates(t_eff)[~self._frozen]
         return self.step_fraction / float(r0.max()) if r0.size else np.inf
 
-    def _plan(self, duration: float, t_eff: float) -> tuple[int, float]:
+    def _plan(
+        self, duration: float, t_eff: float, graph: CouplingGraph | None = None
+    ) -> tuple[int, float]:
         """(sweeps, dt) that cover ``duration`` for coupled cells."""
         r0 = self.attempt_rates(t_eff)[~self._frozen]
         if r0.size == 0:
@@ -236,9 +238,28 @@ class CellEnsemble:
         max_dt = self.step_fraction / float(r0.max())
         window = self.window_attempts / float(r0.min())
         if duration > window:
-            return self.long_wait_sweeps, np.inf
+            return self._long_wait_sweeps(t_eff, graph), np.inf
         n_sweeps = max(1, int(np.ceil(duration / max_dt)))
         return n_sweeps, duration / n_sweeps
+
+    def _long_wait_sweeps(self, t_eff: float, graph: CouplingGraph | None) -> int:
+        """Heat-bath sweeps that forget the start to 1e-9, capped at ``long_wait_sweeps``.
+
+        Dobrushin's condition: if ``c = max_i sum_j tanh(|J_ij| / T_eff) < 1``, each
+        heat-bath sweep contracts the distance to the Boltzmann distribution by at
+        least ``c``, so ``log(1e-9) / log(c)`` sweeps suffice. Weakly coupled chips
+        (idle couplers) need a handful of sweeps; strongly coupled ones get the cap.
+        """
+        if graph is None:
+            return self.long_wait_sweeps
+        influence = abs(graph.matrix).tocsr()
+        influence.data = np.tanh(influence.data / t_eff)
+        c = float(influence.sum(axis=1).max()) if influence.nnz else 0.0
+        if c >= 1.0:
+            return self.long_wait_sweeps
+        if c <= 0.0:
+            return 1
+        return int(min(self.long_wait_sweeps, max(1, np.ceil(np.log(1e-9) / np.log(c)))))
 
     def _key(self) -> np.uint64:
         return np.uint64(self.rng.integers(0, 2**64 - 1, dtype=np.uint64, endpoint=True))
@@ -278,7 +299,7 @@ class CellEnsemble:
             self.spins[:] = 2 * up.astype(np.int8) - 1
             return _to_spins(buf, out)
         assert graph is not None
-        n_sweeps, dt = self._plan(period, t_eff)
+        n_sweeps, dt = self._plan(period, t_eff, graph)
         self._run(graph, h, t_eff, n_samples, n_sweeps, dt, key, out)
         return out
 
