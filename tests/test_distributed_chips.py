@@ -73,11 +73,14 @@ def test_chips_calibrated_in_parallel_match_their_ground_truth(batch):
         state = CalibrationState.load(chip_dir(root, result.chip_id) / "calibration_state")
         v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(CELLS)])
         width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in range(CELLS)])
-        assert np.all(np.abs(v0 - truth.cells.v0_V) < 0.02), (seed, v0 - truth.cells.v0_V)
-        assert np.all(np.abs(width / truth.scurve_width_V() - 1) < 0.15), seed
+        # few samples per point: looser than test_bias_scurve, still far below the
+        # 0.15 V spread of offsets between cells and chips
+        assert np.all(np.abs(v0 - truth.cells.v0_V) < 0.025), (seed, v0 - truth.cells.v0_V)
+        assert np.all(np.abs(width / truth.scurve_width_V() - 1) < 0.2), seed
     # other chips' truths are different: the check above could fail
     other = GroundTruth.from_seed(SEEDS[0], CELLS, "chain").cells.v0_V
-    assert not np.allclose(other, GroundTruth.from_seed(SEEDS[1], CELLS, "chain").cells.v0_V, atol=0.02)
+    second = GroundTruth.from_seed(SEEDS[1], CELLS, "chain").cells.v0_V
+    assert np.max(np.abs(other - second)) > 0.1
 
 
 def test_a_broken_chip_is_reported_and_does_not_stop_the_others(batch):
