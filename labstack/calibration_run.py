@@ -7,13 +7,14 @@ calibrations -> core) and a lab can add its own routines from its own package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from labstack.calibrate import CalibrationGraph, Context, Status
+from labstack.calibrate import CalibrationGraph, CalibrationState, Context, Status
 from labstack.data import resolve_data_dir
 
 
@@ -74,11 +75,22 @@ def calibrate_station(
     progress: bool = True,
     names: list[str] | None = None,
     force: bool = False,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    state_dir: str | Path | None = None,
 ) -> CalibrationReport:
-    """Bring the station's chip to a calibrated state; redo only what is stale unless ``force``."""
+    """Bring the station's chip to a calibrated state; redo only what is stale unless ``force``.
+
+    ``params`` overrides routine parameters by routine name
+    (``{"bias_scurve": {"n_samples": 500}}``); ``state_dir`` puts the calibration
+    state elsewhere than ``<data_dir>/calibration_state`` (one per chip in a batch).
+    """
     root = resolve_data_dir(data_dir)
-    ctx = Context.create(root, station, progress=progress)
+    state = CalibrationState.load(Path(state_dir)) if state_dir is not None else None
+    ctx = Context.create(root, station, progress=progress, state=state)
     graph = build_graph(ctx, names)
+    for name, overrides in (params or {}).items():
+        node = graph[name]
+        node.params = replace(node.params, **overrides)
     status = graph.calibrate_all(force=force)
     modules = routines()
     calibrated = sorted(set(graph.calls("calibrate")))

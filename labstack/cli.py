@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from labstack.distributed.cli import add_chips_arguments, add_replay_parser
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INSTRUMENT = 0, 1, 2, 3
 
 
@@ -27,6 +29,10 @@ def _lab_description(args: argparse.Namespace) -> str | None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if getattr(args, "chips", None):  # many chips as Dask tasks
+        from labstack.distributed.cli import cmd_calibrate_chips
+
+        return cmd_calibrate_chips(args)
     from pyvisa.errors import VisaIOError
 
     from labstack.calibration_run import calibrate_station
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--no-progress", action="store_true", help="no progress bars")
     cal.add_argument("--force", action="store_true", help="recalibrate every node, even those still valid")
     cal.set_defaults(func=cmd_calibrate)
+    add_chips_arguments(cal)  # --chips, --only, --set, --scheduler, --workers, --memory-limit
 
     sim = sub.add_parser("sim", help="the virtual lab")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
@@ -108,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--crosstalk", type=float, default=0.0, help="nearest-line DAC crosstalk, fraction of gain")
     gt.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     gt.set_defaults(func=cmd_sim_ground_truth)
+
+    add_replay_parser(sub)  # labstack replay [--all] ... on Dask
     return parser
 
 

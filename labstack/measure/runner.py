@@ -27,6 +27,7 @@ from labstack.data.runs import Run
 from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
 from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
 from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
+from labstack.measure.tags import station_run_metadata
 
 Thunk = Callable[[], None]
 
@@ -247,7 +248,7 @@ def run_sequence(
     seq = as_sequence(sequence)
     plan = validate(seq, station)
     clock = clock if clock is not None else clock_of(station)
-    metadata = dict(metadata or {})
+    metadata = {**station_run_metadata(station), **dict(metadata or {})}
     attrs = run_attrs(seq, station, name, clock, metadata)
     # CF: non-index coordinates are listed in a global attribute so xarray reopens them
     # as coordinates, not data variables.
