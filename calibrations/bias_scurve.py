@@ -46,7 +46,9 @@ from labstack.measure import Read, Sweep, run_sequence
 from labstack.station import find_parameter, layout_of
 
 NAME = "bias_scurve"
-DEPENDS_ON: tuple[str, ...] = ("readout",)
+# readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
+# known, settled base temperature (and a warmed-up fridge recalibrates them)
+DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
 TIMEOUT_S = 4 * 3600.0
 
 

@@ -72,7 +72,7 @@ class Parameters:
     heater_percent: float = 35.0  # 0.35 mA: warms a 10 mK fridge to ~40 mK
     baseline_s: float = 50.0
     heat_s: float = 1500.0
-    cool_s: float = 6000.0
+    cool_s: float = 3000.0  # three time constants at base: enough to fix T_inf and tau
     interval_s: float = 5.0
     cool_interval_s: float = 20.0
     #: cheap check: a baseline only (base temperature still where it was?)
@@ -109,12 +109,14 @@ def _output_index(heater) -> int:  # noqa: ANN001
     return int(getattr(heater, "_output_index", 0))
 
 
-def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 7.0) -> float:
+def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
     """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
     wait until fridge and chip have settled, and return the waiting time (s).
 
     Needs a calibrated cryostat (``cryostat.*`` in the state). Temperatures at or below
-    base switch the heater off and wait for the cool-down instead.
+    base switch the heater off and wait for the cool-down instead. Callers read the
+    chip thermometer after the wait and use that reading, so the wait only has to
+    make the temperature steady during a measurement, not exact.
     """
     state = ctx.state
     base = float(state.value("cryostat.mc_base_K"))
@@ -131,8 +133,12 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 7.0) -> 
     return wait
 
 
-def cool_down(ctx: Context, *, settle_taus: float = 7.0) -> float:
-    """Heater off and wait until fridge and chip are back at base; the waiting time (s)."""
+def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
+    """Heater off and wait until fridge and chip are near base; the waiting time (s).
+
+    Three time constants at base leave the chip within ~1 mK of base and settling
+    at < 1 mK per time constant: steady enough, and the next node reads it anyway.
+    """
     return heat_to(ctx, 0.0, settle_taus=settle_taus)
 
 

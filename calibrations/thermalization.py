@@ -66,6 +66,9 @@ class Parameters:
     check_samples: int = 8000
     tolerance_rel: float = 0.15
     limits_V: tuple[float, float] = (-1.5, 1.5)
+    #: time constants to wait at each temperature: an acquisition lasts milliseconds
+    #: and the chip thermometer is read right before it, so steady beats exact
+    settle_taus: float = 3.0
 
 
 # ------------------------------------------------------------------- acquire
@@ -87,7 +90,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     blocks, run_ids = [], []
     for t_set in temps:
         if t_set > 0 or not heater_off:
-            cryostat.heat_to(ctx, t_set)
+            cryostat.heat_to(ctx, t_set, settle_taus=params.settle_taus)
             heater_off = t_set <= 0
         t_chip = cryostat.chip_temperature(ctx)
         t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)

@@ -23,7 +23,7 @@ def _truth_widths(lab) -> np.ndarray:
 def test_every_cell_recovered_within_acceptance(virtual_station, tmp_path, seed):
     station, lab = virtual_station(seed=seed, cells=16)
     report = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
-    assert report.calibrated == ["bias_scurve", "readout"]
+    assert report.calibrated == ["bias_scurve", "cryostat", "readout"]
     state = CalibrationState.load(tmp_path / "calibration_state")
     v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
     width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in range(16)])
