@@ -50,11 +50,11 @@ def test_cryostat_recovers_base_heater_and_time_constants(virtual_station, tmp_p
         entry = state.get(f"cryostat.{key}")
         assert abs(entry.value - value) < 3 * entry.stderr, (key, entry.value, entry.stderr, value)
         assert entry.stderr < 0.05 * value  # and precise enough to be useful
-    # the fridge is back at base afterwards: other routines start from a known state
-    assert lab.cryostat.t_mc == pytest.approx(c.mc_base_K, rel=0.01)
+    # the fridge is back near base afterwards (three time constants of cool-down)
+    assert lab.cryostat.t_mc == pytest.approx(c.mc_base_K, rel=0.1)
 
 
-@pytest.mark.parametrize("cells,seed,names", [(16, 21, ["readout", "bias_scurve"]), (64, 8, ["readout"])])
+@pytest.mark.parametrize("cells,seed,names", [(16, 21, ["readout", "cryostat", "bias_scurve"]), (64, 8, ["readout"])])
 def test_readout_levels_and_broken_cells(virtual_station, tmp_path, cells, seed, names):
     station, lab = virtual_station(seed=seed, cells=cells, dead=0.1, stuck=0.1)
     graph = _graph(station, tmp_path, names)
