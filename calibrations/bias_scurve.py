@@ -11,8 +11,9 @@ from the same two-level fit and folded into the model,
 curve. Binomial errors use the effective number of independent samples from
 each point's lag-1 autocorrelation, so slow cells get honestly larger errors.
 
-A cell whose readings never show two levels is flagged ``no_switching`` (dead or
-stuck); a cell whose fit fails or lands outside the swept range is flagged
+A cell whose readings never show two levels is flagged with the readout node's
+verdict (``dead``, ``stuck_plus``, ``stuck_minus``), or ``no_switching`` if that
+node had no objection; a cell whose fit fails or lands outside the swept range is flagged
 ``fit_failed``. Flags never stop the other cells.
 
 Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
@@ -22,6 +23,7 @@ Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -44,7 +46,9 @@ from labstack.measure import Read, Sweep, run_sequence
 from labstack.station import find_parameter, layout_of
 
 NAME = "bias_scurve"
-DEPENDS_ON: tuple[str, ...] = ()
+# readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
+# known, settled base temperature (and a warmed-up fridge recalibrates them)
+DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
 TIMEOUT_S = 4 * 3600.0
 
 
@@ -97,7 +101,9 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         settle=params.settle_s,
         coord=volts,
     )
-    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params)}
+    # the readout node's verdict on each cell, so the fit can say dead or stuck
+    health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
+    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
     run = run_sequence(
         sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock, progress=ctx.progress
     )
@@ -141,17 +147,19 @@ def effective_count(states: np.ndarray) -> np.ndarray:
     return n * (1 - rho) / (1 + rho)
 
 
-def fit_cell(volts: np.ndarray, readings: np.ndarray, cell: int = 0) -> CellResult:
-    """Fit one cell from its readings (points, samples)."""
+def fit_cell(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: str = "") -> CellResult:
+    """Fit one cell from its readings (points, samples); ``health`` is the readout node's verdict."""
     threshold, lo, hi, noise = two_level_threshold(readings.ravel())
     separation = (hi - lo) / noise if noise > 0 else 0.0
     states = (readings > threshold).astype(np.float64)
     p = states.mean(axis=1)
     if separation < 4.0 or p.max() - p.min() < 0.5:
+        why = f"levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"
+        broken = health not in ("", "ok")
         return CellResult(
             cell,
-            FitResult.failed("logistic", f"no switching: levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"),
-            flag="no_switching",
+            FitResult.failed("logistic", f"{health if broken else 'no switching'}: {why}"),
+            flag=health if broken else "no_switching",
             threshold_V=threshold,
         )
     e = float(special.ndtr(-separation / 2))  # each level's tail past the midpoint
@@ -195,7 +203,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CellResul
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
     volts = dataset["bias"].values
-    return [fit_cell(volts, samples[i], cell=i) for i in range(samples.shape[0])]
+    health = json.loads(dataset.attrs.get("health", "{}"))
+    return [fit_cell(volts, samples[i], cell=i, health=health.get(str(i), "")) for i in range(samples.shape[0])]
 
 
 # --------------------------------------------------------------------- check
@@ -225,7 +234,6 @@ def update(results: list[CellResult], params: Parameters | None = None) -> State
         prefix = f"cells.{r.cell}"
         if r.ok:
             change.add_fit(prefix, r.fit, {"v0_V": ("bias_offset_V", "V"), "width_V": ("scurve_width_V", "V")})
-            change.set(f"{prefix}.readout_threshold_V", r.threshold_V, None, "V")
         else:
             reason = f"{r.flag}: {r.fit.message}"
             for key in ("bias_offset_V", "scurve_width_V"):

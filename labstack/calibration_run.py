@@ -24,12 +24,16 @@ def routines() -> dict[str, ModuleType]:
 
 
 def build_graph(ctx: Context, names: list[str] | None = None) -> CalibrationGraph:
-    """A graph of the named routines (default: all installed) over ``ctx``."""
+    """A graph of the named routines and everything they depend on (default: all installed)."""
     available = routines()
-    wanted = names or sorted(available)
+    wanted = list(names or sorted(available))
     missing = [n for n in wanted if n not in available]
     if missing:
         raise KeyError(f"no calibration routine(s) {missing}; installed: {sorted(available)}")
+    for name in wanted:  # grows while it is walked: dependencies of dependencies
+        for dep in getattr(available[name], "DEPENDS_ON", ()):
+            if dep in available and dep not in wanted:
+                wanted.append(dep)
     graph = CalibrationGraph(ctx)
     for name in wanted:
         graph.add_module(available[name])

@@ -1,0 +1,69 @@
+"""Small helpers the chip routines share: idle couplers, run a sequence, read cell arrays.
+
+Not a routine itself (no ``NAME``), so it is not registered as an entry point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from labstack.calibrate import Context
+from labstack.measure import Step, run_sequence
+from labstack.station import ChipLayout, find_parameter, layout_of
+
+
+def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
+    """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it)."""
+    for k, name in enumerate(layout.couplers):
+        find_parameter(ctx.station, name).set(ctx.state.value(f"couplers.{k}.zero_coupling_V", 0.0))
+
+
+def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) -> xr.Dataset:
+    """Run ``sequence`` into a stored run named after the routine; its dataset."""
+    result = run_sequence(
+        sequence,
+        ctx.station,
+        name=name,
+        data_dir=ctx.data_dir,
+        metadata={"calibration": name, **metadata},
+        clock=ctx.clock,
+        progress=ctx.progress,
+    )
+    return result.dataset()
+
+
+def cell_values(ctx: Context, n_cells: int, key: str, default: float = math.nan) -> np.ndarray:
+    """``cells.<i>.<key>`` for every cell; ``default`` where missing or flagged invalid."""
+    out = np.full(n_cells, default, dtype=float)
+    for i in range(n_cells):
+        full = f"cells.{i}.{key}"
+        if full in ctx.state and ctx.state.get(full).valid and ctx.state.get(full).value is not None:
+            out[i] = float(ctx.state.get(full).value)
+    return out
+
+
+def two_colouring(n_cells: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """A greedy colouring (0/1/...) so that no coupled pair shares a colour (2 for chains, grids).
+
+    Used to park one class far from its switching point while the other is measured:
+    a parked neighbour's spin is frozen, so its coupling only shifts V0 and cannot
+    distort an S-curve's width or a correlation time.
+    """
+    neighbours: list[set[int]] = [set() for _ in range(n_cells)]
+    for i, j in pairs:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    colour = np.full(n_cells, -1, dtype=int)
+    for i in range(n_cells):
+        used = {colour[j] for j in neighbours[i] if colour[j] >= 0}
+        colour[i] = next(c for c in range(n_cells + 1) if c not in used)
+    return colour
+
+
+def layout(ctx: Context) -> ChipLayout:
+    return layout_of(ctx.station)

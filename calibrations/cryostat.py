@@ -1,0 +1,340 @@
+"""Cryostat: base temperature, heater response and thermalization times of fridge and chip.
+
+One run: a short baseline, then the sample heater steps on in open loop (a fixed
+current), the mixing chamber (MC) and chip thermometers are traced while it warms,
+then the heater steps off and they are traced while it cools back to base.
+
+Model. The MC obeys ``C dT/dt = P + P_load - a T^2``. For constant heater power
+the exact solution is a *dilution settling* curve::
+
+    u(t) = u0 exp(-t / tau),   T = T_inf (1 + u) / (1 - u),   u = (T - T_inf) / (T + T_inf)
+
+with ``tau = C / (2 a T_inf)``: exponential for small steps, and exact for the
+large ones a fridge needs (a plain exponential leaves systematic residuals when
+the step is a few times the base temperature). The cool-down gives the base
+temperature ``T_inf`` and the small-signal time constant at base; the warm-up,
+with the known heater current ``I``, gives the *heating coefficient*
+``K = (T_hot^2 - T_base^2) / I^2`` (= R_heater / a, in K^2/A^2): the current that
+holds any temperature, ``I = sqrt((T^2 - T_base^2) / K)``, which
+:func:`heat_to` uses for the other routines.
+
+The chip follows the MC as a first-order lag, ``dT_chip/dt = (T_mc - T_chip) / tau_chip``:
+its thermometer trace is fitted as the lag of the fitted MC curve, one parameter
+``tau_chip`` (plus its starting temperature). Thermometer errors are relative (a resistance
+bridge's), so every fit is made on ``ln T``, where they are uniform, and the
+standard errors are scaled by the residuals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+from labstack.calibrations._common import run
+
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    FitQuality,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
+from labstack.fit import FitResult, fit_curve
+from labstack.measure import Read, Sequence, Set, Trace
+from labstack.station import find_parameter, layout_of
+
+NAME = "cryostat"
+DEPENDS_ON: tuple[str, ...] = ()
+TIMEOUT_S = 24 * 3600.0
+
+#: Lake Shore 372 sample-heater ranges: QCoDeS range name -> full-scale current (A)
+HEATER_RANGES_A = {
+    "31.6μA": 31.6e-6,
+    "100μA": 100e-6,
+    "316μA": 316e-6,
+    "1mA": 1e-3,
+    "3.16mA": 3.16e-3,
+    "10mA": 10e-3,
+    "31.6mA": 31.6e-3,
+    "100mA": 100e-3,
+}
+
+
+@dataclass
+class Parameters:
+    heater_range: str = "1mA"
+    heater_percent: float = 35.0  # 0.35 mA: warms a 10 mK fridge to ~40 mK
+    baseline_s: float = 50.0
+    heat_s: float = 1500.0
+    cool_s: float = 3000.0  # three time constants at base: enough to fix T_inf and tau
+    interval_s: float = 5.0
+    cool_interval_s: float = 20.0
+    #: cheap check: a baseline only (base temperature still where it was?)
+    check_points: int = 20
+    tolerance_K: float = 1e-3
+    #: how well a reading's time stamp matches the temperature it reports (bridge filter,
+    #: integration step); added in quadrature to the time constants' statistical errors
+    timing_uncertainty_s: float = 0.5
+
+
+# ------------------------------------------------------------------ heater use
+def _heater(ctx: Context):  # noqa: ANN202 - a QCoDeS channel
+    layout = layout_of(ctx.station)
+    if layout.heater is None:
+        raise RuntimeError("station has no heater in its labstack.thermometry section")
+    return find_parameter(ctx.station, f"{layout.heater}.mode").instrument
+
+
+def set_heater_current(ctx: Context, current_A: float) -> None:
+    """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
+    heater = _heater(ctx)
+    if current_A <= 0:
+        heater.mode("off")
+        return
+    name, full = next(((n, a) for n, a in HEATER_RANGES_A.items() if current_A <= 0.95 * a), (None, 0.0))
+    if name is None:
+        raise ValueError(f"heater current {current_A:.3g} A exceeds the largest range")
+    heater.output_range(name)
+    heater.write(f"MOUT {_output_index(heater)},{100 * current_A / full:.4f}")
+    heater.mode("open_loop")
+
+
+def _output_index(heater) -> int:  # noqa: ANN001
+    return int(getattr(heater, "_output_index", 0))
+
+
+def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
+    """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
+    wait until fridge and chip have settled, and return the waiting time (s).
+
+    Needs a calibrated cryostat (``cryostat.*`` in the state). Temperatures at or below
+    base switch the heater off and wait for the cool-down instead. Callers read the
+    chip thermometer after the wait and use that reading, so the wait only has to
+    make the temperature steady during a measurement, not exact.
+    """
+    state = ctx.state
+    base = float(state.value("cryostat.mc_base_K"))
+    k = float(state.value("cryostat.heating_K2_per_A2"))
+    tau_base = float(state.value("cryostat.mc_tau_base_s"))
+    tau_chip = float(state.value("cryostat.chip_tau_s"))
+    target = max(float(temperature_K), base)
+    current = math.sqrt(max(target**2 - base**2, 0.0) / k)
+    set_heater_current(ctx, current)
+    # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
+    # down, the slowest part is the last stretch near the target
+    wait = settle_taus * (tau_base * base / target + tau_chip)
+    ctx.clock.sleep(wait)
+    return wait
+
+
+def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
+    """Heater off and wait until fridge and chip are near base; the waiting time (s).
+
+    Three time constants at base leave the chip within ~1 mK of base and settling
+    at < 1 mK per time constant: steady enough, and the next node reads it anyway.
+    """
+    return heat_to(ctx, 0.0, settle_taus=settle_taus)
+
+
+def chip_temperature(ctx: Context, n: int = 5) -> float:
+    """Mean of ``n`` chip-thermometer readings (MC thermometer if the chip has none)."""
+    layout = layout_of(ctx.station)
+    name = layout.thermometer_chip or layout.thermometer_mc
+    if name is None:
+        raise RuntimeError("station has no thermometer in its labstack.thermometry section")
+    param = find_parameter(ctx.station, name)
+    return float(np.mean([param.get() for _ in range(n)]))
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """Baseline, heater step on, heater step off; both thermometers traced throughout."""
+    layout = layout_of(ctx.station)
+    if layout.thermometer_mc is None or layout.heater is None:
+        raise RuntimeError("the cryostat routine needs a mixing-chamber thermometer and a heater")
+    thermometers = {"T_mc": layout.thermometer_mc}
+    if layout.thermometer_chip:
+        thermometers["T_chip"] = layout.thermometer_chip
+
+    def reads(phase: str) -> list[Read]:
+        return [Read(p, name=f"{name}_{phase}") for name, p in thermometers.items()]
+
+    heater = _heater(ctx)
+    set_heater_current(ctx, 0.0)
+    if mode is Mode.CHECK:
+        seq = Sequence((Trace("t_base", params.check_points, params.interval_s, reads("base")),))
+        return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params)})
+    current = HEATER_RANGES_A[params.heater_range] * params.heater_percent / 100
+    heater.output_range(params.heater_range)
+    heater.write(f"MOUT {_output_index(heater)},{params.heater_percent:.4f}")
+    mode_param = f"{layout.heater}.mode"
+    seq = Sequence(
+        (
+            Trace("t_base", max(2, int(params.baseline_s / params.interval_s)), params.interval_s, reads("base")),
+            Set(mode_param, "open_loop"),
+            Trace("t_heat", int(params.heat_s / params.interval_s) + 1, params.interval_s, reads("heat")),
+            Set(mode_param, "off"),
+            Trace("t_cool", int(params.cool_s / params.cool_interval_s) + 1, params.cool_interval_s, reads("cool")),
+        )
+    )
+    meta = {"mode": str(mode), "parameters": asdict(params), "heater_current_A": current}
+    return run(ctx, NAME, seq, meta)
+
+
+# ----------------------------------------------------------------------- fit
+def dilution_settling(t: np.ndarray, T_inf: float, T0: float, tau: float) -> np.ndarray:
+    """Exact MC temperature after a power step at t=0 for ``C dT/dt = P - a (T^2 - T_inf^2)``."""
+    u = (T0 - T_inf) / (T0 + T_inf) * np.exp(-t / tau)
+    return T_inf * (1 + u) / (1 - u)
+
+
+def fit_dilution(t: np.ndarray, T: np.ndarray) -> FitResult:
+    """Fit ``T_inf``, ``T0``, ``tau`` with relative thermometer errors (scaled by the residuals)."""
+    t, T = np.asarray(t, float), np.asarray(T, float)
+    tail = max(3, t.size // 10)
+    T_inf0, T00 = float(np.mean(T[-tail:])), float(T[0])
+    dist = np.abs(T - T_inf0)
+    below = np.nonzero(dist <= dist[0] / np.e)[0]
+    tau0 = float(t[below[0]] - t[0]) if below.size and below[0] > 0 else float(np.ptp(t)) / 3
+    def log_model(tt: np.ndarray, T_inf: float, T0: float, tau: float) -> np.ndarray:
+        return np.log(dilution_settling(tt, T_inf, T0, tau))
+
+    return fit_curve(
+        log_model, t - t[0], np.log(T), [T_inf0, T00, max(tau0, 1e-3)],
+        sigma=None, names=("T_inf", "T0", "tau"),
+        bounds=([1e-5, 1e-5, 1e-3], [10.0, 10.0, 1e6]), model_name="dilution_settling",
+    ) if t.size > 3 else FitResult.failed("dilution_settling", "too few points")
+
+
+def _lag_exact(grid_drive: np.ndarray, step: float, tau: float, start: float) -> np.ndarray:
+    """Lag of a piecewise-linear drive sampled every ``step``: exact recursion."""
+    a = math.exp(-step / tau)
+    c = tau / step * (1 - a)  # weight of the slope term
+    out = np.empty_like(grid_drive)
+    out[0] = start
+    for k in range(1, grid_drive.size):
+        d0, d1 = grid_drive[k - 1], grid_drive[k]
+        out[k] = a * out[k - 1] + (1 - a) * d0 + (d1 - d0) * (1 - c)
+    return out
+
+
+def fit_chip(t: np.ndarray, T_chip: np.ndarray, mc_model) -> FitResult:  # noqa: ANN001
+    """Fit ``tau_chip`` and the chip's starting temperature against the fitted MC curve."""
+    t = np.asarray(t, float)
+
+    def model(tt: np.ndarray, tau: float, start: float) -> np.ndarray:
+        step = min(tau / 10, 1.0)
+        grid = np.arange(0.0, tt.max() + 2 * step, step)
+        return np.log(np.interp(tt, grid, _lag_exact(mc_model(grid), step, tau, start)))
+
+    t0 = t - t[0]
+    return fit_curve(
+        model, t0, np.log(np.asarray(T_chip, float)), [30.0, float(T_chip[0])], names=("tau", "T_start"),
+        bounds=([1e-2, 1e-5], [1e5, 10.0]), model_name="chip_lag",
+    )
+
+
+@dataclass
+class CryostatResult:
+    heat: FitResult
+    cool: FitResult
+    chip_heat: FitResult | None
+    chip_cool: FitResult | None
+    current_A: float
+    baseline_K: float
+    baseline_err_K: float
+    derived: FitResult
+
+    @property
+    def ok(self) -> bool:
+        return self.derived.success
+
+
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult:
+    """Fit a stored cryostat run (pure)."""
+    base = dataset["T_mc_base"].values.astype(float)
+    baseline, baseline_err = float(base.mean()), float(base.std(ddof=1) / math.sqrt(base.size))
+    if "t_heat" not in dataset.dims:  # a check run: baseline only
+        empty = FitResult.failed("dilution_settling", "baseline only")
+        derived = FitResult("cryostat", {"mc_base_K": baseline}, {"mc_base_K": baseline_err})
+        return CryostatResult(empty, empty, None, None, 0.0, baseline, baseline_err, derived)
+    current = float(dataset.attrs.get("heater_current_A", math.nan))
+    t_heat, t_cool = dataset["t_heat"].values, dataset["t_cool"].values
+    heat = fit_dilution(t_heat, dataset["T_mc_heat"].values)
+    cool = fit_dilution(t_cool, dataset["T_mc_cool"].values)
+    chip_heat = chip_cool = None
+    if "T_chip_heat" in dataset and heat.success:
+        chip_heat = fit_chip(t_heat, dataset["T_chip_heat"].values, lambda g: dilution_settling(g, heat["T_inf"], heat["T0"], heat["tau"]))
+    if "T_chip_cool" in dataset and cool.success:
+        chip_cool = fit_chip(t_cool, dataset["T_chip_cool"].values, lambda g: dilution_settling(g, cool["T_inf"], cool["T0"], cool["tau"]))
+    if not (heat.success and cool.success):
+        why = heat.message if not heat.success else cool.message
+        derived = FitResult.failed("cryostat", f"settling fit failed: {why}")
+        return CryostatResult(heat, cool, chip_heat, chip_cool, current, baseline, baseline_err, derived)
+    tb, etb = cool["T_inf"], cool.error("T_inf")
+    th, eth = heat["T_inf"], heat.error("T_inf")
+    k = (th**2 - tb**2) / current**2
+    ek = math.hypot(2 * th * eth, 2 * tb * etb) / current**2
+    values = {"mc_base_K": tb, "mc_tau_base_s": cool["tau"], "heating_K2_per_A2": k, "mc_hot_K": th, "mc_tau_hot_s": heat["tau"]}
+    errors = {"mc_base_K": etb, "mc_tau_base_s": cool.error("tau"), "heating_K2_per_A2": ek, "mc_hot_K": eth, "mc_tau_hot_s": heat.error("tau")}
+    timing = (params or Parameters()).timing_uncertainty_s
+    for name in ("mc_tau_base_s", "mc_tau_hot_s"):
+        errors[name] = math.hypot(errors[name], timing)
+    chips = [c for c in (chip_heat, chip_cool) if c is not None and c.success]
+    if chips:  # inverse-variance mean of the two steps
+        w = np.array([1 / c.error("tau") ** 2 for c in chips])
+        values["chip_tau_s"] = float(np.sum(w * [c["tau"] for c in chips]) / w.sum())
+        errors["chip_tau_s"] = math.hypot(float(1 / math.sqrt(w.sum())), timing)
+    derived = FitResult("cryostat", values, errors, chi2_reduced=max(heat.chi2_reduced, cool.chi2_reduced))
+    return CryostatResult(heat, cool, chip_heat, chip_cool, current, baseline, baseline_err, derived)
+
+
+# --------------------------------------------------------------------- check
+def check(result: CryostatResult, params: Parameters, state: CalibrationState) -> Verdict:
+    """In spec while the baseline sits within tolerance of the calibrated base temperature."""
+    if "cryostat.mc_base_K" not in state:
+        return Verdict(Spec.BAD_DATA, "no calibrated base temperature to compare with")
+    old = state.get("cryostat.mc_base_K")
+    return combine(
+        [
+            Tolerance(params.tolerance_K).judge(
+                "MC base temperature", result.baseline_K, result.baseline_err_K, old.value, old.stderr
+            )
+        ]
+    )
+
+
+# -------------------------------------------------------------------- update
+UNITS = {"mc_base_K": "K", "mc_tau_base_s": "s", "heating_K2_per_A2": "K^2/A^2", "mc_hot_K": "K", "mc_tau_hot_s": "s", "chip_tau_s": "s"}
+
+
+def update(result: CryostatResult, params: Parameters | None = None) -> StateChange:
+    change = StateChange()
+    d = result.derived
+    if not d.success:
+        return change.fail(d.message)
+    for name, value in d.values.items():
+        change.set(f"cryostat.{name}", value, d.error(name), UNITS[name], note="dilution_settling")
+    if "chip_tau_s" not in d.values:
+        change.fail("no chip thermalization time: no chip thermometer or its fit failed")
+    return change
+
+
+def table(result: CryostatResult) -> str:
+    d = result.derived
+    if not d.success:
+        return f"cryostat: FAILED ({d.message})"
+    quality = FitQuality()
+    lines = [f"{'quantity':<20} {'value':>24}"]
+    for name, value in d.values.items():
+        lines.append(f"{name:<20} {value:>12.5g} ± {d.error(name):<9.2g} {UNITS[name]}")
+    for label, f in (("MC warm-up", result.heat), ("MC cool-down", result.cool), ("chip warm-up", result.chip_heat), ("chip cool-down", result.chip_cool)):
+        if f is not None:
+            lines.append(f"{label:<20} {quality.judge(label, f).spec.value} (chi2_red {f.chi2_reduced:.3g})")
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""Effective temperature: S-curve widths vs chip temperature -> bias gain alpha_i and noise floor T_x.
+
+An isolated cell's S-curve has logistic width ``w = T_eff / (2 alpha)`` with
+``T_eff = (T_chip^n + T_x^n)^(1/n)`` (``n`` is design knowledge, 2 by default).
+Widths measured at a few chip temperatures (the cryostat node's calibrated
+heater holds each one) fix every cell's gain ``alpha_i`` and the excess-noise
+floor ``T_x`` that all cells share, in one joint weighted fit.
+
+Each temperature's S-curves are measured on per-cell grids centred on the
+calibrated ``V0_i`` and scaled by the width expected there. The expected width
+comes from the previous temperature: ``T_eff`` grows by a factor between 1
+(``T_x`` dominates) and ``T / T_prev`` (``T_x`` negligible), and the grid uses the
+geometric mean, so it is never more than ``sqrt(T / T_prev)`` off.
+
+Couplers idle at their zero-coupling voltage, but before the coupler node has
+found it a small residual coupling would make neighbours that cross their
+switching points together sharpen (or blunt) each other's curves by ``~J / T_eff``
+(a few per cent). So the chip is measured colour class by colour class: while one
+class is swept, its neighbours are parked ``park_widths`` widths below their
+offsets, frozen, and shift the measured cells' offsets only.
+
+Samples are taken slower than the slowest cell's correlation time
+(``sample_rate_Hz`` = 50 Hz), so each is an independent draw; the binomial
+errors still use the lag-1 autocorrelation (:func:`bias_scurve.effective_count`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import xarray as xr
+from labstack.calibrations import bias_scurve, cryostat
+from labstack.calibrations._common import cell_values, idle_couplers, run, two_colouring
+from scipy import optimize
+
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
+from labstack.fit import FitResult
+from labstack.measure import Read, Sweep
+from labstack.station import find_parameter, layout_of
+
+NAME = "effective_temperature"
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat")
+TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass
+class Parameters:
+    #: chip temperatures (K); 0 means base (heater off)
+    temperatures_K: tuple[float, ...] = (0.0, 0.05, 0.08)
+    n_points: int = 9
+    span_widths: float = 3.5
+    n_samples: int = 400
+    sample_rate_Hz: float = 50.0
+    settle_s: float = 0.05
+    park_widths: float = 10.0
+    t_eff_exponent: float = 2.0
+    #: cheap check: base temperature only, fewer samples
+    check_samples: int = 200
+    #: a cell is out of spec when its base width moved by more than this fraction
+    tolerance_rel: float = 0.05
+    limits_V: tuple[float, float] = (-1.5, 1.5)
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """S-curves of every healthy cell at each temperature, colour class by colour class."""
+    layout = layout_of(ctx.station)
+    n = layout.n_cells
+    v0 = cell_values(ctx, n, "bias_offset_V")
+    width = cell_values(ctx, n, "scurve_width_V")
+    good = np.isfinite(v0) & np.isfinite(width)
+    if not good.any():
+        raise RuntimeError("no cell has a calibrated S-curve to centre on")
+    thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
+    colour = two_colouring(n, layout.coupler_pairs)
+    sampler = ctx.station.components[layout.readout]
+    sampler.sample_rate(params.sample_rate_Hz)
+    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    idle_couplers(ctx, layout)
+    temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
+    k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
+    w_pred = np.where(good, width, 0.05)
+    t_prev: float | None = None
+    blocks, run_ids = [], []
+    heater_off = find_parameter(ctx.station, f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    for t_set in sorted(temps):
+        if t_set > 0 or not heater_off:
+            cryostat.heat_to(ctx, t_set)
+            heater_off = t_set <= 0
+        t_chip = cryostat.chip_temperature(ctx)
+        if t_prev is not None:
+            w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
+        grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
+        samples = np.zeros((n, params.n_points, int(sampler.n_samples())), dtype=np.float32)
+        for c in np.unique(colour):
+            active = good & (colour == c)
+            if not active.any():
+                continue
+            parked = np.clip(v0 - params.park_widths * w_pred, *params.limits_V)
+            setpoints = {}
+            for i, name in enumerate(layout.bias):
+                if active[i]:
+                    setpoints[name] = grids[i]
+                else:
+                    setpoints[name] = np.full(params.n_points, parked[i] if good[i] else 0.0)
+            seq = Sweep(
+                "point",
+                setpoints,
+                body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+                settle=params.settle_s,
+                coord=np.arange(params.n_points),
+            )
+            meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}
+            ds = run(ctx, NAME, seq, meta)
+            run_ids.append(ds.attrs["run_id"])
+            data = ds["samples"].transpose("cell", "point", "sample").values
+            samples[active] = data[active]
+        t_after = cryostat.chip_temperature(ctx)
+        blocks.append((0.5 * (t_chip + t_after), grids, samples))
+        # widths at this temperature predict the next grid
+        for i in np.flatnonzero(good):
+            r = bias_scurve.fit_cell(grids[i], samples[i], cell=i)
+            if r.ok:
+                w_pred[i] = r.fit["width_V"]
+        t_prev = t_chip
+    if not heater_off:
+        cryostat.cool_down(ctx)
+    return xr.Dataset(
+        {
+            "samples": (("temperature", "cell", "point", "sample"), np.stack([b[2] for b in blocks])),
+            "bias": (("temperature", "cell", "point"), np.stack([b[1] for b in blocks]), {"units": "V"}),
+            "T_chip": (("temperature",), np.array([b[0] for b in blocks]), {"units": "K"}),
+            "threshold": (("cell",), thresholds, {"units": "V"}),
+            "measured": (("cell",), good),
+        },
+        attrs={"run_id": "+".join(run_ids), "calibration": NAME, "t_eff_exponent": params.t_eff_exponent},
+    )
+
+
+# ----------------------------------------------------------------------- fit
+@dataclass
+class Result:
+    widths: np.ndarray  # (temperature, cell) V, nan where the S-curve fit failed
+    width_err: np.ndarray
+    t_chip: np.ndarray
+    alpha: FitResult  # values/stderr "alpha_<i>" and "t_excess_K"
+    cells: list[int] = field(default_factory=list)
+    flags: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.alpha.success
+
+
+def t_eff(t_chip: np.ndarray, t_x: float, n: float) -> np.ndarray:
+    return (np.asarray(t_chip) ** n + t_x**n) ** (1 / n)
+
+
+def fit_widths(t_chip: np.ndarray, widths: np.ndarray, errors: np.ndarray, n: float) -> FitResult:
+    """Joint weighted fit of ``w_ki = T_eff(T_k) / (2 alpha_i)`` over cells and temperatures.
+
+    Parameters ``alpha_<i>`` per cell (columns of ``widths``) and ``t_excess_K``;
+    covariance from the Jacobian with the widths' own errors (absolute sigma).
+    """
+    ok = np.isfinite(widths) & np.isfinite(errors) & (errors > 0)
+    cols = np.flatnonzero(ok.sum(axis=0) >= 2)
+    if cols.size == 0:
+        return FitResult.failed("t_eff", "no cell has widths at two temperatures")
+    w, e, m = widths[:, cols], errors[:, cols], ok[:, cols]
+    hottest = int(np.argmax(t_chip))
+    # start: alpha from the hottest point as if T_x = 0, T_x from the coldest
+    a0 = np.where(m[hottest], t_chip[hottest] / (2 * np.where(m[hottest], w[hottest], 1.0)), 0.3)
+    coldest = int(np.argmin(t_chip))
+    tx0 = float(np.nanmedian(np.where(m[coldest], 2 * a0 * w[coldest], np.nan)))
+    tx0 = max(tx0**2 - t_chip[coldest] ** 2, 1e-8) ** 0.5
+
+    def resid(p: np.ndarray) -> np.ndarray:
+        model = t_eff(t_chip, p[-1], n)[:, None] / (2 * p[None, :-1])
+        return ((model - w) / e)[m]
+
+    sol = optimize.least_squares(resid, np.append(a0, tx0), x_scale="jac", method="lm" if m.sum() > cols.size + 1 else "trf")
+    if not sol.success and sol.status <= 0:
+        return FitResult.failed("t_eff", f"no convergence: {sol.message}")
+    dof = int(m.sum()) - cols.size - 1
+    try:
+        cov = np.linalg.inv(sol.jac.T @ sol.jac)
+    except np.linalg.LinAlgError:
+        return FitResult.failed("t_eff", "singular fit: temperatures too close together")
+    err = np.sqrt(np.diag(cov))
+    names = tuple(f"alpha_{c}" for c in cols) + ("t_excess_K",)
+    chi2 = float(np.sum(sol.fun**2) / dof) if dof > 0 else math.nan
+    values = {k: float(v) for k, v in zip(names, sol.x, strict=True)}
+    values["t_excess_K"] = abs(values["t_excess_K"])
+    return FitResult(
+        "t_eff", values, {k: float(v) for k, v in zip(names, err, strict=True)},
+        chi2_reduced=chi2, dof=dof, absolute_sigma=True, covariance=cov, names=names,
+    )
+
+
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
+    """Fit a merged effective-temperature dataset (pure)."""
+    samples = dataset["samples"].values
+    bias = dataset["bias"].values
+    t_chip = dataset["T_chip"].values.astype(float)
+    measured = dataset["measured"].values.astype(bool)
+    n_t, n_cells = samples.shape[:2]
+    widths = np.full((n_t, n_cells), np.nan)
+    errors = np.full((n_t, n_cells), np.nan)
+    flags: dict[int, str] = {}
+    for k in range(n_t):
+        for i in np.flatnonzero(measured):
+            r = bias_scurve.fit_cell(bias[k, i], samples[k, i], cell=int(i))
+            if r.ok:
+                widths[k, i], errors[k, i] = r.fit["width_V"], r.fit.error("width_V")
+            else:
+                flags[int(i)] = f"S-curve at {t_chip[k] * 1e3:.1f} mK: {r.fit.message}"
+    n = float(dataset.attrs.get("t_eff_exponent", 2.0))
+    if n_t < 2:  # a check run: widths only
+        return Result(widths, errors, t_chip, FitResult.failed("t_eff", "one temperature: widths only"), [], flags)
+    joint = fit_widths(t_chip, widths, errors, n)
+    cells = [int(name.split("_")[1]) for name in joint.names if name.startswith("alpha_")] if joint.success else []
+    for i in np.flatnonzero(measured):
+        if int(i) not in cells:
+            flags.setdefault(int(i), "widths at fewer than two temperatures")
+    return Result(widths, errors, t_chip, joint, cells, flags)
+
+
+# --------------------------------------------------------------------- check
+def check(result: Result, params: Parameters, state: CalibrationState) -> Verdict:
+    """Base-temperature widths against ``T_eff(T_chip) / (2 alpha)`` from the state."""
+    if "noise.t_excess_K" not in state:
+        return Verdict(Spec.BAD_DATA, "no calibrated T_x")
+    t_x = float(state.value("noise.t_excess_K"))
+    n = float(state.value("noise.t_eff_exponent", params.t_eff_exponent))
+    verdicts = []
+    for i in range(result.widths.shape[1]):
+        key = f"cells.{i}.alpha_K_per_V"
+        if key not in state or not state.get(key).valid or not np.isfinite(result.widths[0, i]):
+            continue
+        predicted = float(t_eff(result.t_chip[0], t_x, n)) / (2 * float(state.value(key)))
+        verdicts.append(
+            Tolerance(params.tolerance_rel * predicted).judge(
+                f"cell {i} width", result.widths[0, i], result.width_err[0, i], predicted, 0.0
+            )
+        )
+    return combine(verdicts)
+
+
+# -------------------------------------------------------------------- update
+def update(result: Result, params: Parameters | None = None) -> StateChange:
+    params = params or Parameters()
+    change = StateChange()
+    if not result.ok:
+        return change.fail(result.alpha.message)
+    f = result.alpha
+    change.set("noise.t_excess_K", f["t_excess_K"], f.error("t_excess_K"), "K", note="t_eff")
+    change.set("noise.t_eff_exponent", params.t_eff_exponent, 0.0, "", note="design value")
+    for i in result.cells:
+        change.set(f"cells.{i}.alpha_K_per_V", f[f"alpha_{i}"], f.error(f"alpha_{i}"), "K/V", note="t_eff")
+    for i, why in result.flags.items():
+        if i not in result.cells:
+            change.flag(f"cells.{i}.alpha_K_per_V", why, "K/V")
+    return change
+
+
+def table(result: Result) -> str:
+    f = result.alpha
+    temps = "  ".join(f"{t * 1e3:6.1f} mK" for t in result.t_chip)
+    lines = [f"chip temperatures: {temps}"]
+    if f.success:
+        lines.append(
+            f"T_x = {f['t_excess_K'] * 1e3:.2f} ± {f.error('t_excess_K') * 1e3:.2f} mK, "
+            f"chi2_red {f.chi2_reduced:.2f} ({f.dof} dof)"
+        )
+        lines.append(f"{'cell':>4}  {'alpha (K/V)':>18}  widths (mV)")
+        for i in result.cells:
+            ws = "  ".join(f"{w * 1e3:6.2f}" for w in result.widths[:, i])
+            lines.append(f"{i:>4}  {f[f'alpha_{i}']:>8.4f} ± {f.error(f'alpha_{i}'):<7.4f}  {ws}")
+    else:
+        lines.append(f"FAILED: {f.message}")
+    for i, why in sorted(result.flags.items()):
+        lines.append(f"{i:>4}  flagged: {why}")
+    return "\n".join(lines)

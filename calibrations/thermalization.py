@@ -1,0 +1,295 @@
+"""Thermalization time: each cell's switching rates vs bias and temperature -> attempt rate and barrier.
+
+A cell sampled every ``Delta`` is a two-state Markov chain with
+``P(0->1) = a = p (1 - lambda)`` and ``P(1->0) = b = (1 - p)(1 - lambda)``,
+``lambda = exp(-Delta / tau_c)`` (exact for the telegraph process at any
+``Delta``). Counting transitions gives ``a`` and ``b`` (binomial errors), hence
+``tau_c = -Delta / ln(1 - a - b)`` and the Kramers rates ``r_up = p / tau_c``,
+``r_down = (1 - p) / tau_c``. Their geometric mean ``r0 = sqrt(r_up r_down) =
+Gamma0 exp(-dU / T_eff)`` does not depend on the bias, so every bias point at a
+temperature measures the same ``r0`` (a model check), and ``ln r0`` against
+``1 / T_eff`` is an Arrhenius line: slope ``-dU``, intercept ``ln Gamma0``.
+``T_eff`` comes from the chip thermometer and the calibrated ``T_x``; the
+uncertainty of ``T_x`` is propagated by refitting with ``T_x +- sigma``.
+
+Reported per cell: ``gamma0_Hz``, ``barrier_K``, the correlation time at base
+and zero field ``tau_c_s`` and the effective samples per second there,
+``1 / (2 tau_c)`` (the integrated autocorrelation time of a telegraph signal is
+``2 tau_c``).
+
+Sampling: 4 MHz. The amplifier's low-pass (0.16 us) then leaves ``a = 0.21`` of
+the previous reading in each sample, so even a one-sample dwell crosses the
+threshold (that needs ``a < 1/2``; at 10 MHz it is 0.54 and short dwells vanish).
+Cells faster than about ``Delta / 4`` at some temperature lose that point (too
+few non-flips); the rest fit on what remains.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import xarray as xr
+from labstack.calibrations import cryostat
+from labstack.calibrations._common import cell_values, idle_couplers, run
+
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
+from labstack.fit import FitResult, fit_linear
+from labstack.measure import Read, Sweep
+from labstack.station import find_parameter, layout_of
+
+NAME = "thermalization"
+DEPENDS_ON: tuple[str, ...] = ("effective_temperature", "cryostat", "bias_scurve")
+TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass
+class Parameters:
+    #: chip temperatures (K); 0 is base (heater off)
+    temperatures_K: tuple[float, ...] = (0.0, 0.02, 0.028)
+    #: bias points in S-curve widths from V0, measured at base
+    bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    n_samples: int = 20000
+    sample_rate_Hz: float = 4e6
+    settle_s: float = 1e-3
+    #: a point needs this many transitions of each kind to count
+    min_transitions: int = 20
+    check_samples: int = 8000
+    tolerance_rel: float = 0.15
+    limits_V: tuple[float, float] = (-1.5, 1.5)
+    #: time constants to wait at each temperature: an acquisition lasts milliseconds
+    #: and the chip thermometer is read right before it, so steady beats exact
+    settle_taus: float = 3.0
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    layout = layout_of(ctx.station)
+    n = layout.n_cells
+    v0 = cell_values(ctx, n, "bias_offset_V")
+    alpha = cell_values(ctx, n, "alpha_K_per_V")
+    good = np.isfinite(v0) & np.isfinite(alpha)
+    t_x = float(ctx.state.value("noise.t_excess_K"))
+    n_exp = float(ctx.state.value("noise.t_eff_exponent", 2.0))
+    thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
+    sampler = ctx.station.components[layout.readout]
+    sampler.sample_rate(params.sample_rate_Hz)
+    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    idle_couplers(ctx, layout)
+    temps = sorted(params.temperatures_K) if mode is Mode.CALIBRATE else [0.0]
+    heater_off = find_parameter(ctx.station, f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    blocks, run_ids = [], []
+    for t_set in temps:
+        if t_set > 0 or not heater_off:
+            cryostat.heat_to(ctx, t_set, settle_taus=params.settle_taus)
+            heater_off = t_set <= 0
+        t_chip = cryostat.chip_temperature(ctx)
+        t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)
+        ks = params.bias_widths if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
+        width = t_eff / (2 * np.where(good, alpha, 1.0))
+        setpoints = {
+            name: np.clip([v0[i] + k * width[i] if good[i] else 0.0 for k in ks], *params.limits_V)
+            for i, name in enumerate(layout.bias)
+        }
+        seq = Sweep(
+            "bias_point",
+            setpoints,
+            body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+            settle=params.settle_s,
+            coord=np.asarray(ks, dtype=float),
+        )
+        meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
+        ds = run(ctx, NAME, seq, meta)
+        run_ids.append(ds.attrs["run_id"])
+        states = ds["samples"].transpose("bias_point", "cell", "sample").values > thresholds[None, :, None]
+        for j, k in enumerate(ks):
+            blocks.append((t_chip, float(k), states[j]))
+    if not heater_off:
+        cryostat.cool_down(ctx)
+    return xr.Dataset(
+        {
+            "states": (("point", "cell", "sample"), np.stack([b[2] for b in blocks]).astype(np.uint8)),
+            "T_chip": (("point",), np.array([b[0] for b in blocks]), {"units": "K"}),
+            "bias_widths": (("point",), np.array([b[1] for b in blocks])),
+            "measured": (("cell",), good),
+        },
+        attrs={
+            "run_id": "+".join(run_ids),
+            "calibration": NAME,
+            "sample_period_s": 1.0 / float(sampler.sample_rate()),
+            "t_excess_K": t_x,
+            "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
+            "t_eff_exponent": n_exp,
+        },
+    )
+
+
+# ----------------------------------------------------------------------- fit
+def rate_estimate(states: np.ndarray, period: float, min_transitions: int = 20) -> tuple[float, float, float, float]:
+    """(ln r0, its stderr, tau_c, p) from a 0/1 series sampled every ``period``; nan if unusable."""
+    s = states.astype(bool)
+    prev, nxt = s[:-1], s[1:]
+    n0, n1 = int((~prev).sum()), int(prev.sum())
+    n01, n10 = int((~prev & nxt).sum()), int((prev & ~nxt).sum())
+    bad = (math.nan,) * 4
+    if min(n01, n10) < min_transitions or min(n0 - n01, n1 - n10) < min_transitions:
+        return bad
+    a, b = n01 / n0, n10 / n1
+    total = a + b
+    if total >= 1:
+        return bad
+    lam = 1 - total
+    tau = -period / math.log(lam)
+    p = a / total
+    ln_r0 = 0.5 * math.log(a) + 0.5 * math.log(b) - math.log(total) - math.log(tau)
+    g = 1 / (lam * -math.log(lam))  # d ln(-ln(1-s)) / ds
+    da = 0.5 / a - 1 / total + g
+    db = 0.5 / b - 1 / total + g
+    var = da**2 * a * (1 - a) / n0 + db**2 * b * (1 - b) / n1
+    return ln_r0, math.sqrt(var), tau, p
+
+
+@dataclass
+class CellResult:
+    cell: int
+    fit: FitResult
+    ln_r0: np.ndarray
+    ln_r0_err: np.ndarray
+    flag: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.flag and self.fit.success
+
+
+@dataclass
+class Result:
+    cells: list[CellResult]
+    t_eff: np.ndarray
+    bias_widths: np.ndarray
+    base_index: list[int] = field(default_factory=list)
+
+
+def _arrhenius(inv_t: np.ndarray, ln_r0: np.ndarray, err: np.ndarray) -> FitResult:
+    line = fit_linear(inv_t, ln_r0, err)
+    if not line.success:
+        return line
+    return FitResult(
+        "arrhenius_rate",
+        {"barrier_K": -line["slope"], "ln_gamma0": line["intercept"], "gamma0_Hz": math.exp(line["intercept"])},
+        {
+            "barrier_K": line.error("slope"),
+            "ln_gamma0": line.error("intercept"),
+            "gamma0_Hz": math.exp(line["intercept"]) * line.error("intercept"),
+        },
+        chi2_reduced=line.chi2_reduced, dof=line.dof, absolute_sigma=True, checks=line.checks,
+    )
+
+
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
+    """Rates per point and an Arrhenius line per cell (pure)."""
+    params = params or Parameters()
+    states = dataset["states"].values
+    t_chip = dataset["T_chip"].values.astype(float)
+    ks = dataset["bias_widths"].values.astype(float)
+    measured = dataset["measured"].values.astype(bool)
+    period = float(dataset.attrs["sample_period_s"])
+    t_x, t_x_err = float(dataset.attrs["t_excess_K"]), float(dataset.attrs["t_excess_err_K"])
+    n_exp = float(dataset.attrs["t_eff_exponent"])
+
+    def teff(tx: float) -> np.ndarray:
+        return (t_chip**n_exp + tx**n_exp) ** (1 / n_exp)
+
+    t_eff = teff(t_x)
+    base = [j for j in range(len(t_chip)) if t_chip[j] <= t_chip.min() * 1.05]
+    cells = []
+    for i in range(states.shape[1]):
+        est = np.array([rate_estimate(states[j, i], period, params.min_transitions) for j in range(len(t_chip))])
+        ln_r0, err = est[:, 0], est[:, 1]
+        use = np.isfinite(ln_r0)
+        if not measured[i]:
+            cells.append(CellResult(i, FitResult.failed("arrhenius_rate", "no calibrated bias"), ln_r0, err, "not_measured"))
+            continue
+        if len({round(t, 6) for t in t_chip[use]}) < 2:
+            why = f"rates measurable at {use.sum()} of {len(use)} points (too fast or too slow for the sample rate)"
+            cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points"))
+            continue
+        f = _arrhenius(1 / t_eff[use], ln_r0[use], err[use])
+        if f.success and t_x_err > 0:  # systematic from T_x, by refitting at T_x +- sigma
+            for name in ("barrier_K", "ln_gamma0"):
+                shifts = [_arrhenius(1 / teff(t_x + s)[use], ln_r0[use], err[use])[name] - f[name] for s in (-t_x_err, t_x_err)]
+                sys = 0.5 * (abs(shifts[0]) + abs(shifts[1]))
+                f.stderr[name] = math.hypot(f.stderr[name], sys)
+            f.stderr["gamma0_Hz"] = f["gamma0_Hz"] * f.stderr["ln_gamma0"]
+        if f.success:
+            r0_base = f["gamma0_Hz"] * math.exp(-f["barrier_K"] / float(t_eff[base[0]]))
+            f.values["tau_c_s"] = 1 / (2 * r0_base)
+            f.values["ess_per_s"] = r0_base
+            rel = math.sqrt(f.error("ln_gamma0") ** 2)  # dominated by the intercept's error at base
+            f.stderr["tau_c_s"] = f.values["tau_c_s"] * rel
+            f.stderr["ess_per_s"] = r0_base * rel
+        cells.append(CellResult(i, f, ln_r0, err, "" if f.success else "fit_failed"))
+    return Result(cells, t_eff, ks, base)
+
+
+# --------------------------------------------------------------------- check
+def check(result: Result, params: Parameters, state: CalibrationState) -> Verdict:
+    """Base-temperature rate r0 against ``Gamma0 exp(-dU / T_eff)`` from the state."""
+    verdicts = []
+    for r in result.cells:
+        key = f"cells.{r.cell}.gamma0_Hz"
+        if key not in state or not state.get(key).valid or not np.isfinite(r.ln_r0[0]):
+            continue
+        predicted = math.log(float(state.value(key))) - float(state.value(f"cells.{r.cell}.barrier_K")) / float(result.t_eff[0])
+        verdicts.append(
+            Tolerance(params.tolerance_rel).judge(f"cell {r.cell} ln r0", float(r.ln_r0[0]), float(r.ln_r0_err[0]), predicted, 0.0)
+        )
+    return combine(verdicts)
+
+
+# -------------------------------------------------------------------- update
+KEYS = {
+    "gamma0_Hz": ("gamma0_Hz", "Hz"),
+    "barrier_K": ("barrier_K", "K"),
+    "tau_c_s": ("tau_c_s", "s"),
+    "ess_per_s": ("ess_per_s", "1/s"),
+}
+
+
+def update(result: Result, params: Parameters | None = None) -> StateChange:
+    change = StateChange()
+    ess = []
+    for r in result.cells:
+        if r.flag == "not_measured":
+            continue
+        change.add_fit(f"cells.{r.cell}", r.fit, KEYS)
+        if r.ok:
+            ess.append(r.fit["ess_per_s"])
+    if not ess:
+        return change.fail("no cell gave an Arrhenius fit")
+    change.set("thermalization.ess_per_s_min", float(min(ess)), None, "1/s")
+    return change
+
+
+def table(result: Result) -> str:
+    temps = "  ".join(f"{t * 1e3:.1f}" for t in result.t_eff)
+    lines = [f"T_eff per point (mK): {temps}", f"{'cell':>4}  {'Gamma0 (GHz)':>16}  {'barrier (K)':>17}  {'tau_c base (us)':>15}  chi2_red"]
+    for r in result.cells:
+        if r.ok:
+            f = r.fit
+            lines.append(
+                f"{r.cell:>4}  {f['gamma0_Hz'] / 1e9:>7.3f} ± {f.error('gamma0_Hz') / 1e9:<6.3f}"
+                f"  {f['barrier_K']:>7.4f} ± {f.error('barrier_K'):<7.4f}  {f['tau_c_s'] * 1e6:>15.3f}  {f.chi2_reduced:.2f}"
+            )
+        else:
+            lines.append(f"{r.cell:>4}  {r.flag}: {r.fit.message}")
+    return "\n".join(lines)
