@@ -57,8 +57,10 @@ class Parameters:
     v_start: float = -1.0
     v_stop: float = 1.0
     n_points: int = 61
-    n_samples: int = 4000
-    sample_rate_Hz: float = 50e3
+    n_samples: int = 3000
+    #: slow enough that successive samples are independent draws (tau_c is microseconds),
+    #: which the virtual lab simulates with a few heat-bath sweeps per sample
+    sample_rate_Hz: float = 100.0
     settle_s: float = 1e-3
     #: cheap check: fewer points and samples
     check_points: int = 31
