@@ -24,9 +24,10 @@ master equation of a small coupled chip (:mod:`labstack.sim.ising`).
 
 Long waits: simulating a fridge wait of seconds step by step would cost ~1e8
 sweeps and tell nothing, since the chip forgets its state after a few relaxation
-times. A stretch longer than ``window_attempts / min(r0)`` (200 attempt times of
-the slowest cell, >= 400 of its correlation times) is replaced by
-``long_wait_sweeps`` heat-bath sweeps (``dt = inf``), which keep the Boltzmann
+times. A stretch longer than ``window_attempts / min(r0)`` (20 attempt times of
+the slowest cell, >= 40 of its correlation times, so its memory is below e^-40)
+is replaced by heat-bath sweeps (``dt = inf``), as many as Dobrushin's bound asks
+and at most ``long_wait_sweeps``, which keep the Boltzmann
 distribution exactly and decorrelate at least as fast per sweep as that window.
 This assumes the coupled chip relaxes within the window; a ferromagnet with
 ``J >> T_eff`` (slow domain walls) may not, and then a long wait leaves it more
@@ -191,7 +192,7 @@ class CellEnsemble:
         spins: np.ndarray | None = None,
         *,
         step_fraction: float = 0.05,
-        window_attempts: float = 200.0,
+        window_attempts: float = 20.0,
         long_wait_sweeps: int = 400,
         parallel_threshold: int = 1 << 21,
     ) -> None:
