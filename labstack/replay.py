@@ -341,6 +341,22 @@ def _lab_for(attrs: dict[str, Any], truth: str | Path | None, lab: str | None, t
     return fresh_lab(recorded, token)
 
 
+def _check_no_open_instruments(station_file: str) -> None:
+    """QCoDeS names instruments globally: a replay cannot open 'qdac1' while it is open."""
+    import yaml
+    from qcodes.instrument import Instrument
+
+    from labstack.station import station_path
+
+    names = set((yaml.safe_load(station_path(station_file).read_text()) or {}).get("instruments", {}))
+    busy = sorted(n for n in names if Instrument.exist(n))
+    if busy:
+        raise ReplayError(
+            f"instrument(s) {', '.join(busy)} are open in this process; close that station "
+            "first (labstack.station.close_station) or replay from the command line"
+        )
+
+
 def _catch_up_clock(station: Any, start: float, notes: list[str]) -> None:
     """Start the replay at the original's simulated time, so ages and timeouts agree."""
     if start <= 0:
@@ -394,6 +410,7 @@ def replay_run(
     if float(attrs.get("clock_start") or 0.0) > 0:
         expect_identical = False
     session = session_of(original)
+    _check_no_open_instruments(station_file)
     st = load_station(station_file, lab=description)
     try:
         _catch_up_clock(st, float(attrs.get("clock_start") or 0.0), notes)
@@ -445,7 +462,13 @@ def _replay_measurement(
         progress=progress,
     )
     variables = compare_datasets(original.dataset(), again.dataset(), original.id, again.id)
-    return again.id, variables, None, []
+    notes = []
+    if any(not v.shape_match for v in variables):
+        notes.append(
+            "shapes differ: a setting made outside the sequence (e.g. a sample count) is not "
+            "replayed; put it in the sequence as a Set step"
+        )
+    return again.id, variables, None, notes
 
 
 def _replay_calibration(
