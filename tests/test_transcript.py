@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lab_description
 from labstack.drivers.sampler import LabstackSampler
 from qcodes.instrument import Instrument
 
@@ -18,6 +17,7 @@ from labstack.transcript import (
     record_station,
     verify_playback,
 )
+from tests.conftest import lab_description
 
 
 def session(station) -> tuple[float, np.ndarray]:
