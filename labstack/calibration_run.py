@@ -23,6 +23,7 @@ from typing import Any
 from labstack.calibrate import CalibrationGraph, Context, Status
 from labstack.calibration_record import SessionRecorder
 from labstack.data import resolve_data_dir
+from labstack.display import NodeResult
 
 
 def routines() -> dict[str, ModuleType]:
@@ -91,6 +92,19 @@ class CalibrationReport:
         if self.run_id:
             lines.append(f"recorded as run {self.run_id} (labstack replay {self.run_id})")
         return "\n".join(lines)
+
+    def result(self, name: str) -> NodeResult:
+        """Node ``name``'s fit results, with the stored data they came from (for display)."""
+        from labstack.calibrate import CalibrationState
+        from labstack.data import load_run
+
+        graph = getattr(self, "graph", None)
+        if graph is None or name not in graph.results:
+            raise KeyError(f"node {name!r} produced no result in this calibration")
+        record = CalibrationState.load(Path(self.state_path)).node_record(name)
+        run_id = record.run_id if record else None
+        dataset = load_run(run_id, self.data_dir).dataset() if run_id else None
+        return NodeResult(name, graph.results[name], dataset, routines().get(name), run_id)
 
     def _repr_html_(self) -> str:
         from labstack.display import calibration_report_html
