@@ -75,9 +75,15 @@ class LivePlot:
     def _show(self) -> None:
         if not _in_notebook():
             return
-        from IPython.display import display
+        import io
 
+        from IPython.display import Image, display
+
+        # a PNG of our own: works whatever matplotlib backend the kernel selected
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        image = Image(data=buffer.getvalue(), format="png")
         if self._handle is None:
-            self._handle = display(self.figure, display_id=True)
+            self._handle = display(image, display_id=True)
         else:
-            self._handle.update(self.figure)
+            self._handle.update(image)
