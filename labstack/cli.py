@@ -184,7 +184,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         report = replay_run(
             args.run_id, args.data_dir, out_dir=args.out, truth=args.truth, lab=args.lab,
-            station=args.station, z_max=args.z_max, atol=args.atol,
+            station=args.station, z_max=args.z_max, atol=args.atol, rtol=args.rtol,
             progress=not args.no_progress,
         )
     except (ReplayError, KeyError, StationConfigError, GroundTruthError) as exc:
@@ -275,6 +275,8 @@ def _add_day_to_day(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--out", help="where the replay's runs and report go")
     replay.add_argument("--z-max", type=float, default=5.0, help="fitted values may differ by this many sigma (default 5)")
     replay.add_argument("--atol", type=float, default=0.0, help="... or by this much in their unit")
+    replay.add_argument("--rtol", type=float, default=0.0, help="... or by this fraction of their value "
+                        "(values stored without uncertainty are judged only with --atol/--rtol)")
     replay.add_argument("--no-progress", action="store_true", help="no progress bars")
     replay.set_defaults(func=cmd_replay)
 

@@ -10,9 +10,10 @@ a new data directory, and compares:
 
 * every data variable of every run, pairwise (bit for bit, max and rms difference);
 * every fitted value with its uncertainty: ``z = Δ / sqrt(σ₁² + σ₂²)``; a value
-  passes if ``|z| <= z_max`` or ``|Δ| <= atol + rtol |original|`` (the second is
-  the only test for values stored without an uncertainty, e.g. a readout
-  threshold); a validity flag that changed fails.
+  passes if ``|z| <= z_max`` or ``|Δ| <= atol + rtol |original|``. A value stored
+  without an uncertainty (e.g. a readout threshold) cannot be judged in sigmas: it
+  is reported, and judged only against ``atol``/``rtol`` when they are given. A
+  validity flag that changed fails.
 
 The report passes when every fitted value passes and, if the replay ran on the very
 same virtual chip and seed (no ``truth``/``lab`` override) from a fresh lab, the
@@ -43,7 +44,7 @@ REPORT_JSON = "replay_report.json"
 REPORT_TEXT = "replay_report.txt"
 REPLAYS_DIRNAME = "replays"
 DEFAULT_Z_MAX = 5.0
-DEFAULT_RTOL = 1e-3
+DEFAULT_RTOL = 0.0
 
 
 class ReplayError(ValueError):
@@ -278,7 +279,9 @@ def compare_results(
             diff.delta = delta
             diff.z = delta / sigma if sigma > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta))
             close = abs(delta) <= atol + rtol * abs(float(va))
-            if diff.passed and abs(diff.z) > z_max and not close:
+            if sigma == 0 and delta != 0 and atol == 0 and rtol == 0:
+                diff.reason = "no uncertainty recorded: not judged"
+            elif diff.passed and abs(diff.z) > z_max and not close:
                 diff.passed = False
                 diff.reason = f"moved {delta:+.4g} {diff.unit}".rstrip()
         elif va != vb and diff.passed:

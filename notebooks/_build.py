@@ -139,21 +139,21 @@ data_dir = Path(tempfile.mkdtemp(prefix="labstack-thermalization-"))
 lab_description = "seed=7,cells=4,instance=nb-thermal"
 station = load_station("virtual", lab=lab_description)
 layout = layout_of(station)"""),
-    ("code", """station.sampler.n_samples(2000)
-volts = np.linspace(-0.6, 0.6, 25)
+    ("code", """station.sampler.n_samples(1000)
+volts = np.linspace(-0.6, 0.6, 17)
 sweep = Sweep("bias", {name: volts for name in layout.bias}, coord=volts,
               body=[Read("sampler.samples", name="samples")], settle=1e-3)
 live = LivePlot("samples")
 run = run_sequence(sweep, station, name="live_scurves", data_dir=data_dir, progress=False,
                    flush_every=1, flush_interval=0.05, subscribers=[live])
 print(f"{live.frames} live updates; the last shows all {run.dataset().sizes['bias']} points")"""),
-    ("md", "## The telegraph trace\nBias back at 0 V; 10 blocks of 50 000 samples per cell at 10 MHz (5 ms of simulated time)."),
+    ("md", "## The telegraph trace\nBias back at 0 V; 8 blocks of 40 000 samples per cell at 10 MHz (3.2 ms of simulated time)."),
     ("code", """for name in layout.bias:
     station.components[name.split(".")[0]].submodules[name.split(".")[1]].dc_constant_V(0.0)
-rate, n = 10e6, 50_000
+rate, n = 10e6, 40_000
 station.sampler.sample_rate(rate)
 station.sampler.n_samples(n)
-trace = Trace("block", n=10, body=[Read("sampler.samples", name="samples")])
+trace = Trace("block", n=8, body=[Read("sampler.samples", name="samples")])
 run = run_sequence(trace, station, name="telegraph", data_dir=data_dir, progress=False)
 x = run.dataset()["samples"].transpose("sampler_cell", "block", "sampler_sample").values
 fig, axes = plt.subplots(x.shape[0], 1, figsize=(8, 4), sharex=True)

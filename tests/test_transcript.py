@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ from labstack.transcript import (
     record_station,
     verify_playback,
 )
-from tests.conftest import lab_description
 
 
 def session(station) -> tuple[float, np.ndarray]:
@@ -33,7 +33,9 @@ def session(station) -> tuple[float, np.ndarray]:
 
 @pytest.fixture
 def transcript(tmp_path: Path) -> tuple[Path, tuple[float, np.ndarray]]:
-    station = record_station("virtual", tmp_path / "session.jsonl.gz", lab=lab_description(seed=7, cells=4))
+    # an instance of its own: tests.conftest imported here counts instances apart from pytest's conftest
+    lab = f"seed=7,cells=4,instance=transcript-{secrets.token_hex(4)}"
+    station = record_station("virtual", tmp_path / "session.jsonl.gz", lab=lab)
     try:
         recorded = session(station)
     finally:
