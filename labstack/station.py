@@ -103,6 +103,12 @@ def load_station(
     """
     path = station_path(name_or_path)
     text = path.read_text()
+    if lab is not None and path == station_path("virtual") and not _fits_default_virtual(lab):
+        # another virtual chip size or topology: the station follows the lab's wiring
+        from labstack.virtual_station import virtual_station_yaml
+
+        text = virtual_station_yaml(lab)
+        path = Path(f"<virtual station for '{lab}'>")
     document, lines = _parse(path, text)
     layout = _layout(path, document, lines)
     instruments_section = document.get("instruments")
@@ -156,6 +162,14 @@ def _file_lab(instruments: dict[str, Any]) -> str | None:
         if visalib.endswith(VISALIB_SUFFIX):
             return visalib.removesuffix(VISALIB_SUFFIX)
     return None
+
+
+def _fits_default_virtual(lab: str) -> bool:
+    """Whether the shipped virtual.yaml (16-cell chain) wires the chip ``lab`` describes."""
+    from labstack.sim.lab import VirtualLab
+
+    truth, _ = VirtualLab.truth_from_description(lab)
+    return truth.n_cells == 16 and truth.topology == "chain"
 
 
 def close_station(station: Station) -> None:

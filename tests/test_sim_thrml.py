@@ -56,7 +56,7 @@ def test_thrml_conventions_match_exact_enumeration() -> None:
     exact = np.concatenate(ising.marginals_and_correlations(
         ising.boltzmann(h, pairs, j, T_EFF), truth.n_cells, pairs))
     peer = PeerModel.build(truth.n_cells, pairs, h, j, T_EFF, graph.colors)
-    for samples in (peer.samples(20_000, 2, seed=1), ours(truth, h, graph, 20_000, T_EFF, 1)):
+    for samples in (peer.samples(10_000, 2, seed=1), ours(truth, h, graph, 10_000, T_EFF, 1)):
         mean, err = moments(samples, pairs)
         assert np.all(np.abs(mean - exact) < 4.5 * err + 1e-3), np.max(np.abs(mean - exact) / err)
 

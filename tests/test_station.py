@@ -91,3 +91,25 @@ def test_channel_ranges_expand():
     assert expand_channels("qdac1.ch08-ch10") == ["qdac1.ch08", "qdac1.ch09", "qdac1.ch10"]
     assert expand_channels("qdac1.ch01-ch02.dc_constant_V") == ["qdac1.ch01.dc_constant_V", "qdac1.ch02.dc_constant_V"]
     assert expand_channels("sampler") == ["sampler"]
+
+
+def test_virtual_station_follows_a_bigger_chip(virtual_station):
+    station, lab = virtual_station(seed=4, cells=64)
+    from labstack.station import layout_of
+
+    layout = layout_of(station)
+    assert layout.n_cells == 64 and len(layout.couplers) == 63
+    assert layout.bias[63] == "qdac3.ch16.dc_constant_V"
+    station.qdac3.ch16.dc_constant_V(0.4)
+    assert lab.bias_V[63] == 0.4
+    with pytest.raises(ValueError, match="1.5"):
+        station.qdac3.ch16.dc_constant_V(1.7)
+    assert lab.bias_V[63] == 0.4
+
+
+def test_virtual_station_for_a_grid_chip_lists_its_coupler_pairs(virtual_station):
+    station, lab = virtual_station(seed=4, cells=16, topology="grid")
+    from labstack.station import layout_of
+
+    layout = layout_of(station)
+    assert sorted(layout.coupler_pairs) == sorted(map(tuple, lab.truth.couplers.pairs.tolist()))

@@ -106,10 +106,15 @@ class VirtualLab:
         with ``instance`` (and ``seed``, which then seeds only the noise), so a
         replay can get a fresh lab of a chip stored in a file.
         """
+        truth, seed = cls.truth_from_description(description)
+        return cls(truth, seed=seed)
+
+    @staticmethod
+    def truth_from_description(description: str) -> tuple[GroundTruth, int | None]:
+        """The chip (and seed) a description names, without building a lab."""
         text = description.strip()
         if text.endswith(".json"):
-            truth = GroundTruth.load(Path(text))
-            return cls(truth)
+            return GroundTruth.load(Path(text)), None
         options: dict[str, str] = {}
         for item in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = item.partition("=")
@@ -124,17 +129,20 @@ class VirtualLab:
             )
         if "truth" in options:
             loaded = GroundTruth.load(Path(options["truth"]))
-            return cls(loaded, seed=int(options["seed"]) if "seed" in options else None)
-        seed = int(options.get("seed", DEFAULT_SEED))
-        truth = GroundTruth.from_seed(
-            seed,
-            int(options.get("cells", DEFAULT_CELLS)),
-            options.get("topology", "chain"),
-            dead_fraction=float(options.get("dead", 0.0)),
-            stuck_fraction=float(options.get("stuck", 0.0)),
-            crosstalk=float(options.get("crosstalk", 0.0)),
-        )
-        return cls(truth, seed=seed)
+            return loaded, int(options["seed"]) if "seed" in options else None
+        try:
+            seed = int(options.get("seed", DEFAULT_SEED))
+            truth = GroundTruth.from_seed(
+                seed,
+                int(options.get("cells", DEFAULT_CELLS)),
+                options.get("topology", "chain"),
+                dead_fraction=float(options.get("dead", 0.0)),
+                stuck_fraction=float(options.get("stuck", 0.0)),
+                crosstalk=float(options.get("crosstalk", 0.0)),
+            )
+        except ValueError as exc:
+            raise GroundTruthError(f"virtual lab description {text!r}: {exc}") from None
+        return truth, seed
 
     # ----------------------------------------------------------------- physics
     def fields(self) -> np.ndarray:
