@@ -31,4 +31,4 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 
 PACKAGES, PACKAGE_DIR = _packages()
 
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR, py_modules=["pyvisa_labstack"])
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, py_modules=["pyvisa_labstack", "pyvisa_labstack_record", "pyvisa_labstack_playback"])

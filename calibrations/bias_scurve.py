@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -254,3 +255,34 @@ def table(results: list[CellResult]) -> str:
         else:
             lines.append(f"{r.cell:>4}  {'—':>16}  {'—':>15}  {'—':>8}  {r.flag}: {r.fit.message}")
     return "\n".join(lines)
+
+
+def plot(results: list[CellResult], dataset: xr.Dataset) -> Any:
+    """S-curves with their fits, one panel per cell (at most 16), for reports and notebooks."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    volts = dataset["bias"].values
+    shown = results[:16]
+    cols = min(4, len(shown)) or 1
+    rows = -(-len(shown) // cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), sharex=True, sharey=True, squeeze=False)
+    fine = np.linspace(volts.min(), volts.max(), 300)
+    for ax, r in zip(axes.flat, shown, strict=False):
+        if "p" in r.fit.extra:
+            ax.errorbar(volts, r.fit.extra["p"], r.fit.extra["p_err"], fmt=".", ms=3)
+        if r.ok:
+            ax.plot(fine, logistic(fine, r.fit["v0_V"], r.fit["width_V"]), lw=1)
+            ax.set_title(f"cell {r.cell}: V0 {r.fit['v0_V'] * 1e3:.1f} mV", fontsize=8)
+        else:
+            ax.set_title(f"cell {r.cell}: {r.flag}", fontsize=8, color="#b00")
+    for ax in axes.flat[len(shown):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("bias (V)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("P(+1)")
+    fig.tight_layout()
+    return fig

@@ -3,19 +3,27 @@
 Routines are found through the ``labstack.calibrations`` entry-point group, so
 this core module never imports ``labstack.calibrations`` itself (imports flow
 calibrations -> core) and a lab can add its own routines from its own package.
+
+Every :func:`calibrate_station` is itself recorded as a run (name ``calibration``,
+metadata ``kind: calibration``, no data variables) whose attributes hold what a
+replay needs: the station file, the lab description and seed, the routines and
+parameters, the calibration state it started from (the whole version file), the
+runs it made, and the values it fitted (see :mod:`labstack.replay`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context, Status
+from labstack.calibration_record import SessionRecorder
 from labstack.data import resolve_data_dir
+from labstack.display import NodeResult
 
 
 def routines() -> dict[str, ModuleType]:
@@ -23,8 +31,16 @@ def routines() -> dict[str, ModuleType]:
     return {ep.name: ep.load() for ep in entry_points(group="labstack.calibrations")}
 
 
-def build_graph(ctx: Context, names: list[str] | None = None) -> CalibrationGraph:
-    """A graph of the named routines and everything they depend on (default: all installed)."""
+def build_graph(
+    ctx: Context,
+    names: list[str] | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> CalibrationGraph:
+    """A graph of the named routines and everything they depend on (default: all installed).
+
+    ``params`` overrides fields of a routine's ``Parameters``, by routine name
+    (``{"bias_scurve": {"n_points": 21}}``): a small chip in a test needs fewer points.
+    """
     available = routines()
     wanted = list(names or sorted(available))
     missing = [n for n in wanted if n not in available]
@@ -35,8 +51,14 @@ def build_graph(ctx: Context, names: list[str] | None = None) -> CalibrationGrap
             if dep in available and dep not in wanted:
                 wanted.append(dep)
     graph = CalibrationGraph(ctx)
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(wanted))
+    if unknown:
+        raise KeyError(f"parameters given for routine(s) {unknown} that are not calibrated")
     for name in wanted:
-        graph.add_module(available[name])
+        module = available[name]
+        overrides = params.get(name)
+        graph.add_module(module, module.Parameters(**overrides) if overrides else None)
     graph.validate()
     return graph
 
@@ -52,6 +74,8 @@ class CalibrationReport:
     state_path: str = ""
     state_version: int = 0
     data_dir: str = ""
+    #: the run recording this calibration (replay it with ``labstack replay <id>``)
+    run_id: str = ""
 
     @property
     def all_ok(self) -> bool:
@@ -69,7 +93,27 @@ class CalibrationReport:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
         lines.append(f"calibration state v{self.state_version}: {self.state_path}")
         lines.append(f"data: {self.data_dir}")
+        if self.run_id:
+            lines.append(f"recorded as run {self.run_id} (labstack replay {self.run_id})")
         return "\n".join(lines)
+
+    def result(self, name: str) -> NodeResult:
+        """Node ``name``'s fit results, with the stored data they came from (for display)."""
+        from labstack.calibrate import CalibrationState
+        from labstack.data import load_run
+
+        graph = getattr(self, "graph", None)
+        if graph is None or name not in graph.results:
+            raise KeyError(f"node {name!r} produced no result in this calibration")
+        record = CalibrationState.load(Path(self.state_path)).node_record(name)
+        run_id = record.run_id if record else None
+        dataset = load_run(run_id, self.data_dir).dataset() if run_id else None
+        return NodeResult(name, graph.results[name], dataset, routines().get(name), run_id)
+
+    def _repr_html_(self) -> str:
+        from labstack.display import calibration_report_html
+
+        return calibration_report_html(self)
 
 
 def calibrate_station(
@@ -87,15 +131,19 @@ def calibrate_station(
     ``params`` overrides routine parameters by routine name
     (``{"bias_scurve": {"n_samples": 500}}``); ``state_dir`` puts the calibration
     state elsewhere than ``<data_dir>/calibration_state`` (one per chip in a batch).
+    The calibration is recorded as a run of its own (``report.run_id``), failed if
+    the walk raised.
     """
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(Path(state_dir)) if state_dir is not None else None
     ctx = Context.create(root, station, progress=progress, state=state)
-    graph = build_graph(ctx, names)
-    for name, overrides in (params or {}).items():
-        node = graph[name]
-        node.params = replace(node.params, **overrides)
-    status = graph.calibrate_all(force=force)
+    graph = build_graph(ctx, names, params)
+    recorder = SessionRecorder(ctx, names=names, force=force, params=params)
+    try:
+        status = graph.calibrate_all(force=force)
+    except BaseException as err:
+        recorder.close(graph, {}, error=err)
+        raise
     modules = routines()
     calibrated = sorted(set(graph.calls("calibrate")))
     tables: dict[str, str] = {}
@@ -109,7 +157,8 @@ def calibrate_station(
         entry = state.get(key)
         if not entry.valid and entry.node:
             flagged.setdefault(entry.node, []).append(key)
-    return CalibrationReport(
+    run = recorder.close(graph, status)
+    report = CalibrationReport(
         status=status,
         calibrated=calibrated,
         tables=tables,
@@ -117,4 +166,7 @@ def calibrate_station(
         state_path=str(state.path),
         state_version=state.version,
         data_dir=str(root),
+        run_id=run.id,
     )
+    report.graph = graph  # type: ignore[attr-defined]  # for rich display in notebooks
+    return report

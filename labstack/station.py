@@ -31,6 +31,7 @@ range the driver protects, so it is refused here with the file and line.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -85,11 +86,19 @@ def station_path(name_or_path: str | Path) -> Path:
     raise StationConfigError(f"no station {name_or_path!r}: give a .yaml path or one of {names}")
 
 
-def load_station(name_or_path: str | Path = "virtual", *, lab: str | None = None) -> Station:
+def load_station(
+    name_or_path: str | Path = "virtual",
+    *,
+    lab: str | None = None,
+    wrap_visalib: Callable[[str, str], str] | None = None,
+) -> Station:
     """Build the QCoDeS station of a station file and apply labstack's limits.
 
     ``lab`` replaces the description of the virtual lab (the part before
     ``@labstack`` in every instrument's ``visalib``), e.g. ``"seed=7,cells=16"``.
+    ``wrap_visalib(instrument_name, visalib)`` may replace each instrument's VISA
+    library specification (``""`` is PyVISA's default); :mod:`labstack.transcript`
+    uses it to record or play back every SCPI exchange.
     Everything in the file is checked before any instrument is touched.
     """
     path = station_path(name_or_path)
@@ -120,6 +129,9 @@ def load_station(name_or_path: str | Path = "virtual", *, lab: str | None = None
             init = spec.setdefault("init", {})
             if str(init.get("visalib", "")).endswith(VISALIB_SUFFIX):
                 init["visalib"] = f"{lab}{VISALIB_SUFFIX}"
+        if wrap_visalib is not None:
+            init = spec.setdefault("init", {})
+            init["visalib"] = wrap_visalib(name, str(init.get("visalib") or ""))
     _check_references(path, lines, layout, set(instruments_section))
 
     qcodes_document = {k: v for k, v in document.items() if k != "labstack"}
@@ -137,7 +149,19 @@ def load_station(name_or_path: str | Path = "virtual", *, lab: str | None = None
         station.components[layout.clock] if layout.clock else WallClock()
     )
     station.labstack_source = str(path)  # type: ignore[attr-defined]
+    # what a replay needs to build this station again: the file as it was, and the lab
+    station.labstack_station_text = text  # type: ignore[attr-defined]
+    station.labstack_lab = lab if lab is not None else _file_lab(instruments_section)  # type: ignore[attr-defined]
     return station
+
+
+def _file_lab(instruments: dict[str, Any]) -> str | None:
+    """The virtual-lab description the file itself names (None if it names no virtual lab)."""
+    for spec in instruments.values():
+        visalib = str((spec.get("init") or {}).get("visalib", ""))
+        if visalib.endswith(VISALIB_SUFFIX):
+            return visalib.removesuffix(VISALIB_SUFFIX)
+    return None
 
 
 def _fits_default_virtual(lab: str) -> bool:

@@ -60,6 +60,212 @@ state"""),
 ]
 
 
+CALIBRATE = [
+    ("md", """# Calibrate a whole chip from Jupyter
+
+The calibration graph, the calibration itself, one node's result and the versioned
+state all display as HTML here: status colours, S-curves with their fits, what
+changed. An 8-cell virtual chip keeps this quick; a real chip is the same code with
+another station file."""),
+    ("code", """import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyvisa
+
+from labstack.calibrate import CalibrationState, Context
+from labstack.calibration_run import build_graph, calibrate_station
+from labstack.station import close_station, load_station
+
+data_dir = Path(tempfile.mkdtemp(prefix="labstack-calibrate-"))
+lab_description = "seed=21,cells=8,instance=nb-calibrate"
+station = load_station("virtual", lab=lab_description)
+params = {"bias_scurve": {"n_points": 41, "n_samples": 2000}}"""),
+    ("md", "## The graph before anything ran\nEvery node is grey: *never* calibrated. Nothing is measured to find that out."),
+    ("code", """build_graph(Context.create(data_dir, station), params=params)"""),
+    ("md", "## Calibrate\nThe report shows each node's status, flagged cells and its fit, with the S-curves."),
+    ("code", """report = calibrate_station(station, data_dir=data_dir, params=params, progress=False)
+report"""),
+    ("md", "## One node's result\nThe per-cell table and the plot come from the routine itself (`table`, `plot`)."),
+    ("code", """report.result("bias_scurve")"""),
+    ("md", "## The calibration state and what this calibration changed"),
+    ("code", """state = CalibrationState.load(data_dir / "calibration_state")
+state.diff(0)"""),
+    ("md", "## Calibrate again: nothing is stale, nothing is measured\nThe graph is green now."),
+    ("code", """again = calibrate_station(station, data_dir=data_dir, params=params, progress=False)
+print(again.render().splitlines()[-4])
+again.graph"""),
+    ("md", """## Against the truth
+The simulator knows each cell's offset; the calibration never saw it. Pulls
+(fit − truth) / σ should scatter around zero with unit width."""),
+    ("code", """lab = pyvisa.ResourceManager(f"{lab_description}@labstack").visalib.lab
+fit = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(8)])
+err = np.array([state.get(f"cells.{i}.bias_offset_V").stderr for i in range(8)])
+truth = lab.truth.cells.v0_V
+pulls = (fit - truth) / err
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.errorbar(range(8), (fit - truth) * 1e3, err * 1e3, fmt="o")
+ax.axhline(0, color="k", lw=0.5)
+ax.set_xlabel("cell"); ax.set_ylabel("V0 fit − truth (mV)")
+print(f"pulls: mean {pulls.mean():+.2f}, rms {np.sqrt((pulls**2).mean()):.2f}, max |pull| {abs(pulls).max():.2f}")"""),
+    ("code", """close_station(station)"""),
+]
+
+THERMALIZATION = [
+    ("md", """# Thermalization times from the telegraph signal
+
+Each cell flips between its two states at Kramers rates; its correlation time
+`τ_c = 1 / (r₊ + r₋)` is how long it takes to forget its state, i.e. how fast it
+hands out independent samples. We sample every cell at 10 MHz with a `Trace`
+(blocks taken back to back), threshold the readings, average the autocorrelation
+over blocks and fit its exponential decay `C(k Δ) = exp(−k Δ / τ_c)`.
+
+First, a live look at the readout while the bias sweeps: `LivePlot` subscribes to
+the runner and redraws after every flush."""),
+    ("code", """import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyvisa
+
+from labstack.calibrations.bias_scurve import two_level_threshold
+from labstack.measure import Read, Sweep, Trace, run_sequence
+from labstack.measure.live import LivePlot
+from labstack.station import close_station, layout_of, load_station
+
+data_dir = Path(tempfile.mkdtemp(prefix="labstack-thermalization-"))
+lab_description = "seed=7,cells=4,instance=nb-thermal"
+station = load_station("virtual", lab=lab_description)
+layout = layout_of(station)"""),
+    ("code", """station.sampler.n_samples(1000)
+volts = np.linspace(-0.6, 0.6, 17)
+sweep = Sweep("bias", {name: volts for name in layout.bias}, coord=volts,
+              body=[Read("sampler.samples", name="samples")], settle=1e-3)
+live = LivePlot("samples")
+run = run_sequence(sweep, station, name="live_scurves", data_dir=data_dir, progress=False,
+                   flush_every=1, flush_interval=0.05, subscribers=[live])
+print(f"{live.frames} live updates; the last shows all {run.dataset().sizes['bias']} points")"""),
+    ("md", "## The telegraph trace\nBias back at 0 V; 8 blocks of 40 000 samples per cell at 10 MHz (3.2 ms of simulated time)."),
+    ("code", """for name in layout.bias:
+    station.components[name.split(".")[0]].submodules[name.split(".")[1]].dc_constant_V(0.0)
+rate, n = 10e6, 40_000
+station.sampler.sample_rate(rate)
+station.sampler.n_samples(n)
+trace = Trace("block", n=8, body=[Read("sampler.samples", name="samples")])
+run = run_sequence(trace, station, name="telegraph", data_dir=data_dir, progress=False)
+x = run.dataset()["samples"].transpose("sampler_cell", "block", "sampler_sample").values
+fig, axes = plt.subplots(x.shape[0], 1, figsize=(8, 4), sharex=True)
+for c, ax in enumerate(axes):
+    ax.plot(np.arange(400) / rate * 1e6, x[c, 0, :400], lw=0.7)
+    ax.set_ylabel(f"cell {c}")
+axes[-1].set_xlabel("time (µs)");"""),
+    ("md", "## Autocorrelation and τ_c"),
+    ("code", """dt, lags = 1 / rate, np.arange(200)
+tau = []
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for c in range(x.shape[0]):
+    threshold = two_level_threshold(x[c].ravel())[0]
+    s = (x[c] > threshold).astype(float)
+    s -= s.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(s, 2 * n, axis=1)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum), axis=1)[:, :200].mean(axis=0)
+    acf /= acf[0]
+    use = (lags >= 2) & (acf > 0.1)
+    use &= np.cumprod(use | (lags < 2)).astype(bool)   # the first contiguous stretch
+    slope = np.polyfit(lags[use] * dt, np.log(acf[use]), 1)[0]
+    tau.append(-1 / slope)
+    ax.semilogy(lags * dt * 1e6, np.clip(acf, 1e-3, None), ".", ms=3, label=f"cell {c}")
+    ax.semilogy(lags * dt * 1e6, np.exp(-lags * dt / tau[-1]), "k-", lw=0.6)
+ax.set_xlabel("lag (µs)"); ax.set_ylabel("autocorrelation"); ax.set_ylim(1e-2, 1.1); ax.legend()
+tau = np.array(tau)"""),
+    ("md", "## Against the truth\nThe simulator's Kramers rates at the cells' actual fields and effective temperature."),
+    ("code", """lab = pyvisa.ResourceManager(f"{lab_description}@labstack").visalib.lab
+cells, t_eff, h = lab.truth.cells, lab.t_eff(), lab.fields()
+r_up = cells.gamma0_Hz * np.exp(-(cells.barrier_K - h) / t_eff)
+r_down = cells.gamma0_Hz * np.exp(-(cells.barrier_K + h) / t_eff)
+tau_true = 1 / (r_up + r_down)
+for c in range(len(tau)):
+    print(f"cell {c}: tau measured {tau[c] * 1e6:.3f} µs, true {tau_true[c] * 1e6:.3f} µs "
+          f"({(tau[c] / tau_true[c] - 1) * 100:+.1f} %), {1 / (2 * tau[c]) / 1e3:.0f} k independent samples/s")"""),
+    ("code", """close_station(station)"""),
+]
+
+REPLAY = [
+    ("md", """# Replay a run
+
+Every run records what it takes to run it again: the sequence, the station file, the
+virtual-lab description and seed, and the calibration state it started from. A
+calibration is recorded as a run of its own. `replay_run` (or `labstack replay RUN_ID`)
+re-executes it on a fresh virtual lab and compares data and fitted values."""),
+    ("code", """import json
+import tempfile
+from pathlib import Path
+
+from labstack.calibration_run import calibrate_station
+from labstack.data import load_run
+from labstack.replay import replay_run
+from labstack.sim.truth import GroundTruth
+from labstack.station import close_station, load_station
+
+data_dir = Path(tempfile.mkdtemp(prefix="labstack-replay-"))
+station = load_station("virtual", lab="seed=7,cells=4")
+report = calibrate_station(station, data_dir=data_dir, progress=False,
+                           params={"bias_scurve": {"n_points": 21, "n_samples": 400}})
+close_station(station)   # a replay builds the same instruments again
+print(report.render())"""),
+    ("md", "The recorded calibration, as stored:"),
+    ("code", """load_run(report.run_id, data_dir)"""),
+    ("md", "## Same chip, same seed: bit for bit\n`labstack replay RUN_ID` does the same from a shell."),
+    ("code", """same = replay_run(report.run_id, data_dir)
+print(same.text())
+same"""),
+    ("md", """## Another chip: one cell's offset moved by 50 mV
+A ground-truth file (`labstack sim ground-truth --seed 7 --cells 4 -o chip.json`) with
+cell 2's `v0_V` edited; `labstack replay RUN_ID --truth moved.json`."""),
+    ("code", """doc = GroundTruth.from_seed(7, 4, "chain").to_dict()
+doc["cells"]["v0_V"][2] += 0.050
+(data_dir / "moved.json").write_text(json.dumps(doc))
+moved = replay_run(report.run_id, data_dir, truth=data_dir / "moved.json")
+print(moved.text())
+print("named difference:", moved.differences[0].key)"""),
+    ("md", """## SCPI transcripts: the drivers without hardware
+Record every SCPI exchange of a session (against hardware, or here the virtual lab),
+then run the unmodified drivers against the transcript. A driver change that alters
+a command fails with the instrument, the transcript line and both commands."""),
+    ("code", """import numpy as np
+
+from labstack.drivers.sampler import LabstackSampler
+from labstack.transcript import (TranscriptMismatch, finish_recording, playback_station,
+                                 record_station, verify_playback)
+
+def session(st):
+    st.qdac1.ch01.dc_constant_V(0.1)
+    st.sampler.n_samples(8)
+    return st.sampler.samples()
+
+recording = record_station("virtual", data_dir / "session.jsonl.gz", lab="seed=7,cells=4,instance=nb-scpi")
+recorded = session(recording)
+transcript = finish_recording(recording)
+
+played = playback_station("virtual", transcript)
+print("same samples without hardware:", np.array_equal(session(played), recorded))
+verify_playback(played)
+close_station(played)"""),
+    ("code", """original_acquire = LabstackSampler.acquire
+LabstackSampler.acquire = lambda self: self.visa_handle.query_binary_values("FETCH?", datatype="f", container=np.array)
+played = playback_station("virtual", transcript)
+try:
+    session(played)
+except TranscriptMismatch as err:
+    print(err.args[0])
+finally:
+    LabstackSampler.acquire = original_acquire
+    close_station(played)"""),
+]
+
+
 def build(cells: list[tuple[str, str]], path: Path) -> None:
     nb = nbf.v4.new_notebook()
     nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
@@ -69,3 +275,6 @@ def build(cells: list[tuple[str, str]], path: Path) -> None:
 
 if __name__ == "__main__":
     build(QUICKSTART, HERE / "01_quickstart.ipynb")
+    build(CALIBRATE, HERE / "02_calibrate_chip.ipynb")
+    build(THERMALIZATION, HERE / "03_thermalization.ipynb")
+    build(REPLAY, HERE / "04_replay.ipynb")

@@ -21,6 +21,14 @@ def test_notebook_executes(path: Path, tmp_path: Path):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     if path.name.startswith("01_"):
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
         assert "bias_scurve" in text and "calibration state v" in text
+    expected = {
+        "02_": ["pulls: mean", "kept (still valid)"],
+        "03_": ["tau measured", "live updates"],
+        "04_": ["result: PASS", "named difference: cells.2.bias_offset_V", "same samples without hardware: True",
+                "expected write 'READ?', got write 'FETCH?'"],
+    }
+    for phrase in expected.get(path.name[:3], []):
+        assert phrase in text, f"{path.name} no longer prints {phrase!r}"

@@ -83,6 +83,14 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.id!r}, name={self.name!r}, status={self.status!r})"
 
+    def _repr_html_(self) -> str:
+        """Notebook display: summary, variables and plots (see :mod:`labstack.report`)."""
+        from labstack.report import calibration_html, run_summary_html
+
+        if self.attrs.get("kind") == "calibration":
+            return calibration_html(self, self.path.parent, plots=False)
+        return run_summary_html(self)
+
     @property
     def id(self) -> str:
         return self.path.name

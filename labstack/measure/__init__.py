@@ -7,7 +7,7 @@
 
 from labstack.measure.plan import Plan, SequenceError, describe, plan_sequence, validate
 from labstack.measure.resolve import UnknownParameterError, resolve_parameter
-from labstack.measure.runner import run_sequence
+from labstack.measure.runner import RunProgress, run_sequence
 from labstack.measure.sequence import (
     Read,
     Sequence,
@@ -25,6 +25,7 @@ from labstack.measure.sequence import (
 __all__ = [
     "Plan",
     "Read",
+    "RunProgress",
     "Sequence",
     "SequenceError",
     "Set",

@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +25,13 @@ from tqdm.auto import tqdm
 
 from labstack.clock import Clock, clock_of
 from labstack.data.attrs import attr_value
-from labstack.data.provenance import git_revision, package_versions
-from labstack.data.runs import Run
+from labstack.data.provenance import (
+    git_revision,
+    package_versions,
+    state_version,
+    station_provenance,
+)
+from labstack.data.runs import Run, resolve_data_dir
 from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
 from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
 from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
@@ -44,6 +52,11 @@ RESERVED_ATTRS = frozenset(
         "git_revision",
         "status",
         "error",
+        "station_file",
+        "station_source",
+        "lab_description",
+        "lab_seed",
+        "calibration_state_version",
     }
 )
 PROGRESS_DELAY_S = 2.0  # a bar appears only for runs longer than this
@@ -56,8 +69,14 @@ def run_attrs(
     name: str,
     clock: Clock,
     metadata: Mapping[str, Any],
+    data_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Dataset attributes known at the start: provenance, snapshot, sequence, metadata."""
+    """Dataset attributes known at the start: provenance, snapshot, sequence, metadata.
+
+    With the sequence they hold what :mod:`labstack.replay` needs to run it again:
+    the station file's text, the virtual-lab description and seed, and the
+    calibration state version current in ``data_dir`` when the run started.
+    """
     snapshot = station.snapshot() if hasattr(station, "snapshot") else {}
     attrs: dict[str, Any] = {
         "name": name,
@@ -72,20 +91,74 @@ def run_attrs(
     rev = git_revision()
     if rev:
         attrs["git_revision"] = rev
+    origin = station_provenance(station)
+    attrs["station_file"] = origin["station_file"]
+    attrs["station_source"] = origin["station_source"]
+    attrs["lab_description"] = origin["lab"]
+    attrs["lab_seed"] = origin["seed"]
+    attrs["calibration_state_version"] = state_version(resolve_data_dir(data_dir))
     for key, value in metadata.items():
         if key in RESERVED_ATTRS or key.startswith("version_"):
             raise ValueError(f"metadata key {key!r} is reserved for labstack's own attributes")
         attrs[key] = attr_value(value)
+    if origin["seed"] is not None:
+        attrs.setdefault("seed", origin["seed"])
     return attrs
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """What a subscriber of :func:`run_sequence` is told after every flush and at the end.
+
+    Everything up to ``points_done`` is on disk, so ``Run(path).dataset()`` shows it.
+    """
+
+    run_id: str
+    path: Path
+    points_done: int
+    points_total: int
+    final: bool = False
+    status: str = "running"
+
+
+Subscriber = Callable[[RunProgress], None]
+
+
+class _Notifier:
+    """Calls subscribers; one that raises is dropped with a warning, the run goes on.
+
+    A live plot that breaks must not cost the measurement it is watching.
+    """
+
+    def __init__(self, writer: RunWriter, total: int, subscribers: Iterable[Subscriber]) -> None:
+        self.writer, self.total = writer, total
+        self.subscribers = list(subscribers)
+
+    def __call__(self, done: int, final: bool = False, status: str = "running") -> None:
+        event = RunProgress(self.writer.id, self.writer.path, done, self.total, final, status)
+        for sub in list(self.subscribers):
+            try:
+                sub(event)
+            except Exception as exc:
+                self.subscribers.remove(sub)
+                warnings.warn(
+                    f"run {self.writer.id}: subscriber {sub!r} raised {type(exc).__name__}: "
+                    f"{exc}; it gets no further updates",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
 
 class _Pacer:
     """Counts points and, every ``TICK_S`` of wall time, flushes and moves the bar."""
 
-    def __init__(self, writer: RunWriter, flush_interval: float, bar: Any) -> None:
+    def __init__(
+        self, writer: RunWriter, flush_interval: float, bar: Any, notify: _Notifier | None = None
+    ) -> None:
         self.writer = writer
         self.flush_interval = flush_interval
         self.bar = bar
+        self.notify = notify
         self.done = 0
         self.shown = 0
         now = time.perf_counter()
@@ -109,6 +182,8 @@ class _Pacer:
     def flush(self) -> None:
         self.writer.flush(points_flushed=self.done)
         self.next_flush = time.perf_counter() + self.flush_interval
+        if self.notify is not None and self.notify.subscribers:
+            self.notify(self.done)
 
 
 class _Compiler:
@@ -235,6 +310,7 @@ def run_sequence(
     progress: bool = True,
     flush_every: int = DEFAULT_FLUSH_EVERY,
     flush_interval: float = 1.0,
+    subscribers: Iterable[Subscriber] = (),
 ) -> Run:
     """Validate ``sequence`` against ``station``, run it on the station's clock and
     stream the data into a new run in ``data_dir``; returns the finished :class:`Run`.
@@ -244,12 +320,15 @@ def run_sequence(
     loses at most what arrived since. An exception (KeyboardInterrupt included) marks
     the run ``failed``, keeps what was measured, and propagates with a note naming
     the run.
+
+    ``subscribers`` (e.g. a :class:`labstack.measure.live.LivePlot`) are called with a
+    :class:`RunProgress` after every flush and once at the end (``final=True``).
     """
     seq = as_sequence(sequence)
     plan = validate(seq, station)
     clock = clock if clock is not None else clock_of(station)
     metadata = {**station_run_metadata(station), **dict(metadata or {})}
-    attrs = run_attrs(seq, station, name, clock, metadata)
+    attrs = run_attrs(seq, station, name, clock, metadata, data_dir)
     # CF: non-index coordinates are listed in a global attribute so xarray reopens them
     # as coordinates, not data variables.
     extra = [c.name for c in plan.coords.values() if c.dims != (c.name,)]
@@ -260,11 +339,12 @@ def run_sequence(
         name, data_dir=data_dir, attrs=attrs, metadata=metadata, flush_every=flush_every
     )
     bar = None
+    notify = _Notifier(writer, plan.leaf_points, subscribers)
     try:
         _realise(plan, writer)
         if progress and plan.leaf_points:
             bar = tqdm(total=plan.leaf_points, desc=name, unit="pt", delay=PROGRESS_DELAY_S)
-        pacer = _Pacer(writer, flush_interval, bar)
+        pacer = _Pacer(writer, flush_interval, bar, notify)
         execute = _Compiler(plan, writer, clock, pacer, t0).steps(seq.steps, ())
         execute()
     except BaseException as err:
@@ -275,12 +355,17 @@ def run_sequence(
             if bar is not None:
                 bar.close()
         err.add_note(f"labstack run {writer.id} ({writer.path}) was marked failed")
+        if notify.subscribers:
+            notify(0, final=True, status="failed")
         raise
     if bar is not None:
         bar.update(pacer.done - pacer.shown)
         bar.close()
-    return writer.close(
+    run = writer.close(
         "completed",
         {"end_utc": clock.utcnow().isoformat()},
         points_flushed=pacer.done,
     )
+    if notify.subscribers:
+        notify(pacer.done, final=True, status="completed")
+    return run

@@ -102,7 +102,9 @@ class VirtualLab:
         ``key=value`` pairs among ``seed``, ``cells``, ``topology``, ``dead``
         (fraction), ``stuck`` (fraction), ``crosstalk``, and ``instance``, a free
         label that makes a separate lab of the same chip (PyVISA shares one lab
-        per description string).
+        per description string). ``truth=<file.json>`` loads that chip and combines
+        with ``instance`` (and ``seed``, which then seeds only the noise), so a
+        replay can get a fresh lab of a chip stored in a file.
         """
         truth, seed = cls.truth_from_description(description)
         return cls(truth, seed=seed)
@@ -119,12 +121,15 @@ class VirtualLab:
             if not sep:
                 raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
             options[key.strip()] = value.strip()
-        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance"}
+        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance", "truth"}
         unknown = set(options) - allowed
         if unknown:
             raise GroundTruthError(
                 f"virtual lab description {text!r}: unknown key(s) {sorted(unknown)}; use {sorted(allowed)}"
             )
+        if "truth" in options:
+            loaded = GroundTruth.load(Path(options["truth"]))
+            return loaded, int(options["seed"]) if "seed" in options else None
         try:
             seed = int(options.get("seed", DEFAULT_SEED))
             truth = GroundTruth.from_seed(

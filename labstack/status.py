@@ -1,0 +1,139 @@
+"""Which calibrations are fresh, stale or failed: the state and the graph, no measurement.
+
+Only the station's clock is opened (no DAC, no thermometer, no sampler), because
+freshness depends on nothing else. A virtual lab's clock restarts at its epoch in
+every process, so for a virtual station the status is evaluated as of the state's
+last update (and says so); on hardware it is evaluated now, by wall time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labstack.calibrate import CalibrationState, Context, Status
+from labstack.calibrate.context import STATE_DIRNAME
+from labstack.clock import Clock, WallClock
+from labstack.data import resolve_data_dir
+
+
+class FrozenClock:
+    """A clock stopped at one instant: status "as of" a given time."""
+
+    is_virtual = True
+
+    def __init__(self, utc: datetime) -> None:
+        self._utc = utc
+
+    def now(self) -> float:
+        return 0.0
+
+    def sleep(self, seconds: float) -> None:
+        raise RuntimeError("a frozen clock cannot wait; status runs nothing")
+
+    def utcnow(self) -> datetime:
+        return self._utc
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    status: Status
+    depends_on: tuple[str, ...]
+    reason: str
+    calibrated_utc: str | None
+    run_id: str | None
+
+
+@dataclass
+class StatusReport:
+    nodes: list[NodeStatus]
+    state_version: int
+    as_of: str
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def all_fresh(self) -> bool:
+        return all(n.status is Status.FRESH for n in self.nodes)
+
+    def render(self) -> str:
+        lines = [f"calibration state v{self.state_version}, status as of {self.as_of}"]
+        if self.note:
+            lines.append(self.note)
+        width = max([len(n.name) for n in self.nodes] + [4])
+        lines.append(f"{'node':<{width}}  {'status':<7}  {'depends on':<20}  {'calibrated (UTC)':<19}  why")
+        for n in self.nodes:
+            lines.append(
+                f"{n.name:<{width}}  {n.status.value:<7}  {', '.join(n.depends_on) or '-':<20}  "
+                f"{(n.calibrated_utc or '-')[:19]:<19}  {n.reason}"
+            )
+        return "\n".join(lines)
+
+
+def station_clock(station_file: str | Path, lab: str | None = None) -> tuple[Clock, Any]:
+    """The clock a station file names, opening only that instrument; (clock, station or None)."""
+    from qcodes.station import Station
+
+    from labstack.station import VISALIB_SUFFIX, station_path
+
+    path = station_path(station_file)
+    document = yaml.safe_load(path.read_text()) or {}
+    name = (document.get("labstack") or {}).get("clock")
+    if not name:
+        return WallClock(), None
+    spec = document["instruments"][name]
+    init = spec.setdefault("init", {})
+    if lab is not None and str(init.get("visalib", "")).endswith(VISALIB_SUFFIX):
+        init["visalib"] = f"{lab}{VISALIB_SUFFIX}"
+    station = Station()
+    station.load_config(yaml.safe_dump({"instruments": {name: spec}}))
+    return station.load_instrument(name), station
+
+
+def calibration_status(
+    station_file: str | Path = "virtual",
+    data_dir: str | Path | None = None,
+    *,
+    lab: str | None = None,
+    names: list[str] | None = None,
+) -> StatusReport:
+    """Each installed routine's status against the state in ``data_dir``."""
+    from labstack.calibration_run import build_graph
+
+    root = resolve_data_dir(data_dir)
+    state = CalibrationState.load(root / STATE_DIRNAME)
+    clock, station = station_clock(station_file, lab)
+    try:
+        note = ""
+        if clock.is_virtual:
+            last = state.history()[-1].utc if state.version else None
+            at = datetime.fromisoformat(last) if last else clock.utcnow()
+            clock = FrozenClock(at if at.tzinfo else at.replace(tzinfo=UTC))
+            note = "(virtual lab: its clock restarts with every process, so this is as of the last state update)"
+        ctx = Context(station=None, clock=clock, data_dir=root, state=state)
+        graph = build_graph(ctx, names)
+        status = graph.status()
+        reasons = graph.explain()
+    finally:
+        if station is not None:
+            for component in list(station.components.values()):
+                component.close()
+    nodes = []
+    for name in graph.order():
+        rec = state.node_record(name)
+        nodes.append(
+            NodeStatus(
+                name,
+                status[name],
+                graph.dependencies(name),
+                reasons.get(name, "") if status[name] is not Status.FRESH else "",
+                rec.calibrated_utc if rec else None,
+                rec.run_id if rec else None,
+            )
+        )
+    return StatusReport(nodes, state.version, clock.utcnow().isoformat(), note)

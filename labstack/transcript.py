@@ -1,0 +1,445 @@
+"""Record every SCPI exchange of a session, and play the drivers back against it.
+
+Two PyVISA backends wrap the VISA layer, below every driver:
+
+``"<file.jsonl>|<inner>@labstack_record"``
+    Passes every call to the inner library (``""``: PyVISA's default, i.e. real
+    hardware; ``"seed=7@labstack"``: the virtual lab) and appends each open, write
+    and read to a JSON-lines transcript.
+``"<file.jsonl>@labstack_playback"``
+    No instrument at all: each write must be the one the transcript holds next for
+    that instrument, and each read returns the recorded answer. The first write
+    that differs raises :class:`TranscriptMismatch`, naming the instrument, the
+    transcript line, the exchange number and the expected and actual command.
+
+:func:`record_station` and :func:`playback_station` load a station file with every
+instrument wrapped this way; :func:`verify_playback` checks at the end that the
+drivers also sent everything the transcript expects. Because the seam is PyVISA,
+QCoDeS's unmodified drivers (QDAC-II, Lakeshore 372) and ours are what is recorded
+and checked: a driver upgrade that changes one command is caught without hardware.
+
+Transcript format (``labstack-scpi-transcript/1``), one JSON object per line
+(gzip-compressed if the file name ends in ``.gz``)::
+
+    {"format": "labstack-scpi-transcript/1", "inner": "seed=7@labstack"}
+    {"op": "open", "resource": "TCPIP0::qdac1.virtual::5025::SOCKET"}
+    {"op": "write", "resource": "...", "data": "sour1:volt 0.1\\n"}
+    {"op": "read", "resource": "...", "data": "0.1\\n", "status": 0}
+    {"op": "read", "resource": "...", "b64": "...", "status": 0}    # binary answers
+    {"op": "read", "resource": "...", "error": -1073807339}         # e.g. a timeout
+    {"op": "instruments", "map": {"TCPIP0::qdac1.virtual::5025::SOCKET": "qdac1"}}
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from pyvisa import attributes, constants, highlevel, rname
+from pyvisa.constants import StatusCode
+from pyvisa.errors import VisaIOError
+
+from labstack.visa_backend import _DEFAULT_ATTRIBUTES
+
+FORMAT = "labstack-scpi-transcript/1"
+RECORD_BACKEND = "labstack_record"
+PLAYBACK_BACKEND = "labstack_playback"
+
+
+class TranscriptMismatch(AssertionError):
+    """A driver sent something other than what the transcript recorded."""
+
+
+def _payload(data: bytes) -> dict[str, str]:
+    """Text when the bytes are printable ASCII (with CR/LF/TAB), else base64."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(data).decode("ascii")}
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return {"data": text}
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def _bytes(event: dict[str, Any]) -> bytes:
+    if "b64" in event:
+        return base64.b64decode(event["b64"])
+    return str(event.get("data", "")).encode("ascii")
+
+
+def _show(event: dict[str, Any] | None) -> str:
+    if event is None:
+        return "nothing (the transcript ends here)"
+    if "b64" in event:
+        return f"{event['op']} <{len(base64.b64decode(event['b64']))} binary bytes>"
+    return f"{event['op']} {str(event.get('data', '')).rstrip()!r}"
+
+
+def _open(path: Path, mode: str) -> IO[str]:
+    """A transcript file; gzip-compressed when its name ends in ``.gz`` (10x smaller)."""
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+    return open(path, mode, encoding="utf-8", buffering=1 if mode == "w" else -1)
+
+
+def _path_of(library_path: str) -> str:
+    """The transcript file of a library path: drop a ``#token`` that only makes it unique."""
+    return library_path.split("#", 1)[0]
+
+
+# ------------------------------------------------------------------ recording
+class RecordingVisaLibrary(highlevel.VisaLibraryBase):
+    """Wraps another VISA library and writes every exchange to a transcript."""
+
+    @staticmethod
+    def get_library_paths() -> tuple[highlevel.LibraryPath, ...]:
+        return (highlevel.LibraryPath("unset"),)
+
+    @staticmethod
+    def get_debug_info() -> dict[str, str]:
+        return {"Backend": "labstack SCPI transcript recorder"}
+
+    def _init(self) -> None:
+        head, sep, inner = str(self.library_path).partition("|")
+        if not sep:
+            raise ValueError(
+                f"{self.library_path!r}: a recording library path is '<file.jsonl>|<inner visalib>'"
+            )
+        self.path = Path(_path_of(head))
+        self.inner = highlevel.open_visa_library(inner)
+        self.names: dict[int, str] = {}
+        self._file = _open(self.path, "w")
+        self._log({"format": FORMAT, "inner": inner})
+
+    def _log(self, event: dict[str, Any]) -> None:
+        self._file.write(json.dumps(event) + "\n")
+
+    def annotate(self, instruments: dict[str, str]) -> None:
+        """Record which instrument each resource is (for readable playback errors)."""
+        self._log({"op": "instruments", "map": instruments})
+
+    def close_transcript(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    # sessions
+    def open_default_resource_manager(self) -> tuple[Any, StatusCode]:
+        return self.inner.open_default_resource_manager()
+
+    def list_resources(self, session: Any, query: str = "?*::INSTR") -> tuple[str, ...]:
+        return self.inner.list_resources(session, query)
+
+    def open(
+        self,
+        session: Any,
+        resource_name: str,
+        access_mode: constants.AccessModes = constants.AccessModes.no_lock,
+        open_timeout: int = constants.VI_TMO_IMMEDIATE,
+    ) -> tuple[Any, StatusCode]:
+        handle, status = self.inner.open(session, resource_name, access_mode, open_timeout)
+        self.names[handle] = resource_name
+        self._log({"op": "open", "resource": resource_name})
+        return handle, status
+
+    def close(self, session: Any) -> StatusCode:
+        self.names.pop(session, None)
+        return self.inner.close(session)
+
+    # I/O
+    def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
+        event = {"op": "write", "resource": self.names.get(session, "?"), **_payload(bytes(data))}
+        self._log(event)
+        return self.inner.write(session, data)
+
+    def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
+        resource = self.names.get(session, "?")
+        try:
+            data, status = self.inner.read(session, count)
+        except VisaIOError as exc:
+            self._log({"op": "read", "resource": resource, "error": int(exc.error_code)})
+            raise
+        self._log({"op": "read", "resource": resource, **_payload(bytes(data)), "status": int(status)})
+        return data, status
+
+    def clear(self, session: Any) -> StatusCode:
+        return self.inner.clear(session)
+
+    def flush(self, session: Any, mask: constants.BufferOperation) -> StatusCode:
+        return self.inner.flush(session, mask)
+
+    def read_stb(self, session: Any) -> tuple[int, StatusCode]:
+        return self.inner.read_stb(session)
+
+    def assert_trigger(self, session: Any, protocol: constants.TriggerProtocol) -> StatusCode:
+        return self.inner.assert_trigger(session, protocol)
+
+    def lock(self, session: Any, lock_type: Any, timeout: int, requested_key: Any = None) -> Any:
+        return self.inner.lock(session, lock_type, timeout, requested_key)
+
+    def unlock(self, session: Any) -> StatusCode:
+        return self.inner.unlock(session)
+
+    def disable_event(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return self.inner.disable_event(session, event_type, mechanism)
+
+    def discard_events(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return self.inner.discard_events(session, event_type, mechanism)
+
+    def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, StatusCode]:
+        return self.inner.get_attribute(session, attribute)
+
+    def set_attribute(self, session: Any, attribute: Any, attribute_state: Any) -> StatusCode:
+        return self.inner.set_attribute(session, attribute, attribute_state)
+
+
+# ------------------------------------------------------------------- playback
+@dataclass
+class _Resource:
+    name: str
+    events: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    done: int = 0  # exchanges (writes and reads) consumed
+
+
+class _Session:
+    def __init__(self, resource: _Resource) -> None:
+        self.resource = resource
+        self.attributes = dict(_DEFAULT_ATTRIBUTES)
+        self.attributes[constants.VI_ATTR_RSRC_NAME] = resource.name
+
+
+class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
+    """Answers from a transcript and checks that every write is the recorded one."""
+
+    @staticmethod
+    def get_library_paths() -> tuple[highlevel.LibraryPath, ...]:
+        return (highlevel.LibraryPath("unset"),)
+
+    @staticmethod
+    def get_debug_info() -> dict[str, str]:
+        return {"Backend": "labstack SCPI transcript playback"}
+
+    def _init(self) -> None:
+        self.path = Path(_path_of(str(self.library_path)))
+        self.instruments: dict[str, str] = {}
+        self.resources: dict[str, _Resource] = {}
+        self.mismatches: list[str] = []
+        self.sessions: dict[int, Any] = {}
+        self._next = 1
+        with _open(self.path, "r") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "format" in event:
+                    if event["format"] != FORMAT:
+                        raise ValueError(f"{self.path}:{lineno}: not a {FORMAT} transcript")
+                    continue
+                if event["op"] == "instruments":
+                    self.instruments.update(event["map"])
+                    continue
+                res = self.resources.setdefault(event["resource"], _Resource(event["resource"]))
+                if event["op"] in ("write", "read"):
+                    res.events.append((lineno, event))
+
+    def instrument(self, resource: str) -> str:
+        return self.instruments.get(resource, resource)
+
+    def _fail(self, resource: _Resource, lineno: int | None, expected: Any, got: str) -> None:
+        where = f"transcript {self.path.name} line {lineno}" if lineno else f"end of {self.path.name}"
+        message = (
+            f"SCPI playback mismatch on instrument {self.instrument(resource.name)!r} "
+            f"({resource.name}), {where}, exchange {resource.done + 1} of that instrument: "
+            f"expected {_show(expected)}, got {got}"
+        )
+        self.mismatches.append(message)
+        raise TranscriptMismatch(message)
+
+    def _new(self, obj: Any) -> int:
+        handle = self._next
+        self._next += 1
+        self.sessions[handle] = obj
+        return handle
+
+    def open_default_resource_manager(self) -> tuple[Any, StatusCode]:
+        return self._new(None), StatusCode.success
+
+    def list_resources(self, session: Any, query: str = "?*::INSTR") -> tuple[str, ...]:
+        return tuple(self.resources)
+
+    def open(
+        self,
+        session: Any,
+        resource_name: str,
+        access_mode: constants.AccessModes = constants.AccessModes.no_lock,
+        open_timeout: int = constants.VI_TMO_IMMEDIATE,
+    ) -> tuple[Any, StatusCode]:
+        if resource_name not in self.resources:
+            message = (
+                f"SCPI playback: {resource_name} was never opened in transcript {self.path.name} "
+                f"(it holds {sorted(self.resources)})"
+            )
+            self.mismatches.append(message)
+            raise TranscriptMismatch(message)
+        rname.parse_resource_name(resource_name)
+        return self._new(_Session(self.resources[resource_name])), StatusCode.success
+
+    def close(self, session: Any) -> StatusCode:
+        self.sessions.pop(session, None)
+        return StatusCode.success
+
+    def _session(self, session: Any) -> _Session:
+        obj = self.sessions.get(session)
+        if not isinstance(obj, _Session):
+            raise VisaIOError(StatusCode.error_invalid_object)
+        return obj
+
+    def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
+        res = self._session(session).resource
+        got = {"op": "write", **_payload(bytes(data))}
+        lineno, expected = res.events[0] if res.events else (None, None)
+        if expected is None or expected["op"] != "write" or _bytes(expected) != bytes(data):
+            self._fail(res, lineno, expected, _show(got))
+        res.events.popleft()
+        res.done += 1
+        return len(data), StatusCode.success
+
+    def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
+        res = self._session(session).resource
+        lineno, expected = res.events[0] if res.events else (None, None)
+        if expected is None or expected["op"] != "read":
+            self._fail(res, lineno, expected, "read")
+        res.events.popleft()
+        res.done += 1
+        if "error" in expected:  # type: ignore[operator]
+            raise VisaIOError(expected["error"])  # type: ignore[index]
+        return _bytes(expected), StatusCode(expected.get("status", 0))  # type: ignore[union-attr]
+
+    def clear(self, session: Any) -> StatusCode:
+        return StatusCode.success
+
+    def flush(self, session: Any, mask: constants.BufferOperation) -> StatusCode:
+        return StatusCode.success
+
+    def read_stb(self, session: Any) -> tuple[int, StatusCode]:
+        return 0, StatusCode.success
+
+    def assert_trigger(self, session: Any, protocol: constants.TriggerProtocol) -> StatusCode:
+        return StatusCode.success
+
+    def lock(self, session: Any, lock_type: Any, timeout: int, requested_key: Any = None) -> Any:
+        return "", StatusCode.success
+
+    def unlock(self, session: Any) -> StatusCode:
+        return StatusCode.success
+
+    def disable_event(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return StatusCode.success
+
+    def discard_events(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
+        return StatusCode.success
+
+    def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, StatusCode]:
+        obj = self.sessions.get(session)
+        if isinstance(obj, _Session) and attribute in obj.attributes:
+            return obj.attributes[attribute], StatusCode.success
+        return None, StatusCode.error_nonsupported_attribute
+
+    def set_attribute(self, session: Any, attribute: Any, attribute_state: Any) -> StatusCode:
+        obj = self.sessions.get(session)
+        if not isinstance(obj, _Session):
+            return StatusCode.error_invalid_object
+        if attribute not in attributes.AttributesByID and attribute not in _DEFAULT_ATTRIBUTES:
+            return StatusCode.error_nonsupported_attribute
+        obj.attributes[attribute] = attribute_state
+        return StatusCode.success
+
+    def verify(self) -> None:
+        """Raise if a mismatch happened or the drivers left recorded exchanges unsent."""
+        problems = list(self.mismatches)
+        for res in self.resources.values():
+            if res.events:
+                lineno, event = res.events[0]
+                problems.append(
+                    f"instrument {self.instrument(res.name)!r} ({res.name}): {len(res.events)} "
+                    f"recorded exchange(s) never happened, from transcript line {lineno}: "
+                    f"{_show(event)}"
+                )
+        if problems:
+            raise TranscriptMismatch("\n".join(problems))
+
+
+# ------------------------------------------------------------------- stations
+def _visa_libraries(station: Any) -> list[Any]:
+    out = []
+    for component in station.components.values():
+        handle = getattr(component, "visa_handle", None)
+        if handle is not None and handle.visalib not in out:
+            out.append(handle.visalib)
+    return out
+
+
+def _resource_map(station: Any) -> dict[str, str]:
+    return {
+        c.visa_handle.resource_name: name
+        for name, c in station.components.items()
+        if getattr(c, "visa_handle", None) is not None
+    }
+
+
+def _load(station_file: str | Path, wrap: Callable[[str, str], str], lab: str | None) -> Any:
+    from labstack.station import load_station
+
+    return load_station(station_file, lab=lab, wrap_visalib=wrap)
+
+
+def record_station(
+    station_file: str | Path, transcript: str | Path, *, lab: str | None = None
+) -> Any:
+    """Load ``station_file`` with every instrument's SCPI recorded to ``transcript``.
+
+    The instruments talk to whatever their station file says (hardware, or the
+    virtual lab ``lab``); the transcript is complete once the station is closed.
+    """
+    path = Path(transcript).resolve()
+    token = secrets.token_hex(4)  # a new library (and a new file) even for a reused path
+    station = _load(station_file, lambda _n, inner: f"{path}#{token}|{inner}@{RECORD_BACKEND}", lab)
+    for lib in _visa_libraries(station):
+        if isinstance(lib, RecordingVisaLibrary):
+            lib.annotate(_resource_map(station))
+    return station
+
+
+def playback_station(station_file: str | Path, transcript: str | Path) -> Any:
+    """Load ``station_file`` with every instrument answered from ``transcript``; no hardware."""
+    path = Path(transcript).resolve()
+    token = secrets.token_hex(4)  # fresh queues even if this transcript was played before
+    return _load(station_file, lambda _n, _inner: f"{path}#{token}@{PLAYBACK_BACKEND}", None)
+
+
+def verify_playback(station: Any) -> None:
+    """Raise :class:`TranscriptMismatch` unless the drivers sent exactly the transcript."""
+    libraries = [lib for lib in _visa_libraries(station) if isinstance(lib, PlaybackVisaLibrary)]
+    if not libraries:
+        raise ValueError("this station is not playing back a transcript")
+    for lib in libraries:
+        lib.verify()
+
+
+def finish_recording(station: Any) -> Path:
+    """Close the station's transcript file (the station stays usable for nothing else)."""
+    from labstack.station import close_station
+
+    libraries = [lib for lib in _visa_libraries(station) if isinstance(lib, RecordingVisaLibrary)]
+    close_station(station)
+    for lib in libraries:
+        lib.close_transcript()
+    if not libraries:
+        raise ValueError("this station is not recording a transcript")
+    return libraries[0].path

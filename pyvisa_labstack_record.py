@@ -1,0 +1,10 @@
+"""PyVISA backend ``@labstack_record``: record every SCPI exchange to a transcript.
+
+``visalib="session.jsonl|<inner visalib>@labstack_record"``; see :mod:`labstack.transcript`.
+"""
+
+from labstack.transcript import RecordingVisaLibrary
+
+WRAPPER_CLASS = RecordingVisaLibrary
+
+__all__ = ["WRAPPER_CLASS"]
