@@ -19,7 +19,13 @@ from labstack.calibration_run import calibrate_station
 from labstack.measure import run_sequence
 from labstack.station import close_station, load_station
 from labstack.transcript import finish_recording, record_station
-from tests.golden.scripts import CALIBRATION_PARAMS, LAB, measurement, scpi_session
+from tests.golden.scripts import (
+    CALIBRATION_NAMES,
+    CALIBRATION_PARAMS,
+    LAB,
+    measurement,
+    scpi_session,
+)
 
 HERE = Path(__file__).parent
 RUNS = HERE / "runs"
@@ -38,7 +44,9 @@ def main() -> None:
     shutil.rmtree(RUNS, ignore_errors=True)
     station = load_station("virtual", lab=LAB)
     try:
-        calibrate_station(station, data_dir=RUNS, progress=False, params=CALIBRATION_PARAMS)
+        calibrate_station(
+            station, data_dir=RUNS, progress=False, names=CALIBRATION_NAMES, params=CALIBRATION_PARAMS
+        )
     finally:
         close_station(station)
     station = load_station("virtual", lab=f"{LAB},instance=golden-measurement")

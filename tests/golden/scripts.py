@@ -9,8 +9,10 @@ import numpy as np
 from labstack.measure import Read, Sweep
 
 LAB = "seed=7,cells=4"
-#: a small calibration: 4 cells, 21 bias points, 400 samples each
-CALIBRATION_PARAMS = {"bias_scurve": {"n_points": 21, "n_samples": 400}}
+#: a small calibration: 4 cells, bias_scurve and what it depends on (readout, cryostat),
+#: 21 bias points of 400 samples, 500 readout samples per level
+CALIBRATION_NAMES = ["bias_scurve"]
+CALIBRATION_PARAMS = {"bias_scurve": {"n_points": 21, "n_samples": 400}, "readout": {"n_samples": 500}}
 
 
 def measurement() -> Sweep:
