@@ -23,6 +23,7 @@ import numpy as np
 from labstack.clock import VirtualClock
 from labstack.sim.cryostat import Cryostat
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph
+from labstack.sim.faults import DEFAULT_KINDS, FaultConfigError, FaultInjector, parse_kinds
 from labstack.sim.readout import ReadoutChain
 from labstack.sim.truth import GroundTruth, GroundTruthError
 
@@ -91,6 +92,29 @@ class VirtualLab:
         self._graph: CouplingGraph | None = None
         self._graph_dirty = True
         self._cells_time = 0.0
+        self.faults = FaultInjector(
+            self.clock.now, on_excursion=self._excursion, on_cell_death=self._kill_cell
+        )
+
+    def configure_faults(self, rate: float, seed: int = 0, kinds: tuple[str, ...] = DEFAULT_KINDS) -> None:
+        """Random faults: each message fails with probability ``rate`` (see :mod:`labstack.sim.faults`)."""
+        self.faults = FaultInjector(
+            self.clock.now, rate=rate, seed=seed, kinds=kinds,
+            on_excursion=self._excursion, on_cell_death=self._kill_cell,
+        )
+
+    def _excursion(self, delta_K: float) -> None:
+        self.cryostat.t_mc += delta_K
+
+    def _kill_cell(self, cell: int | None) -> int | None:
+        alive = np.flatnonzero(self.readout.amp != 0)
+        if cell is None:
+            if alive.size == 0:
+                return None
+            cell = int(alive[int(self.instrument_rng.integers(alive.size))])
+        self._catch_up()
+        self.readout.amp[cell] = 0.0
+        return cell
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -100,9 +124,10 @@ class VirtualLab:
         ``""`` is the default chip (seed 1234, 16 cells, chain); a path to a
         ``.json`` ground-truth file loads that chip; otherwise comma-separated
         ``key=value`` pairs among ``seed``, ``cells``, ``topology``, ``dead``
-        (fraction), ``stuck`` (fraction), ``crosstalk``, and ``instance``, a free
-        label that makes a separate lab of the same chip (PyVISA shares one lab
-        per description string).
+        (fraction), ``stuck`` (fraction), ``crosstalk``, ``faults`` (probability
+        per message), ``fault_seed``, ``fault_kinds`` (``+``-separated, see
+        :mod:`labstack.sim.faults`) and ``instance``, a free label that makes a
+        separate lab of the same chip (PyVISA shares one lab per description string).
         """
         text = description.strip()
         if text.endswith(".json"):
@@ -114,22 +139,36 @@ class VirtualLab:
             if not sep:
                 raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
             options[key.strip()] = value.strip()
-        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance"}
+        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance", "faults", "fault_seed", "fault_kinds"}
         unknown = set(options) - allowed
         if unknown:
             raise GroundTruthError(
                 f"virtual lab description {text!r}: unknown key(s) {sorted(unknown)}; use {sorted(allowed)}"
             )
-        seed = int(options.get("seed", DEFAULT_SEED))
+        try:
+            seed = int(options.get("seed", DEFAULT_SEED))
+            n_cells = int(options.get("cells", DEFAULT_CELLS))
+            fractions = {k: float(options.get(k, 0.0)) for k in ("dead", "stuck", "crosstalk")}
+        except ValueError as exc:
+            raise GroundTruthError(f"virtual lab description {text!r}: {exc}") from None
         truth = GroundTruth.from_seed(
             seed,
-            int(options.get("cells", DEFAULT_CELLS)),
+            n_cells,
             options.get("topology", "chain"),
-            dead_fraction=float(options.get("dead", 0.0)),
-            stuck_fraction=float(options.get("stuck", 0.0)),
-            crosstalk=float(options.get("crosstalk", 0.0)),
+            dead_fraction=fractions["dead"],
+            stuck_fraction=fractions["stuck"],
+            crosstalk=fractions["crosstalk"],
         )
-        return cls(truth, seed=seed)
+        lab = cls(truth, seed=seed)
+        try:
+            rate = float(options.get("faults", 0.0))
+            fault_seed = int(options.get("fault_seed", 0))
+            kinds = parse_kinds(options["fault_kinds"]) if "fault_kinds" in options else DEFAULT_KINDS
+            if rate or "fault_kinds" in options:
+                lab.configure_faults(rate, fault_seed, kinds)
+        except (ValueError, FaultConfigError) as exc:
+            raise GroundTruthError(f"virtual lab description {text!r}: {exc}") from None
+        return lab
 
     # ----------------------------------------------------------------- physics
     def fields(self) -> np.ndarray:
