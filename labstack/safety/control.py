@@ -16,7 +16,8 @@ Three ways in:
 * **Suspenders** (station file ``labstack.suspenders``): while a signal (e.g. the
   mixing-chamber temperature) is outside its band the run waits, polling every
   ``poll_s`` on the *station clock*; it resumes once the signal has been back in
-  band for ``settle_s`` and aborts if suspended longer than ``timeout_s``. A
+  band for ``settle_s`` and aborts if suspended longer than ``timeout_s``. Watched
+  signals are read at every checkpoint (one query each per point). A
   manual pause waits in wall time (it waits for a person), a suspender in station
   time (it waits for physics).
 
@@ -89,7 +90,6 @@ class RunControl:
         self._file_mtime: float | None = None
         self._clock: Clock = WallClock()
         self._writer: Any = None
-        self._next_poll = -math.inf
         self._next_file_poll = -math.inf
         self._getters: dict[str, Any] = {}
 
@@ -120,7 +120,6 @@ class RunControl:
         self._abort_reason = None
         self._paused.clear()
         self.events = []
-        self._next_poll = -math.inf
         if data_dir is not None:
             self._file = Path(data_dir) / CONTROL_FILE
             self._file_mtime = self._mtime()
@@ -129,9 +128,7 @@ class RunControl:
         """Between points: act on commands, suspenders and interlocks. Cheap when idle."""
         self._poll_file()
         if self._abort_reason is None and (self.suspenders or self.max_temperature_K is not None):
-            now = self._clock.now()
-            if now >= self._next_poll:
-                self._watch(now)
+            self._watch()
         while self._paused.is_set() and self._abort_reason is None:
             self._wakeup.wait(self.wall_poll_s)
             self._wakeup.clear()
@@ -186,14 +183,13 @@ class RunControl:
             getter = self._getters[name] = find_parameter(self.station, name).get
         return float(getter())
 
-    def _watch(self, now: float) -> None:
-        """Check interlocks and suspenders; while any suspender is out of band, wait for it."""
-        self._next_poll = now + min([s.poll_s for s in self.suspenders] or [1.0])
+    def _watch(self) -> None:
+        """Check interlocks and suspenders (every point); while one is out of band, wait."""
         self._trip()
         out = [s for s in self.suspenders if not s.low <= self._read(s.signal) <= s.high]
         if not out:
             return
-        start = now
+        start = now = self._clock.now()
         reason = ", ".join(f"{s.signal} outside [{s.low:g}, {s.high:g}]" for s in out)
         self._event("suspend", reason)
         in_band_since: float | None = None
@@ -214,7 +210,6 @@ class RunControl:
                 in_band_since = now
             if in_band_since is not None and now - in_band_since >= settle:
                 self._event("unsuspend", f"in band for {now - in_band_since:g} s")
-                self._next_poll = now + poll
                 return
             if now - start > timeout:
                 self.abort(f"suspended longer than {timeout:g} s: {reason}")
