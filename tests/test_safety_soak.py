@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from safety_helpers import write_station
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context
 from labstack.data import list_runs, load_run
-from safety_helpers import write_station
 
 SUSPENDER = """\
   suspenders:
