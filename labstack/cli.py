@@ -29,14 +29,17 @@ def _lab_description(args: argparse.Namespace) -> str | None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from pyvisa.errors import VisaIOError
 
+    from labstack.calibrate import STATE_DIRNAME, CalibrationState, StateFileError
     from labstack.calibration_run import calibrate_station
+    from labstack.data import resolve_data_dir
     from labstack.safety import InstrumentFault, RunAborted, SafetyError
     from labstack.sim.truth import GroundTruthError
     from labstack.station import StationConfigError, close_station, load_station
 
-    try:
+    try:  # every input file is checked before any instrument is opened
+        CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME)
         station = load_station(args.station, lab=_lab_description(args))
-    except (StationConfigError, GroundTruthError) as exc:
+    except (StationConfigError, GroundTruthError, StateFileError) as exc:
         print(f"labstack: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:

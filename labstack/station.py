@@ -302,10 +302,22 @@ def _check_references(path: Path, lines: dict[tuple[str, ...], int], layout: Chi
     for *key, name in refs:
         instrument = name.split(".")[0]
         if instrument not in names:
-            line = lines.get(tuple(key), "?")
+            line = _line_of_entry(lines, tuple(key), name)
             raise StationConfigError(
                 f"{path}:{line}: {'.'.join(key)} names instrument '{instrument}', which is not in 'instruments'"
             )
+
+
+def _line_of_entry(lines: dict[tuple[str, ...], int], section: tuple[str, ...], name: str) -> int | str:
+    """The line of the entry under ``section`` whose channel range expands to ``name``."""
+    for key, line in lines.items():
+        if len(key) == len(section) + 1 and key[:-1] == section:
+            try:
+                if name in expand_channels(key[-1]):
+                    return line
+            except ValueError:
+                continue
+    return lines.get(section, "?")
 
 
 def _apply_limits(station: Station, layout: ChipLayout, path: Path, lines: dict[tuple[str, ...], int]) -> None:

@@ -78,7 +78,7 @@ if __name__ == "__main__":  # pragma: no cover - the figures for the issue note
 
     from conftest import lab_description, lab_of
 
-    from labstack.station import close_station, load_station
+    from labstack.station import load_station
 
     def make(path, **options):
         description = lab_description(**options)
@@ -89,4 +89,3 @@ if __name__ == "__main__":  # pragma: no cover - the figures for the issue note
         figures = soak(make, Path(tmp), rate, seed, n)
     for key, value in figures.items():
         print(f"{key}: {value}")
-    close_station  # stations are closed with the process
