@@ -12,6 +12,8 @@ from typing import Any
 from qcodes.instrument import VisaInstrument
 from qcodes.parameters import Parameter
 
+from ._replies import ReplyError, float_reply
+
 
 class VirtualLabClock(VisaInstrument):
     """Simulated time of a ``@labstack`` virtual lab."""
@@ -28,7 +30,7 @@ class VirtualLabClock(VisaInstrument):
         self.connect_message()
 
     def now(self) -> float:
-        return float(self.ask("CLOC:TIME?"))
+        return float_reply(self.ask("CLOC:TIME?"), self.name, "CLOC:TIME?")
 
     def sleep(self, seconds: float) -> None:
         if seconds < 0:
@@ -37,4 +39,8 @@ class VirtualLabClock(VisaInstrument):
             self.write(f"CLOC:ADV {seconds!r}")
 
     def utcnow(self) -> datetime:
-        return datetime.fromisoformat(self.ask("CLOC:UTC?"))
+        text = self.ask("CLOC:UTC?")
+        try:
+            return datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ReplyError(f"{self.name}: 'CLOC:UTC?' replied {text[:40]!r}, not an ISO 8601 time") from None

@@ -16,6 +16,10 @@ from qcodes import validators as vals
 from qcodes.instrument import VisaInstrument
 from qcodes.parameters import Parameter, ParameterWithSetpoints
 
+from ._replies import ReplyError, block_length, float32_cells, parse_block
+
+__all__ = ["LabstackSampler", "ReplyError"]
+
 
 class _Axis(Parameter):
     def __init__(self, name: str, size: Any, **kwargs: Any) -> None:
@@ -81,13 +85,20 @@ class LabstackSampler(VisaInstrument):
         self.connect_message()
 
     def acquire(self) -> np.ndarray:
-        """One acquisition: (n_cells, n_samples) float32 volts."""
+        """One acquisition: (n_cells, n_samples) float32 volts.
+
+        The block is read exactly (header, announced length, terminator) and parsed
+        strictly (:mod:`._replies`), so a damaged reply raises :class:`ReplyError`
+        instead of becoming plausible numbers.
+        """
         n_cells = self.n_cells.get_latest() if self.n_cells.cache.valid else self.n_cells()
-        data = self.visa_handle.query_binary_values(
-            "READ?", datatype="f", is_big_endian=False, container=np.array
-        )
-        if data.size % n_cells:
-            raise RuntimeError(
-                f"{self.name}: READ? returned {data.size} values, not a multiple of {n_cells} cells"
-            )
-        return np.ascontiguousarray(data.reshape(-1, n_cells).T)
+        handle = self.visa_handle
+        handle.write("READ?")
+        head = handle.read_bytes(2)
+        digits = int(head[1:2]) if head[1:2].isdigit() else 0
+        head += handle.read_bytes(digits) if digits else b""
+        size, length = block_length(head, self.name, "READ?")
+        termination = (handle.read_termination or "").encode()
+        raw = head + handle.read_bytes(length + len(termination))
+        payload = parse_block(raw, termination, self.name, "READ?")
+        return float32_cells(payload, n_cells, self.name, "READ?")

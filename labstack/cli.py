@@ -35,22 +35,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return cmd_calibrate_chips(args)
     from pyvisa.errors import VisaIOError
 
+    from labstack.calibrate import STATE_DIRNAME, CalibrationState, StateFileError
     from labstack.calibration_run import calibrate_station
+    from labstack.data import resolve_data_dir
+    from labstack.safety import InstrumentFault, RunAborted, SafetyError
     from labstack.sim.truth import GroundTruthError
     from labstack.station import StationConfigError, close_station, load_station
 
-    try:
+    try:  # every input file is checked before any instrument is opened
+        CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME)
         station = load_station(args.station, lab=_lab_description(args))
-    except (StationConfigError, GroundTruthError) as exc:
+    except (StationConfigError, GroundTruthError, StateFileError) as exc:
         print(f"labstack: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         report = calibrate_station(
             station, data_dir=args.data_dir, progress=not args.no_progress, force=args.force
         )
-    except VisaIOError as exc:
+    except (VisaIOError, InstrumentFault) as exc:
         print(f"labstack: instrument error: {exc}", file=sys.stderr)
         return EXIT_INSTRUMENT
+    except SafetyError as exc:
+        print(f"labstack: refused: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RunAborted as exc:
+        print(f"labstack: aborted: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         close_station(station)
     print(report.render())
@@ -293,6 +303,16 @@ def _add_day_to_day(sub: argparse._SubParsersAction) -> None:
     replay.set_defaults(func=cmd_replay)
 
 
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from labstack.data import resolve_data_dir
+    from labstack.safety.control import write_command
+
+    path = write_command(resolve_data_dir(args.data_dir), args.action, " ".join(args.reason))
+    print(f"{args.action} requested ({path}); the running run acts on it between points")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labstack",
@@ -315,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--force", action="store_true", help="recalibrate every node, even those still valid")
     cal.set_defaults(func=cmd_calibrate)
     add_chips_arguments(cal)  # --chips, --only, --set, --scheduler, --workers, --memory-limit
+
+    ctl = sub.add_parser(
+        "control",
+        help="pause, resume or abort the run writing into a data directory",
+        description="Writes the command into <data-dir>/labstack.control; the runner polls it "
+        "between points. An abort ramps DACs to their safe value and switches the heater off.",
+    )
+    ctl.add_argument("action", choices=["pause", "resume", "abort"])
+    ctl.add_argument("reason", nargs="*", help="free text recorded with the command")
+    ctl.add_argument("--data-dir", default=None, help="the run's data directory (default: as for calibrate)")
+    ctl.set_defaults(func=cmd_control)
 
     sim = sub.add_parser("sim", help="the virtual lab")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)

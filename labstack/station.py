@@ -44,6 +44,7 @@ from qcodes.station import Station
 from qcodes.validators import Numbers
 
 from labstack.clock import Clock, WallClock
+from labstack.safety.config import SafetyConfig, parse_safety
 
 VISALIB_SUFFIX = "@labstack"
 
@@ -66,6 +67,7 @@ class ChipLayout:
     heater: str | None = None
     clock: str | None = None
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 def station_path(name_or_path: str | Path) -> Path:
@@ -141,13 +143,13 @@ def load_station(
         for name in instruments_section:
             station.load_instrument(name)
         _apply_limits(station, layout, path, lines)
+        clock = station.components[layout.clock] if layout.clock else WallClock()
+        station.labstack_safety = _install_safety(station, layout, clock, path, lines)  # type: ignore[attr-defined]
     except Exception:
         close_station(station)
         raise
     station.labstack_layout = layout  # type: ignore[attr-defined]
-    station.labstack_clock = (  # type: ignore[attr-defined]
-        station.components[layout.clock] if layout.clock else WallClock()
-    )
+    station.labstack_clock = clock  # type: ignore[attr-defined]
     station.labstack_source = str(path)  # type: ignore[attr-defined]
     # what a replay needs to build this station again: the file as it was, and the lab
     station.labstack_station_text = text  # type: ignore[attr-defined]
@@ -249,6 +251,11 @@ def _parse(path: Path, text: str) -> tuple[dict[str, Any], dict[tuple[str, ...],
                 key = (*prefix, str(key_node.value))
                 lines[key] = key_node.start_mark.line + 1
                 walk(value_node, key)
+        elif isinstance(n, yaml.SequenceNode):  # list items by index, e.g. suspenders.0.signal
+            for i, item in enumerate(n.value):
+                key = (*prefix, str(i))
+                lines.setdefault(key, item.start_mark.line + 1)
+                walk(item, key)
 
     walk(node, ())
     return document, lines
@@ -305,6 +312,7 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
             raise fail(where, str(exc)) from None
         for name in names:
             limits[name] = (lo, hi)
+    safety = parse_safety(section, fail, expand_channels)
     return ChipLayout(
         n_cells=n_cells or len(bias),
         bias=bias,
@@ -316,6 +324,7 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
         heater=f"{inst}.{thermo['heater']}" if inst and thermo.get("heater") else None,
         clock=section.get("clock"),
         limits=limits,
+        safety=safety,
     )
 
 
@@ -326,13 +335,27 @@ def _check_references(path: Path, lines: dict[tuple[str, ...], int], layout: Chi
     if layout.clock:
         refs.append(("labstack", "clock", layout.clock))
     refs += [("labstack", "limits", n) for n in layout.limits]
+    refs += [("labstack", "ramps", n) for n in layout.safety.ramps]
+    refs += [("labstack", "suspenders", str(i), "signal", s.signal) for i, s in enumerate(layout.safety.suspenders)]
     for *key, name in refs:
         instrument = name.split(".")[0]
         if instrument not in names:
-            line = lines.get(tuple(key), "?")
+            line = _line_of_entry(lines, tuple(key), name)
             raise StationConfigError(
                 f"{path}:{line}: {'.'.join(key)} names instrument '{instrument}', which is not in 'instruments'"
             )
+
+
+def _line_of_entry(lines: dict[tuple[str, ...], int], section: tuple[str, ...], name: str) -> int | str:
+    """The line of the entry under ``section`` whose channel range expands to ``name``."""
+    for key, line in lines.items():
+        if len(key) == len(section) + 1 and key[:-1] == section:
+            try:
+                if name in expand_channels(key[-1]):
+                    return line
+            except ValueError:
+                continue
+    return lines.get(section, "?")
 
 
 def _apply_limits(station: Station, layout: ChipLayout, path: Path, lines: dict[tuple[str, ...], int]) -> None:
@@ -342,3 +365,22 @@ def _apply_limits(station: Station, layout: ChipLayout, path: Path, lines: dict[
         except KeyError as exc:
             raise StationConfigError(f"{path}: labstack.limits: {exc}") from None
         parameter.add_validator(Numbers(lo, hi))
+
+
+def _install_safety(
+    station: Station, layout: ChipLayout, clock: Clock, path: Path, lines: dict[tuple[str, ...], int]
+) -> Any:
+    """Ramps, SCPI guards, interlocks and retries (:mod:`labstack.safety.install`)."""
+    from labstack.safety.install import install_safety
+
+    for section, names in (("ramps", layout.safety.ramps), ("suspenders", [s.signal for s in layout.safety.suspenders])):
+        for name in names:
+            try:
+                find_parameter(station, name)
+            except KeyError as exc:
+                raise StationConfigError(f"{path}:{lines.get(('labstack', section), '?')}: labstack.{section}: {exc}") from None
+    if layout.safety.interlocks != type(layout.safety.interlocks)() and not layout.heater:
+        raise StationConfigError(
+            f"{path}:{lines.get(('labstack', 'interlocks'), '?')}: labstack.interlocks: needs thermometry.heater"
+        )
+    return install_safety(station, layout.safety, layout.limits, layout.heater, clock, find_parameter)

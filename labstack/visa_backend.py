@@ -51,6 +51,9 @@ class _Session:
         self.parsed = parsed
         self.device = device
         self.outbox = bytearray()
+        self.instrument = str(getattr(parsed, "host_address", "")).split(".")[0].lower()
+        self.dead = False  # a dropped connection: every call fails until the resource is reopened
+        self.truncated = False  # the queued answer lost its end: the next read times out
         self.attributes = dict(_DEFAULT_ATTRIBUTES)
         self.attributes[constants.VI_ATTR_RSRC_NAME] = name
         self.attributes[constants.VI_ATTR_INTF_TYPE] = parsed.interface_type_const
@@ -127,18 +130,44 @@ class LabstackVisaLibrary(highlevel.VisaLibraryBase):
         return obj
 
     # -------------------------------------------------------------------- I/O
+    def _check_link(self, s: _Session) -> None:
+        if s.dead:
+            raise VisaIOError(StatusCode.error_connection_lost)
+        if self.lab.faults.is_stuck(s.instrument):
+            raise VisaIOError(StatusCode.error_timeout)
+
     def write(self, session: VISASession, data: bytes) -> tuple[int, StatusCode]:
         s = self._session(session)
         assert s.device is not None
+        self._check_link(s)
         text = data.decode("ascii", errors="replace").rstrip("\r\n")
-        for line in filter(None, (part.strip() for part in text.splitlines())):
+        lines = [part.strip() for part in text.splitlines() if part.strip()]
+        is_query = any(c.split(" ")[0].endswith("?") for line in lines for c in line.split(";"))
+        fault = self.lab.faults.decide(s.instrument, text[:200], is_query)
+        if fault == "dropped":
+            s.dead = True
+            raise VisaIOError(StatusCode.error_connection_lost)
+        if fault == "stuck":
+            raise VisaIOError(StatusCode.error_timeout)
+        for line in lines:
             answer = s.device.handle(line)
-            if answer is not None:
-                s.outbox += answer
+            if answer is None:
+                continue
+            if fault == "timeout":
+                continue
+            if fault in ("garbled", "truncated"):
+                answer = self.lab.faults.corrupt(answer, fault, s.device.read_termination.encode())
+                s.truncated = fault == "truncated"
+            s.outbox += answer
         return len(data), StatusCode.success
 
     def read(self, session: VISASession, count: int) -> tuple[bytes, StatusCode]:
         s = self._session(session)
+        self._check_link(s)
+        if s.truncated and len(s.outbox) <= count:
+            s.outbox.clear()  # the rest never comes: what arrived is lost with the timed-out read
+            s.truncated = False
+            raise VisaIOError(StatusCode.error_timeout)
         if not s.outbox:
             raise VisaIOError(StatusCode.error_timeout)
         termchar_enabled = s.attributes.get(constants.VI_ATTR_TERMCHAR_EN)
@@ -157,7 +186,10 @@ class LabstackVisaLibrary(highlevel.VisaLibraryBase):
         return chunk, status
 
     def clear(self, session: VISASession) -> StatusCode:
-        self._session(session).outbox.clear()
+        s = self._session(session)
+        self._check_link(s)
+        s.outbox.clear()
+        s.truncated = False
         return StatusCode.success
 
     def flush(self, session: VISASession, mask: constants.BufferOperation) -> StatusCode:

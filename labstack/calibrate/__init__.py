@@ -43,7 +43,7 @@ from labstack.calibrate.graph import CalibrationGraph, LogEntry, StateCheck, Sta
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
 from labstack.calibrate.spec import FitQuality, Mode, Spec, Tolerance, Verdict, combine
-from labstack.calibrate.state import CalibrationState, StateDiff
+from labstack.calibrate.state import CalibrationState, StateDiff, StateFileError
 
 __all__ = [
     "STATE_DIRNAME",
@@ -62,6 +62,7 @@ __all__ = [
     "StateChange",
     "StateCheck",
     "StateDiff",
+    "StateFileError",
     "Status",
     "Tolerance",
     "Update",

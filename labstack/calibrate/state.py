@@ -44,6 +44,10 @@ CURRENT = "current"
 _VERSION_FILE = re.compile(r"^v(\d{6,})\.yaml$")
 
 
+class StateFileError(ValueError):
+    """A calibration-state file that cannot be read; the message names the file, line and key."""
+
+
 def version_file(version: int) -> str:
     return f"v{version:06d}.yaml"
 
@@ -155,6 +159,8 @@ class CalibrationState:
         if not pointer.exists():
             return cls(path, _Snapshot())
         name = pointer.read_text().strip()
+        if not _VERSION_FILE.match(name) or not (path / name).is_file():
+            raise StateFileError(f"{pointer}:1: names {name!r}, which is not a version file in {path}")
         return cls(path, _read(path / name))
 
     @property
@@ -364,8 +370,48 @@ def _essence(e: Entry) -> tuple[Any, ...]:
 
 
 def _read(file: Path) -> _Snapshot:
-    with open(file, encoding="utf-8") as f:
-        return _Snapshot.from_doc(yaml.safe_load(f))
+    """One version file, checked so a damaged file is named with its line and key."""
+    text = file.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else "?"
+        raise StateFileError(f"{file}:{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: Any, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                lines[(*prefix, str(k.value))] = k.start_mark.line + 1
+                walk(v, (*prefix, str(k.value)))
+
+    walk(root, ())
+
+    def fail(key: tuple[str, ...], message: str) -> StateFileError:
+        line = next((lines[key[:i]] for i in range(len(key), 0, -1) if key[:i] in lines), 1)
+        return StateFileError(f"{file}:{line}: {'.'.join(key) or '<top>'}: {message}")
+
+    if not isinstance(doc, dict):
+        raise fail((), "a state version is a mapping with version, entries and nodes")
+    if not isinstance(doc.get("version"), int) or isinstance(doc.get("version"), bool):
+        raise fail(("version",), f"must be a whole number, got {doc.get('version')!r}")
+    for section, cls in (("entries", Entry), ("nodes", NodeRecord)):
+        items = doc.get(section) or {}
+        if not isinstance(items, dict):
+            raise fail((section,), "must map names to records")
+        for name, record in items.items():
+            if not isinstance(record, dict):
+                raise fail((section, str(name)), "must be a mapping")
+            try:
+                cls.from_dict(record)
+            except TypeError as exc:
+                raise fail((section, str(name)), str(exc)) from None
+    try:
+        return _Snapshot.from_doc(doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise fail((), f"{type(exc).__name__}: {exc}") from None
 
 
 def _atomic_write(target: Path, text: str) -> None:

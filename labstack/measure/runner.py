@@ -36,6 +36,7 @@ from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
 from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
 from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
 from labstack.measure.tags import station_run_metadata
+from labstack.safety.control import RunControl, control_of
 
 Thunk = Callable[[], None]
 
@@ -153,9 +154,15 @@ class _Pacer:
     """Counts points and, every ``TICK_S`` of wall time, flushes and moves the bar."""
 
     def __init__(
-        self, writer: RunWriter, flush_interval: float, bar: Any, notify: _Notifier | None = None
+        self,
+        writer: RunWriter,
+        flush_interval: float,
+        bar: Any,
+        notify: _Notifier | None = None,
+        checkpoint: Thunk | None = None,
     ) -> None:
         self.writer = writer
+        self.checkpoint = checkpoint  # run control between points (labstack.safety.control)
         self.flush_interval = flush_interval
         self.bar = bar
         self.notify = notify
@@ -167,6 +174,8 @@ class _Pacer:
 
     def tick(self, points: int) -> None:
         self.done += points
+        if self.checkpoint is not None:
+            self.checkpoint()
         if time.perf_counter() >= self.next_tick:
             self._tick()
 
@@ -311,6 +320,7 @@ def run_sequence(
     flush_every: int = DEFAULT_FLUSH_EVERY,
     flush_interval: float = 1.0,
     subscribers: Iterable[Subscriber] = (),
+    control: RunControl | None = None,
 ) -> Run:
     """Validate ``sequence`` against ``station``, run it on the station's clock and
     stream the data into a new run in ``data_dir``; returns the finished :class:`Run`.
@@ -323,6 +333,10 @@ def run_sequence(
 
     ``subscribers`` (e.g. a :class:`labstack.measure.live.LivePlot`) are called with a
     :class:`RunProgress` after every flush and once at the end (``final=True``).
+    ``control`` (default: the station's, :func:`labstack.safety.control.control_of`)
+    is consulted before the first point and after every point: pause, resume, abort,
+    suspenders and interlock trips (an abort raises
+    :class:`~labstack.safety.errors.RunAborted` after putting the station in its safe state).
     """
     seq = as_sequence(sequence)
     plan = validate(seq, station)
@@ -344,8 +358,11 @@ def run_sequence(
         _realise(plan, writer)
         if progress and plan.leaf_points:
             bar = tqdm(total=plan.leaf_points, desc=name, unit="pt", delay=PROGRESS_DELAY_S)
-        pacer = _Pacer(writer, flush_interval, bar, notify)
+        control = control if control is not None else control_of(station)
+        control.start(clock, writer.path.parent, writer)
+        pacer = _Pacer(writer, flush_interval, bar, notify, control.checkpoint)
         execute = _Compiler(plan, writer, clock, pacer, t0).steps(seq.steps, ())
+        control.checkpoint()
         execute()
     except BaseException as err:
         end = {"end_utc": clock.utcnow().isoformat()}

@@ -23,6 +23,7 @@ import numpy as np
 from labstack.clock import VirtualClock
 from labstack.sim.cryostat import Cryostat
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph
+from labstack.sim.faults import DEFAULT_KINDS, FaultConfigError, FaultInjector, parse_kinds
 from labstack.sim.readout import ReadoutChain
 from labstack.sim.truth import GroundTruth, GroundTruthError
 
@@ -91,6 +92,29 @@ class VirtualLab:
         self._graph: CouplingGraph | None = None
         self._graph_dirty = True
         self._cells_time = 0.0
+        self.faults = FaultInjector(
+            self.clock.now, on_excursion=self._excursion, on_cell_death=self._kill_cell
+        )
+
+    def configure_faults(self, rate: float, seed: int = 0, kinds: tuple[str, ...] = DEFAULT_KINDS) -> None:
+        """Random faults: each message fails with probability ``rate`` (see :mod:`labstack.sim.faults`)."""
+        self.faults = FaultInjector(
+            self.clock.now, rate=rate, seed=seed, kinds=kinds,
+            on_excursion=self._excursion, on_cell_death=self._kill_cell,
+        )
+
+    def _excursion(self, delta_K: float) -> None:
+        self.cryostat.t_mc += delta_K
+
+    def _kill_cell(self, cell: int | None) -> int | None:
+        alive = np.flatnonzero(self.readout.amp != 0)
+        if cell is None:
+            if alive.size == 0:
+                return None
+            cell = int(alive[int(self.instrument_rng.integers(alive.size))])
+        self._catch_up()
+        self.readout.amp[cell] = 0.0
+        return cell
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -100,14 +124,26 @@ class VirtualLab:
         ``""`` is the default chip (seed 1234, 16 cells, chain); a path to a
         ``.json`` ground-truth file loads that chip; otherwise comma-separated
         ``key=value`` pairs among ``seed``, ``cells``, ``topology``, ``dead``
-        (fraction), ``stuck`` (fraction), ``crosstalk``, and ``instance``, a free
-        label that makes a separate lab of the same chip (PyVISA shares one lab
-        per description string). ``truth=<file.json>`` loads that chip and combines
-        with ``instance`` (and ``seed``, which then seeds only the noise), so a
-        replay can get a fresh lab of a chip stored in a file.
+        (fraction), ``stuck`` (fraction), ``crosstalk``, ``faults`` (probability
+        per message), ``fault_seed``, ``fault_kinds`` (``+``-separated, see
+        :mod:`labstack.sim.faults`) and ``instance``, a free label that makes a
+        separate lab of the same chip (PyVISA shares one lab per description string).
+        ``truth=<file.json>`` loads that chip and combines with ``instance`` (and
+        ``seed``, which then seeds only the noise), so a replay can get a fresh lab of
+        a chip stored in a file.
         """
         truth, seed = cls.truth_from_description(description)
-        return cls(truth, seed=seed)
+        lab = cls(truth, seed=seed)
+        options = _options(description)
+        try:
+            rate = float(options.get("faults", 0.0))
+            fault_seed = int(options.get("fault_seed", 0))
+            kinds = parse_kinds(options["fault_kinds"]) if "fault_kinds" in options else DEFAULT_KINDS
+            if rate or "fault_kinds" in options:
+                lab.configure_faults(rate, fault_seed, kinds)
+        except (ValueError, FaultConfigError) as exc:
+            raise GroundTruthError(f"virtual lab description {description!r}: {exc}") from None
+        return lab
 
     @staticmethod
     def truth_from_description(description: str) -> tuple[GroundTruth, int | None]:
@@ -115,13 +151,11 @@ class VirtualLab:
         text = description.strip()
         if text.endswith(".json"):
             return GroundTruth.load(Path(text)), None
-        options: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
-            options[key.strip()] = value.strip()
-        allowed = {"seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance", "truth"}
+        options = _options(text)
+        allowed = {
+            "seed", "cells", "topology", "dead", "stuck", "crosstalk", "instance", "truth",
+            "faults", "fault_seed", "fault_kinds",
+        }
         unknown = set(options) - allowed
         if unknown:
             raise GroundTruthError(
@@ -219,3 +253,17 @@ class VirtualLab:
         if cells is not None:
             volts = volts[:, cells]
         return volts
+
+
+def _options(description: str) -> dict[str, str]:
+    """``key=value`` pairs of a lab description (empty for a ``.json`` path)."""
+    text = description.strip()
+    if text.endswith(".json"):
+        return {}
+    options: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise GroundTruthError(f"virtual lab description {text!r}: '{item}' is not key=value")
+        options[key.strip()] = value.strip()
+    return options

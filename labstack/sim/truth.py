@@ -40,6 +40,7 @@ bias voltage of logistic width ``w = T_eff / (2 alpha)`` volts.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,8 +257,13 @@ class GroundTruth:
             raise GroundTruthError(
                 f"{source}: key 'format' must be '{FORMAT}', got {data.get('format')!r}"
             )
-        n = int(need(data, "n_cells", ""))
+        try:
+            n = int(need(data, "n_cells", ""))
+        except (TypeError, ValueError):
+            raise GroundTruthError(f"{source}: key 'n_cells' must be a whole number, got {data['n_cells']!r}") from None
         cells_in = need(data, "cells", "")
+        if not isinstance(cells_in, dict):
+            raise GroundTruthError(f"{source}: key 'cells' must be an object of per-cell lists")
         arrays: dict[str, np.ndarray] = {}
         for name, dtype in (
             ("alpha_K_per_V", float),
@@ -269,7 +275,10 @@ class GroundTruth:
             ("dead", bool),
             ("stuck", np.int8),
         ):
-            values = np.asarray(need(cells_in, name, "cells."), dtype=dtype)
+            try:
+                values = np.asarray(need(cells_in, name, "cells."), dtype=dtype)
+            except (TypeError, ValueError) as exc:
+                raise GroundTruthError(f"{source}: key 'cells.{name}': {exc}") from None
             if values.shape != (n,):
                 raise GroundTruthError(
                     f"{source}: key 'cells.{name}' has {values.size} entries, n_cells is {n}"
@@ -310,14 +319,35 @@ class GroundTruth:
     def load(cls, path: str | Path) -> GroundTruth:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            text = path.read_text()
+            data = json.loads(text)
         except FileNotFoundError:
             raise GroundTruthError(f"{path}: no such ground-truth file") from None
         except json.JSONDecodeError as exc:
             raise GroundTruthError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(data, dict):
             raise GroundTruthError(f"{path}: top level must be a JSON object")
-        return cls.from_dict(data, source=str(path))
+        try:
+            return cls.from_dict(data, source=str(path))
+        except GroundTruthError as exc:
+            raise GroundTruthError(_with_line(str(exc), str(path), text)) from None
+
+
+def _with_line(message: str, source: str, text: str) -> str:
+    """Add the line of the key a message names (``key 'cells.v0_V'``) after the file name."""
+    match = re.search(r"key '([^']+)'", message)
+    if not match or not message.startswith(source + ":"):
+        return message
+    *parents, last = match.group(1).split(".")
+    start = 0
+    for part in parents:  # the key's own line, under its parents
+        found = text.find(f'"{part}"', start)
+        start = found if found >= 0 else start
+    found = text.find(f'"{last}"', start)
+    if found < 0:  # a missing key: point at its parent
+        found = start
+    line = text.count("\n", 0, found) + 1
+    return f"{source}:{line}:{message[len(source) + 1:]}"
 
 
 def _coupler_pairs(n: int, topology: str, grid_shape: tuple[int, int] | None) -> np.ndarray:

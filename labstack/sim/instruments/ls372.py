@@ -122,7 +122,10 @@ class VirtualLakeshore372(ScpiDevice):
 
     @staticmethod
     def _input(ch: str) -> int:
-        c = 6 if ch.strip().upper() == "A" else int(ch)
+        text = ch.strip().upper()
+        if text != "A" and not text.isdigit():
+            raise bad_parameter(f"input {ch!r}")
+        c = 6 if text == "A" else int(text)
         if not 1 <= c <= N_INPUTS:
             raise bad_parameter(f"no input channel {c}")
         return c

@@ -159,7 +159,10 @@ class VirtualQDac2(ScpiDevice):
 
     @scpi(r"SENS(?:E)?" + CH + r":(APER|NPLC|DEL|COUN) (\S+)")
     def set_sense(self, ch: str, what: str, value: str) -> None:
-        self.sense[what.lower()][self._channel(ch)] = parse_float(value)
+        v = parse_float(value)
+        if not np.isfinite(v) or v < 0 or (what.upper() == "COUN" and v != int(v)):
+            raise out_of_range(f"sense {what} {value}")
+        self.sense[what.lower()][self._channel(ch)] = v
 
     @scpi(r"SENS(?:E)?" + CH + r":(APER|NPLC|DEL|COUN)\?")
     def get_sense(self, ch: str, what: str) -> str:
@@ -221,10 +224,15 @@ class VirtualQDac2(ScpiDevice):
 
 def _channel_list(text: str) -> list[int]:
     out: list[int] = []
-    for part in text.split(","):
-        if ":" in part:
-            a, b = part.split(":")
-            out.extend(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
+    try:
+        for part in text.split(","):
+            if ":" in part:
+                a, b = part.split(":")
+                out.extend(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise bad_parameter(f"channel list {text!r}") from None
+    if any(not 1 <= c <= N_CHANNELS for c in out):
+        raise bad_parameter(f"channel list {text!r} names a channel outside 1..{N_CHANNELS}")
     return out

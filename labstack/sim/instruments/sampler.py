@@ -66,7 +66,10 @@ class VirtualSampler(ScpiDevice):
 
     @scpi(r"SAMP(?:LE)?:COUN(?:T)? (\S+)")
     def set_count(self, value: str) -> None:
-        count = int(parse_float(value))
+        number = parse_float(value)
+        if not np.isfinite(number) or number != int(number):
+            raise bad_parameter(f"count {value!r} is not a whole number")
+        count = int(number)
         if not 1 <= count <= MAX_SAMPLES:
             raise out_of_range(f"count {count} outside 1 .. {MAX_SAMPLES}")
         self.count = count

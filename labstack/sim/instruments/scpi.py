@@ -52,10 +52,14 @@ def scpi(pattern: str) -> Callable[[Callable[..., Response]], Callable[..., Resp
 
 
 def parse_float(text: str) -> float:
+    """A finite number; NaN and infinities are out of range, as on real instruments."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ScpiError(-104, f"Data type error; {text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise out_of_range(f"{text!r} is not a finite number")
+    return value
 
 
 def binary_block(payload: bytes) -> bytes:
@@ -95,6 +99,13 @@ class ScpiDevice:
                 self.log.append(command)
             try:
                 answer = self._dispatch(command)
+            except (ValueError, OverflowError, IndexError, KeyError, TypeError) as exc:
+                # a real instrument never crashes on what it is sent: it queues an error
+                err = bad_parameter(f"{type(exc).__name__}: {exc}")
+                self.errors.append(err)
+                if command.rstrip().split(" ")[0].endswith("?"):
+                    return None
+                continue
             except ScpiError as err:
                 self.errors.append(err)
                 if command.rstrip().split(" ")[0].endswith("?"):

@@ -1,0 +1,20 @@
+"""Safety and robustness: what labstack refuses, how it survives faults, how a run is stopped.
+
+* :mod:`~labstack.safety.config` reads the station file's ``labstack.ramps``,
+  ``interlocks``, ``suspenders``, ``safe_state`` and ``retry`` sections.
+* :mod:`~labstack.safety.ramp` ramps DAC set-points within a maximum step and rate
+  on the station clock, starting from the value read back from the instrument.
+* :mod:`~labstack.safety.guard` checks every SCPI message written to a guarded
+  instrument (DAC voltages, heater range and set-point), whatever code path sent it.
+* :mod:`~labstack.safety.retry` retries what is safe to retry, with backoff on the
+  station clock, reconnects dropped sessions, and otherwise raises
+  :class:`InstrumentFault` naming the instrument and the command.
+* :mod:`~labstack.safety.control` pauses, resumes and aborts runs (Jupyter, CLI
+  control file, suspenders on watched signals) and leaves the station safe on abort.
+* :mod:`~labstack.safety.preflight` dry-runs a sequence or a calibration against
+  limits, ramps and interlocks before anything moves.
+"""
+
+from labstack.safety.errors import InstrumentFault, RunAborted, SafetyError
+
+__all__ = ["InstrumentFault", "RunAborted", "SafetyError"]

@@ -1,0 +1,278 @@
+"""Pause, resume and abort runs; suspend them while a watched signal is out of band.
+
+A :class:`RunControl` belongs to a station (``control_of(station)``); the runner
+calls :meth:`RunControl.checkpoint` before the first point and after every
+point, so commands take effect between points, never in the middle of one.
+
+Three ways in:
+
+* **Jupyter / Python**: ``control.pause()``, ``control.resume()``,
+  ``control.abort("reason")`` from another thread (e.g. the notebook while a
+  calibration runs in a :class:`threading.Thread`).
+* **CLI / other processes**: ``labstack control pause|resume|abort`` writes the
+  word into ``<data_dir>/labstack.control``; the runner polls the file's
+  modification time (a ``stat`` per poll) and acts on changes made after the run
+  started.
+* **Suspenders** (station file ``labstack.suspenders``): while a signal (e.g. the
+  mixing-chamber temperature) is outside its band the run waits, polling every
+  ``poll_s`` on the *station clock*; it resumes once the signal has been back in
+  band for ``settle_s`` and aborts if suspended longer than ``timeout_s``. Watched
+  signals are read at every checkpoint (one query each per point). A
+  manual pause waits in wall time (it waits for a person), a suspender in station
+  time (it waits for physics).
+
+An interlock trip (mixing chamber above ``interlocks.max_temperature_K``) aborts.
+Every abort first puts the station in its safe state: ramped DACs go to
+``safe_state.dac_V`` within their ramps, the heater range goes to off. Then
+:class:`~labstack.safety.errors.RunAborted` propagates; the runner marks the run
+failed and keeps the data flushed so far. Pauses, suspensions and aborts are
+recorded in the run's ``run.json`` (``control_events``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from labstack.clock import Clock, WallClock
+from labstack.safety.config import SuspenderSpec
+from labstack.safety.errors import RunAborted
+
+CONTROL_FILE = "labstack.control"
+COMMANDS = ("pause", "resume", "abort")
+
+
+@dataclass
+class ControlEvent:
+    kind: str  # pause, resume, suspend, unsuspend, abort, trip
+    t: float  # station-clock time
+    reason: str = ""
+
+
+def write_command(data_dir: str | Path, command: str, reason: str = "") -> Path:
+    """Ask the run in ``data_dir`` to pause, resume or abort (what ``labstack control`` does)."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown control command {command!r}; use {COMMANDS}")
+    path = Path(data_dir) / CONTROL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{command} {reason}".strip() + "\n")
+    tmp.replace(path)
+    return path
+
+
+class RunControl:
+    """Pause / resume / abort and suspenders for the runs of one station."""
+
+    def __init__(
+        self,
+        station: Any = None,
+        suspenders: list[SuspenderSpec] | None = None,
+        *,
+        max_temperature_K: float | None = None,
+        thermometer: str | None = None,
+        wall_poll_s: float = 0.1,
+    ) -> None:
+        self.station = station
+        self.suspenders = list(suspenders or [])
+        self.max_temperature_K = max_temperature_K
+        self.thermometer = thermometer
+        self.wall_poll_s = wall_poll_s
+        self.events: list[ControlEvent] = []
+        self._paused = threading.Event()
+        self._wakeup = threading.Event()  # set on resume / abort so a paused run reacts at once
+        self._abort_reason: str | None = None
+        self._file: Path | None = None
+        self._file_mtime: float | None = None
+        self._clock: Clock = WallClock()
+        self._writer: Any = None
+        self._next_file_poll = -math.inf
+        self._getters: dict[str, Any] = {}
+
+    # ------------------------------------------------------------- commands
+    def pause(self, reason: str = "") -> None:
+        self._paused.set()
+        self._event("pause", reason)
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._wakeup.set()
+        self._event("resume")
+
+    def abort(self, reason: str = "aborted by user") -> None:
+        self._abort_reason = reason or "aborted by user"
+        self._paused.clear()
+        self._wakeup.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    # ------------------------------------------------------------- runner side
+    def start(self, clock: Clock, data_dir: str | Path | None = None, writer: Any = None) -> None:
+        """Bind to a starting run: its clock, the control file in its data dir, its writer."""
+        self._clock = clock
+        self._writer = writer
+        self._abort_reason = None
+        self._paused.clear()
+        self.events = []
+        if data_dir is not None:
+            self._file = Path(data_dir) / CONTROL_FILE
+            self._file_mtime = self._mtime()
+
+    def checkpoint(self) -> None:
+        """Between points: act on commands, suspenders and interlocks. Cheap when idle."""
+        self._poll_file()
+        if self._abort_reason is None and (self.suspenders or self.max_temperature_K is not None):
+            self._watch()
+        while self._paused.is_set() and self._abort_reason is None:
+            self._wakeup.wait(self.wall_poll_s)
+            self._wakeup.clear()
+            self._poll_file(force=True)
+        if self._abort_reason is not None:
+            self._do_abort(self._abort_reason)
+
+    # ------------------------------------------------------------- internals
+    def _event(self, kind: str, reason: str = "") -> None:
+        t = self._clock.now() if self._clock is not None else math.nan
+        self.events.append(ControlEvent(kind, t, reason))
+        if self._writer is not None:
+            try:
+                self._writer.update_info(control_events=[asdict(e) for e in self.events])
+            except Exception:  # bookkeeping must never stop a run
+                pass
+
+    def _mtime(self) -> float | None:
+        try:
+            return self._file.stat().st_mtime_ns if self._file is not None else None
+        except OSError:
+            return None
+
+    def _poll_file(self, force: bool = False) -> None:
+        if self._file is None:
+            return
+        wall = time.perf_counter()
+        if not force and wall < self._next_file_poll:
+            return
+        self._next_file_poll = wall + self.wall_poll_s
+        mtime = self._mtime()
+        if mtime is None or mtime == self._file_mtime:
+            return
+        self._file_mtime = mtime
+        try:
+            text = self._file.read_text().strip()
+        except OSError:
+            return
+        word, _, reason = text.partition(" ")
+        if word == "pause" and not self.paused:
+            self.pause(reason or "control file")
+        elif word == "resume" and self.paused:
+            self.resume()
+        elif word == "abort":
+            self.abort(reason or "abort via control file")
+
+    def _read(self, name: str) -> float:
+        getter = self._getters.get(name)
+        if getter is None:
+            from labstack.station import find_parameter
+
+            getter = self._getters[name] = find_parameter(self.station, name).get
+        return float(getter())
+
+    def _watch(self) -> None:
+        """Check interlocks and suspenders (every point); while one is out of band, wait."""
+        self._trip()
+        out = [s for s in self.suspenders if not s.low <= self._read(s.signal) <= s.high]
+        if not out:
+            return
+        start = now = self._clock.now()
+        reason = ", ".join(f"{s.signal} outside [{s.low:g}, {s.high:g}]" for s in out)
+        self._event("suspend", reason)
+        in_band_since: float | None = None
+        poll = min(s.poll_s for s in self.suspenders)
+        settle = max(s.settle_s for s in self.suspenders)
+        timeout = min(s.timeout_s for s in self.suspenders)
+        while True:
+            self._poll_file(force=True)
+            if self._abort_reason is not None:
+                return
+            self._clock.sleep(poll)
+            now = self._clock.now()
+            self._trip()
+            ok = all(s.low <= self._read(s.signal) <= s.high for s in self.suspenders)
+            if not ok:
+                in_band_since = None
+            elif in_band_since is None:
+                in_band_since = now
+            if in_band_since is not None and now - in_band_since >= settle:
+                self._event("unsuspend", f"in band for {now - in_band_since:g} s")
+                return
+            if now - start > timeout:
+                self.abort(f"suspended longer than {timeout:g} s: {reason}")
+                return
+
+    def _trip(self) -> None:
+        if self.max_temperature_K is None or self.thermometer is None or self._abort_reason:
+            return
+        t = self._read(self.thermometer)
+        if t > self.max_temperature_K:
+            self._event("trip", f"{self.thermometer} = {t:g} K above max_temperature_K {self.max_temperature_K:g} K")
+            self._abort_reason = f"interlock: {self.thermometer} = {t:g} K > {self.max_temperature_K:g} K"
+
+    def _do_abort(self, reason: str) -> None:
+        problems = safe_state(self.station) if self.station is not None else []
+        self._event("abort", reason + (f"; safe state incomplete: {problems}" if problems else ""))
+        self._abort_reason = None
+        raise RunAborted(reason + (f" (safe state incomplete: {'; '.join(problems)})" if problems else ""))
+
+
+def safe_state(station: Any) -> list[str]:
+    """Ramp guarded DACs to the safe value and switch the heater off; returns what failed.
+
+    Keeps going past a failing instrument, so one dead DAC does not leave the heater on.
+    """
+    from labstack.station import find_parameter, layout_of
+
+    safety = getattr(station, "labstack_safety", None)
+    problems: list[str] = []
+    if safety is None:
+        return ["station has no labstack safety configuration"]
+    safe = safety.config.safe_state
+    layout = layout_of(station)
+    if safe.heater_off and layout.heater:
+        try:
+            find_parameter(station, f"{layout.heater}.output_range").set("off")
+        except Exception as exc:
+            problems.append(f"{layout.heater}: {type(exc).__name__}: {exc}")
+    for name, channel in safety.channels.items():
+        if channel.ramp is None:
+            continue
+        target = min(max(safe.dac_V, channel.low), channel.high)
+        try:
+            find_parameter(station, name).set(target)
+        except Exception as exc:
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def control_of(station: Any) -> RunControl:
+    """The station's run control (created on first use, with the station file's suspenders)."""
+    control = getattr(station, "labstack_control", None)
+    if control is None:
+        safety = getattr(station, "labstack_safety", None)
+        layout = getattr(station, "labstack_layout", None)
+        control = RunControl(
+            station,
+            safety.config.suspenders if safety is not None else [],
+            max_temperature_K=safety.config.interlocks.max_temperature_K if safety is not None else None,
+            thermometer=layout.thermometer_mc if layout is not None else None,
+        )
+        try:
+            station.labstack_control = control
+        except AttributeError:
+            pass
+    return control

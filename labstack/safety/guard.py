@@ -1,0 +1,290 @@
+"""The last line of defence: every SCPI message to a guarded instrument is checked on the wire.
+
+Validators and ramps live on QCoDeS parameters, but a driver method, a raw
+``instrument.write`` or a binary list upload can reach the instrument without
+passing a parameter. :class:`ScpiGuard` replaces the ``write_raw`` of the
+instrument's PyVISA resource (every pyvisa write, text or binary, ends there), parses
+each command and refuses, before it is sent, any message that would
+
+* set a guarded DAC channel outside its limits, by more than its maximum step from
+  the value it has now, or sooner than its ramp rate allows after the last step
+  (:class:`Channel` keeps the value and the time the channel may move again);
+* move a guarded DAC channel by a mechanism the guard cannot check (lists,
+  sweeps, AWG, triggered voltages, channel-list forms, ``*RST`` away from 0 V);
+* put the cryostat heater on a range above the interlock or a closed-loop
+  set-point above the maximum temperature.
+
+Each instrument model has a small dialect (the regular expressions of its
+commands). Queries always pass. Unknown commands on an unguarded channel pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labstack.clock import Clock
+from labstack.safety.config import Interlocks, RampSpec
+from labstack.safety.errors import SafetyError
+
+#: tolerance on steps and times, so a ramp computed in floating point is not refused
+REL_TOL = 1e-9
+
+#: Lake Shore 372 sample-heater full-scale currents by RANGE index (A)
+LS372_RANGES_A = {0: 0.0, 1: 31.6e-6, 2: 100e-6, 3: 316e-6, 4: 1e-3, 5: 3.16e-3, 6: 10e-3, 7: 31.6e-3, 8: 100e-3}
+
+
+@dataclass
+class Channel:
+    """One guarded DAC output: its limits, ramp, last known value and when it may move next."""
+
+    name: str
+    low: float = -math.inf
+    high: float = math.inf
+    ramp: RampSpec | None = None
+    known: float | None = None
+    t_ready: float = -math.inf
+    scpi_enforced: bool = False
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+    def check(self, value: float, now: float) -> None:
+        """Raise :class:`SafetyError` unless ``value`` may be written at ``now``."""
+        if not math.isfinite(value):
+            raise SafetyError(f"{self.name}: refused {value!r}: not a finite voltage")
+        if not self.low <= value <= self.high:
+            raise SafetyError(
+                f"{self.name}: refused {value:g} V: outside the limits [{self.low:g}, {self.high:g}] V"
+            )
+        if self.ramp is None:
+            return
+        if self.known is None:
+            raise SafetyError(f"{self.name}: refused {value:g} V: present value unknown")
+        step = abs(value - self.known)
+        if step > self.ramp.max_step * (1 + REL_TOL) + 1e-12:
+            raise SafetyError(
+                f"{self.name}: refused {value:g} V: a step of {step:g} V from {self.known:g} V "
+                f"exceeds max_step {self.ramp.max_step:g} V"
+            )
+        if now < self.t_ready - REL_TOL * max(1.0, abs(self.t_ready)):
+            raise SafetyError(
+                f"{self.name}: refused {value:g} V at t={now:.6g} s: the last step may not be "
+                f"followed before t={self.t_ready:.6g} s (rate {self.ramp.rate:g} V/s)"
+            )
+
+    def commit(self, value: float, now: float) -> None:
+        """Record that ``value`` was written at ``now``."""
+        if self.ramp is not None and self.known is not None:
+            self.t_ready = now + abs(value - self.known) / self.ramp.rate
+        self.known = value
+        self.history.append((now, value))
+
+
+# ------------------------------------------------------------------ dialects
+_NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|\S+)"
+
+
+@dataclass
+class Decision:
+    """What the guard makes of one command: pass, or a channel write to check."""
+
+    channel: int | None = None
+    value: float | None = None
+    refuse: str | None = None
+
+
+class Dialect:
+    """How one instrument model's SCPI moves outputs. Subclasses fill in ``judge``."""
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        raise NotImplementedError
+
+    def read_query(self, channel: int) -> str:
+        raise NotImplementedError
+
+
+class QDac2Dialect(Dialect):
+    """QDevil QDAC-II as driven by qcodes_contrib_drivers' ``QDac2``."""
+
+    SET = re.compile(r"SOUR(?:CE)?(\d+):VOLT(?:AGE)?(?::IMM(?:EDIATE)?)?(?::AMPL(?:ITUDE)?)?\s+(.*)", re.I)
+    MODE = re.compile(r"SOUR(?:CE)?(\d+):VOLT(?:AGE)?:MODE\s+(\S+)", re.I)
+    SAFE = re.compile(
+        r"SOUR(?:CE)?(\d+):(?:RANG(?:E)?|FILT(?:ER)?|VOLT(?:AGE)?:SLEW|DC:ABOR(?:T)?|ALL:ABOR(?:T)?)(?:\s.*)?",
+        re.I,
+    )
+    CHANNEL = re.compile(r"SOUR(?:CE)?(\d+):", re.I)
+    ANY_SOURCE = re.compile(r"SOUR(?:CE)?\b|SOUR(?:CE)?:", re.I)
+    RESET = re.compile(r"\*RST", re.I)
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        m = self.SET.fullmatch(command)
+        if m:
+            ch = int(m.group(1))
+            if ch not in guard.channels:
+                return Decision()
+            text = m.group(2).strip()
+            try:
+                value = float(text)
+            except ValueError:
+                return Decision(refuse=f"ch{ch}: refused {command!r}: {text!r} is not a voltage")
+            return Decision(ch, value)
+        m = self.MODE.fullmatch(command)
+        if m:
+            ch = int(m.group(1))
+            if ch in guard.channels and not m.group(2).upper().startswith("FIX"):
+                return Decision(refuse=f"ch{ch}: refused {command!r}: only fixed (DC) mode is guarded")
+            return Decision()
+        if self.SAFE.fullmatch(command):
+            return Decision()
+        m = self.CHANNEL.match(command)
+        if m:
+            ch = int(m.group(1))
+            if ch in guard.channels:
+                return Decision(refuse=f"ch{ch}: refused {command!r}: it could move a guarded output unchecked")
+            return Decision()
+        if self.ANY_SOURCE.match(command) and guard.channels:
+            return Decision(refuse=f"refused {command!r}: channel-list source commands are not guarded")
+        if self.RESET.fullmatch(command):
+            away = [
+                c.name for c in guard.channels.values()
+                if c.ramp is not None and (c.known is None or abs(c.known) > c.ramp.max_step)
+            ]
+            if away:
+                return Decision(refuse=f"refused *RST: {', '.join(away)} would jump to 0 V")
+        return Decision()
+
+    def read_query(self, channel: int) -> str:
+        return f"sour{channel}:volt?"
+
+
+class Lakeshore372Dialect(Dialect):
+    """Lake Shore 372 heater commands, against the station's interlocks."""
+
+    RANGE = re.compile(r"RANGE\s*(\d+)\s*,\s*(.*)", re.I)
+    SETP = re.compile(r"SETP\s*(\d+)\s*,\s*(.*)", re.I)
+
+    def __init__(self, interlocks: Interlocks) -> None:
+        self.interlocks = interlocks
+        self.max_range = max_heater_range(interlocks)
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        m = self.RANGE.fullmatch(command)
+        if m and self.max_range is not None:
+            try:
+                r = int(m.group(2).strip())
+            except ValueError:
+                return Decision(refuse=f"refused {command!r}: not a range index")
+            if r > self.max_range:
+                return Decision(refuse=f"refused {command!r}: heater range {r} is above the interlock (max {self.max_range})")
+            return Decision()
+        m = self.SETP.fullmatch(command)
+        if m and self.interlocks.max_temperature_K is not None:
+            try:
+                t = float(m.group(2).strip())
+            except ValueError:
+                return Decision(refuse=f"refused {command!r}: not a temperature")
+            if not t <= self.interlocks.max_temperature_K:
+                return Decision(
+                    refuse=f"refused {command!r}: set-point {t:g} K is above max_temperature_K "
+                    f"{self.interlocks.max_temperature_K:g} K"
+                )
+        return Decision()
+
+
+def max_heater_range(interlocks: Interlocks) -> int | None:
+    """The highest heater range the interlocks allow (power via full-scale I^2 R), or None."""
+    allowed = [interlocks.heater_max_range] if interlocks.heater_max_range is not None else []
+    if interlocks.heater_max_power_W is not None and interlocks.heater_resistance_ohm is not None:
+        by_power = max(
+            r for r, amps in LS372_RANGES_A.items()
+            if amps**2 * interlocks.heater_resistance_ohm <= interlocks.heater_max_power_W
+        )
+        allowed.append(by_power)
+    return min(allowed) if allowed else None
+
+
+# ----------------------------------------------------------------------- guard
+def split_message(message: str) -> list[str]:
+    """Commands of one message: lines, then ``;`` outside quotes."""
+    out: list[str] = []
+    for line in message.splitlines():
+        current: list[str] = []
+        quote: str | None = None
+        for ch in line:
+            if quote:
+                current.append(ch)
+                if ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+                current.append(ch)
+            elif ch == ";":
+                out.append("".join(current).strip())
+                current = []
+            else:
+                current.append(ch)
+        out.append("".join(current).strip())
+    return [c for c in out if c]
+
+
+class ScpiGuard:
+    """Guards one instrument's PyVISA resource; re-applied after every reconnect."""
+
+    def __init__(self, name: str, dialect: Dialect, clock: Clock, channels: dict[int, Channel] | None = None) -> None:
+        self.name = name
+        self.dialect = dialect
+        self.clock = clock
+        self.channels: dict[int, Channel] = channels or {}
+        self.refused: list[str] = []
+        for c in self.channels.values():
+            c.scpi_enforced = True
+
+    def install(self, resource: Any) -> None:
+        """Wrap ``resource.write_raw`` (every write of a pyvisa message resource ends there)."""
+        original: Callable[[bytes], Any] = getattr(resource, "_labstack_unguarded_write_raw", resource.write_raw)
+        resource._labstack_unguarded_write_raw = original
+
+        def guarded_write_raw(message: bytes) -> Any:
+            commits = self.check(message, resource)
+            result = original(message)
+            for channel, value, now in commits:
+                channel.commit(value, now)
+            return result
+
+        resource.write_raw = guarded_write_raw
+
+    def check(self, message: bytes, resource: Any) -> list[tuple[Channel, float, float]]:
+        """Refuse ``message`` or return the channel writes to commit once it is sent."""
+        head = message[:65536]
+        if b"#" in head and not head.isascii():  # a binary block: judge only its header
+            head = head.split(b"#", 1)[0]
+        text = head.decode("ascii", errors="replace")
+        commits: list[tuple[Channel, float, float]] = []
+        pending: dict[int, float] = {}
+        for command in split_message(text):
+            if command.split(" ")[0].endswith("?"):
+                continue
+            decision = self.dialect.judge(command, self)
+            if decision.refuse:
+                self._refuse(decision.refuse)
+            if decision.channel is None or decision.value is None:
+                continue
+            channel = self.channels[decision.channel]
+            if channel.ramp is not None and channel.known is None:
+                channel.known = float(resource.query(self.dialect.read_query(decision.channel)))
+            now = self.clock.now() if channel.ramp is not None else 0.0
+            if decision.channel in pending:
+                self._refuse(f"{channel.name}: refused {command!r}: two set-points in one message")
+            try:
+                channel.check(decision.value, now)
+            except SafetyError as exc:
+                self._refuse(str(exc))
+            pending[decision.channel] = decision.value
+            commits.append((channel, decision.value, now))
+        return commits
+
+    def _refuse(self, reason: str) -> None:
+        self.refused.append(reason)
+        raise SafetyError(f"{self.name}: {reason}")

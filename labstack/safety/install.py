@@ -1,0 +1,116 @@
+"""Apply a station file's safety sections to a loaded station (called by ``load_station``).
+
+Order matters and is fixed here: every VISA instrument is hardened (retries,
+reconnects); guarded DAC channels and the heater get an SCPI guard on their
+PyVISA resource (re-applied after a reconnect); ramped parameters get a ramped
+``set``; heater range and set-point get extra validators, so a sequence that
+would break an interlock fails its dry run before anything moves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from qcodes.instrument import VisaInstrument
+from qcodes.parameters import Parameter
+from qcodes.validators import Enum, Numbers
+
+from labstack.clock import Clock
+from labstack.safety.config import SafetyConfig
+from labstack.safety.guard import (
+    Channel,
+    Lakeshore372Dialect,
+    QDac2Dialect,
+    ScpiGuard,
+    max_heater_range,
+)
+from labstack.safety.ramp import install_ramp
+from labstack.safety.retry import Hardener
+
+
+@dataclass
+class StationSafety:
+    """Everything the safety layer installed on one station (``station.labstack_safety``)."""
+
+    config: SafetyConfig
+    clock: Clock
+    channels: dict[str, Channel] = field(default_factory=dict)
+    guards: dict[str, ScpiGuard] = field(default_factory=dict)
+    hardener: Hardener | None = None
+    unguarded: list[str] = field(default_factory=list)  # ramped in software only (unknown dialect)
+
+
+def _dialect_channel(parameter: Parameter) -> tuple[str, int] | None:
+    """(instrument name, channel number) if labstack knows the parameter's SCPI dialect."""
+    root = parameter.root_instrument
+    if type(root).__name__ == "QDac2" and parameter.name == "dc_constant_V":
+        number = getattr(parameter.instrument, "_channum", None)
+        if isinstance(number, int):
+            return root.name, number
+    return None
+
+
+def install_safety(
+    station: Any,
+    config: SafetyConfig,
+    limits: dict[str, tuple[float, float]],
+    heater: str | None,
+    clock: Clock,
+    find: Any,
+) -> StationSafety:
+    """Harden, guard and ramp the station's instruments as ``config`` says."""
+    safety = StationSafety(config, clock)
+
+    def reguard(instrument: VisaInstrument) -> None:
+        guard = safety.guards.get(instrument.name)
+        if guard is not None:
+            guard.install(instrument.visa_handle)
+
+    hardener = Hardener(config.retry, clock, on_reconnect=reguard)
+    safety.hardener = hardener
+    for component in station.components.values():
+        if isinstance(component, VisaInstrument) and component is not clock:
+            hardener.harden(component)
+
+    by_instrument: dict[str, dict[int, Channel]] = {}
+    for name in sorted(set(limits) | set(config.ramps)):
+        parameter = find(station, name)
+        low, high = limits.get(name, (-math.inf, math.inf))
+        channel = Channel(name, low, high, config.ramps.get(name))
+        safety.channels[name] = channel
+        where = _dialect_channel(parameter)
+        if where is None:
+            safety.unguarded.append(name)
+        else:
+            by_instrument.setdefault(where[0], {})[where[1]] = channel
+        if channel.ramp is not None:
+            install_ramp(parameter, channel, clock)
+    for instrument_name, channels in by_instrument.items():
+        guard = ScpiGuard(instrument_name, QDac2Dialect(), clock, channels)
+        safety.guards[instrument_name] = guard
+        guard.install(station.components[instrument_name].visa_handle)
+
+    interlocks = config.interlocks
+    has_interlocks = any(v is not None for v in vars(interlocks).values())
+    if heater and has_interlocks:
+        instrument_name = heater.split(".")[0]
+        guard = ScpiGuard(instrument_name, Lakeshore372Dialect(interlocks), clock)
+        safety.guards[instrument_name] = guard
+        guard.install(station.components[instrument_name].visa_handle)
+        _heater_validators(station, heater, interlocks, find)
+    return safety
+
+
+def _heater_validators(station: Any, heater: str, interlocks: Any, find: Any) -> None:
+    """Narrow the heater's range and set-point parameters so plans are refused in dry runs."""
+    top = max_heater_range(interlocks)
+    if top is not None:
+        output_range = find(station, f"{heater}.output_range")
+        mapping = getattr(output_range, "val_mapping", None) or {}
+        allowed = [label for label, index in mapping.items() if int(index) <= top]
+        if allowed:
+            output_range.add_validator(Enum(*allowed))
+    if interlocks.max_temperature_K is not None:
+        find(station, f"{heater}.setpoint").add_validator(Numbers(0.0, interlocks.max_temperature_K))

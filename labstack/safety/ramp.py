@@ -1,0 +1,80 @@
+"""Ramp DAC set-points within a maximum step and rate, on the station clock.
+
+QCoDeS's own ``step`` / ``inter_delay`` start from the parameter's cache (stale if
+anything else moved the output) and wait in ``time.sleep``. Here the parameter's
+``set`` is replaced by one that
+
+1. checks the target against the parameter's validators (limits) first;
+2. reads the instrument's actual value;
+3. writes equal steps no larger than ``max_step``, each no sooner than the previous
+   step's size divided by ``rate`` after it, waiting on the station clock (no wall
+   time on the virtual lab).
+
+Every path that sets the parameter (``param(v)``, ``param.set(v)``, a sequence, a
+calibration, a DelegateParameter over it) goes through this ``set``. Paths that
+bypass the parameter are stopped on the wire by :mod:`labstack.safety.guard`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from qcodes.parameters import Parameter
+
+from labstack.clock import Clock
+from labstack.safety.guard import Channel
+
+
+def ramp_points(start: float, target: float, max_step: float) -> list[float]:
+    """Equal steps from ``start`` to ``target`` (exclusive, inclusive), none above ``max_step``."""
+    distance = abs(target - start)
+    n = max(1, math.ceil(distance / max_step - 1e-9))
+    if n == 1:
+        return [float(target)]
+    points = start + (target - start) * np.arange(1, n + 1) / n
+    points[-1] = target
+    return [float(p) for p in points]
+
+
+def ramp_seconds(start: float, target: float, channel: Channel) -> float:
+    """Least station-clock time a ramp from ``start`` to ``target`` takes (for plans)."""
+    if channel.ramp is None:
+        return 0.0
+    return abs(target - start) / channel.ramp.rate
+
+
+def install_ramp(parameter: Parameter, channel: Channel, clock: Clock) -> None:
+    """Replace ``parameter.set`` by a ramp within ``channel``'s limits and ramp."""
+    original: Callable[..., None] = getattr(parameter, "_labstack_unramped_set", parameter.set)
+    parameter._labstack_unramped_set = original  # type: ignore[attr-defined]
+    parameter._labstack_channel = channel  # type: ignore[attr-defined]
+    # labstack ramps replace QCoDeS's (which start from the cache and sleep in wall time)
+    parameter.step = None
+    parameter.inter_delay = 0
+
+    def ramped_set(value: Any, **kwargs: Any) -> None:
+        parameter.validate(value)
+        target = float(value)
+        if channel.ramp is None:
+            steps = [target]
+        else:
+            actual = float(parameter.get())
+            channel.known = actual
+            steps = ramp_points(actual, target, channel.ramp.max_step)
+        for v in steps:
+            if channel.ramp is not None:
+                wait = channel.t_ready - clock.now()
+                if wait > 0:
+                    clock.sleep(wait)
+            if not channel.scpi_enforced:
+                now = clock.now() if channel.ramp is not None else 0.0
+                channel.check(v, now)
+                original(v, **kwargs)
+                channel.commit(v, now)
+            else:
+                original(v, **kwargs)
+
+    parameter.set = ramped_set  # type: ignore[method-assign]

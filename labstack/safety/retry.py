@@ -1,0 +1,170 @@
+"""Retry what is safe to retry, reconnect dropped sessions, and otherwise fail clearly.
+
+Every VISA instrument of a station is hardened at load time:
+
+* its ``write_raw`` and ``ask_raw`` (QCoDeS's lowest instrument-level calls) retry on
+  VISA I/O errors (timeout, dropped connection) and undecodable replies;
+* every gettable parameter's ``get`` retries on a reply its parser cannot read
+  (garbled or truncated), and on I/O errors of drivers that use the PyVISA
+  resource directly (the sampler's binary block).
+
+Queries are always safe to retry. Writes are retried only if idempotent: a
+set-point is, but ``INIT``, ``*TRG`` and ``CLOCk:ADVance`` are not (doing them twice
+is not doing them once), so those fail at the first error. Between attempts the
+session's buffers are cleared, a dropped session is reopened (same resource
+manager, same address, same terminations and timeout, guard re-applied), and the
+retry waits ``backoff_s * factor**k`` (at most ``max_backoff_s``) on the station
+clock. After ``attempts`` tries, :class:`~labstack.safety.errors.InstrumentFault`
+names the instrument and the command.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pyvisa import constants
+from pyvisa.errors import VisaIOError
+from qcodes.instrument import VisaInstrument
+from qcodes.parameters import Parameter
+
+from labstack.clock import Clock
+from labstack.safety.config import RetrySpec
+from labstack.safety.errors import InstrumentFault, SafetyError
+
+T = TypeVar("T")
+
+NON_IDEMPOTENT = re.compile(r"\s*(?:INIT(?:IATE)?\b|\*TRG\b|TRIG(?:GER)?\b|CLOC(?:K)?:ADV)", re.I)
+RETRYABLE: tuple[type[BaseException], ...] = (VisaIOError, ValueError, struct.error, EOFError)
+_RECONNECT_CODES = {
+    constants.StatusCode.error_connection_lost,
+    constants.StatusCode.error_invalid_object,
+    constants.StatusCode.error_closing_failed,
+}
+
+
+@dataclass
+class FaultStats:
+    """What the hardening layer saw: errors it retried, sessions it reopened, what it gave up on."""
+
+    errors: int = 0
+    recovered: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+def is_idempotent(command: str) -> bool:
+    return not any(NON_IDEMPOTENT.match(part) for part in command.split(";"))
+
+
+class Hardener:
+    """Retry policy and bookkeeping shared by every instrument of one station."""
+
+    def __init__(self, spec: RetrySpec, clock: Clock | None, on_reconnect: Callable[[VisaInstrument], None] | None = None) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.stats = FaultStats()
+        self.on_reconnect = on_reconnect
+
+    def call(self, instrument: VisaInstrument, command: str, fn: Callable[[], T], retry_ok: bool = True) -> T:
+        attempt = 0
+        while True:
+            try:
+                result = fn()
+            except SafetyError:
+                raise
+            except RETRYABLE as exc:
+                attempt += 1
+                self.stats.errors += 1
+                self.stats.log.append(f"{instrument.name}: {command!r}: {type(exc).__name__}: {exc}")
+                if not retry_ok or attempt >= self.spec.attempts:
+                    self.stats.failures += 1
+                    raise InstrumentFault(instrument.name, command, attempt, exc) from exc
+                self._recover(instrument, exc)
+                self._backoff(instrument, attempt)
+                continue
+            if attempt:
+                self.stats.recovered += 1
+            return result
+
+    def _backoff(self, instrument: VisaInstrument, attempt: int) -> None:
+        delay = min(self.spec.backoff_s * self.spec.factor ** (attempt - 1), self.spec.max_backoff_s)
+        clock = self.clock
+        if delay > 0 and clock is not None and clock is not instrument:
+            clock.sleep(delay)
+
+    def _recover(self, instrument: VisaInstrument, exc: BaseException) -> None:
+        if isinstance(exc, VisaIOError) and exc.error_code in _RECONNECT_CODES:
+            self.reconnect(instrument)
+            return
+        try:
+            instrument.visa_handle.clear()
+        except Exception:  # a session that cannot even clear is reopened
+            self.reconnect(instrument)
+
+    def reconnect(self, instrument: VisaInstrument) -> None:
+        """Reopen ``instrument``'s session with the same manager, address and settings."""
+        old = instrument.visa_handle
+        name = getattr(old, "_resource_name", None) or instrument.address
+        settings = {
+            "read_termination": old.read_termination,
+            "write_termination": old.write_termination,
+            "timeout": old.timeout,
+        }
+        manager = old._resource_manager  # pyvisa: the manager that opened it
+        try:
+            old.close()
+        except Exception:
+            pass  # the old session is dead either way
+        new = manager.open_resource(name)
+        for key, value in settings.items():
+            setattr(new, key, value)
+        instrument._visa_handle = new  # what QCoDeS's own set_address assigns
+        self.stats.reconnects += 1
+        if self.on_reconnect is not None:
+            self.on_reconnect(instrument)
+
+    # ------------------------------------------------------------------ install
+    def harden(self, instrument: VisaInstrument) -> None:
+        """Wrap the instrument's ``write_raw``/``ask_raw`` and its parameters' ``get``."""
+        if getattr(instrument, "_labstack_hardened", False):
+            return
+        write_raw, ask_raw = instrument.write_raw, instrument.ask_raw
+
+        def hardened_write_raw(cmd: str) -> None:
+            self.call(instrument, cmd, lambda: write_raw(cmd), retry_ok=is_idempotent(cmd))
+
+        def hardened_ask_raw(cmd: str) -> str:
+            return self.call(instrument, cmd, lambda: ask_raw(cmd), retry_ok=is_idempotent(cmd))
+
+        instrument.write_raw = hardened_write_raw  # type: ignore[method-assign]
+        instrument.ask_raw = hardened_ask_raw  # type: ignore[method-assign]
+        for parameter in _parameters(instrument):
+            self._harden_get(instrument, parameter)
+        instrument._labstack_hardened = True  # type: ignore[attr-defined]
+
+    def _harden_get(self, instrument: VisaInstrument, parameter: Parameter) -> None:
+        if not parameter.gettable or getattr(parameter, "_labstack_hardened_get", None):
+            return
+        get = parameter.get
+        what = f"get {parameter.full_name}"
+
+        def hardened_get() -> Any:
+            return self.call(instrument, what, get)
+
+        parameter._labstack_hardened_get = get  # type: ignore[attr-defined]
+        parameter.get = hardened_get  # type: ignore[method-assign]
+
+
+def _parameters(instrument: Any) -> list[Parameter]:
+    out: list[Parameter] = []
+    stack = [instrument]
+    while stack:
+        node = stack.pop()
+        out.extend(p for p in getattr(node, "parameters", {}).values() if isinstance(p, Parameter))
+        stack.extend(getattr(node, "submodules", {}).values())
+    return out

@@ -1,0 +1,121 @@
+"""Nothing outside the station file's limits, steps and rates reaches the chip, whatever the path.
+
+Checked at the virtual lab (what the DACs actually applied, with lab times), not
+against labstack's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qcodes.parameters import DelegateParameter
+from safety_helpers import ChipRecorder, assert_within, write_station
+
+from labstack.calibrate import Context, Mode
+from labstack.measure import Read, Set, Sweep, run_sequence, step_from_json
+from labstack.safety import SafetyError
+from labstack.station import find_parameter
+
+LIMITS, STEP, RATE = (-1.2, 1.2), 0.05, 1.0
+
+
+@pytest.fixture
+def safe_station(virtual_station, tmp_path):
+    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    return station, lab, ChipRecorder(lab)
+
+
+def test_every_path_is_ramped_within_limits(safe_station, tmp_path):
+    station, lab, rec = safe_station
+    ch1 = find_parameter(station, "qdac1.ch01.dc_constant_V")
+    ch1(0.5)  # plain call
+    ch1.set(-0.3)  # set
+    DelegateParameter("virtual_bias", source=ch1)(0.2)  # delegate
+    seq = Sweep("bias", {"qdac1.ch01.dc_constant_V": np.linspace(-1.0, 1.0, 5)}, body=[Read("ls372.ch06.temperature")])
+    run_sequence(seq + Set("qdac1.ch01.dc_constant_V", 0.0), station, name="sweep", data_dir=tmp_path, progress=False)
+    run_sequence(step_from_json(seq.to_json()), station, name="replay", data_dir=tmp_path, progress=False)
+    n = assert_within(rec, 1, 1, 0.0, LIMITS, STEP, RATE)
+    assert n > 60  # 0 -> 0.5 alone takes 10 steps
+    t, v = rec.channel(1, 1)
+    assert {-1.0, -0.5, 0.5, 1.0, 0.2, -0.3} <= set(np.round(v, 12))
+
+
+def test_calibration_path_is_ramped(safe_station, tmp_path):
+    from labstack.calibrations import bias_scurve
+
+    station, lab, rec = safe_station
+    params = bias_scurve.Parameters(n_points=5, n_samples=50, check_points=3, check_samples=20)
+    bias_scurve.acquire(Context.create(tmp_path, station), params, Mode.CALIBRATE)
+    for ch in range(1, 5):
+        assert assert_within(rec, 1, ch, 0.0, LIMITS, STEP, RATE) >= 20 + 40  # -1 V then 0.5 V apart
+
+
+def test_ramp_starts_from_the_instrument_not_a_stale_cache(safe_station):
+    station, lab, rec = safe_station
+    ch2 = find_parameter(station, "qdac1.ch02.dc_constant_V")
+    ch2(0.1)
+    # someone turns the knob behind QCoDeS's back (front panel, another program)
+    lab_device = station.components["qdac1"].visa_handle.visalib.instruments.get("qdac1")
+    lab_device.handle("sour2:volt 0.3")
+    assert ch2.cache.get(get_if_invalid=False) == pytest.approx(0.1)
+    rec.writes.clear()
+    ch2(0.0)
+    t, v = rec.channel(1, 2)
+    assert v[0] == pytest.approx(0.25) and len(v) == 6  # from 0.3, not from the cached 0.1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["sour1:volt 0.5", "SOURce1:VOLTage 0.04;sour1:volt 0.08", "sour1:volt:mode list", "sour1:list:volt 0.1,0.2",
+     "sour1:volt:trig 0.4", "sour:volt 0.1,(@1)", "sour1:volt nan", "sour1:volt 9", "sour1:swe:star 1"],
+)
+def test_raw_scpi_that_breaks_a_rule_is_refused_before_sending(safe_station, raw):
+    station, lab, rec = safe_station
+    qdac = station.components["qdac1"]
+    device = qdac.visa_handle.visalib.instruments.get("qdac1")
+    device.log = []
+    with pytest.raises(SafetyError, match="qdac1"):
+        qdac.write(raw)
+    assert [c for c in device.log if not c.endswith("?")] == [] and rec.writes == []
+
+
+def test_raw_paths_within_the_rules_pass_and_driver_binary_lists_are_refused(safe_station):
+    station, lab, rec = safe_station
+    qdac = station.components["qdac1"]
+    qdac.write("sour1:volt 0.05")  # one allowed step
+    with pytest.raises(SafetyError, match="rate"):
+        qdac.write("sour1:volt 0.1")  # too soon after the last step
+    station.labstack_clock.sleep(0.05)
+    qdac.write("sour1:volt 0.1")
+    qdac.write("sour9:volt 3")  # an unguarded channel is the driver's business
+    with pytest.raises(SafetyError):
+        qdac.ch01.write_channel_floats("sour{0}:list:volt ", [0.1, 0.2])  # IEEE binary block
+    with pytest.raises(SafetyError, match="RST"):
+        qdac.write("*RST")  # ch01 would jump from 0.1 V to 0 V
+    with pytest.raises(SafetyError):
+        qdac.ch01.dc_constant_V.set_raw(1.0)
+    assert [v for _, d, c, v in rec.writes if (d, c) == (1, 1)] == [0.05, 0.1]
+
+
+def test_heater_interlocks_refuse_range_and_setpoint_on_every_path(safe_station, tmp_path):
+    station, lab, rec = safe_station
+    heater = station.components["ls372"].sample_heater
+    device = station.components["ls372"].visa_handle.visalib.instruments.get("ls372")
+    heater.output_range("100μA")  # 1.2 uW full scale: allowed
+    for bad in ("1mA", "100mA"):  # 120 uW, 1.2 W: above heater_max_power_W
+        with pytest.raises(ValueError):
+            heater.output_range(bad)
+    with pytest.raises(SafetyError, match="interlock"):
+        station.components["ls372"].write("RANGE 0,8")
+    with pytest.raises(ValueError):
+        heater.setpoint(0.8)
+    with pytest.raises(SafetyError, match="max_temperature_K"):
+        station.components["ls372"].write("SETP 0,0.8")
+    assert device.outputs[0].range == 2 and device.outputs[0].setpoint == 0.0
+    # a plan that would break them is refused in its dry run, before any point
+    from labstack.measure import SequenceError
+
+    plan = Sweep("t", {"ls372.sample_heater.setpoint": [0.1, 0.6]}, body=[Read("ls372.ch06.temperature")])
+    with pytest.raises(SequenceError, match="setpoint"):
+        run_sequence(plan, station, name="too_hot", data_dir=tmp_path, progress=False)
+    assert not (tmp_path / "too_hot").exists() and device.outputs[0].setpoint == 0.0
