@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations.cell_states import digitize, n_effective
-from labstack.calibrations.virtual_bias import BiasModel
+from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import (
     CalibrationState,
@@ -110,7 +110,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     model = BiasModel.from_state(state, n)
     for name, v in zip(layout.bias, model.voltages_for_detuning(np.zeros(n)), strict=True):
         find_parameter(station, name).set(float(v))
-    zero = np.array([state.value(f"couplers.{k}.zero_coupling_V", 0.0) for k in range(len(pairs))])
+    zero = coupler_zeros(state, len(pairs))
     full = mode is Mode.CALIBRATE
     offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
     rows, active = [], []

@@ -25,7 +25,10 @@ biases need are ``V0_i = V0'_i / (1 - R_i)`` and ``w_i = w'_i / (1 - R_i)``.
 
 Writes ``crosstalk.matrix_V_per_V`` (rows of flagged cells zero), per cell
 ``cells.<i>.crosstalk_row_V_per_V``, ``cells.<i>.crosstalk_free_offset_V`` and
-``cells.<i>.crosstalk_free_width_V``, and ``crosstalk.max_abs_V_per_V``.
+``cells.<i>.crosstalk_free_width_V``, and ``crosstalk.max_abs_V_per_V``. The offset and
+width are a record of this calibration (comparable with a chip's single-line
+values); the virtual biases recompute them from the current S-curve and ``C``, so a
+re-run S-curve needs no new crosstalk measurement.
 
 Blind spot, by design: a cell is saturated while its own group is pushed, so it
 never sees the other lines of its group, ``groups`` or more channels away. Those
@@ -44,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.virtual_bias import coupler_zeros
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
@@ -124,8 +128,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
     offsets, group_of = design(n, params)
     volts = base[None, :] + offsets
-    for k, name in enumerate(layout.couplers):
-        find_parameter(station, name).set(state.value(f"couplers.{k}.zero_coupling_V", 0.0))
+    for name, v in zip(layout.couplers, coupler_zeros(state, len(layout.couplers)), strict=True):
+        find_parameter(station, name).set(float(v))
     sampler = station.components[layout.readout]
     sampler.sample_rate(params.sample_rate_Hz)
     sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)

@@ -13,11 +13,9 @@ cells that are calibrated while the lines of flagged cells stay where the caller
 puts them (0 V by default): those lines still cross-talk onto their neighbours, and
 the solve accounts for it.
 
-Not a node: a helper the crosstalk, coupler and validation nodes share. It reads the
-state keys the crosstalk node writes (``cells.<i>.crosstalk_free_offset_V``,
-``cells.<i>.crosstalk_free_width_V``, ``crosstalk.matrix_V_per_V``) and falls back to
-the bias S-curve's ``cells.<i>.bias_offset_V`` / ``scurve_width_V`` with no crosstalk
-before that node has run.
+Not a node: a helper the coupler and validation nodes share. It reads the bias
+S-curve's ``cells.<i>.bias_offset_V`` / ``scurve_width_V`` and, once the crosstalk node
+has run, ``crosstalk.matrix_V_per_V`` (before that: no crosstalk).
 """
 
 from __future__ import annotations
@@ -56,31 +54,42 @@ class BiasModel:
 
     @classmethod
     def from_state(cls, state: CalibrationState, n_cells: int) -> BiasModel:
-        """The best model the state holds: crosstalk-corrected if the crosstalk node ran."""
-        have_xt = "crosstalk.matrix_V_per_V" in state and state.get("crosstalk.matrix_V_per_V").valid
+        """The best model the state holds: crosstalk-corrected once the crosstalk node ran.
+
+        Offsets and widths are recomputed here from the *current* bias S-curve and the
+        stored crosstalk, ``V0_i = V0'_i (1 + sum_j C_ij)`` and ``w_i = w'_i (1 + sum_j
+        C_ij)`` (see :mod:`labstack.calibrations.crosstalk`), so a re-run S-curve (a cell's
+        offset jumped) takes effect without re-measuring the crosstalk.
+        """
         offset, width = np.full(n_cells, np.nan), np.full(n_cells, np.nan)
         valid = np.zeros(n_cells, dtype=bool)
         for i in range(n_cells):
-            if have_xt:
-                v0, _, ok0 = _entry(state, f"cells.{i}.crosstalk_free_offset_V")
-                w, _, ok1 = _entry(state, f"cells.{i}.crosstalk_free_width_V")
-            else:
-                v0, _, ok0 = _entry(state, f"cells.{i}.bias_offset_V")
-                w, _, ok1 = _entry(state, f"cells.{i}.scurve_width_V")
+            v0, _, ok0 = _entry(state, f"cells.{i}.bias_offset_V")
+            w, _, ok1 = _entry(state, f"cells.{i}.scurve_width_V")
             offset[i], width[i], valid[i] = v0, w, ok0 and ok1
+        key = "crosstalk.matrix_V_per_V"
+        have_xt = key in state and state.get(key).valid
         xt = np.zeros((n_cells, n_cells))
         if have_xt:
-            xt = np.asarray(state.value("crosstalk.matrix_V_per_V"), dtype=float)
+            xt = np.asarray(state.value(key), dtype=float)
             if xt.shape != (n_cells, n_cells):
                 raise ValueError(f"crosstalk matrix is {xt.shape}, chip has {n_cells} cells")
+            rows = [
+                f"cells.{i}.crosstalk_row_V_per_V" in state
+                and state.get(f"cells.{i}.crosstalk_row_V_per_V").valid
+                for i in range(n_cells)
+            ]
+            valid &= np.array(rows, dtype=bool)
             xt = np.where(valid[:, None], xt, 0.0)
+            scale = 1.0 + xt.sum(axis=1)
+            offset, width = offset * scale, width * scale
         alpha = np.array([_entry(state, f"cells.{i}.alpha_K_per_V")[0] for i in range(n_cells)])
         return cls(
             offset_V=np.where(valid, offset, 0.0),
             width_V=np.where(valid, width, np.nan),
             crosstalk=xt,
             valid=valid,
-            alpha_K_per_V=alpha if np.isfinite(alpha[valid]).all() and valid.any() else None,
+            alpha_K_per_V=alpha if valid.any() and np.isfinite(alpha[valid]).all() else None,
             crosstalk_calibrated=have_xt,
         )
 
@@ -127,3 +136,15 @@ class BiasModel:
             )
         u = np.where(self.valid, np.asarray(h_K, dtype=float) / self.alpha_K_per_V, 0.0)
         return self.voltages_for_detuning(u, fixed_V)
+
+
+def coupler_zeros(state: CalibrationState, n_couplers: int) -> np.ndarray:
+    """Each coupler's zero-coupling voltage: calibrated, else its last value, else 0 V.
+
+    A coupler flagged because a cell it joins is dead keeps ``None`` as value; it idles at 0 V.
+    """
+    out = np.zeros(n_couplers)
+    for k in range(n_couplers):
+        value = state.value(f"couplers.{k}.zero_coupling_V", None)
+        out[k] = 0.0 if value is None else float(value)
+    return out
