@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import (
@@ -249,7 +250,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CouplerRe
 # --------------------------------------------------------------------- check
 def check(results: list[CouplerResult], params: Parameters, state: CalibrationState) -> Verdict:
     """In spec while every calibrated coupler's zero stays within tolerance."""
-    tolerance = Tolerance(params.tolerance_V)
+    tolerance = Tolerance(params.tolerance_V, family_n_sigma(len(results)))
     verdicts = []
     for r in results:
         key = f"couplers.{r.coupler}.zero_coupling_V"

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import coupler_zeros
 from scipy.linalg import hadamard
 
@@ -76,7 +77,7 @@ class Parameters:
     n_samples: int = 1500
     sample_rate_Hz: float = 200e3
     settle_s: float = 1e-3
-    check_samples: int = 400
+    check_samples: int = 800
     #: how far an entry of C may move before the node is out of spec (V/V)
     tolerance: float = 0.01
 
@@ -279,9 +280,10 @@ def check(result: CrosstalkResult, params: Parameters, state: CalibrationState) 
     """In spec while every measured entry of C stays within tolerance of the stored one."""
     if "crosstalk.matrix_V_per_V" not in state:
         return Verdict(Spec.OUT_OF_SPEC, "no stored crosstalk")
-    tolerance = Tolerance(params.tolerance)
+    n = result.matrix.shape[0]
+    tolerance = Tolerance(params.tolerance, family_n_sigma(n * (n - 1)))
     verdicts = []
-    for i in range(result.matrix.shape[0]):
+    for i in range(n):
         key = f"cells.{i}.crosstalk_row_V_per_V"
         if key not in state or not state.get(key).valid:
             continue

@@ -123,3 +123,12 @@ def test_readout_unmixing_inverts_per_cell_misassignment():
             mixed[m] += exact[k] * np.prod([e if f else 1 - e for e, f in zip(errors, flips, strict=True)])
     np.testing.assert_allclose(validation.unmix(mixed, errors), exact, atol=1e-12)
     assert validation.kl(mixed, exact) > 1e-3
+
+
+def test_family_threshold_keeps_false_alarms_rare():
+    from labstack.calibrations.spec_helpers import family_n_sigma
+
+    z = np.random.default_rng(4).normal(size=(4000, 240))
+    alarms = np.mean(np.any(np.abs(z) > family_n_sigma(240), axis=1))
+    assert alarms < 0.02
+    assert np.mean(np.any(np.abs(z) > 3.0, axis=1)) > 0.4  # what a plain 3 sigma would do
