@@ -104,13 +104,13 @@ def report_accuracy(state, lab) -> None:
     n = truth.n_cells
     dead = set(np.flatnonzero(truth.cells.dead))
     c_true = truth.crosstalk_K_per_V / truth.cells.alpha_K_per_V[:, None]
-    pulls = []
+    pulls: list[float] = []
     for i in range(n):
         key = f"cells.{i}.crosstalk_row_V_per_V"
         if key in state and state.get(key).valid:
             row, err = np.asarray(state.value(key)), np.asarray(state.get(key).stderr, dtype=float)
             ok = np.isfinite(err) & (np.arange(n) != i)
-            pulls += list(((row - c_true[i]) / err)[ok])
+            pulls += list((row - c_true[i])[ok] / err[ok])
     flagged = {i for i in range(n) if not state.get(f"cells.{i}.bias_offset_V").valid}
     print(f"dead cells {sorted(dead)}; flagged by bias_scurve {sorted(flagged)}")
     if pulls:

@@ -13,6 +13,7 @@ from labstack.calibration_run import calibrate_station, routines
 from labstack.data import list_runs, load_run
 
 BIAS_RANGE_V = 2.0  # the routine sweeps -1 .. +1 V
+NODE = ["bias_scurve"]  # this node alone; the whole graph is tests/test_routines_graph.py
 
 
 def _truth_widths(lab) -> np.ndarray:
@@ -22,7 +23,7 @@ def _truth_widths(lab) -> np.ndarray:
 @pytest.mark.parametrize("seed", [1234, 77])
 def test_every_cell_recovered_within_acceptance(virtual_station, tmp_path, seed):
     station, lab = virtual_station(seed=seed, cells=16)
-    report = calibrate_station(station, data_dir=tmp_path, progress=False)
+    report = calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     assert report.calibrated == ["bias_scurve"]
     state = CalibrationState.load(tmp_path / "calibration_state")
     v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
@@ -41,7 +42,7 @@ def test_uncertainties_are_honest_once_couplers_idle_at_zero_coupling(virtual_st
     for k, vc0 in enumerate(lab.truth.couplers.vc0_V):
         known.set(f"couplers.{k}.zero_coupling_V", float(vc0), 0.0, "V")
     ctx.state.apply(known, clock=ctx.clock, node="coupler_zero", run_id="truth")
-    calibrate_station(station, data_dir=tmp_path, progress=False)
+    calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     state = CalibrationState.load(tmp_path / "calibration_state")
     pulls = []
     for key, truth in (("bias_offset_V", lab.truth.cells.v0_V), ("scurve_width_V", _truth_widths(lab))):
@@ -54,7 +55,7 @@ def test_uncertainties_are_honest_once_couplers_idle_at_zero_coupling(virtual_st
 
 def test_run_is_stored_with_units_snapshot_run_id_and_times(virtual_station, tmp_path):
     station, lab = virtual_station(seed=5, cells=16)
-    calibrate_station(station, data_dir=tmp_path, progress=False)
+    calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     run = load_run(info.id, tmp_path)
     ds = run.dataset()
@@ -69,7 +70,7 @@ def test_run_is_stored_with_units_snapshot_run_id_and_times(virtual_station, tmp
 
 def test_stored_run_refits_without_the_instrument(virtual_station, tmp_path):
     station, lab = virtual_station(seed=9, cells=16)
-    calibrate_station(station, data_dir=tmp_path, progress=False)
+    calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     node = routines()["bias_scurve"]
     results = node.fit(load_run(info.id, tmp_path).dataset(), node.Parameters())
@@ -80,11 +81,11 @@ def test_stored_run_refits_without_the_instrument(virtual_station, tmp_path):
 
 def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_station, tmp_path):
     station, lab = virtual_station(seed=3, cells=16)
-    calibrate_station(station, data_dir=tmp_path, progress=False)
-    again = calibrate_station(station, data_dir=tmp_path, progress=False)
+    calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
+    again = calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     assert again.calibrated == []
     station.labstack_clock.sleep(routines()["bias_scurve"].TIMEOUT_S + 60)
-    later = calibrate_station(station, data_dir=tmp_path, progress=False)
+    later = calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     # stale -> the cheap check runs; the chip did not move, so nothing is recalibrated
     assert later.calibrated == []
     assert later.status["bias_scurve"].value == "fresh"
@@ -92,7 +93,7 @@ def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_statio
 
 def test_dead_and_stuck_cells_are_flagged_and_others_still_fit(virtual_station, tmp_path):
     station, lab = virtual_station(seed=21, cells=16, dead=0.125, stuck=0.125)
-    report = calibrate_station(station, data_dir=tmp_path, progress=False)
+    report = calibrate_station(station, data_dir=tmp_path, progress=False, names=NODE)
     broken = set(np.flatnonzero(lab.truth.cells.dead | (lab.truth.cells.stuck != 0)))
     assert len(broken) == 4
     state = CalibrationState.load(tmp_path / "calibration_state")
