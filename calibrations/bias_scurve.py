@@ -95,7 +95,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     sampler.n_samples(params.n_samples if full else params.check_samples)
     # couplers idle at their zero-coupling voltage once the coupler node has found it
     for k, name in enumerate(layout.couplers):
-        find_parameter(station, name).set(ctx.state.value(f"couplers.{k}.zero_coupling_V", 0.0))
+        zero = ctx.state.value(f"couplers.{k}.zero_coupling_V", None)  # None: flagged coupler
+        find_parameter(station, name).set(0.0 if zero is None else zero)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     sequence = Sweep(
         "bias",

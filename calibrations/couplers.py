@@ -1,0 +1,297 @@
+"""Couplings: pair statistics vs coupler voltage -> slope kappa / T_eff and zero Vc0 per coupler.
+
+For two cells with fields ``theta_a, theta_b`` and coupling ``beta = J / T_eff``,
+``P(s_a, s_b) ∝ exp(theta_a s_a + theta_b s_b + beta s_a s_b)``, so the log odds ratio
+of their joint table,
+
+    beta = 1/4 log( P(++) P(--) / (P(+-) P(-+)) ),
+
+is the coupling alone, whatever the fields. That makes the measurement robust to
+the residual field errors of the bias calibration: cells are parked at zero
+detuning through the virtual biases (crosstalk compensated) only so that all
+four outcomes are well populated. With ``J = kappa (Vc - Vc0)``, ``beta`` is linear
+in the coupler voltage; a weighted straight-line fit gives the slope
+``kappa / T_eff`` (1/V) and the zero-coupling voltage ``Vc0``.
+
+Couplers are swept a matching at a time (a greedy edge colouring: two for a chain,
+four for a grid), so no cell is touched by two active couplers; the idle ones sit
+at the current zero-coupling estimate. The readout's misassignment (from each
+cell's own two-level fit) is undone on the 2x2 table before the log odds ratio:
+ignoring it would pull ``beta`` toward zero by ~(1 - 2e)^2.
+
+``kappa`` in K/V needs ``T_eff``: when the state has the excess-noise floor
+``noise.t_excess_K`` (effective-temperature node) the chip thermometer is read and
+``T_eff = (T_chip^n + T_x^n)^(1/n)`` (n = 2, design knowledge) converts the slope;
+otherwise only ``kappa_over_teff_per_V`` is stored.
+
+Writes ``couplers.<k>.zero_coupling_V``, ``couplers.<k>.kappa_over_teff_per_V`` and
+(when ``T_eff`` is known) ``couplers.<k>.kappa_K_per_V``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import xarray as xr
+from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.spec_helpers import family_n_sigma
+from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
+
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
+from labstack.fit import FitResult
+from labstack.measure import Read, Sweep, run_sequence
+from labstack.station import find_parameter, layout_of
+
+NAME = "couplers"
+DEPENDS_ON: tuple[str, ...] = ("crosstalk", "effective_temperature")
+TIMEOUT_S = 8 * 3600.0
+T_EFF_EXPONENT = 2.0  # design knowledge: T_eff = (T_chip^n + T_x^n)^(1/n)
+
+
+@dataclass
+class Parameters:
+    span_V: float = 0.4  # coupler voltages swept over zero estimate +- span
+    n_points: int = 9
+    n_samples: int = 3000
+    sample_rate_Hz: float = 200e3
+    settle_s: float = 1e-3
+    check_points: int = 3
+    check_samples: int = 1500
+    tolerance_V: float = 0.01  # Vc0 may move this far before the node is out of spec
+
+
+def matchings(pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Coupler indices grouped so that no two in a group share a cell (greedy edge colouring)."""
+    colours: list[list[int]] = []
+    busy: list[set[int]] = []
+    for k, (a, b) in enumerate(pairs):
+        for c, cells in enumerate(busy):
+            if a not in cells and b not in cells:
+                colours[c].append(k)
+                cells.update((a, b))
+                break
+        else:
+            colours.append([k])
+            busy.append({a, b})
+    return colours
+
+
+def t_eff_from_state(ctx: Context) -> float | None:
+    """``T_eff`` from ``noise.t_excess_K`` and the chip thermometer, or None if unknown."""
+    key = "noise.t_excess_K"
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return None
+    layout = layout_of(ctx.station)
+    if not layout.thermometer_chip:
+        return None
+    t_chip = float(find_parameter(ctx.station, layout.thermometer_chip).get())
+    t_x = float(ctx.state.value(key))
+    n = T_EFF_EXPONENT
+    return float((t_chip**n + t_x**n) ** (1 / n))
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """Park cells at zero detuning; sweep each matching of couplers around its zero estimate."""
+    station, state = ctx.station, ctx.state
+    layout = layout_of(station)
+    n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
+    model = BiasModel.from_state(state, n)
+    for name, v in zip(layout.bias, model.voltages_for_detuning(np.zeros(n)), strict=True):
+        find_parameter(station, name).set(float(v))
+    zero = coupler_zeros(state, len(pairs))
+    full = mode is Mode.CALIBRATE
+    offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
+    rows, active = [], []
+    for group in matchings(pairs):
+        for dv in offsets:
+            v = zero.copy()
+            v[group] += dv
+            rows.append(v)
+            mask = np.zeros(len(pairs), dtype=bool)
+            mask[group] = True
+            active.append(mask)
+    volts = np.array(rows)
+    sampler = station.components[layout.readout]
+    sampler.sample_rate(params.sample_rate_Hz)
+    sampler.n_samples(params.n_samples if full else params.check_samples)
+    sequence = Sweep(
+        "point",
+        {name: volts[:, k] for k, name in enumerate(layout.couplers)},
+        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        settle=params.settle_s,
+        coord=np.arange(len(volts)),
+    )
+    meta = {
+        "calibration": NAME,
+        "mode": str(mode),
+        "parameters": asdict(params),
+        "pairs": [list(p) for p in pairs],
+        "coupler_volts": volts.tolist(),
+        "active": np.array(active).tolist(),
+        "cell_valid": model.valid.tolist(),
+        "t_eff_K": t_eff_from_state(ctx),
+    }
+    run = run_sequence(
+        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock,
+        progress=ctx.progress,
+    )
+    return run.dataset()
+
+
+# ----------------------------------------------------------------------- fit
+@dataclass
+class CouplerResult:
+    coupler: int
+    pair: tuple[int, int]
+    fit: FitResult  # values: slope_per_V (kappa/T_eff), vc0_V; kappa_K_per_V if T_eff known
+    beta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    beta_err: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    volts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    flag: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.flag and self.fit.success
+
+
+def _attr(dataset: xr.Dataset, key: str):
+    value = dataset.attrs.get(key)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def unmix(table: np.ndarray, e_a: float, e_b: float) -> np.ndarray:
+    """Undo symmetric misassignment on a 2x2 joint table (rows: cell a 0/1, columns: cell b)."""
+    m_a = np.array([[1 - e_a, e_a], [e_a, 1 - e_a]])
+    m_b = np.array([[1 - e_b, e_b], [e_b, 1 - e_b]])
+    return np.linalg.solve(m_a, np.linalg.solve(m_b, table.T).T)
+
+
+def log_odds_coupling(
+    s_a: np.ndarray, s_b: np.ndarray, e_a: float, e_b: float
+) -> tuple[float, float]:
+    """``beta = J / T_eff`` and its stderr from two cells' simultaneous 0/1 states."""
+    n = s_a.size
+    table = np.array(
+        [[np.sum((s_a == x) & (s_b == y)) for y in (0, 1)] for x in (0, 1)], dtype=float
+    ) / n
+    p = np.clip(unmix(table, e_a, e_b), 0.5 / n, None)
+    beta = 0.25 * math.log(p[1, 1] * p[0, 0] / (p[1, 0] * p[0, 1]))
+    ratio = min(float(n_effective(s_a[None])[0]), float(n_effective(s_b[None])[0])) / n
+    n_eff = max(n * ratio, 1.0)
+    var = np.sum(1.0 / (n_eff * p)) / 16.0 / ((1 - 2 * e_a) * (1 - 2 * e_b)) ** 2
+    return beta, math.sqrt(var)
+
+
+def fit_line(v: np.ndarray, beta: np.ndarray, err: np.ndarray, t_eff: float | None) -> FitResult:
+    """``beta = slope (V - Vc0)`` by weighted least squares; Fisher errors, absolute sigma."""
+    w = 1.0 / err**2
+    a = np.column_stack([np.ones_like(v), v])
+    cov = np.linalg.inv(a.T @ (a * w[:, None]))
+    coef = cov @ (a.T @ (w * beta))
+    intercept, slope = coef
+    dof = len(v) - 2
+    chi2 = float(np.sum(w * (beta - a @ coef) ** 2) / dof) if dof > 0 else math.nan
+    if not abs(slope) > 5 * math.sqrt(cov[1, 1]):
+        return FitResult.failed("coupling_line", f"no significant coupling slope ({slope:.3g}/V)")
+    vc0 = -intercept / slope
+    grad = np.array([-1.0 / slope, intercept / slope**2])
+    values = {"slope_per_V": float(slope), "vc0_V": float(vc0)}
+    stderr = {"slope_per_V": math.sqrt(cov[1, 1]), "vc0_V": float(math.sqrt(grad @ cov @ grad))}
+    if t_eff is not None:
+        values["kappa_K_per_V"] = float(slope * t_eff)
+        stderr["kappa_K_per_V"] = stderr["slope_per_V"] * t_eff
+    return FitResult(
+        model="coupling_line", values=values, stderr=stderr, chi2_reduced=chi2, dof=dof,
+        absolute_sigma=True,
+    )
+
+
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CouplerResult]:
+    """Per coupler: beta at each voltage, and the straight line through them. Pure."""
+    samples = dataset["samples"].transpose("cell", "point", "sample").values
+    pairs = [tuple(p) for p in _attr(dataset, "pairs")]
+    volts = np.asarray(_attr(dataset, "coupler_volts"), dtype=float)
+    active = np.asarray(_attr(dataset, "active"), dtype=bool)
+    valid = _attr(dataset, "cell_valid")
+    t_eff = _attr(dataset, "t_eff_K")
+    cells = {c: digitize(samples[c]) for c in sorted({c for p in pairs for c in p})}
+    results = []
+    for k, (a, b) in enumerate(pairs):
+        bad = [c for c in (a, b) if not valid[c] or not cells[c].ok]
+        if bad:
+            reason = f"cell(s) {bad} not calibrated or without two-level readout"
+            results.append(CouplerResult(k, (a, b), FitResult.failed("coupling_line", reason), flag="cell_unusable"))
+            continue
+        rows = np.flatnonzero(active[:, k])
+        da, db = cells[a], cells[b]
+        stats = [log_odds_coupling(da.states[r], db.states[r], da.misassignment, db.misassignment) for r in rows]
+        beta = np.array([s[0] for s in stats])
+        err = np.array([s[1] for s in stats])
+        line = fit_line(volts[rows, k], beta, err, t_eff)
+        results.append(
+            CouplerResult(k, (a, b), line, beta, err, volts[rows, k], flag="" if line.success else "fit_failed")
+        )
+    return results
+
+
+# --------------------------------------------------------------------- check
+def check(results: list[CouplerResult], params: Parameters, state: CalibrationState) -> Verdict:
+    """In spec while every calibrated coupler's zero stays within tolerance."""
+    tolerance = Tolerance(params.tolerance_V, family_n_sigma(len(results)))
+    verdicts = []
+    for r in results:
+        key = f"couplers.{r.coupler}.zero_coupling_V"
+        if key not in state or not state.get(key).valid:
+            continue
+        if not r.ok:
+            verdicts.append(Verdict(Spec.BAD_DATA, f"coupler {r.coupler}: {r.fit.message}"))
+            continue
+        old = state.get(key)
+        verdicts.append(tolerance.judge(f"coupler {r.coupler} Vc0", r.fit["vc0_V"], r.fit.error("vc0_V"), old.value, old.stderr))
+    return combine(verdicts)
+
+
+# -------------------------------------------------------------------- update
+def update(results: list[CouplerResult], params: Parameters | None = None) -> StateChange:
+    change = StateChange()
+    if results and not any(r.ok for r in results):
+        return change.fail("no coupler could be calibrated")
+    for r in results:
+        prefix = f"couplers.{r.coupler}"
+        keys = {"vc0_V": ("zero_coupling_V", "V"), "slope_per_V": ("kappa_over_teff_per_V", "1/V")}
+        if "kappa_K_per_V" in r.fit.values:
+            keys["kappa_K_per_V"] = ("kappa_K_per_V", "K/V")
+        if r.ok:
+            change.add_fit(prefix, r.fit, keys)
+        else:
+            for suffix, unit in keys.values():
+                change.flag(f"{prefix}.{suffix}", f"{r.flag}: {r.fit.message}", unit)
+    return change
+
+
+def table(results: list[CouplerResult]) -> str:
+    lines = [f"{'k':>3} {'pair':>7}  {'Vc0 (mV)':>14}  {'kappa/T (1/V)':>15}  {'chi2':>5}  status"]
+    for r in results:
+        pair = f"{r.pair[0]}-{r.pair[1]}"
+        if r.ok:
+            f = r.fit
+            lines.append(
+                f"{r.coupler:>3} {pair:>7}  {f['vc0_V'] * 1e3:>7.2f} ± {f.error('vc0_V') * 1e3:<4.2f}  "
+                f"{f['slope_per_V']:>7.3f} ± {f.error('slope_per_V'):<5.3f}  {f.chi2_reduced:>5.2f}  ok"
+            )
+        else:
+            lines.append(f"{r.coupler:>3} {pair:>7}  {'—':>14}  {'—':>15}  {'—':>5}  {r.flag}: {r.fit.message}")
+    return "\n".join(lines)

@@ -1,0 +1,341 @@
+"""DAC crosstalk: how much every bias line moves every other cell -> the compensation matrix.
+
+Model: ``h_i = alpha_i (V_i - V0_i) + sum_j Xt_ij V_j``, so a cell's log-odds
+``logit P_i(+1) = 2 h_i / T_eff`` is *linear* in every line voltage, with slope
+``r_ij = 2 Xt_ij / T_eff`` (1/V) on line ``j``. This node measures ``r`` and turns it
+into the crosstalk in volts per volt, ``C_ij = Xt_ij / alpha_i``, which needs no gain
+``alpha`` (see :mod:`labstack.calibrations.virtual_bias`).
+
+Acquisition (multiplexed, so a 64-cell chip costs ~100 acquisitions, not 64^2):
+the lines are split into ``groups`` interleaved groups (``j % groups``). For group
+``g``, every other line sits at its cell's S-curve centre (P ~ 0.5, most sensitive)
+while the lines of ``g`` are pushed ``push_V`` above theirs, so their own cells sit
+saturated at +1 in every point, plus ``+-step_V`` in the sign pattern of a
+Hadamard matrix's columns. Cells held at +1 never flip, so a coupling left between
+neighbours only shifts intercepts and cannot pose as crosstalk. Each cell outside ``g``
+then gets a weighted least-squares fit of its (misassignment-corrected) log-odds on
+the line voltages of ``g``: an intercept plus one slope per line, from ``K >= |g| + 1``
+orthogonal, balanced patterns.
+
+From slopes to volts: the bias S-curve sweeps all lines together, so its width is
+``w'_i = T_eff / (2 (alpha_i + X_i))`` and its centre ``V0'_i = V0_i (1 - R_i)`` with
+``X_i = sum_j Xt_ij`` and ``R_i = w'_i sum_j r_ij``. Hence, exactly in the model,
+``C_ij = r_ij w'_i / (1 - R_i)``, and the single-line offset and width the virtual
+biases need are ``V0_i = V0'_i / (1 - R_i)`` and ``w_i = w'_i / (1 - R_i)``.
+
+Writes ``crosstalk.matrix_V_per_V`` (rows of flagged cells zero), per cell
+``cells.<i>.crosstalk_row_V_per_V``, ``cells.<i>.crosstalk_free_offset_V`` and
+``cells.<i>.crosstalk_free_width_V``, and ``crosstalk.max_abs_V_per_V``. The offset and
+width are a record of this calibration (comparable with a chip's single-line
+values); the virtual biases recompute them from the current S-curve and ``C``, so a
+re-run S-curve needs no new crosstalk measurement.
+
+Blind spot, by design: a cell is saturated while its own group is pushed, so it
+never sees the other lines of its group, ``groups`` or more channels away. Those
+entries are taken as 0 (stderr NaN, ``cells.<i>.crosstalk_row_measured``): DAC
+crosstalk falls off with channel distance, and nearest and next-nearest channels
+(the ones that matter) are always measured. ``groups=n_cells`` measures every pair,
+at ~n_cells times the cost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import xarray as xr
+from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.spec_helpers import family_n_sigma
+from labstack.calibrations.virtual_bias import coupler_zeros
+from scipy.linalg import hadamard
+
+from labstack.calibrate import (
+    CalibrationState,
+    Context,
+    Mode,
+    Spec,
+    StateChange,
+    Tolerance,
+    Verdict,
+    combine,
+)
+from labstack.measure import Read, Sweep, run_sequence
+from labstack.station import find_parameter, layout_of
+
+NAME = "crosstalk"
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
+TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
+
+
+@dataclass
+class Parameters:
+    groups: int = 3
+    push_V: float = 0.55  # lines of the group sit this far above their S-curve centre...
+    step_V: float = 0.25  # ...plus or minus this (push - step must saturate the cell)
+    n_samples: int = 1500
+    sample_rate_Hz: float = 200e3
+    settle_s: float = 1e-3
+    check_samples: int = 800
+    #: how far an entry of C may move before the node is out of spec (V/V)
+    tolerance: float = 0.01
+
+
+def patterns(n_lines: int) -> np.ndarray:
+    """``(K, n_lines)`` balanced, mutually orthogonal +-1 columns (Hadamard, first column dropped)."""
+    k = 2
+    while k < n_lines + 1:
+        k *= 2
+    return hadamard(k)[:, 1 : n_lines + 1].astype(float)
+
+
+def design(n_cells: int, params: Parameters) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (points, lines) added to the base voltages, group of each point)."""
+    rows, group_of = [], []
+    for g in range(params.groups):
+        lines = np.arange(g, n_cells, params.groups)
+        if lines.size == 0:
+            continue
+        pat = patterns(lines.size)
+        block = np.zeros((pat.shape[0], n_cells))
+        block[:, lines] = params.push_V + params.step_V * pat
+        rows.append(block)
+        group_of += [g] * pat.shape[0]
+    return np.vstack(rows), np.array(group_of)
+
+
+# ------------------------------------------------------------------- acquire
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """Park every cell at its S-curve centre and push groups of lines in Hadamard patterns."""
+    station, state = ctx.station, ctx.state
+    layout = layout_of(station)
+    n = layout.n_cells
+    scurve = {
+        key: [state.value(f"cells.{i}.{key}", None) for i in range(n)]
+        for key in ("bias_offset_V", "scurve_width_V")
+    }
+    errors = {
+        key: [_stderr(state, f"cells.{i}.{key}") for i in range(n)]
+        for key in ("bias_offset_V", "scurve_width_V")
+    }
+    valid = [
+        all(
+            f"cells.{i}.{k}" in state and state.get(f"cells.{i}.{k}").valid
+            for k in ("bias_offset_V", "scurve_width_V")
+        )
+        for i in range(n)
+    ]
+    base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
+    offsets, group_of = design(n, params)
+    volts = base[None, :] + offsets
+    for name, v in zip(layout.couplers, coupler_zeros(state, len(layout.couplers)), strict=True):
+        find_parameter(station, name).set(float(v))
+    sampler = station.components[layout.readout]
+    sampler.sample_rate(params.sample_rate_Hz)
+    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    sequence = Sweep(
+        "point",
+        {name: volts[:, i] for i, name in enumerate(layout.bias)},
+        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        settle=params.settle_s,
+        coord=np.arange(len(volts)),
+    )
+    meta = {
+        "calibration": NAME,
+        "mode": str(mode),
+        "parameters": asdict(params),
+        "line_volts": volts.tolist(),
+        "group_of_point": group_of.tolist(),
+        "scurve_offset_V": [v if ok else None for v, ok in zip(scurve["bias_offset_V"], valid, strict=True)],
+        "scurve_offset_err_V": errors["bias_offset_V"],
+        "scurve_width_V": [v if ok else None for v, ok in zip(scurve["scurve_width_V"], valid, strict=True)],
+        "scurve_width_err_V": errors["scurve_width_V"],
+    }
+    run = run_sequence(
+        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock,
+        progress=ctx.progress,
+    )
+    return run.dataset()
+
+
+def _stderr(state: CalibrationState, key: str) -> float | None:
+    if key not in state:
+        return None
+    s = state.get(key).stderr
+    return None if s is None else float(s)
+
+
+# ----------------------------------------------------------------------- fit
+@dataclass
+class CrosstalkResult:
+    """Slopes ``r`` (1/V), crosstalk ``C`` (V/V) and single-line offset/width per cell."""
+
+    slopes: np.ndarray  # (cells, lines), NaN on the diagonal and for flagged rows
+    slopes_err: np.ndarray
+    matrix: np.ndarray  # C, zeros on the diagonal
+    matrix_err: np.ndarray
+    offset_V: np.ndarray
+    offset_err_V: np.ndarray
+    width_V: np.ndarray
+    width_err_V: np.ndarray
+    chi2_reduced: np.ndarray
+    flags: list[str] = field(default_factory=list)  # per cell: "" or why not calibrated
+
+    def ok(self, i: int) -> bool:
+        return not self.flags[i]
+
+
+def _meta(dataset: xr.Dataset, key: str) -> list:
+    value = dataset.attrs[key]
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def fit_slopes(
+    logit: np.ndarray, weight: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Weighted least squares ``logit = a + x @ r``; (r, r stderr, chi2_red, dof)."""
+    design_m = np.column_stack([np.ones(len(x)), x])
+    sw = np.sqrt(weight)
+    coef, *_ = np.linalg.lstsq(design_m * sw[:, None], logit * sw, rcond=None)
+    cov = np.linalg.inv(design_m.T @ (design_m * weight[:, None]))
+    resid = (logit - design_m @ coef) * sw
+    dof = len(logit) - design_m.shape[1]
+    chi2 = float(resid @ resid / dof) if dof > 0 else math.nan
+    return coef[1:], np.sqrt(np.diag(cov))[1:], chi2, dof
+
+
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CrosstalkResult:
+    """Slopes per (cell, line) and the crosstalk matrix, from a stored run alone."""
+    samples = dataset["samples"].transpose("cell", "point", "sample").values
+    volts = np.asarray(_meta(dataset, "line_volts"), dtype=float)
+    group_of = np.asarray(_meta(dataset, "group_of_point"))
+    n = samples.shape[0]
+    w_sc = np.array([np.nan if v is None else v for v in _meta(dataset, "scurve_width_V")])
+    w_sc_err = np.array([np.nan if v is None else v for v in _meta(dataset, "scurve_width_err_V")])
+    v_sc = np.array([np.nan if v is None else v for v in _meta(dataset, "scurve_offset_V")])
+    v_sc_err = np.array([np.nan if v is None else v for v in _meta(dataset, "scurve_offset_err_V")])
+    slopes = np.full((n, n), np.nan)
+    slopes_err = np.full((n, n), np.nan)
+    chi2 = np.full(n, np.nan)
+    flags = [""] * n
+    for i in range(n):
+        if not np.isfinite(w_sc[i]) or not np.isfinite(v_sc[i]):
+            flags[i] = "no bias S-curve calibration"
+            continue
+        chis = []
+        # points where this cell's own line is not pushed: its group's points are skipped
+        pushed = np.abs(volts[:, i] - np.median(volts[:, i])) > 1e-12
+        own_group = set(group_of[pushed].tolist())
+        d = digitize(samples[i][~pushed])
+        if not d.ok:
+            flags[i] = f"no two-level signal (levels {d.separation:.1f} sigma apart)"
+            continue
+        states = (samples[i] > d.threshold_V).astype(np.float64)
+        p_meas = states.mean(axis=-1)
+        n_eff = n_effective(states)
+        e = d.misassignment
+        p = np.clip((p_meas - e) / (1 - 2 * e), 0.5 / n_eff, 1 - 0.5 / n_eff)
+        logit = np.log(p / (1 - p))
+        weight = n_eff * p * (1 - p) * (1 - 2 * e) ** 2
+        for g in np.unique(group_of):
+            if g in own_group:
+                continue
+            rows = group_of == g
+            lines = np.flatnonzero(np.ptp(volts[rows], axis=0) > 0)
+            r, r_err, c2, _ = fit_slopes(logit[rows], weight[rows], volts[np.ix_(rows, lines)])
+            slopes[i, lines], slopes_err[i, lines] = r, r_err
+            chis.append(c2)
+        chi2[i] = float(np.nanmean(chis)) if chis else math.nan
+        if not chis:
+            flags[i] = "no line measured"
+    matrix = np.zeros((n, n))
+    matrix_err = np.zeros((n, n))
+    offset, offset_err = np.full(n, np.nan), np.full(n, np.nan)
+    width, width_err = np.full(n, np.nan), np.full(n, np.nan)
+    for i in range(n):
+        if flags[i]:
+            continue
+        measured = np.isfinite(slopes[i])
+        r, r_err = np.nan_to_num(slopes[i]), np.nan_to_num(slopes_err[i])
+        big_r = w_sc[i] * r.sum()
+        big_r_err = math.hypot(w_sc[i] * math.sqrt(np.sum(r_err**2)), np.nan_to_num(w_sc_err[i]) * r.sum())
+        scale = 1.0 / (1.0 - big_r)
+        matrix[i] = r * w_sc[i] * scale
+        rel_w = np.nan_to_num(w_sc_err[i]) / w_sc[i]
+        matrix_err[i] = np.hypot(r_err * w_sc[i] * scale, np.abs(matrix[i]) * rel_w)
+        matrix_err[i, ~measured] = np.nan
+        matrix[i, i] = matrix_err[i, i] = 0.0
+        offset[i] = v_sc[i] * scale
+        offset_err[i] = math.hypot(np.nan_to_num(v_sc_err[i]) * scale, abs(v_sc[i]) * big_r_err * scale**2)
+        width[i] = w_sc[i] * scale
+        width_err[i] = math.hypot(np.nan_to_num(w_sc_err[i]) * scale, w_sc[i] * big_r_err * scale**2)
+    return CrosstalkResult(
+        slopes, slopes_err, matrix, matrix_err, offset, offset_err, width, width_err, chi2, flags
+    )
+
+
+# --------------------------------------------------------------------- check
+def check(result: CrosstalkResult, params: Parameters, state: CalibrationState) -> Verdict:
+    """In spec while every measured entry of C stays within tolerance of the stored one."""
+    if "crosstalk.matrix_V_per_V" not in state:
+        return Verdict(Spec.OUT_OF_SPEC, "no stored crosstalk")
+    n = result.matrix.shape[0]
+    tolerance = Tolerance(params.tolerance, family_n_sigma(n * (n - 1)))
+    verdicts = []
+    for i in range(n):
+        key = f"cells.{i}.crosstalk_row_V_per_V"
+        if key not in state or not state.get(key).valid:
+            continue
+        if not result.ok(i):
+            verdicts.append(Verdict(Spec.OUT_OF_SPEC, f"cell {i}: {result.flags[i]}"))
+            continue
+        old = np.asarray(state.value(key), dtype=float)
+        old_err = np.asarray(state.get(key).stderr, dtype=float)
+        for j in range(len(old)):
+            if j != i and np.isfinite(result.matrix_err[i, j]) and np.isfinite(old_err[j]):
+                verdicts.append(
+                    tolerance.judge(
+                        f"C[{i},{j}]", result.matrix[i, j], result.matrix_err[i, j], old[j], old_err[j]
+                    )
+                )
+    return combine(verdicts)
+
+
+# -------------------------------------------------------------------- update
+def update(result: CrosstalkResult, params: Parameters | None = None) -> StateChange:
+    """The matrix, each cell's row, and its crosstalk-free offset and width."""
+    change = StateChange()
+    n = result.matrix.shape[0]
+    good = [i for i in range(n) if result.ok(i)]
+    if not good:
+        return change.fail("no cell gave a crosstalk measurement")
+    for i in range(n):
+        prefix = f"cells.{i}"
+        if result.ok(i):
+            change.set(f"{prefix}.crosstalk_row_V_per_V", result.matrix[i], result.matrix_err[i], "V/V")
+            change.set(f"{prefix}.crosstalk_row_measured", np.isfinite(result.slopes[i]).tolist())
+            change.set(f"{prefix}.crosstalk_free_offset_V", result.offset_V[i], result.offset_err_V[i], "V")
+            change.set(f"{prefix}.crosstalk_free_width_V", result.width_V[i], result.width_err_V[i], "V")
+        else:
+            for key, unit in (("crosstalk_row_V_per_V", "V/V"), ("crosstalk_free_offset_V", "V"), ("crosstalk_free_width_V", "V")):
+                change.flag(f"{prefix}.{key}", result.flags[i], unit)
+    change.set("crosstalk.matrix_V_per_V", result.matrix, result.matrix_err, "V/V", note="rows of flagged cells are 0")
+    change.set("crosstalk.max_abs_V_per_V", float(np.abs(result.matrix).max()), None, "V/V")
+    return change
+
+
+def table(result: CrosstalkResult) -> str:
+    """Per cell: the two largest crosstalk entries and the corrected offset/width."""
+    lines = [f"{'cell':>4}  {'largest C (V/V)':>28}  {'V0 (mV)':>9}  {'w (mV)':>7}  {'chi2':>5}  status"]
+    for i, flag in enumerate(result.flags):
+        if flag:
+            lines.append(f"{i:>4}  {'—':>28}  {'—':>9}  {'—':>7}  {'—':>5}  {flag}")
+            continue
+        top = np.argsort(-np.abs(result.matrix[i]))[:2]
+        text = ", ".join(f"{j}:{result.matrix[i, j]:+.3f}±{result.matrix_err[i, j]:.3f}" for j in top)
+        lines.append(
+            f"{i:>4}  {text:>28}  {result.offset_V[i] * 1e3:>9.2f}  {result.width_V[i] * 1e3:>7.2f}  "
+            f"{result.chi2_reduced[i]:>5.2f}  ok"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""The pieces of the crosstalk, coupler and validation routines, without an instrument.
+
+Fast checks of the algebra each node relies on, against the simulator's own
+physics (``VirtualLab.fields``, :mod:`labstack.sim.ising`), not against themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from labstack.calibrations import couplers, crosstalk, validation
+from labstack.calibrations.virtual_bias import BiasModel
+
+from labstack.calibrate import CalibrationState, StateChange
+from labstack.clock import VirtualClock
+from labstack.sim import ising
+from labstack.sim.lab import VirtualLab
+from labstack.sim.truth import GroundTruth
+
+T_CHIP = 0.010
+
+
+def _lab(n=12, crosstalk_level=0.05, seed=5) -> VirtualLab:
+    return VirtualLab(GroundTruth.from_seed(seed, n, crosstalk=crosstalk_level))
+
+
+def _scurve_state(tmp_path, lab: VirtualLab, with_crosstalk: bool, dead=()) -> CalibrationState:
+    """A state holding what a perfect S-curve (all lines swept together) and crosstalk node give."""
+    t, c = lab.truth, lab.truth.cells
+    t_eff = t.noise.t_eff(T_CHIP)
+    x = t.crosstalk_K_per_V.sum(axis=1)
+    change = StateChange()
+    for i in range(t.n_cells):
+        if i in dead:
+            change.flag(f"cells.{i}.bias_offset_V", "no_switching", "V")
+            change.flag(f"cells.{i}.scurve_width_V", "no_switching", "V")
+            continue
+        change.set(f"cells.{i}.bias_offset_V", c.alpha_K_per_V[i] * c.v0_V[i] / (c.alpha_K_per_V[i] + x[i]), 1e-4)
+        change.set(f"cells.{i}.scurve_width_V", t_eff / (2 * (c.alpha_K_per_V[i] + x[i])), 1e-4)
+        if with_crosstalk:
+            row = t.crosstalk_K_per_V[i] / c.alpha_K_per_V[i]
+            change.set(f"cells.{i}.crosstalk_row_V_per_V", row, np.full(t.n_cells, 1e-3))
+    if with_crosstalk:
+        matrix = t.crosstalk_K_per_V / c.alpha_K_per_V[:, None]
+        change.set("crosstalk.matrix_V_per_V", matrix, np.full(matrix.shape, 1e-3))
+    state = CalibrationState.load(tmp_path / "state")
+    state.apply(change, clock=VirtualClock(), node="test")
+    return state
+
+
+def test_virtual_biases_program_the_simulators_fields(tmp_path):
+    lab = _lab()
+    lab.cryostat.t_chip = T_CHIP
+    dead = (3,)
+    model = BiasModel.from_state(_scurve_state(tmp_path, lab, True, dead), lab.truth.n_cells)
+    np.testing.assert_allclose(model.offset_V[model.valid], lab.truth.cells.v0_V[model.valid], atol=1e-12)
+    theta = np.random.default_rng(1).uniform(-1, 1, lab.truth.n_cells)
+    lab.bias_V[:] = model.voltages_for_theta(theta, fixed_V=0.3)
+    assert lab.bias_V[3] == pytest.approx(0.3)  # the dead cell's line stays where it was put
+    got = lab.fields() / lab.truth.noise.t_eff(T_CHIP)
+    np.testing.assert_allclose(got[model.valid], theta[model.valid], atol=1e-9)
+
+
+def test_without_crosstalk_compensation_fields_are_off(tmp_path):
+    """The check above is not vacuous: ignoring crosstalk misses the target by ~0.3 T_eff."""
+    lab = _lab()
+    model = BiasModel.from_state(_scurve_state(tmp_path, lab, False), lab.truth.n_cells)
+    theta = np.random.default_rng(1).uniform(-1, 1, lab.truth.n_cells)
+    lab.bias_V[:] = model.voltages_for_theta(theta)
+    got = lab.fields() / lab.truth.noise.t_eff(T_CHIP)
+    assert np.max(np.abs(got - theta)) > 0.1
+
+
+def test_crosstalk_patterns_are_balanced_and_orthogonal():
+    for n in (1, 5, 6, 7, 22):
+        p = crosstalk.patterns(n)
+        assert p.shape[1] == n and p.shape[0] >= n + 1
+        np.testing.assert_array_equal(p.sum(axis=0), 0)
+        np.testing.assert_array_equal(p.T @ p, p.shape[0] * np.eye(n))
+    params = crosstalk.Parameters()
+    offsets, group_of = crosstalk.design(16, params)
+    for j in range(16):
+        pushed = offsets[:, j] != 0
+        assert set(group_of[pushed]) == {j % params.groups}
+        assert offsets[pushed, j].min() == pytest.approx(params.push_V - params.step_V)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_log_odds_coupling_recovers_beta_through_misassignment_and_fields(seed):
+    rng = np.random.default_rng(seed)
+    theta, beta = rng.uniform(-0.8, 0.8, 2), float(rng.uniform(-0.8, 0.8))
+    p = ising.boltzmann(theta, np.array([[0, 1]]), np.array([beta]), 1.0)
+    states = ising.all_states(2)[rng.choice(4, size=20000, p=p)] > 0
+    e_a, e_b = 0.03, 0.01
+    s_a = states[:, 0] ^ (rng.random(20000) < e_a)
+    s_b = states[:, 1] ^ (rng.random(20000) < e_b)
+    est, err = couplers.log_odds_coupling(s_a.astype(float), s_b.astype(float), e_a, e_b)
+    assert abs(est - beta) < 3.5 * err
+    assert err < 0.03
+
+
+def test_coupler_matchings_never_share_a_cell():
+    grid = [(r * 4 + c, r * 4 + c + 1) for r in range(4) for c in range(3)]
+    grid += [(r * 4 + c, (r + 1) * 4 + c) for r in range(3) for c in range(4)]
+    groups = couplers.matchings(grid)
+    assert sorted(k for g in groups for k in g) == list(range(len(grid)))
+    for g in groups:
+        cells = [c for k in g for c in grid[k]]
+        assert len(cells) == len(set(cells))
+    assert len(couplers.matchings([(i, i + 1) for i in range(9)])) == 2
+
+
+def test_readout_unmixing_inverts_per_cell_misassignment():
+    rng = np.random.default_rng(3)
+    n = 4
+    exact = ising.boltzmann(rng.normal(0, 0.5, n), np.array([[0, 1], [1, 2], [2, 3]]), rng.normal(0, 0.5, 3), 1.0)
+    errors = [0.01, 0.05, 0.0, 0.02]
+    states = ising.all_states(n) > 0
+    mixed = np.zeros_like(exact)
+    for k, s in enumerate(states):  # forward model: every bit flips independently
+        for m, t in enumerate(states):
+            flips = s != t
+            mixed[m] += exact[k] * np.prod([e if f else 1 - e for e, f in zip(errors, flips, strict=True)])
+    np.testing.assert_allclose(validation.unmix(mixed, errors), exact, atol=1e-12)
+    assert validation.kl(mixed, exact) > 1e-3
+
+
+def test_family_threshold_keeps_false_alarms_rare():
+    from labstack.calibrations.spec_helpers import family_n_sigma
+
+    z = np.random.default_rng(4).normal(size=(4000, 240))
+    alarms = np.mean(np.any(np.abs(z) > family_n_sigma(240), axis=1))
+    assert alarms < 0.02
+    assert np.mean(np.any(np.abs(z) > 3.0, axis=1)) > 0.4  # what a plain 3 sigma would do
