@@ -18,9 +18,11 @@ from labstack.station import ChipLayout, find_parameter, layout_of
 
 
 def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
-    """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it)."""
+    """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it,
+    and for a flagged coupler, whose entry has no value)."""
     for k, name in enumerate(layout.couplers):
-        find_parameter(ctx.station, name).set(ctx.state.value(f"couplers.{k}.zero_coupling_V", 0.0))
+        zero = ctx.state.value(f"couplers.{k}.zero_coupling_V", None)
+        find_parameter(ctx.station, name).set(0.0 if zero is None else zero)
 
 
 def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) -> xr.Dataset:

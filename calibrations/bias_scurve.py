@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from labstack.calibrations._common import idle_couplers
 from scipy import optimize, special
 
 from labstack.calibrate import (
@@ -44,7 +45,7 @@ from labstack.calibrate import (
 )
 from labstack.fit import FitResult
 from labstack.measure import Read, Sweep, run_sequence
-from labstack.station import find_parameter, layout_of
+from labstack.station import layout_of
 
 NAME = "bias_scurve"
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
@@ -93,10 +94,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     sampler = station.components[layout.readout]
     sampler.sample_rate(params.sample_rate_Hz)
     sampler.n_samples(params.n_samples if full else params.check_samples)
-    # couplers idle at their zero-coupling voltage once the coupler node has found it
-    for k, name in enumerate(layout.couplers):
-        zero = ctx.state.value(f"couplers.{k}.zero_coupling_V", None)  # None: flagged coupler
-        find_parameter(station, name).set(0.0 if zero is None else zero)
+    idle_couplers(ctx, layout)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     sequence = Sweep(
         "bias",

@@ -227,7 +227,9 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CrosstalkResul
         # points where this cell's own line is not pushed: its group's points are skipped
         pushed = np.abs(volts[:, i] - np.median(volts[:, i])) > 1e-12
         own_group = set(group_of[pushed].tolist())
-        d = digitize(samples[i][~pushed])
+        # readout levels from the points that leave this line alone (all points on a chip so
+        # small that every point pushes every line)
+        d = digitize(samples[i][~pushed] if (~pushed).any() else samples[i])
         if not d.ok:
             flags[i] = f"no two-level signal (levels {d.separation:.1f} sigma apart)"
             continue

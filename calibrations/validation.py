@@ -81,11 +81,12 @@ def chain_block(state: CalibrationState, model: BiasModel, pairs: list[tuple[int
     return None
 
 
-def target(params: Parameters) -> tuple[np.ndarray, np.ndarray]:
+def target(params: Parameters, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The target's ``theta`` (block cells) and ``beta`` (block chain links)."""
+    size = params.block if size is None else size
     rng = np.random.default_rng(params.target_seed)
-    theta = rng.uniform(-params.theta_max, params.theta_max, params.block)
-    beta = rng.uniform(-params.beta_max, params.beta_max, params.block - 1)
+    theta = rng.uniform(-params.theta_max, params.theta_max, size)
+    beta = rng.uniform(-params.beta_max, params.beta_max, size - 1)
     return theta, beta
 
 
@@ -96,11 +97,16 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = layout_of(station)
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
-    found = chain_block(state, model, pairs, params.block)
+    # the longest calibrated chain up to ``block`` cells (a small chip validates on all of it)
+    found = None
+    for size in range(min(params.block, n), 1, -1):
+        found = chain_block(state, model, pairs, size)
+        if found is not None:
+            break
     if found is None:
-        raise RuntimeError(f"no chain of {params.block} calibrated cells and couplers to validate on")
+        raise RuntimeError("no chain of two or more calibrated cells and couplers to validate on")
     cells, links = found
-    theta, beta = target(params)
+    theta, beta = target(params, len(cells))
     theta_full = np.zeros(n)
     theta_full[cells] = theta
     bias = model.voltages_for_theta(theta_full)

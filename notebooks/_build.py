@@ -211,7 +211,7 @@ from labstack.station import close_station, load_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-replay-"))
 station = load_station("virtual", lab="seed=7,cells=4")
-report = calibrate_station(station, data_dir=data_dir, progress=False,
+report = calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"],
                            params={"bias_scurve": {"n_points": 21, "n_samples": 400}})
 close_station(station)   # a replay builds the same instruments again
 print(report.render())"""),
