@@ -29,6 +29,7 @@ from typing import Any
 from labstack.clock import Clock
 from labstack.safety.config import Interlocks, RampSpec
 from labstack.safety.errors import SafetyError
+from labstack.scpi_text import split_commands
 
 #: tolerance on steps and times, so a ramp computed in floating point is not refused
 REL_TOL = 1e-9
@@ -206,29 +207,6 @@ def max_heater_range(interlocks: Interlocks) -> int | None:
 
 
 # ----------------------------------------------------------------------- guard
-def split_message(message: str) -> list[str]:
-    """Commands of one message: lines, then ``;`` outside quotes."""
-    out: list[str] = []
-    for line in message.splitlines():
-        current: list[str] = []
-        quote: str | None = None
-        for ch in line:
-            if quote:
-                current.append(ch)
-                if ch == quote:
-                    quote = None
-            elif ch in "\"'":
-                quote = ch
-                current.append(ch)
-            elif ch == ";":
-                out.append("".join(current).strip())
-                current = []
-            else:
-                current.append(ch)
-        out.append("".join(current).strip())
-    return [c for c in out if c]
-
-
 class ScpiGuard:
     """Guards one instrument's PyVISA resource; re-applied after every reconnect."""
 
@@ -263,7 +241,7 @@ class ScpiGuard:
         text = head.decode("ascii", errors="replace")
         commits: list[tuple[Channel, float, float]] = []
         pending: dict[int, float] = {}
-        for command in split_message(text):
+        for command in split_commands(text):
             if command.split(" ")[0].endswith("?"):
                 continue
             decision = self.dialect.judge(command, self)

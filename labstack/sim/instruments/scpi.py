@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from labstack.scpi_text import split_commands
+
 Response = str | bytes | None
 
 
@@ -94,7 +96,7 @@ class ScpiDevice:
     def handle(self, message: str) -> bytes | None:
         """Process one message; return the response bytes (terminated) or None."""
         answers: list[bytes] = []
-        for command in _split_commands(message):
+        for command in split_commands(message):
             if self.log is not None:
                 self.log.append(command)
             try:
@@ -176,25 +178,3 @@ class ScpiDevice:
 
     def reset(self) -> None:
         """Return to power-on state; instruments override."""
-
-
-def _split_commands(message: str) -> list[str]:
-    """Split on ``;`` outside quotes; drop empty pieces."""
-    parts: list[str] = []
-    current: list[str] = []
-    quote: str | None = None
-    for ch in message:
-        if quote:
-            current.append(ch)
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-            current.append(ch)
-        elif ch == ";":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
