@@ -74,8 +74,10 @@ class Parameters:
     groups: int = 3
     push_V: float = 0.55  # lines of the group sit this far above their S-curve centre...
     step_V: float = 0.25  # ...plus or minus this (push - step must saturate the cell)
-    n_samples: int = 1500
-    sample_rate_Hz: float = 200e3
+    n_samples: int = 1000
+    #: slow enough that samples are independent draws (the virtual lab then simulates a
+    #: few heat-bath sweeps per sample instead of hundreds of small physical steps)
+    sample_rate_Hz: float = 100.0
     settle_s: float = 1e-3
     check_samples: int = 800
     #: how far an entry of C may move before the node is out of spec (V/V)

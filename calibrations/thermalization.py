@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 from labstack.calibrations import cryostat
 from labstack.calibrations._common import cell_values, idle_couplers, run
+from labstack.calibrations.spec_helpers import family_n_sigma
 
 from labstack.calibrate import (
     CalibrationState,
@@ -243,17 +244,29 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
 
 # --------------------------------------------------------------------- check
 def check(result: Result, params: Parameters, state: CalibrationState) -> Verdict:
-    """Base-temperature rate r0 against ``Gamma0 exp(-dU / T_eff)`` from the state."""
-    verdicts = []
+    """Base-temperature rate r0 against ``Gamma0 exp(-dU / T_eff)`` from the state.
+
+    The prediction carries the state's uncertainty (``ln Gamma0`` and ``dU / T_eff``
+    added in quadrature, conservative since the two are correlated), and the sigma
+    threshold is family-wise over the cells checked, so a chip that did not change
+    passes with probability 99 % however many cells it has.
+    """
+    rows = []
     for r in result.cells:
         key = f"cells.{r.cell}.gamma0_Hz"
         if key not in state or not state.get(key).valid or not np.isfinite(r.ln_r0[0]):
             continue
-        predicted = math.log(float(state.value(key))) - float(state.value(f"cells.{r.cell}.barrier_K")) / float(result.t_eff[0])
-        verdicts.append(
-            Tolerance(params.tolerance_rel).judge(f"cell {r.cell} ln r0", float(r.ln_r0[0]), float(r.ln_r0_err[0]), predicted, 0.0)
-        )
-    return combine(verdicts)
+        gamma0, barrier = state.get(key), state.get(f"cells.{r.cell}.barrier_K")
+        t_eff = float(result.t_eff[0])
+        predicted = math.log(float(gamma0.value)) - float(barrier.value) / t_eff
+        rel_gamma = float(gamma0.stderr or 0.0) / float(gamma0.value)
+        predicted_err = math.hypot(rel_gamma, float(barrier.stderr or 0.0) / t_eff)
+        rows.append((r.cell, float(r.ln_r0[0]), float(r.ln_r0_err[0]), predicted, predicted_err))
+    tolerance = Tolerance(params.tolerance_rel, n_sigma=family_n_sigma(len(rows)))
+    return combine(
+        tolerance.judge(f"cell {cell} ln r0", value, err, predicted, predicted_err)
+        for cell, value, err, predicted, predicted_err in rows
+    )
 
 
 # -------------------------------------------------------------------- update
