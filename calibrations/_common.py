@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from labstack.calibrate import Context
-from labstack.measure import Step, run_sequence
+from labstack.measure import Read, Step, run_sequence
 from labstack.station import ChipLayout, find_parameter, layout_of
 
 
@@ -23,6 +23,18 @@ def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
     for k, name in enumerate(layout.couplers):
         zero = ctx.state.value(f"couplers.{k}.zero_coupling_V", None)
         find_parameter(ctx.station, name).set(0.0 if zero is None else zero)
+
+
+def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: int) -> Read:
+    """Set the readout sampler's rate and count; the step that reads every cell's samples.
+
+    The read's dims are ``(cell, sample)`` and its variable is ``samples``, as every
+    routine's fit expects.
+    """
+    sampler = station.components[layout.readout]
+    sampler.sample_rate(rate_Hz)
+    sampler.n_samples(n_samples)
+    return Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")
 
 
 def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) -> xr.Dataset:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers
+from labstack.calibrations._common import idle_couplers, sample_cells
 from scipy import optimize, special
 
 from labstack.calibrate import (
@@ -44,7 +44,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult
-from labstack.measure import Read, Sweep, run_sequence
+from labstack.measure import Sweep, run_sequence
 from labstack.station import layout_of
 
 NAME = "bias_scurve"
@@ -91,15 +91,13 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = layout_of(station)
     full = mode is Mode.CALIBRATE
     n_points = params.n_points if full else params.check_points
-    sampler = station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if full else params.check_samples)
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     idle_couplers(ctx, layout)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     sequence = Sweep(
         "bias",
         {name: volts for name in layout.bias},
-        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        body=[read],
         settle=params.settle_s,
         coord=volts,
     )

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
+from labstack.calibrations._common import sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
@@ -51,7 +52,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult
-from labstack.measure import Read, Sweep, run_sequence
+from labstack.measure import Sweep, run_sequence
 from labstack.station import find_parameter, layout_of
 
 NAME = "couplers"
@@ -124,13 +125,11 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             mask[group] = True
             active.append(mask)
     volts = np.array(rows)
-    sampler = station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if full else params.check_samples)
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     sequence = Sweep(
         "point",
         {name: volts[:, k] for k, name in enumerate(layout.couplers)},
-        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        body=[read],
         settle=params.settle_s,
         coord=np.arange(len(volts)),
     )

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
+from labstack.calibrations._common import sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import coupler_zeros
@@ -61,7 +62,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.measure import Read, Sweep, run_sequence
+from labstack.measure import Sweep, run_sequence
 from labstack.station import find_parameter, layout_of
 
 NAME = "crosstalk"
@@ -133,13 +134,11 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     volts = base[None, :] + offsets
     for name, v in zip(layout.couplers, coupler_zeros(state, len(layout.couplers)), strict=True):
         find_parameter(station, name).set(float(v))
-    sampler = station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sequence = Sweep(
         "point",
         {name: volts[:, i] for i, name in enumerate(layout.bias)},
-        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        body=[read],
         settle=params.settle_s,
         coord=np.arange(len(volts)),
     )

@@ -32,7 +32,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations import bias_scurve, cryostat
-from labstack.calibrations._common import cell_values, idle_couplers, run, two_colouring
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    run,
+    sample_cells,
+    two_colouring,
+)
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -46,7 +52,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult
-from labstack.measure import Read, Sweep
+from labstack.measure import Sweep
 from labstack.station import find_parameter, layout_of
 
 NAME = "effective_temperature"
@@ -84,9 +90,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         raise RuntimeError("no cell has a calibrated S-curve to centre on")
     thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
     colour = two_colouring(n, layout.coupler_pairs)
+    read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sampler = ctx.station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     idle_couplers(ctx, layout)
     temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
     k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
@@ -117,7 +122,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             seq = Sweep(
                 "point",
                 setpoints,
-                body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+                body=[read],
                 settle=params.settle_s,
                 coord=np.arange(params.n_points),
             )

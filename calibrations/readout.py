@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from scipy import stats
 
 from labstack.calibrate import (
@@ -44,7 +44,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult, fit_two_gaussians
-from labstack.measure import Read, Sweep
+from labstack.measure import Sweep
 from labstack.station import layout_of
 
 NAME = "readout"
@@ -90,15 +90,13 @@ class CellReadout:
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """All bias lines at ``v_low`` then ``v_high``; every cell sampled at both."""
     layout = layout_of(ctx.station)
-    sampler = ctx.station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     idle_couplers(ctx, layout)
     volts = np.array([params.v_low, params.v_high])
     sequence = Sweep(
         "bias",
         {name: volts for name in layout.bias},
-        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        body=[read],
         settle=params.settle_s,
         coord=volts,
     )

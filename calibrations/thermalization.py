@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import xarray as xr
 from labstack.calibrations import cryostat
-from labstack.calibrations._common import cell_values, idle_couplers, run
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
 from labstack.calibrations.spec_helpers import family_n_sigma
 
 from labstack.calibrate import (
@@ -45,7 +45,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult, fit_linear
-from labstack.measure import Read, Sweep
+from labstack.measure import Sweep
 from labstack.station import find_parameter, layout_of
 
 NAME = "thermalization"
@@ -82,9 +82,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     t_x = float(ctx.state.value("noise.t_excess_K"))
     n_exp = float(ctx.state.value("noise.t_eff_exponent", 2.0))
     thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
+    read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sampler = ctx.station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     idle_couplers(ctx, layout)
     temps = sorted(params.temperatures_K) if mode is Mode.CALIBRATE else [0.0]
     heater_off = find_parameter(ctx.station, f"{layout.heater}.mode").get() == "off" if layout.heater else True
@@ -104,7 +103,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         seq = Sweep(
             "bias_point",
             setpoints,
-            body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+            body=[read],
             settle=params.settle_s,
             coord=np.asarray(ks, dtype=float),
         )

@@ -27,11 +27,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
+from labstack.calibrations._common import sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
-from labstack.measure import Read, Sweep, run_sequence
+from labstack.measure import Sweep, run_sequence
 from labstack.sim import ising
 from labstack.station import find_parameter, layout_of
 
@@ -115,13 +116,11 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         coupler_v[k] += b / state.value(f"couplers.{k}.kappa_over_teff_per_V")
     for name, v in zip(layout.couplers, coupler_v, strict=True):
         find_parameter(station, name).set(float(v))
-    sampler = station.components[layout.readout]
-    sampler.sample_rate(params.sample_rate_Hz)
-    sampler.n_samples(params.n_samples)
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples)
     sequence = Sweep(
         "point",
         {name: np.array([v]) for name, v in zip(layout.bias, bias, strict=True)},
-        body=[Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")],
+        body=[read],
         settle=params.settle_s,
         coord=np.arange(1),
     )
