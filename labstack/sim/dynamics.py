@@ -33,19 +33,25 @@ This assumes the coupled chip relaxes within the window; a ferromagnet with
 ``J >> T_eff`` (slow domain walls) may not, and then a long wait leaves it more
 correlated with its past than a real chip would be.
 
-The inner loops are compiled (:mod:`labstack.sim.kernels`) and draw their uniforms
-from a counter-based stream keyed by one 64-bit draw of the ensemble's Generator
-per call, so results are reproducible bit for bit and independent of threads.
+The inner loops are compiled and draw their uniforms from a counter-based stream
+keyed by one 64-bit draw of the ensemble's Generator per call, so results are
+reproducible bit for bit and independent of threads. Finite steps, and any graph
+that is not a chain or grid, run on :mod:`labstack.sim.kernels` (53-bit exact
+thresholds); heat-bath sweeps of chains and grids, the long waits and the Gibbs
+sampler, run on :mod:`labstack.sim.lattice_kernels` (float32 vectors, each
+``P(up)`` rounded to a multiple of 2**-23), about ten times faster.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from labstack.sim import kernels
+from labstack.sim.lattice import Lattice
 
 
 def kramers_rates(
@@ -111,6 +117,7 @@ class CouplingGraph:
     matrix: sp.csr_matrix  # J_ij in kelvin, symmetric, zero diagonal
     colors: list[np.ndarray]  # cell indices of each colour class
     _layout: Layout | None = field(default=None, init=False, repr=False, compare=False)
+    _lattice: Lattice | bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, n: int, pairs: np.ndarray, j_values: np.ndarray) -> CouplingGraph:
@@ -136,6 +143,12 @@ class CouplingGraph:
     def max_abs_coupling(self) -> np.ndarray:
         """Per cell, the sum of |J_ij| over its neighbours (K): bounds how far couplings move h_loc."""
         return np.asarray(abs(self.matrix).sum(axis=1)).ravel()
+
+    def lattice(self) -> Lattice | None:
+        """The chain or grid that holds every coupling, if there is one (found once per graph)."""
+        if self._lattice is None:
+            self._lattice = Lattice.detect(self.matrix) or False
+        return self._lattice or None
 
     def layout(self) -> Layout:
         """The colour-sorted layout the compiled sweeps use (built once per graph)."""
@@ -177,11 +190,17 @@ class CellEnsemble:
     stretch simulated step by step (in attempt times ``1/r0`` of the slowest cell),
     ``long_wait_sweeps`` the heat-bath sweeps that replace a longer stretch, and
     ``parallel_threshold`` the cell count from which sweeps use all threads (the
-    result is the same either way). Threads synchronise twice per sweep; on a shared
-    2-core machine a barrier waiting for a descheduled thread made threaded sweeps
-    2-50x slower than serial ones up to 10^6 cells (bench/bench_sim_vs_thrml.py), so
-    the default keeps every chip of up to 2M cells serial.
+    result is the same either way). By default (None) heat-bath sweeps of chains and
+    grids (:mod:`labstack.sim.lattice`) use threads from ``LATTICE_THREADS_FROM``
+    cells when a call has at least ``THREADED_WORK`` cell updates, since they start
+    one parallel region per call; the tabulated kernel starts one per colour class
+    and sweep, which on a shared 2-core machine made it 2-50x slower than serial up
+    to 10^6 cells (bench/bench_sim_vs_thrml.py), so it stays serial below 2M cells.
     """
+
+    LATTICE_THREADS_FROM = 4096
+    THREADED_WORK = 2_000_000
+    TABLE_THREADS_FROM = 1 << 21
 
     def __init__(
         self,
@@ -194,7 +213,7 @@ class CellEnsemble:
         step_fraction: float = 0.05,
         window_attempts: float = 20.0,
         long_wait_sweeps: int = 400,
-        parallel_threshold: int = 1 << 21,
+        parallel_threshold: int | None = None,
     ) -> None:
         self.gamma0 = np.asarray(gamma0, dtype=float)
         self.barrier = np.asarray(barrier, dtype=float)
@@ -211,7 +230,7 @@ class CellEnsemble:
         self.step_fraction = float(step_fraction)
         self.window_attempts = float(window_attempts)
         self.long_wait_sweeps = int(long_wait_sweeps)
-        self.parallel_threshold = int(parallel_threshold)
+        self.parallel_threshold = parallel_threshold
 
     @property
     def n(self) -> int:
@@ -351,15 +370,25 @@ class CellEnsemble:
         key: np.uint64,
         out: np.ndarray | None,
     ) -> None:
+        heat_bath = not np.isfinite(dt)
+        lattice = graph.lattice() if graph is not None and heat_bath else None
+        if lattice is not None:
+            explicit = self.parallel_threshold
+            many = self.n >= (self.LATTICE_THREADS_FROM if explicit is None else explicit)
+            big = n_samples * n_sweeps * self.n >= (self.THREADED_WORK if explicit is None else 0)
+            threads = numba.get_num_threads() if many and big else 1
+            lattice.heat_bath(self.spins, h, t_eff, self.stuck, n_samples, n_sweeps, key, out,
+                              threads)
+            return
         lay = graph.layout() if graph is not None else Layout.isolated(self.n)
         order = lay.order
         up = np.ascontiguousarray(self.spins[order] > 0, dtype=np.uint8)
         g0 = np.ascontiguousarray(h[order] / t_eff)
         jt = lay.j / t_eff
-        heat_bath = not np.isfinite(dt)
         r0dt = np.zeros(self.n) if heat_bath else self.attempt_rates(t_eff)[order] * float(dt)
         frozen = np.ascontiguousarray(self._frozen[order])
-        parallel = self.n >= self.parallel_threshold
+        threshold = self.parallel_threshold
+        parallel = self.n >= (self.TABLE_THREADS_FROM if threshold is None else threshold)
         buf = np.empty((n_samples, self.n), dtype=np.uint8) if out is not None else None
         if lay.nbr.shape[1] == kernels.TABLE_DEGREE:
             tab = kernels.table(self.n, heat_bath)

@@ -1,0 +1,145 @@
+"""Chains and grids recognised from their couplings, and their fast heat-bath sweeps.
+
+The virtual chips are chains and 2-D grids with cells numbered row by row. When a
+coupling graph fits such a grid (every coupled pair is ``(i, i + 1)`` in one row or
+``(i, i + C)``), its heat-bath sweeps run on :mod:`labstack.sim.lattice_kernels`,
+which addresses neighbours at constant offsets instead of through a table and so
+vectorises: about 1.5 ns per cell update on one core, against 7-15 ns for the
+tabulated kernel of :mod:`labstack.sim.kernels`, which stays for finite-step
+(kinetic) updates and for other graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from labstack.sim import lattice_kernels
+
+UP, DOWN, LEFT, RIGHT = range(4)
+_LOG2E = 1.0 / np.log(2.0)
+_STUCK = 1e30
+"""|c0| of a stuck cell: ``2**y`` saturates, so its state never changes."""
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """A ``rows x cols`` grid layout of ``n`` cells (``n <= rows * cols``) and its couplings.
+
+    ``cells[i]`` is cell ``i``'s index in the flattened ``(2, length)`` spin array;
+    ``coef_index[i]`` the flat indices of its constant and of its up, down, left and
+    right couplings in the ``(2, 6, length)`` coefficient array; ``j_dir[i]`` the
+    couplings (kelvin) to those four neighbours, 0 where there is none.
+    """
+
+    n: int
+    rows: int
+    cols: int
+    stride: int
+    cells: np.ndarray
+    coef_index: np.ndarray
+    j_dir: np.ndarray
+
+    @property
+    def length(self) -> int:
+        """Slots per colour class: ``rows + 2`` rows of ``stride``, plus one either side."""
+        return (self.rows + 2) * self.stride + 2
+
+    @classmethod
+    def detect(cls, matrix: sp.csr_matrix) -> Lattice | None:
+        """The grid that holds every coupling of ``matrix``, or None if there is none."""
+        n = matrix.shape[0]
+        upper = sp.triu(matrix, k=1).tocoo()
+        a, b = upper.row.astype(np.int64), upper.col.astype(np.int64)
+        if a.size == 0:
+            return None
+        steps = np.unique(b - a)
+        long_steps = steps[steps > 1]
+        if long_steps.size > 1:
+            return None
+        cols = int(long_steps[0]) if long_steps.size else n
+        horizontal = b - a == 1
+        if np.any(a[horizontal] // cols != b[horizontal] // cols):
+            return None  # a pair that wraps from one row's end to the next row's start
+        rows = -(-n // cols)
+        return cls._build(n, rows, cols, a, b, upper.data.astype(float), horizontal)
+
+    @classmethod
+    def _build(cls, n, rows, cols, a, b, j, horizontal) -> Lattice:
+        stride = (cols + 1) // 2 + 2
+        length = (rows + 2) * stride + 2
+        cell = np.arange(n)
+        r, c = cell // cols, cell % cols
+        q = (r + c) & 1
+        slot = (r + 1) * stride + c // 2 + 1
+        parity = c & 1  # horizontal neighbours at slots m - 1 + parity and m + parity
+        coef_slot = np.stack([np.zeros(n, np.int64), np.full(n, 1), np.full(n, 2),
+                              3 + parity, 4 + parity], axis=1)
+        coef_index = ((q[:, None] * lattice_kernels.N_COEF + coef_slot) * length + slot[:, None])
+        j_dir = np.zeros((n, 4))
+        vertical = ~horizontal
+        np.add.at(j_dir, (a[horizontal], RIGHT), j[horizontal])
+        np.add.at(j_dir, (b[horizontal], LEFT), j[horizontal])
+        np.add.at(j_dir, (a[vertical], DOWN), j[vertical])
+        np.add.at(j_dir, (b[vertical], UP), j[vertical])
+        return cls(n, rows, cols, stride, q * length + slot, coef_index, j_dir)
+
+    def coefficients(self, h: np.ndarray, t_eff: float, stuck: np.ndarray) -> np.ndarray:
+        """``(2, 6, length)`` float32: ``y = c0 + sum c_k s_k = -2 log2(e) h_loc / T_eff`` per slot.
+
+        With spins ``s`` in {0, 1}, ``h_loc = h + sum_k J_k (2 s_k - 1)``. Stuck cells
+        (``stuck`` = +-1) get ``c0 = -+1e30`` and no couplings.
+        """
+        scale = -2.0 * _LOG2E / t_eff
+        c0 = scale * (np.asarray(h, dtype=float) - self.j_dir.sum(axis=1))
+        c_dir = 2.0 * scale * self.j_dir
+        frozen = stuck != 0
+        if frozen.any():
+            c0 = np.where(frozen, -_STUCK * np.sign(stuck), c0)
+            c_dir = np.where(frozen[:, None], 0.0, c_dir)
+        coef = np.zeros(2 * lattice_kernels.N_COEF * self.length, dtype=np.float32)
+        coef[self.coef_index[:, 0]] = c0
+        coef[self.coef_index[:, 1:]] = c_dir
+        return coef.reshape(2, lattice_kernels.N_COEF, self.length)
+
+    def spins_in(self, spins: np.ndarray) -> np.ndarray:
+        """``(2, length)`` float32 layout of +-1 cell spins (halo and padding down)."""
+        layout = np.zeros(2 * self.length, dtype=np.float32)
+        layout[self.cells] = spins > 0
+        return layout.reshape(2, self.length)
+
+    def spins_out(self, layout: np.ndarray) -> np.ndarray:
+        """+-1 int8 cell spins from the layout."""
+        return (2 * layout.reshape(-1)[self.cells] - 1).astype(np.int8)
+
+    def heat_bath(
+        self,
+        spins: np.ndarray,
+        h: np.ndarray,
+        t_eff: float,
+        stuck: np.ndarray,
+        n_samples: int,
+        sweeps_per_sample: int,
+        key: np.uint64,
+        out: np.ndarray | None,
+        threads: int = 1,
+    ) -> None:
+        """Run the sweeps, updating ``spins`` (+-1 int8, cell order) and filling ``out``.
+
+        ``threads > 1`` shares the work between that many threads; the bits do not change.
+        """
+        layout = self.spins_in(spins)
+        coef = self.coefficients(h, t_eff, stuck)
+        record = out if out is not None else np.empty((0, self.n), dtype=np.int8)
+        args = (layout, coef, self.stride, self.rows, self.cells, n_samples, sweeps_per_sample,
+                np.uint64(key), 0, record)
+        threads = min(int(threads), numba.get_num_threads())
+        if threads > 1:
+            n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
+            lattice_kernels.heat_bath_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+        else:
+            lattice_kernels.heat_bath(*args)
+        spins[:] = self.spins_out(layout)

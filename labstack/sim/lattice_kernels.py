@@ -1,0 +1,182 @@
+"""Heat-bath sweeps of a checkerboard lattice (chains and grids), vectorised and threaded.
+
+Layout (built by :class:`labstack.sim.lattice.Lattice`): each colour class of an
+``R x C`` grid is one flat float32 array of ``R + 2`` rows of ``S = ceil(C/2) + 2``
+slots (a halo all round); spins are 0.0 / 1.0. The cell at row ``r``, column ``c``
+(class ``q = (r + c) & 1``) sits at slot ``m = (r + 1) S + c // 2 + 1``. Its four
+neighbours, all of the other class, sit at ``m - S``, ``m + S`` and, as ``c`` is
+even or odd, at ``m - 1, m`` or ``m, m + 1``. That parity is folded into the
+coefficients: every slot has six (its constant, and one for each of the other
+class's slots ``m - S, m + S, m - 1, m, m + 1``, one of the last three being zero),
+so a class update is a single loop over contiguous memory at constant offsets,
+which LLVM turns into 8-lane AVX2 code. Halo and padding slots have all-zero
+coefficients: they are updated (at random) but nothing reads them with a weight.
+
+Update: ``y = c0 + sum_k c_k s_k`` equals ``-2 log2(e) h_loc / T_eff``, so the
+heat-bath probability is ``P(up) = 1 / (1 + 2**y)``. With ``b`` the top 23 bits of
+a random 32-bit word, the cell goes up iff ``(b + 1/2)(1 + 2**y) < 2**23``: that
+is ``P(up)`` rounded to the nearest multiple of ``2**-23`` (1.2e-7), and it needs
+no division. ``2**y`` is Cephes' ``exp2f`` polynomial (relative error < 2e-7)
+times ``2**n`` built from its exponent bits; ``y`` is clipped to +-126, which only
+changes probabilities below 1e-37. Stuck cells have ``c0 = -+1e30`` and no
+couplings, so they keep their state (exactly: ``(b + 1/2) < 2**23`` always holds).
+Arithmetic is float32 with fused multiply-adds; the same machine gives the same
+bits, and so do the serial and the threaded kernel (tested).
+
+Random words: SplitMix64, as in :mod:`labstack.sim.kernels`. Class ``q`` at sweep
+``k`` uses counters ``(2k + q) * half + (m - S) // 2``; one 64-bit output feeds two
+neighbouring slots. A result therefore depends on the key and the layout only,
+not on how the work is cut or how many threads do it.
+
+Threads: a run is a list of phases (class 0, class 1, ..., record sample j), each
+cut in chunks. Threads claim chunks in order from one atomic counter and, before
+starting a chunk of phase ``t``, wait until every chunk of phase ``t - 1`` is done
+(a second counter). Every chunk waited for has been claimed by a running thread,
+so the scheme cannot deadlock however many threads the runtime really starts (a
+single thread does all the work in order), and one parallel region covers the
+whole run instead of one region per class (numba's costs ~100 us to start).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from labstack.sim.intrinsics import atomic_add, atomic_load, cpu_relax, int32_as_float32
+from labstack.sim.kernels import _GOLDEN, _M1, _M2, _ONE
+
+CHUNK = 1024
+"""Slots per block of random words: the block (4 kB) stays in L1 between its fill and its use."""
+
+N_COEF = 6
+_FM = {"contract"}  # fused multiply-add only: no reassociation, so the bits stay defined
+_F = np.float32
+_YMIN, _YMAX, _HALF, _ONE_F, _ZERO_F = _F(-126.0), _F(126.0), _F(0.5), _F(1.0), _F(0.0)
+_TWO23 = _F(2.0**23)
+# Cephes exp2f: 2**f ~ 1 + P0 f + P1 f^2 + ... + P5 f^6 on |f| <= 1/2 (Estrin's scheme below)
+_P0, _P1, _P2 = _F(6.931472028550421e-1), _F(2.402264791363012e-1), _F(5.550332471162809e-2)
+_P3, _P4, _P5 = _F(9.618437357674640e-3), _F(1.339887440266574e-3), _F(1.535336188319500e-4)
+_S30, _S27, _S31 = uint64(30), uint64(27), uint64(31)
+_B23 = np.uint32(9)
+_I127, _I23 = np.int32(127), np.int32(23)
+
+
+@njit(inline="always", fastmath=_FM)
+def exp2(y):
+    """``2**y`` for float32 ``y``, clipped to ``[2**-126, 2**126]``; vectorises (no libm call)."""
+    y = min(max(y, _YMIN), _YMAX)
+    n = np.floor(y + _HALF)
+    f = y - n
+    f2 = f * f
+    poly = (_P0 * f + _ONE_F) + (_P2 * f + _P1) * f2 + (_P5 * f2 + (_P4 * f + _P3)) * (f2 * f2)
+    return poly * int32_as_float32(np.int32((np.int32(n) + _I127) << _I23))
+
+
+@njit(inline="always")
+def _fill_words(words, count, key, counter):
+    """``words[j] = splitmix64(key, counter + j)`` for ``j < count``."""
+    for j in range(count):
+        z = key + (counter + uint64(j) + _ONE) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        words[j] = z ^ (z >> _S31)
+
+
+@njit(inline="always", fastmath=_FM)
+def _update(own, other, coef, words32, lo, hi, stride):
+    """Heat-bath update of slots ``lo:hi`` of one class, given the other class's spins."""
+    out = own[lo:hi]
+    c0, cu, cd = coef[0, lo:hi], coef[1, lo:hi], coef[2, lo:hi]
+    cl, cc, cr = coef[3, lo:hi], coef[4, lo:hi], coef[5, lo:hi]
+    su, sd = other[lo - stride : hi - stride], other[lo + stride : hi + stride]
+    sl, sc, sr = other[lo - 1 : hi - 1], other[lo:hi], other[lo + 1 : hi + 1]
+    for k in range(hi - lo):  # indices from 0: no negative-index checks, so LLVM vectorises
+        y = (c0[k] + cu[k] * su[k] + cd[k] * sd[k]) + ((cl[k] * sl[k] + cc[k] * sc[k]) + cr[k] * sr[k])
+        b = _F(words32[k] >> _B23) + _HALF
+        out[k] = _ONE_F if b * exp2(y) + b < _TWO23 else _ZERO_F
+
+
+@njit(cache=True, fastmath=_FM)
+def _class_chunk(spins, coef, q, lo, hi, stride, key, base, words):
+    """Update slots ``lo:hi`` (``lo - stride`` even) of class ``q`` with counters from ``base``."""
+    words32 = words.view(np.uint32)
+    own, other, cq = spins[q], spins[1 - q], coef[q]
+    for a in range(lo, hi, CHUNK):
+        b = min(a + CHUNK, hi)
+        _fill_words(words, (b - a + 1) // 2, key, base + uint64((a - stride) // 2))
+        _update(own, other, cq, words32, a, b, stride)
+
+
+@njit(inline="always")
+def _record(flat, cells, lo, hi, row):
+    """``row[i] = +-1`` from the spin of cell ``i`` (``cells[i]`` is its index in ``flat``)."""
+    for i in range(lo, hi):
+        row[i] = np.int8(2) * np.int8(flat[cells[i]]) - np.int8(1)
+
+
+@njit(cache=True, fastmath=_FM)
+def heat_bath(spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out):
+    """``n_samples`` x ``sweeps_per_sample`` sweeps in place, serially.
+
+    ``spins (2, L)`` and ``coef (2, 6, L)`` float32 in the lattice layout; sweep ``k``
+    of the run uses the counters of sweep ``start + k``. If ``out`` has rows, row
+    ``j`` gets the +-1 spins (cell order) after sample ``j``'s sweeps.
+    """
+    total = rows * stride
+    half = uint64((total + 1) // 2)
+    words = np.empty(CHUNK // 2, np.uint64)
+    flat = spins.reshape(-1)
+    for j in range(n_samples):
+        for s in range(sweeps_per_sample):
+            sweep = uint64(start + j * sweeps_per_sample + s)
+            for q in range(2):
+                base = (uint64(2) * sweep + uint64(q)) * half
+                _class_chunk(spins, coef, q, stride, stride + total, stride, key, base, words)
+        if out.shape[0] > 0:
+            _record(flat, cells, 0, cells.shape[0], out[j])
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def heat_bath_threaded(
+    spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out,
+    n_threads, n_chunks, sync,
+):
+    """:func:`heat_bath` shared between ``n_threads`` threads: the same bits.
+
+    ``sync`` is a zeroed int64 array of 16 (two counters on separate cache lines).
+    """
+    total = rows * stride
+    half = uint64((total + 1) // 2)
+    n = cells.shape[0]
+    record = 1 if out.shape[0] > 0 else 0
+    per_sample = 2 * sweeps_per_sample + record
+    n_work = n_samples * per_sample * n_chunks
+    class_size = ((total + n_chunks - 1) // n_chunks + 1) // 2 * 2  # even: whole random words
+    record_size = (n + n_chunks - 1) // n_chunks
+    flat = spins.reshape(-1)
+    for _ in prange(n_threads):
+        words = np.empty(CHUNK // 2, np.uint64)
+        while True:
+            g = atomic_add(sync, 0, 1)
+            if g >= n_work:
+                break
+            phase = g // n_chunks
+            c = g - phase * n_chunks
+            while atomic_load(sync, 8) < phase * n_chunks:  # phase - 1 not finished yet
+                cpu_relax()
+            j = phase // per_sample
+            p = phase - j * per_sample
+            if p < 2 * sweeps_per_sample:
+                q = p & 1
+                sweep = uint64(start + j * sweeps_per_sample + p // 2)
+                lo = stride + c * class_size
+                hi = min(lo + class_size, stride + total)
+                if lo < hi:
+                    base = (uint64(2) * sweep + uint64(q)) * half
+                    _class_chunk(spins, coef, q, lo, hi, stride, key, base, words)
+            else:
+                lo = c * record_size
+                hi = min(lo + record_size, n)
+                if lo < hi:
+                    _record(flat, cells, lo, hi, out[j])
+            atomic_add(sync, 8, 1)

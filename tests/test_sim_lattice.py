@@ -1,0 +1,171 @@
+"""The vectorised lattice kernel: layout, arithmetic, threads and distribution.
+
+Each check has an independent answer: local fields from the sparse coupling matrix,
+``numpy.exp2``, the serial kernel for the threaded one, exact enumeration for a
+small odd-shaped grid with a stuck cell, and, on a 16x16 grid too big to
+enumerate, each update's exact conditional probability computed in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+from scipy import stats
+
+from labstack.sim import ising, lattice_kernels
+from labstack.sim.dynamics import CellEnsemble, CouplingGraph
+from labstack.sim.lattice import Lattice
+from labstack.sim.truth import _coupler_pairs
+
+T_EFF = 0.035
+ALPHA = 1e-3
+
+
+def grid_graph(rows: int, cols: int, n: int | None = None, seed: int = 1):
+    """Couplings on a rows x cols grid (chain if rows == 1), cut to ``n`` cells."""
+    n = rows * cols if n is None else n
+    pairs = _coupler_pairs(rows * cols, "grid", (rows, cols)) if rows > 1 else _coupler_pairs(
+        n, "chain", None)
+    pairs = np.array([p for p in pairs if max(p) < n])
+    rng = np.random.default_rng(seed)
+    h, j = rng.normal(0.0, 0.02, n), rng.normal(0.01, 0.02, len(pairs))
+    return pairs, h, j, CouplingGraph.build(n, pairs, j)
+
+
+@pytest.mark.parametrize(("rows", "cols", "n"), [(1, 11, 11), (3, 5, 15), (4, 4, 16),
+                                                 (5, 6, 29), (7, 3, 20)])
+def test_layout_reproduces_every_local_field(rows: int, cols: int, n: int) -> None:
+    """y = c0 + sum c_k s_k at each cell's slot equals -2 log2(e) (h + J s) / T."""
+    _, h, _, graph = grid_graph(rows, cols, n)
+    lat = graph.lattice()
+    assert lat is not None and (lat.rows, lat.cols) == (rows, cols)
+    rng = np.random.default_rng(2)
+    spins = rng.choice(np.array([-1, 1], np.int8), n)
+    layout = lat.spins_in(spins).astype(float)
+    coef = lat.coefficients(h, T_EFF, np.zeros(n, np.int8)).astype(float)
+    s = lat.stride
+    m = np.arange(s, lat.length - s - 1)
+    y = np.zeros((2, lat.length))
+    for q in range(2):
+        o = layout[1 - q]
+        y[q, m] = (coef[q, 0, m] + coef[q, 1, m] * o[m - s] + coef[q, 2, m] * o[m + s]
+                   + coef[q, 3, m] * o[m - 1] + coef[q, 4, m] * o[m] + coef[q, 5, m] * o[m + 1])
+    expected = -2.0 / np.log(2.0) * graph.local_fields(h, spins.astype(float)) / T_EFF
+    assert np.allclose(y.reshape(-1)[lat.cells], expected, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(lat.spins_out(lat.spins_in(spins)), spins)
+
+
+def test_only_chains_and_grids_are_taken_for_lattices() -> None:
+    def detect(n: int, pairs: list[tuple[int, int]]) -> Lattice | None:
+        return CouplingGraph.build(n, np.array(pairs), np.ones(len(pairs))).lattice()
+
+    assert detect(6, [(0, 1), (1, 2), (3, 4)]).cols == 6  # a broken chain is still a chain
+    assert detect(6, [(0, 3), (1, 4), (2, 5), (0, 1)]).cols == 3
+    assert detect(6, [(0, 2), (0, 3)]) is None  # two different long steps
+    assert detect(6, [(2, 3), (0, 3)]) is None  # (2, 3) wraps from row 0 to row 1
+    triangle = CouplingGraph.build(3, np.array([(0, 1), (1, 2), (0, 2)]), np.ones(3))
+    assert triangle.lattice() is None
+
+
+def test_exp2_is_accurate_to_float32() -> None:
+    @njit
+    def many(y):
+        out = np.empty_like(y)
+        for i in range(y.size):
+            out[i] = lattice_kernels.exp2(y[i])
+        return out
+
+    y = np.linspace(-125.0, 125.0, 200_001).astype(np.float32)
+    rel = np.abs(many(y) / np.exp2(y.astype(float)) - 1.0)
+    assert rel.max() < 3e-7, rel.max()
+    assert many(np.array([-1e30, 1e30], np.float32)).tolist() == [2.0**-126, 2.0**126]
+
+
+def test_threads_and_chunking_do_not_change_a_bit() -> None:
+    rows, cols = 37, 41  # odd sizes: padding slots and a ragged last random word
+    _, h, _, graph = grid_graph(rows, cols, seed=3)
+    lat = graph.lattice()
+    stuck = np.zeros(lat.n, np.int8)
+    stuck[[5, 400, 1200]] = [1, -1, 1]
+    start = np.where(np.random.default_rng(4).random(lat.n) < 0.5, 1, -1).astype(np.int8)
+    start[stuck != 0] = stuck[stuck != 0]
+    key = np.uint64(987654321)
+
+    def run(threads: int | None, n_chunks: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        spins, out = start.copy(), np.empty((7, lat.n), np.int8)
+        if n_chunks:  # the threaded kernel with a given cut, run by however many threads
+            layout, coef = lat.spins_in(spins), lat.coefficients(h, T_EFF, stuck)
+            lattice_kernels.heat_bath_threaded(
+                layout, coef, lat.stride, lat.rows, lat.cells, 7, 3, key, 0, out,
+                threads, n_chunks, np.zeros(16, np.int64))
+            return lat.spins_out(layout), out
+        lat.heat_bath(spins, h, T_EFF, stuck, 7, 3, key, out, threads=threads)
+        return spins, out
+
+    serial = run(1)
+    for other in (run(2), run(1, n_chunks=5), run(2, n_chunks=13)):
+        assert np.array_equal(serial[0], other[0]) and np.array_equal(serial[1], other[1])
+    assert np.array_equal(serial[1][-1], serial[0])
+    assert np.all(serial[1][:, stuck != 0] == stuck[stuck != 0])
+    assert 0.2 < (serial[0] > 0).mean() < 0.8
+
+
+def test_odd_grid_with_a_stuck_cell_matches_exact_enumeration() -> None:
+    rows, cols, n = 3, 4, 11
+    pairs, h, j, graph = grid_graph(rows, cols, n, seed=5)
+    stuck = np.zeros(n, np.int8)
+    stuck[6] = -1
+    cells = CellEnsemble(np.full(n, 1e9), np.full(n, 0.25), stuck, np.random.default_rng(5))
+    samples = cells.gibbs(40_000, h, T_EFF, graph, sweeps_per_sample=3)
+    assert np.all(samples[:, 6] == -1)
+    p = ising.boltzmann(h, pairs, j, T_EFF)
+    p = np.where(ising.all_states(n)[:, 6] < 0, p, 0.0)
+    p /= p.sum()
+    counts = np.bincount(ising.state_index(samples), minlength=len(p)).astype(float)
+    keep = p * len(samples) >= 10
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(p[keep], p[~keep].sum()) * len(samples)
+    assert stats.chisquare(obs, exp).pvalue > ALPHA
+    colder = ising.boltzmann(h, pairs, j, 0.8 * T_EFF)  # power: a wrong law is rejected
+    colder = np.where(ising.all_states(n)[:, 6] < 0, colder, 0.0)
+    colder /= colder.sum()
+    exp_cold = np.append(colder[keep], colder[~keep].sum()) * len(samples)
+    assert stats.chisquare(obs, exp_cold).pvalue < 1e-6
+
+
+def test_every_update_follows_the_heat_bath_law() -> None:
+    """16x16 grid: each cell's new state against its exact conditional probability.
+
+    Consecutive samples one sweep apart fix what every update saw: class 0 (updated
+    first) the previous sample's class 1, class 1 the new sample's class 0. So each
+    of the 5e6 updates has a known ``P(up) = sigmoid(2 h_loc / T)`` (float64, from
+    the sparse matrix), and the ups, binned by that probability, must match its sum.
+    A 1 % error in the temperature must fail the same test.
+    """
+    side, n_samples = 16, 20_000
+    _, h, _, graph = grid_graph(side, side, seed=6)
+    n = side * side
+    cells = CellEnsemble(np.full(n, 1e9), np.full(n, 0.25), np.zeros(n, np.int8),
+                         np.random.default_rng(6))
+    x = cells.gibbs(n_samples, h, T_EFF, graph, sweeps_per_sample=1).astype(float)
+    first = (np.arange(n) // side + np.arange(n) % side) % 2 == 0
+    # a class-1 cell is seen by class 0 before it moves, a class-0 cell by class 1 after
+    seen = np.where(first, x[1:], x[:-1])
+    h_loc = h + seen @ graph.matrix.T.toarray()
+    up = (x[1:] > 0).ravel()
+
+    def bin_z(t_eff: float) -> np.ndarray:
+        p = (1.0 / (1.0 + np.exp(-2.0 * h_loc / t_eff))).ravel()
+        bins = np.minimum((p * 20).astype(int), 19)
+        ups = np.bincount(bins, weights=up, minlength=20)
+        mean = np.bincount(bins, weights=p, minlength=20)
+        var = np.bincount(bins, weights=p * (1 - p), minlength=20)
+        keep = var > 25
+        return (ups[keep] - mean[keep]) / np.sqrt(var[keep])
+
+    z = bin_z(T_EFF)
+    assert len(z) >= 15 and np.max(np.abs(z)) < 4.5, z
+    assert stats.chi2.sf(np.sum(z**2), len(z)) > ALPHA
+    z_off = bin_z(1.01 * T_EFF)
+    assert stats.chi2.sf(np.sum(z_off**2), len(z_off)) < 1e-6
