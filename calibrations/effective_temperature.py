@@ -39,6 +39,7 @@ from labstack.calibrations._common import (
     sample_cells,
     two_colouring,
 )
+from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -243,23 +244,36 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
 
 # --------------------------------------------------------------------- check
 def check(result: Result, params: Parameters, state: CalibrationState) -> Verdict:
-    """Base-temperature widths against ``T_eff(T_chip) / (2 alpha)`` from the state."""
+    """Base-temperature widths against ``T_eff(T_chip) / (2 alpha)`` from the state.
+
+    The prediction carries the state's own uncertainty (alpha's and T_x's), and the
+    significance threshold is family-wise over the cells checked, so a chip that did
+    not change passes 99 % of the time however many cells it has.
+    """
     if "noise.t_excess_K" not in state:
         return Verdict(Spec.BAD_DATA, "no calibrated T_x")
-    t_x = float(state.value("noise.t_excess_K"))
+    t_x_entry = state.get("noise.t_excess_K")
+    t_x = float(t_x_entry.value)
     n = float(state.value("noise.t_eff_exponent", params.t_eff_exponent))
-    verdicts = []
+    t_now = float(t_eff(result.t_chip[0], t_x, n))
+    # d T_eff / d T_x = (T_x / T_eff)^(n - 1)
+    t_now_err = (t_x / t_now) ** (n - 1) * float(t_x_entry.stderr or 0.0)
+    rows = []
     for i in range(result.widths.shape[1]):
         key = f"cells.{i}.alpha_K_per_V"
         if key not in state or not state.get(key).valid or not np.isfinite(result.widths[0, i]):
             continue
-        predicted = float(t_eff(result.t_chip[0], t_x, n)) / (2 * float(state.value(key)))
-        verdicts.append(
-            Tolerance(params.tolerance_rel * predicted).judge(
-                f"cell {i} width", result.widths[0, i], result.width_err[0, i], predicted, 0.0
-            )
+        alpha = state.get(key)
+        predicted = t_now / (2 * float(alpha.value))
+        rel_err = math.hypot(float(alpha.stderr or 0.0) / float(alpha.value), t_now_err / t_now)
+        rows.append((i, result.widths[0, i], result.width_err[0, i], predicted, predicted * rel_err))
+    n_sigma = family_n_sigma(len(rows))
+    return combine(
+        Tolerance(params.tolerance_rel * predicted, n_sigma).judge(
+            f"cell {i} width", width, err, predicted, predicted_err
         )
-    return combine(verdicts)
+        for i, width, err, predicted, predicted_err in rows
+    )
 
 
 # -------------------------------------------------------------------- update

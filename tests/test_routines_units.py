@@ -132,3 +132,38 @@ def test_family_threshold_keeps_false_alarms_rare():
     alarms = np.mean(np.any(np.abs(z) > family_n_sigma(240), axis=1))
     assert alarms < 0.02
     assert np.mean(np.any(np.abs(z) > 3.0, axis=1)) > 0.4  # what a plain 3 sigma would do
+
+
+def test_effective_temperature_check_passes_noise_and_catches_a_warmer_chip(tmp_path):
+    """The cheap check: widths drawn around the state's prediction (with the state's
+    own uncertainty) pass 99 % of the time; a chip 15 % warmer fails."""
+    from labstack.calibrations import effective_temperature as et
+
+    from labstack.calibrate import Spec
+    from labstack.fit import FitResult
+
+    n, t_chip, t_x = 14, 0.010, 0.030
+    rng = np.random.default_rng(9)
+    alpha = rng.uniform(0.25, 0.35, n)
+    alpha_err = 0.02 * alpha  # the state's alphas are known to 2 %
+    change = StateChange()
+    change.set("noise.t_excess_K", t_x, 0.0005, "K")
+    change.set("noise.t_eff_exponent", 2.0, 0.0, "")
+    for i in range(n):
+        change.set(f"cells.{i}.alpha_K_per_V", alpha[i], alpha_err[i], "K/V")
+    state = CalibrationState.load(tmp_path / "state")
+    state.apply(change, clock=VirtualClock(), node="test")
+    t_eff = float(np.hypot(t_chip, t_x))
+
+    def verdict(t_true: float, trial: int) -> Spec:
+        r = np.random.default_rng(trial)
+        true_alpha = alpha * (1 + 0.02 * r.normal(size=n))  # truth within the state's errors
+        err = 0.04 * t_true / (2 * true_alpha)  # a 200-sample check: 4 % per width
+        widths = t_true / (2 * true_alpha) + err * r.normal(size=n)
+        result = et.Result(widths[None], err[None], np.array([t_chip]), FitResult.failed("t_eff", "check"))
+        return et.check(result, et.Parameters(), state).spec
+
+    alarms = np.mean([verdict(t_eff, k) is not Spec.IN_SPEC for k in range(300)])
+    assert alarms < 0.03, alarms
+    warm = [verdict(1.15 * t_eff, k) for k in range(20)]
+    assert sum(v is Spec.OUT_OF_SPEC for v in warm) >= 19, [v.value for v in warm]

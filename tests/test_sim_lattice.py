@@ -43,7 +43,10 @@ def test_layout_reproduces_every_local_field(rows: int, cols: int, n: int) -> No
     rng = np.random.default_rng(2)
     spins = rng.choice(np.array([-1, 1], np.int8), n)
     layout = lat.spins_in(spins).astype(float)
-    coef = lat.coefficients(h, T_EFF, np.zeros(n, np.int8)).astype(float)
+    r0dt = rng.uniform(0.01, 0.1, n)
+    coef = lat.coefficients(h, T_EFF, np.zeros(n, np.int8), r0dt).astype(float)
+    assert np.allclose(coef[:, 6].reshape(-1)[lat.cells], r0dt, rtol=1e-7)
+    assert np.count_nonzero(coef[:, 6]) == n
     s = lat.stride
     m = np.arange(s, lat.length - s - 1)
     y = np.zeros((2, lat.length))
@@ -82,7 +85,32 @@ def test_exp2_is_accurate_to_float32() -> None:
     assert many(np.array([-1e30, 1e30], np.float32)).tolist() == [2.0**-126, 2.0**126]
 
 
-def test_threads_and_chunking_do_not_change_a_bit() -> None:
+def test_decisions_resolve_rare_outcomes_to_32_bits() -> None:
+    """The rarer outcome takes the lowest P 2**32 random words, whether P is near 0 or 1."""
+    @njit
+    def happens(b, odds_for, odds_against):
+        return lattice_kernels._happens(np.uint32(b), np.float32(odds_for), np.float32(odds_against))
+
+    def boundary(odds_for: float, odds_against: float) -> int:
+        """The first word for which the answer differs from the answer at word 0."""
+        lo, hi, first = 0, 2**32 - 1, happens(0, odds_for, odds_against)
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if happens(mid, odds_for, odds_against) == first else (lo, mid)
+        return hi
+
+    for p in (3e-10, 1e-9, 7.7e-8, 1e-5, 0.3):
+        assert happens(0, p, 1 - p) and not happens(2**32 - 1, p, 1 - p)
+        assert abs(boundary(p, 1 - p) - p * 2**32) <= 1 + 4e-7 * p * 2**32
+        q = 1 - p  # the complement: the rarer outcome, "does not happen", gets the low words
+        assert not happens(0, q, p) and happens(2**32 - 1, q, p)
+        assert abs(boundary(q, p) - p * 2**32) <= 1 + 4e-7 * p * 2**32
+    assert not happens(0, 1.0, 2.0**126) and happens(0, 1.0, 2.0**-126)  # stuck down / up
+    assert not happens(0, 0.0, 1.0)  # zero odds: never, even for word 0
+
+
+@pytest.mark.parametrize("kinetic", [False, True])
+def test_threads_and_chunking_do_not_change_a_bit(kinetic: bool) -> None:
     rows, cols = 37, 41  # odd sizes: padding slots and a ragged last random word
     _, h, _, graph = grid_graph(rows, cols, seed=3)
     lat = graph.lattice()
@@ -91,16 +119,17 @@ def test_threads_and_chunking_do_not_change_a_bit() -> None:
     start = np.where(np.random.default_rng(4).random(lat.n) < 0.5, 1, -1).astype(np.int8)
     start[stuck != 0] = stuck[stuck != 0]
     key = np.uint64(987654321)
+    r0dt = np.random.default_rng(5).uniform(0.02, 0.2, lat.n) if kinetic else None
 
     def run(threads: int | None, n_chunks: int = 0) -> tuple[np.ndarray, np.ndarray]:
         spins, out = start.copy(), np.empty((7, lat.n), np.int8)
         if n_chunks:  # the threaded kernel with a given cut, run by however many threads
-            layout, coef = lat.spins_in(spins), lat.coefficients(h, T_EFF, stuck)
-            lattice_kernels.heat_bath_threaded(
-                layout, coef, lat.stride, lat.rows, lat.cells, 7, 3, key, 0, out,
+            layout, coef = lat.spins_in(spins), lat.coefficients(h, T_EFF, stuck, r0dt)
+            lattice_kernels.sweeps_threaded(
+                layout, coef, lat.stride, lat.rows, lat.cells, 7, 3, key, 0, out, kinetic,
                 threads, n_chunks, np.zeros(16, np.int64))
             return lat.spins_out(layout), out
-        lat.heat_bath(spins, h, T_EFF, stuck, 7, 3, key, out, threads=threads)
+        lat.sweeps(spins, h, T_EFF, stuck, 7, 3, key, out, threads=threads, r0dt=r0dt)
         return spins, out
 
     serial = run(1)
@@ -134,29 +163,43 @@ def test_odd_grid_with_a_stuck_cell_matches_exact_enumeration() -> None:
     assert stats.chisquare(obs, exp_cold).pvalue < 1e-6
 
 
-def test_every_update_follows_the_heat_bath_law() -> None:
+@pytest.mark.parametrize("r0dt", [None, 0.3])
+def test_every_update_follows_its_exact_law(r0dt: float | None) -> None:
     """16x16 grid: each cell's new state against its exact conditional probability.
 
     Consecutive samples one sweep apart fix what every update saw: class 0 (updated
     first) the previous sample's class 1, class 1 the new sample's class 0. So each
-    of the 5e6 updates has a known ``P(up) = sigmoid(2 h_loc / T)`` (float64, from
-    the sparse matrix), and the ups, binned by that probability, must match its sum.
-    A 1 % error in the temperature must fail the same test.
+    of the 5e6 updates has a known probability of ending up (float64, from the
+    sparse matrix): ``sigmoid(2 h_loc / T)`` for the heat bath, and for a kinetic
+    step ``p + (s - p) exp(-r0 dt 2 cosh(h_loc / T))``. Binned by that probability,
+    the ups must match its sum; a temperature 1 % off (3 % for steps) or rates 5 %
+    off must fail.
     """
     side, n_samples = 16, 20_000
     _, h, _, graph = grid_graph(side, side, seed=6)
     n = side * side
     cells = CellEnsemble(np.full(n, 1e9), np.full(n, 0.25), np.zeros(n, np.int8),
                          np.random.default_rng(6))
-    x = cells.gibbs(n_samples, h, T_EFF, graph, sweeps_per_sample=1).astype(float)
+    x = np.empty((n_samples, n))
+    x[0] = cells.spins
+    key = np.uint64(44)
+    lat = graph.lattice()
+    rates = None if r0dt is None else np.full(n, r0dt) * np.random.default_rng(7).uniform(0.2, 1, n)
+    out = np.empty((n_samples - 1, n), np.int8)
+    lat.sweeps(cells.spins, h, T_EFF, cells.stuck, n_samples - 1, 1, key, out, r0dt=rates)
+    x[1:] = out
     first = (np.arange(n) // side + np.arange(n) % side) % 2 == 0
     # a class-1 cell is seen by class 0 before it moves, a class-0 cell by class 1 after
     seen = np.where(first, x[1:], x[:-1])
     h_loc = h + seen @ graph.matrix.T.toarray()
     up = (x[1:] > 0).ravel()
 
-    def bin_z(t_eff: float) -> np.ndarray:
-        p = (1.0 / (1.0 + np.exp(-2.0 * h_loc / t_eff))).ravel()
+    def bin_z(t_eff: float, rate_factor: float = 1.0) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-2.0 * h_loc / t_eff))
+        if rates is not None:
+            stay = np.exp(-rate_factor * rates * 2.0 * np.cosh(h_loc / t_eff))
+            p = p + ((x[:-1] > 0) - p) * stay
+        p = p.ravel()
         bins = np.minimum((p * 20).astype(int), 19)
         ups = np.bincount(bins, weights=up, minlength=20)
         mean = np.bincount(bins, weights=p, minlength=20)
@@ -167,5 +210,6 @@ def test_every_update_follows_the_heat_bath_law() -> None:
     z = bin_z(T_EFF)
     assert len(z) >= 15 and np.max(np.abs(z)) < 4.5, z
     assert stats.chi2.sf(np.sum(z**2), len(z)) > ALPHA
-    z_off = bin_z(1.01 * T_EFF)
-    assert stats.chi2.sf(np.sum(z_off**2), len(z_off)) < 1e-6
+    wrong = [bin_z(1.01 * T_EFF)] if rates is None else [bin_z(1.03 * T_EFF), bin_z(T_EFF, 1.05)]
+    for z_off in wrong:
+        assert stats.chi2.sf(np.sum(z_off**2), len(z_off)) < 1e-6

@@ -1,12 +1,12 @@
-"""Chains and grids recognised from their couplings, and their fast heat-bath sweeps.
+"""Chains and grids recognised from their couplings, and their fast sweeps.
 
 The virtual chips are chains and 2-D grids with cells numbered row by row. When a
 coupling graph fits such a grid (every coupled pair is ``(i, i + 1)`` in one row or
-``(i, i + C)``), its heat-bath sweeps run on :mod:`labstack.sim.lattice_kernels`,
-which addresses neighbours at constant offsets instead of through a table and so
-vectorises: about 1.5 ns per cell update on one core, against 7-15 ns for the
-tabulated kernel of :mod:`labstack.sim.kernels`, which stays for finite-step
-(kinetic) updates and for other graphs.
+``(i, i + C)``), its sweeps (heat-bath and kinetic steps) run on
+:mod:`labstack.sim.lattice_kernels`, which addresses neighbours at constant offsets
+instead of through a table and so vectorises: about 1.5 ns per heat-bath update on
+one core, against 7-15 ns for the tabulated kernel of :mod:`labstack.sim.kernels`,
+which stays for other graphs.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ class Lattice:
     """A ``rows x cols`` grid layout of ``n`` cells (``n <= rows * cols``) and its couplings.
 
     ``cells[i]`` is cell ``i``'s index in the flattened ``(2, length)`` spin array;
-    ``coef_index[i]`` the flat indices of its constant and of its up, down, left and
-    right couplings in the ``(2, 6, length)`` coefficient array; ``j_dir[i]`` the
+    ``coef_index[i]`` the flat indices of its constant, its up, down, left and right
+    couplings and its ``r0 dt`` in the ``(2, 7, length)`` coefficient array; ``j_dir[i]`` the
     couplings (kelvin) to those four neighbours, 0 where there is none.
     """
 
@@ -77,7 +77,7 @@ class Lattice:
         slot = (r + 1) * stride + c // 2 + 1
         parity = c & 1  # horizontal neighbours at slots m - 1 + parity and m + parity
         coef_slot = np.stack([np.zeros(n, np.int64), np.full(n, 1), np.full(n, 2),
-                              3 + parity, 4 + parity], axis=1)
+                              3 + parity, 4 + parity, np.full(n, 6)], axis=1)
         coef_index = ((q[:, None] * lattice_kernels.N_COEF + coef_slot) * length + slot[:, None])
         j_dir = np.zeros((n, 4))
         vertical = ~horizontal
@@ -87,11 +87,14 @@ class Lattice:
         np.add.at(j_dir, (b[vertical], UP), j[vertical])
         return cls(n, rows, cols, stride, q * length + slot, coef_index, j_dir)
 
-    def coefficients(self, h: np.ndarray, t_eff: float, stuck: np.ndarray) -> np.ndarray:
-        """``(2, 6, length)`` float32: ``y = c0 + sum c_k s_k = -2 log2(e) h_loc / T_eff`` per slot.
+    def coefficients(
+        self, h: np.ndarray, t_eff: float, stuck: np.ndarray, r0dt: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(2, 7, length)`` float32: ``y = c0 + sum c_k s_k = -2 log2(e) h_loc / T_eff`` per slot.
 
-        With spins ``s`` in {0, 1}, ``h_loc = h + sum_k J_k (2 s_k - 1)``. Stuck cells
-        (``stuck`` = +-1) get ``c0 = -+1e30`` and no couplings.
+        With spins ``s`` in {0, 1}, ``h_loc = h + sum_k J_k (2 s_k - 1)``; the last
+        row is ``r0 dt`` for kinetic steps (zero for the heat bath). Stuck cells
+        (``stuck`` = +-1) get ``c0 = -+1e30``, no couplings and ``r0 dt = 0``.
         """
         scale = -2.0 * _LOG2E / t_eff
         c0 = scale * (np.asarray(h, dtype=float) - self.j_dir.sum(axis=1))
@@ -102,7 +105,9 @@ class Lattice:
             c_dir = np.where(frozen[:, None], 0.0, c_dir)
         coef = np.zeros(2 * lattice_kernels.N_COEF * self.length, dtype=np.float32)
         coef[self.coef_index[:, 0]] = c0
-        coef[self.coef_index[:, 1:]] = c_dir
+        coef[self.coef_index[:, 1:5]] = c_dir
+        if r0dt is not None:
+            coef[self.coef_index[:, 5]] = np.where(frozen, 0.0, r0dt)
         return coef.reshape(2, lattice_kernels.N_COEF, self.length)
 
     def spins_in(self, spins: np.ndarray) -> np.ndarray:
@@ -115,7 +120,7 @@ class Lattice:
         """+-1 int8 cell spins from the layout."""
         return (2 * layout.reshape(-1)[self.cells] - 1).astype(np.int8)
 
-    def heat_bath(
+    def sweeps(
         self,
         spins: np.ndarray,
         h: np.ndarray,
@@ -126,20 +131,22 @@ class Lattice:
         key: np.uint64,
         out: np.ndarray | None,
         threads: int = 1,
+        r0dt: np.ndarray | None = None,
     ) -> None:
         """Run the sweeps, updating ``spins`` (+-1 int8, cell order) and filling ``out``.
 
+        Heat-bath sweeps, or kinetic steps when ``r0dt`` (``r0 dt`` per cell) is given.
         ``threads > 1`` shares the work between that many threads; the bits do not change.
         """
         layout = self.spins_in(spins)
-        coef = self.coefficients(h, t_eff, stuck)
+        coef = self.coefficients(h, t_eff, stuck, r0dt)
         record = out if out is not None else np.empty((0, self.n), dtype=np.int8)
         args = (layout, coef, self.stride, self.rows, self.cells, n_samples, sweeps_per_sample,
-                np.uint64(key), 0, record)
+                np.uint64(key), 0, record, r0dt is not None)
         threads = min(int(threads), numba.get_num_threads())
         if threads > 1:
             n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
-            lattice_kernels.heat_bath_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+            lattice_kernels.sweeps_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
         else:
-            lattice_kernels.heat_bath(*args)
+            lattice_kernels.sweeps(*args)
         spins[:] = self.spins_out(layout)

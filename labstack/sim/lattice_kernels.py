@@ -1,4 +1,4 @@
-"""Heat-bath sweeps of a checkerboard lattice (chains and grids), vectorised and threaded.
+"""Sweeps of a checkerboard lattice (chains and grids), vectorised and threaded.
 
 Layout (built by :class:`labstack.sim.lattice.Lattice`): each colour class of an
 ``R x C`` grid is one flat float32 array of ``R + 2`` rows of ``S = ceil(C/2) + 2``
@@ -6,21 +6,23 @@ slots (a halo all round); spins are 0.0 / 1.0. The cell at row ``r``, column ``c
 (class ``q = (r + c) & 1``) sits at slot ``m = (r + 1) S + c // 2 + 1``. Its four
 neighbours, all of the other class, sit at ``m - S``, ``m + S`` and, as ``c`` is
 even or odd, at ``m - 1, m`` or ``m, m + 1``. That parity is folded into the
-coefficients: every slot has six (its constant, and one for each of the other
-class's slots ``m - S, m + S, m - 1, m, m + 1``, one of the last three being zero),
+coefficients: every slot has its constant and one weight for each of the other
+class's slots ``m - S, m + S, m - 1, m, m + 1`` (one of the last three is zero),
 so a class update is a single loop over contiguous memory at constant offsets,
 which LLVM turns into 8-lane AVX2 code. Halo and padding slots have all-zero
 coefficients: they are updated (at random) but nothing reads them with a weight.
 
 Update: ``y = c0 + sum_k c_k s_k`` equals ``-2 log2(e) h_loc / T_eff``, so the
-heat-bath probability is ``P(up) = 1 / (1 + 2**y)``. With ``b`` the top 23 bits of
-a random 32-bit word, the cell goes up iff ``(b + 1/2)(1 + 2**y) < 2**23``: that
-is ``P(up)`` rounded to the nearest multiple of ``2**-23`` (1.2e-7), and it needs
-no division. ``2**y`` is Cephes' ``exp2f`` polynomial (relative error < 2e-7)
-times ``2**n`` built from its exponent bits; ``y`` is clipped to +-126, which only
-changes probabilities below 1e-37. Stuck cells have ``c0 = -+1e30`` and no
-couplings, so they keep their state (exactly: ``(b + 1/2) < 2**23`` always holds).
-Arithmetic is float32 with fused multiply-adds; the same machine gives the same
+heat-bath probability is ``P(up) = 1 / (1 + 2**y)``; a kinetic step over ``dt``
+flips a cell with the exact two-state probability (see :func:`_update`), as the
+tabulated kernel does. A decision compares a random 32-bit word with the rarer
+outcome's odds (:func:`_happens`): probabilities near 0 and near 1 both keep a
+resolution of 2**-32, those near 1/2 about 2**-24, with no division. ``2**y`` is
+Cephes' ``exp2f`` polynomial (relative error < 2e-7) times ``2**n`` built from its
+exponent bits; ``y`` is clipped to +-126, which only changes probabilities below
+1e-37. Stuck cells have ``c0 = -+1e30``, no couplings and ``r0 dt = 0``, so they
+keep their state exactly. Arithmetic is float32 with fused multiply-adds: a
+probability is good to a few 1e-7 of itself; the same machine gives the same
 bits, and so do the serial and the threaded kernel (tested).
 
 Random words: SplitMix64, as in :mod:`labstack.sim.kernels`. Class ``q`` at sweep
@@ -48,16 +50,17 @@ from labstack.sim.kernels import _GOLDEN, _M1, _M2, _ONE
 CHUNK = 1024
 """Slots per block of random words: the block (4 kB) stays in L1 between its fill and its use."""
 
-N_COEF = 6
+N_COEF = 7
+"""Per slot: the constant, five neighbour weights, and ``r0 dt`` for kinetic steps."""
 _FM = {"contract"}  # fused multiply-add only: no reassociation, so the bits stay defined
 _F = np.float32
 _YMIN, _YMAX, _HALF, _ONE_F, _ZERO_F = _F(-126.0), _F(126.0), _F(0.5), _F(1.0), _F(0.0)
-_TWO23 = _F(2.0**23)
+_TWO_M32 = _F(2.0**-32)
+_LOG2E_F = _F(1.0 / np.log(2.0))
 # Cephes exp2f: 2**f ~ 1 + P0 f + P1 f^2 + ... + P5 f^6 on |f| <= 1/2 (Estrin's scheme below)
 _P0, _P1, _P2 = _F(6.931472028550421e-1), _F(2.402264791363012e-1), _F(5.550332471162809e-2)
 _P3, _P4, _P5 = _F(9.618437357674640e-3), _F(1.339887440266574e-3), _F(1.535336188319500e-4)
 _S30, _S27, _S31 = uint64(30), uint64(27), uint64(31)
-_B23 = np.uint32(9)
 _I127, _I23 = np.int32(127), np.int32(23)
 
 
@@ -83,28 +86,77 @@ def _fill_words(words, count, key, counter):
 
 
 @njit(inline="always", fastmath=_FM)
-def _update(own, other, coef, words32, lo, hi, stride):
-    """Heat-bath update of slots ``lo:hi`` of one class, given the other class's spins."""
+def _happens(b, odds_for, odds_against):
+    """Whether an event of probability ``odds_for / (odds_for + odds_against)`` happens.
+
+    ``b`` is a random 32-bit word. The rarer of the two outcomes is the one tested,
+    ``u (for + against) < rarer`` with ``u = (b + 1/2) 2**-32``, so a probability
+    near 0 or near 1 keeps 32 bits of resolution (2.3e-10) at either end.
+    """
+    u = (_F(b) + _HALF) * _TWO_M32
+    rarer = min(odds_for, odds_against)
+    hit = u * (odds_for + odds_against) < rarer
+    return hit != (odds_for > odds_against)
+
+
+@njit(inline="always", fastmath=_FM)
+def _field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k):
+    """``y = -2 log2(e) h_loc / T_eff`` of slot ``k`` (a sum of products, as a tree)."""
+    return (c0[k] + cu[k] * su[k] + cd[k] * sd[k]) + ((cl[k] * sl[k] + cc[k] * sc[k]) + cr[k] * sr[k])
+
+
+@njit(inline="always", fastmath=_FM)
+def _flip_probability(z):
+    """``1 - exp(-z)`` in float32 without cancellation (a Taylor series below z = 1/4)."""
+    series = z * (_ONE_F - z * _F(1 / 2) * (_ONE_F - z * _F(1 / 3) * (_ONE_F - z * _F(1 / 4) * (
+        _ONE_F - z * _F(1 / 5) * (_ONE_F - z * _F(1 / 6))))))
+    return series if z < _F(0.25) else _ONE_F - exp2(-z * _LOG2E_F)
+
+
+@njit(inline="always", fastmath=_FM)
+def _update(own, other, coef, words32, lo, hi, stride, kinetic):
+    """Update slots ``lo:hi`` of one class, given the other class's spins.
+
+    Heat bath: up with ``P = 1 / (1 + x)``, ``x = 2**y``. Kinetic (a step ``dt``):
+    flip with ``F w / (1 + x)``, ``F = 1 - exp(-z)``, ``z = r0 dt (a + 1/a)``,
+    ``a = 2**(y/2)`` (so ``a + 1/a = 2 cosh(h_loc / T)``) and ``w = x`` when up, 1
+    when down; the odds against are ``1 + x e^-z`` or ``x + e^-z``, both free of
+    cancellation. ``coef[6]`` holds ``r0 dt`` per slot.
+    """
     out = own[lo:hi]
     c0, cu, cd = coef[0, lo:hi], coef[1, lo:hi], coef[2, lo:hi]
     cl, cc, cr = coef[3, lo:hi], coef[4, lo:hi], coef[5, lo:hi]
     su, sd = other[lo - stride : hi - stride], other[lo + stride : hi + stride]
     sl, sc, sr = other[lo - 1 : hi - 1], other[lo:hi], other[lo + 1 : hi + 1]
-    for k in range(hi - lo):  # indices from 0: no negative-index checks, so LLVM vectorises
-        y = (c0[k] + cu[k] * su[k] + cd[k] * sd[k]) + ((cl[k] * sl[k] + cc[k] * sc[k]) + cr[k] * sr[k])
-        b = _F(words32[k] >> _B23) + _HALF
-        out[k] = _ONE_F if b * exp2(y) + b < _TWO23 else _ZERO_F
+    if not kinetic:
+        for k in range(hi - lo):  # indices from 0: no negative-index checks, so LLVM vectorises
+            x = exp2(_field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k))
+            out[k] = _ONE_F if _happens(words32[k], _ONE_F, x) else _ZERO_F
+        return
+    r0dt = coef[6, lo:hi]
+    for k in range(hi - lo):
+        half_y = _HALF * _field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k)
+        a = exp2(min(max(half_y, _F(-63.0)), _F(63.0)))
+        x = a * a
+        z = r0dt[k] * (a + _ONE_F / a)
+        flip = _flip_probability(z)
+        stay = _ONE_F - flip if z < _F(0.25) else exp2(-z * _LOG2E_F)
+        is_up = out[k] > _HALF
+        odds_for = flip * x if is_up else flip
+        odds_against = _ONE_F + x * stay if is_up else x + stay
+        flips = _happens(words32[k], odds_for, odds_against)
+        out[k] = _ONE_F if is_up != flips else _ZERO_F
 
 
 @njit(cache=True, fastmath=_FM)
-def _class_chunk(spins, coef, q, lo, hi, stride, key, base, words):
+def _class_chunk(spins, coef, q, lo, hi, stride, key, base, words, kinetic):
     """Update slots ``lo:hi`` (``lo - stride`` even) of class ``q`` with counters from ``base``."""
     words32 = words.view(np.uint32)
     own, other, cq = spins[q], spins[1 - q], coef[q]
     for a in range(lo, hi, CHUNK):
         b = min(a + CHUNK, hi)
         _fill_words(words, (b - a + 1) // 2, key, base + uint64((a - stride) // 2))
-        _update(own, other, cq, words32, a, b, stride)
+        _update(own, other, cq, words32, a, b, stride, kinetic)
 
 
 @njit(inline="always")
@@ -115,7 +167,7 @@ def _record(flat, cells, lo, hi, row):
 
 
 @njit(cache=True, fastmath=_FM)
-def heat_bath(spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out):
+def sweeps(spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out, kinetic):
     """``n_samples`` x ``sweeps_per_sample`` sweeps in place, serially.
 
     ``spins (2, L)`` and ``coef (2, 6, L)`` float32 in the lattice layout; sweep ``k``
@@ -131,17 +183,17 @@ def heat_bath(spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, ke
             sweep = uint64(start + j * sweeps_per_sample + s)
             for q in range(2):
                 base = (uint64(2) * sweep + uint64(q)) * half
-                _class_chunk(spins, coef, q, stride, stride + total, stride, key, base, words)
+                _class_chunk(spins, coef, q, stride, stride + total, stride, key, base, words, kinetic)
         if out.shape[0] > 0:
             _record(flat, cells, 0, cells.shape[0], out[j])
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def heat_bath_threaded(
-    spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out,
+def sweeps_threaded(
+    spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out, kinetic,
     n_threads, n_chunks, sync,
 ):
-    """:func:`heat_bath` shared between ``n_threads`` threads: the same bits.
+    """:func:`sweeps` shared between ``n_threads`` threads: the same bits.
 
     ``sync`` is a zeroed int64 array of 16 (two counters on separate cache lines).
     """
@@ -173,7 +225,7 @@ def heat_bath_threaded(
                 hi = min(lo + class_size, stride + total)
                 if lo < hi:
                     base = (uint64(2) * sweep + uint64(q)) * half
-                    _class_chunk(spins, coef, q, lo, hi, stride, key, base, words)
+                    _class_chunk(spins, coef, q, lo, hi, stride, key, base, words, kinetic)
             else:
                 lo = c * record_size
                 hi = min(lo + record_size, n)
