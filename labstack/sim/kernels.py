@@ -51,13 +51,18 @@ _TWO53 = 9007199254740992.0
 
 
 @njit(inline="always", cache=True)
-def bits53(key: np.uint64, counter: np.uint64) -> np.uint64:
-    """53 random bits at position ``counter`` of the SplitMix64 stream ``key``."""
+def splitmix64(key: np.uint64, counter: np.uint64) -> np.uint64:
+    """The 64-bit word at position ``counter`` of the SplitMix64 stream ``key``."""
     z = key + (counter + _ONE) * _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
-    z = z ^ (z >> _S31)
-    return z >> _S11
+    return z ^ (z >> _S31)
+
+
+@njit(inline="always", cache=True)
+def bits53(key: np.uint64, counter: np.uint64) -> np.uint64:
+    """53 random bits at position ``counter`` of the SplitMix64 stream ``key``."""
+    return splitmix64(key, counter) >> _S11
 
 
 @njit(inline="always", cache=True)

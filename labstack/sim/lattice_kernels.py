@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from labstack.sim.intrinsics import atomic_add, atomic_load, cpu_relax, int32_as_float32
-from labstack.sim.kernels import _GOLDEN, _M1, _M2, _ONE
+from labstack.sim.kernels import splitmix64
 
 CHUNK = 1024
 """Slots per block of random words: the block (4 kB) stays in L1 between its fill and its use."""
@@ -60,7 +60,6 @@ _LOG2E_F = _F(1.0 / np.log(2.0))
 # Cephes exp2f: 2**f ~ 1 + P0 f + P1 f^2 + ... + P5 f^6 on |f| <= 1/2 (Estrin's scheme below)
 _P0, _P1, _P2 = _F(6.931472028550421e-1), _F(2.402264791363012e-1), _F(5.550332471162809e-2)
 _P3, _P4, _P5 = _F(9.618437357674640e-3), _F(1.339887440266574e-3), _F(1.535336188319500e-4)
-_S30, _S27, _S31 = uint64(30), uint64(27), uint64(31)
 _I127, _I23 = np.int32(127), np.int32(23)
 
 
@@ -77,12 +76,9 @@ def exp2(y):
 
 @njit(inline="always")
 def _fill_words(words, count, key, counter):
-    """``words[j] = splitmix64(key, counter + j)`` for ``j < count``."""
+    """``words[j]`` = the SplitMix64 word at ``counter + j`` for ``j < count``."""
     for j in range(count):
-        z = key + (counter + uint64(j) + _ONE) * _GOLDEN
-        z = (z ^ (z >> _S30)) * _M1
-        z = (z ^ (z >> _S27)) * _M2
-        words[j] = z ^ (z >> _S31)
+        words[j] = splitmix64(key, counter + uint64(j))
 
 
 @njit(inline="always", fastmath=_FM)
