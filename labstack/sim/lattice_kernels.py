@@ -15,12 +15,12 @@ coefficients: they are updated (at random) but nothing reads them with a weight.
 Update: ``y = c0 + sum_k c_k s_k`` equals ``-2 log2(e) h_loc / T_eff``, so the
 heat-bath probability is ``P(up) = 1 / (1 + 2**y)``; a kinetic step over ``dt``
 flips a cell with the exact two-state probability (see :func:`_update`), as the
-tabulated kernel does. A decision compares a random 32-bit word with the rarer
-outcome's odds (:func:`_happens`): probabilities near 0 and near 1 both keep a
-resolution of 2**-32, those near 1/2 about 2**-24, with no division. ``2**y`` is
-Cephes' ``exp2f`` polynomial (relative error < 2e-7) times ``2**n`` built from its
-exponent bits; ``y`` is clipped to +-126, which only changes probabilities below
-1e-37. Stuck cells have ``c0 = -+1e30``, no couplings and ``r0 dt = 0``, so they
+tabulated kernel does. A decision compares 31 random bits with the rarer
+outcome's odds (:func:`_happens`, :func:`_heat_bath_up`): probabilities near 0
+and near 1 both keep a resolution of 2**-31, those near 1/2 about 2**-24, with no
+division. ``2**y`` is a degree-5 minimax polynomial (relative error < 2.5e-7 in
+float32) times ``2**n`` built from its exponent bits; ``y`` is clipped to +-126,
+which only changes probabilities below 1e-37. Stuck cells have ``c0 = -+1e30``, no couplings and ``r0 dt = 0``, so they
 keep their state exactly. Arithmetic is float32 with fused multiply-adds: a
 probability is good to a few 1e-7 of itself; the same machine gives the same
 bits, and so do the serial and the threaded kernel (tested).
@@ -55,23 +55,29 @@ N_COEF = 7
 _FM = {"contract"}  # fused multiply-add only: no reassociation, so the bits stay defined
 _F = np.float32
 _YMIN, _YMAX, _HALF, _ONE_F, _ZERO_F = _F(-126.0), _F(126.0), _F(0.5), _F(1.0), _F(0.0)
-_TWO_M32 = _F(2.0**-32)
+_TWO_M31, _TWO_M32 = _F(2.0**-31), _F(2.0**-32)
 _LOG2E_F = _F(1.0 / np.log(2.0))
-# Cephes exp2f: 2**f ~ 1 + P0 f + P1 f^2 + ... + P5 f^6 on |f| <= 1/2 (Estrin's scheme below)
-_P0, _P1, _P2 = _F(6.931472028550421e-1), _F(2.402264791363012e-1), _F(5.550332471162809e-2)
-_P3, _P4, _P5 = _F(9.618437357674640e-3), _F(1.339887440266574e-3), _F(1.535336188319500e-4)
+# 2**f ~ 1 + P0 f + P1 f^2 + ... + P4 f^5 on |f| <= 1/2: a degree-5 minimax fit of the relative
+# error (9e-8 in exact arithmetic, 2.3e-7 in float32 with Estrin's scheme below)
+_P0, _P1, _P2 = _F(0.69314698), _F(0.24022242), _F(0.05550734)
+_P3, _P4 = _F(0.00967151), _F(0.00132647)
 _I127, _I23 = np.int32(127), np.int32(23)
+
+
+@njit(inline="always", fastmath=_FM)
+def _exp2_in_range(y):
+    """``2**y`` for float32 ``y`` in ``[-126, 126]``: ``2**f`` by polynomial, ``2**n`` from bits."""
+    n = np.rint(y)
+    f = y - n
+    f2 = f * f
+    poly = (_P0 * f + _ONE_F) + (_P2 * f + _P1) * f2 + (_P4 * f + _P3) * (f2 * f2)
+    return poly * int32_as_float32(np.int32((np.int32(n) + _I127) << _I23))
 
 
 @njit(inline="always", fastmath=_FM)
 def exp2(y):
     """``2**y`` for float32 ``y``, clipped to ``[2**-126, 2**126]``; vectorises (no libm call)."""
-    y = min(max(y, _YMIN), _YMAX)
-    n = np.floor(y + _HALF)
-    f = y - n
-    f2 = f * f
-    poly = (_P0 * f + _ONE_F) + (_P2 * f + _P1) * f2 + (_P5 * f2 + (_P4 * f + _P3)) * (f2 * f2)
-    return poly * int32_as_float32(np.int32((np.int32(n) + _I127) << _I23))
+    return _exp2_in_range(min(max(y, _YMIN), _YMAX))
 
 
 @njit(inline="always")
@@ -82,17 +88,40 @@ def _fill_words(words, count, key, counter):
 
 
 @njit(inline="always", fastmath=_FM)
+def _uniform(b):
+    """``u = (b31 + 1/2) 2**-31`` from the upper 31 bits ``b31`` of a random 32-bit word ``b``.
+
+    31 bits, not 32, because AVX2 converts only signed integers to floats (an unsigned
+    conversion costs six more instructions per vector).
+    """
+    return _F(np.int32(b >> np.uint32(1))) * _TWO_M31 + _TWO_M32
+
+
+@njit(inline="always", fastmath=_FM)
 def _happens(b, odds_for, odds_against):
     """Whether an event of probability ``odds_for / (odds_for + odds_against)`` happens.
 
     ``b`` is a random 32-bit word. The rarer of the two outcomes is the one tested,
-    ``u (for + against) < rarer`` with ``u = (b + 1/2) 2**-32``, so a probability
-    near 0 or near 1 keeps 32 bits of resolution (2.3e-10) at either end.
+    ``u (for + against) < rarer`` (:func:`_uniform`), so a probability near 0 or near
+    1 keeps 31 bits of resolution (4.7e-10) at either end.
     """
-    u = (_F(b) + _HALF) * _TWO_M32
+    u = _uniform(b)
     rarer = min(odds_for, odds_against)
     hit = u * (odds_for + odds_against) < rarer
     return hit != (odds_for > odds_against)
+
+
+@njit(inline="always", fastmath=_FM)
+def _heat_bath_up(b, y):
+    """Heat-bath decision: up with ``P = 1 / (1 + 2**y)``, from the random 32-bit word ``b``.
+
+    :func:`_happens` for the heat bath, cheaper: with ``t = 2**-|y|`` (<= 1) the rarer
+    outcome (up if ``y > 0``, down if not) has probability ``t / (1 + t)``, and it
+    happens when ``u (1 + t) < t``. One-sided clipping, no division, no ``min``.
+    """
+    t = _exp2_in_range(max(-abs(y), _YMIN))
+    u = _uniform(b)
+    return (u * t + u < t) != (y < _ZERO_F)
 
 
 @njit(inline="always", fastmath=_FM)
@@ -113,7 +142,7 @@ def _flip_probability(z):
 def _update(own, other, coef, words32, lo, hi, stride, kinetic):
     """Update slots ``lo:hi`` of one class, given the other class's spins.
 
-    Heat bath: up with ``P = 1 / (1 + x)``, ``x = 2**y``. Kinetic (a step ``dt``):
+    Heat bath: up with ``P = 1 / (1 + 2**y)`` (:func:`_heat_bath_up`). Kinetic (a step ``dt``):
     flip with ``F w / (1 + x)``, ``F = 1 - exp(-z)``, ``z = r0 dt (a + 1/a)``,
     ``a = 2**(y/2)`` (so ``a + 1/a = 2 cosh(h_loc / T)``) and ``w = x`` when up, 1
     when down; the odds against are ``1 + x e^-z`` or ``x + e^-z``, both free of
@@ -126,8 +155,8 @@ def _update(own, other, coef, words32, lo, hi, stride, kinetic):
     sl, sc, sr = other[lo - 1 : hi - 1], other[lo:hi], other[lo + 1 : hi + 1]
     if not kinetic:
         for k in range(hi - lo):  # indices from 0: no negative-index checks, so LLVM vectorises
-            x = exp2(_field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k))
-            out[k] = _ONE_F if _happens(words32[k], _ONE_F, x) else _ZERO_F
+            y = _field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k)
+            out[k] = _ONE_F if _heat_bath_up(words32[k], y) else _ZERO_F
         return
     r0dt = coef[6, lo:hi]
     for k in range(hi - lo):
@@ -228,3 +257,4 @@ def sweeps_threaded(
                 if lo < hi:
                     _record(flat, cells, lo, hi, out[j])
             atomic_add(sync, 8, 1)
+
