@@ -4,7 +4,7 @@ The virtual chips are chains and 2-D grids with cells numbered row by row. When 
 coupling graph fits such a grid (every coupled pair is ``(i, i + 1)`` in one row or
 ``(i, i + C)``), its sweeps (heat-bath and kinetic steps) run on
 :mod:`labstack.sim.lattice_kernels`, which addresses neighbours at constant offsets
-instead of through a table and so vectorises: about 2 ns per heat-bath update on
+instead of through a table and so vectorises: about 1.6 ns per heat-bath update on
 one core, against 7-15 ns for the tabulated kernel of :mod:`labstack.sim.kernels`,
 which stays for other graphs.
 """
