@@ -237,3 +237,22 @@ def test_every_update_follows_its_exact_law(r0dt: float | None) -> None:
     wrong = [bin_z(1.01 * T_EFF)] if rates is None else [bin_z(1.03 * T_EFF), bin_z(T_EFF, 1.05)]
     for z_off in wrong:
         assert stats.chi2.sf(np.sum(z_off**2), len(z_off)) < 1e-6
+
+
+def test_random_words_are_the_splitmix64_stream() -> None:
+    """The block fill (stepping the state) gives the words of the counter-based stream."""
+    from labstack.sim.kernels import splitmix64
+
+    @njit
+    def both(key, counter, count):
+        words = np.empty(count, np.uint64)
+        lattice_kernels._fill_words(words, count, key, counter)
+        ref = np.empty(count, np.uint64)
+        for j in range(count):
+            ref[j] = splitmix64(key, counter + np.uint64(j))
+        return words, ref
+
+    for key, counter in [(0, 0), (2**64 - 1, 2**64 - 700), (0x1234_5678_9ABC_DEF0, 12345)]:
+        words, ref = both(np.uint64(key), np.uint64(counter), 517)
+        np.testing.assert_array_equal(words, ref)
+    assert len(set(words.tolist())) == 517  # and they are not all the same word

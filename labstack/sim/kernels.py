@@ -37,7 +37,7 @@ from numba import njit, prange, uint64
 TABLE_DEGREE = 4
 """Neighbour slots of the tabulated kernel; graphs of higher degree use the general one."""
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_GOLDEN = GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
@@ -51,12 +51,23 @@ _TWO53 = 9007199254740992.0
 
 
 @njit(inline="always", cache=True)
-def splitmix64(key: np.uint64, counter: np.uint64) -> np.uint64:
-    """The 64-bit word at position ``counter`` of the SplitMix64 stream ``key``."""
-    z = key + (counter + _ONE) * _GOLDEN
+def mix64(z: np.uint64) -> np.uint64:
+    """SplitMix64's output function: the word whose stream state is ``z``."""
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
+
+
+@njit(inline="always", cache=True)
+def splitmix_state(key: np.uint64, counter: np.uint64) -> np.uint64:
+    """The SplitMix64 state behind position ``counter`` of stream ``key`` (steps by the gamma)."""
+    return key + (counter + _ONE) * _GOLDEN
+
+
+@njit(inline="always", cache=True)
+def splitmix64(key: np.uint64, counter: np.uint64) -> np.uint64:
+    """The 64-bit word at position ``counter`` of the SplitMix64 stream ``key``."""
+    return mix64(splitmix_state(key, counter))
 
 
 @njit(inline="always", cache=True)
