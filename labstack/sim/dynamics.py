@@ -38,7 +38,7 @@ keyed by one 64-bit draw of the ensemble's Generator per call, so results are
 reproducible bit for bit and independent of threads. Heat-bath sweeps of chains
 and grids (long waits, the Gibbs sampler) run on :mod:`labstack.sim.lattice_kernels`
 (float32 vectors; probabilities good to a few 1e-7 of themselves, resolved to
-2**-32 near 0 and 1); finite steps and other graphs on :mod:`labstack.sim.kernels`
+2**-31 near 0 and 1); finite steps and other graphs on :mod:`labstack.sim.kernels`
 (53-bit thresholds), 5-10 times slower (see ``CellEnsemble.KINETIC_ON_LATTICE``).
 """
 

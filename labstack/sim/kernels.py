@@ -37,7 +37,7 @@ from numba import njit, prange, uint64
 TABLE_DEGREE = 4
 """Neighbour slots of the tabulated kernel; graphs of higher degree use the general one."""
 
-_GOLDEN = GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
@@ -61,7 +61,7 @@ def mix64(z: np.uint64) -> np.uint64:
 @njit(inline="always", cache=True)
 def splitmix_state(key: np.uint64, counter: np.uint64) -> np.uint64:
     """The SplitMix64 state behind position ``counter`` of stream ``key`` (steps by the gamma)."""
-    return key + (counter + _ONE) * _GOLDEN
+    return key + (counter + _ONE) * GOLDEN_GAMMA
 
 
 @njit(inline="always", cache=True)
