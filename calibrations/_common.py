@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from labstack.calibrations.virtual_bias import coupler_zeros
 
 from labstack.calibrate import Context
 from labstack.measure import Read, Step, run_sequence
@@ -20,9 +21,9 @@ from labstack.station import ChipLayout, find_parameter, layout_of
 def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
     """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it,
     and for a flagged coupler, whose entry has no value)."""
-    for k, name in enumerate(layout.couplers):
-        zero = ctx.state.value(f"couplers.{k}.zero_coupling_V", None)
-        find_parameter(ctx.station, name).set(0.0 if zero is None else zero)
+    zeros = coupler_zeros(ctx.state, len(layout.couplers))
+    for name, zero in zip(layout.couplers, zeros, strict=True):
+        find_parameter(ctx.station, name).set(float(zero))
 
 
 def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: int) -> Read:

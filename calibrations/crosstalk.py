@@ -46,10 +46,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import sample_cells
+from labstack.calibrations._common import idle_couplers, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.spec_helpers import family_n_sigma
-from labstack.calibrations.virtual_bias import coupler_zeros
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
@@ -63,7 +62,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.measure import Sweep, run_sequence
-from labstack.station import find_parameter, layout_of
+from labstack.station import layout_of
 
 NAME = "crosstalk"
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
@@ -132,8 +131,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
     offsets, group_of = design(n, params)
     volts = base[None, :] + offsets
-    for name, v in zip(layout.couplers, coupler_zeros(state, len(layout.couplers)), strict=True):
-        find_parameter(station, name).set(float(v))
+    idle_couplers(ctx, layout)
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sequence = Sweep(
         "point",
