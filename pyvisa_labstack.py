@@ -3,10 +3,10 @@
 ``pyvisa.ResourceManager("@labstack")`` (or ``"lab.json@labstack"``) looks up a
 module named ``pyvisa_labstack`` and takes its ``WRAPPER_CLASS``, the same
 convention pyvisa-py and pyvisa-sim follow. The implementation lives in
-:mod:`labstack.visa_backend`.
+:mod:`labstack.visa.virtual_lab`.
 """
 
-from labstack.visa_backend import LabstackVisaLibrary
+from labstack.visa.virtual_lab import LabstackVisaLibrary
 
 WRAPPER_CLASS = LabstackVisaLibrary
 

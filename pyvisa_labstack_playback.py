@@ -1,9 +1,9 @@
 """PyVISA backend ``@labstack_playback``: answer drivers from a recorded SCPI transcript.
 
-``visalib="session.jsonl@labstack_playback"``; see :mod:`labstack.transcript`.
+``visalib="session.jsonl@labstack_playback"``; see :mod:`labstack.visa.transcript`.
 """
 
-from labstack.transcript import PlaybackVisaLibrary
+from labstack.visa.transcript import PlaybackVisaLibrary
 
 WRAPPER_CLASS = PlaybackVisaLibrary
 

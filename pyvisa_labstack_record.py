@@ -1,9 +1,9 @@
 """PyVISA backend ``@labstack_record``: record every SCPI exchange to a transcript.
 
-``visalib="session.jsonl|<inner visalib>@labstack_record"``; see :mod:`labstack.transcript`.
+``visalib="session.jsonl|<inner visalib>@labstack_record"``; see :mod:`labstack.visa.transcript`.
 """
 
-from labstack.transcript import RecordingVisaLibrary
+from labstack.visa.transcript import RecordingVisaLibrary
 
 WRAPPER_CLASS = RecordingVisaLibrary
 

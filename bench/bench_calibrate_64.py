@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labstack.calibrate import Context  # noqa: E402
-from labstack.calibration_run import build_graph  # noqa: E402
-from labstack.station import close_station, load_station  # noqa: E402
+from labstack.session import build_graph  # noqa: E402
+from labstack.visa import open_station  # noqa: E402
 from tests.conftest import lab_description, lab_of  # noqa: E402
 
 BUDGET_S = 120.0
@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
 
     description = lab_description(seed=args.seed, cells=args.cells, dead=args.dead, crosstalk=args.crosstalk)
-    station = load_station("virtual", lab=description)
+    station = open_station("virtual", lab=description)
     lab = lab_of(description)
     lab.acquire(2, 1e-5)  # compile the kernels outside the timing (cached after the first run)
     timer = Timer()
@@ -95,7 +95,7 @@ def main() -> None:
                 f" / {timer.cpu[name, 'fit']:.1f}]"
             )
         print(f"total: wall {wall:.1f} s, cpu {cpu:.1f} s, virtual {lab.clock.now():.1f} s, {args.cells} cells")
-    close_station(station)
+    station.close()
     print(f"ratio: {BUDGET_S / wall:.3f}")
 
 

@@ -15,7 +15,7 @@ from labstack.calibrations.virtual_bias import coupler_zeros
 
 from labstack.calibrate import Context
 from labstack.measure import Read, Step, run_sequence
-from labstack.station import ChipLayout, find_parameter, layout_of
+from labstack.station import ChipLayout
 
 
 def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
@@ -23,7 +23,7 @@ def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
     and for a flagged coupler, whose entry has no value)."""
     zeros = coupler_zeros(ctx.state, len(layout.couplers))
     for name, zero in zip(layout.couplers, zeros, strict=True):
-        find_parameter(ctx.station, name).set(float(zero))
+        ctx.station.parameter(name).set(float(zero))
 
 
 def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: int) -> Read:
@@ -48,6 +48,7 @@ def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) ->
         metadata={"calibration": name, **metadata},
         clock=ctx.clock,
         progress=ctx.progress,
+        state_version=ctx.state.version,
     )
     return result.dataset()
 
@@ -81,4 +82,4 @@ def two_colouring(n_cells: int, pairs: list[tuple[int, int]]) -> np.ndarray:
 
 
 def layout(ctx: Context) -> ChipLayout:
-    return layout_of(ctx.station)
+    return ctx.station.layout

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from scipy import optimize, special
 
 from labstack.calibrate import (
@@ -44,8 +44,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult
-from labstack.measure import Sweep, run_sequence
-from labstack.station import layout_of
+from labstack.measure import Sweep
 
 NAME = "bias_scurve"
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
@@ -88,7 +87,7 @@ class CellResult:
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Sweep every bias line together and sample every cell; returns the stored run's dataset."""
     station = ctx.station
-    layout = layout_of(station)
+    layout = station.layout
     full = mode is Mode.CALIBRATE
     n_points = params.n_points if full else params.check_points
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
@@ -104,10 +103,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     # the readout node's verdict on each cell, so the fit can say dead or stuck
     health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
     meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
-    run = run_sequence(
-        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock, progress=ctx.progress
-    )
-    return run.dataset()
+    return run(ctx, NAME, sequence, meta)
 
 
 # ----------------------------------------------------------------------- fit

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import sample_cells
+from labstack.calibrations._common import run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
@@ -52,8 +52,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.fit import FitResult
-from labstack.measure import Sweep, run_sequence
-from labstack.station import find_parameter, layout_of
+from labstack.measure import Sweep
 
 NAME = "couplers"
 DEPENDS_ON: tuple[str, ...] = ("crosstalk", "effective_temperature")
@@ -94,10 +93,10 @@ def t_eff_from_state(ctx: Context) -> float | None:
     key = "noise.t_excess_K"
     if key not in ctx.state or not ctx.state.get(key).valid:
         return None
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     if not layout.thermometer_chip:
         return None
-    t_chip = float(find_parameter(ctx.station, layout.thermometer_chip).get())
+    t_chip = float(ctx.station.parameter(layout.thermometer_chip).get())
     t_x = float(ctx.state.value(key))
     n = T_EFF_EXPONENT
     return float((t_chip**n + t_x**n) ** (1 / n))
@@ -107,11 +106,11 @@ def t_eff_from_state(ctx: Context) -> float | None:
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Park cells at zero detuning; sweep each matching of couplers around its zero estimate."""
     station, state = ctx.station, ctx.state
-    layout = layout_of(station)
+    layout = station.layout
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
     for name, v in zip(layout.bias, model.voltages_for_detuning(np.zeros(n)), strict=True):
-        find_parameter(station, name).set(float(v))
+        station.parameter(name).set(float(v))
     zero = coupler_zeros(state, len(pairs))
     full = mode is Mode.CALIBRATE
     offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
@@ -143,11 +142,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "cell_valid": model.valid.tolist(),
         "t_eff_K": t_eff_from_state(ctx),
     }
-    run = run_sequence(
-        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock,
-        progress=ctx.progress,
-    )
-    return run.dataset()
+    return run(ctx, NAME, sequence, meta)
 
 
 # ----------------------------------------------------------------------- fit

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy.linalg import hadamard
@@ -61,8 +61,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.measure import Sweep, run_sequence
-from labstack.station import layout_of
+from labstack.measure import Sweep
 
 NAME = "crosstalk"
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
@@ -111,7 +110,7 @@ def design(n_cells: int, params: Parameters) -> tuple[np.ndarray, np.ndarray]:
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Park every cell at its S-curve centre and push groups of lines in Hadamard patterns."""
     station, state = ctx.station, ctx.state
-    layout = layout_of(station)
+    layout = station.layout
     n = layout.n_cells
     scurve = {
         key: [state.value(f"cells.{i}.{key}", None) for i in range(n)]
@@ -151,11 +150,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "scurve_width_V": [v if ok else None for v, ok in zip(scurve["scurve_width_V"], valid, strict=True)],
         "scurve_width_err_V": errors["scurve_width_V"],
     }
-    run = run_sequence(
-        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock,
-        progress=ctx.progress,
-    )
-    return run.dataset()
+    return run(ctx, NAME, sequence, meta)
 
 
 def _stderr(state: CalibrationState, key: str) -> float | None:

@@ -47,7 +47,6 @@ from labstack.calibrate import (
 )
 from labstack.fit import FitResult, fit_curve
 from labstack.measure import Read, Sequence, Set, Trace
-from labstack.station import find_parameter, layout_of
 
 NAME = "cryostat"
 DEPENDS_ON: tuple[str, ...] = ()
@@ -85,10 +84,10 @@ class Parameters:
 
 # ------------------------------------------------------------------ heater use
 def _heater(ctx: Context):  # noqa: ANN202 - a QCoDeS channel
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     if layout.heater is None:
         raise RuntimeError("station has no heater in its labstack.thermometry section")
-    return find_parameter(ctx.station, f"{layout.heater}.mode").instrument
+    return ctx.station.parameter(f"{layout.heater}.mode").instrument
 
 
 def set_heater_current(ctx: Context, current_A: float) -> None:
@@ -144,18 +143,18 @@ def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
 
 def chip_temperature(ctx: Context, n: int = 5) -> float:
     """Mean of ``n`` chip-thermometer readings (MC thermometer if the chip has none)."""
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     name = layout.thermometer_chip or layout.thermometer_mc
     if name is None:
         raise RuntimeError("station has no thermometer in its labstack.thermometry section")
-    param = find_parameter(ctx.station, name)
+    param = ctx.station.parameter(name)
     return float(np.mean([param.get() for _ in range(n)]))
 
 
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Baseline, heater step on, heater step off; both thermometers traced throughout."""
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     if layout.thermometer_mc is None or layout.heater is None:
         raise RuntimeError("the cryostat routine needs a mixing-chamber thermometer and a heater")
     thermometers = {"T_mc": layout.thermometer_mc}

@@ -54,7 +54,6 @@ from labstack.calibrate import (
 )
 from labstack.fit import FitResult
 from labstack.measure import Sweep
-from labstack.station import find_parameter, layout_of
 
 NAME = "effective_temperature"
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat")
@@ -82,7 +81,7 @@ class Parameters:
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """S-curves of every healthy cell at each temperature, colour class by colour class."""
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     n = layout.n_cells
     v0 = cell_values(ctx, n, "bias_offset_V")
     width = cell_values(ctx, n, "scurve_width_V")
@@ -99,7 +98,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, 0.05)
     t_prev: float | None = None
     blocks, run_ids = [], []
-    heater_off = find_parameter(ctx.station, f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    heater_off = ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
     for t_set in sorted(temps):
         if t_set > 0 or not heater_off:
             cryostat.heat_to(ctx, t_set)

@@ -45,7 +45,6 @@ from labstack.calibrate import (
 )
 from labstack.fit import FitResult, fit_two_gaussians
 from labstack.measure import Sweep
-from labstack.station import layout_of
 
 NAME = "readout"
 DEPENDS_ON: tuple[str, ...] = ()
@@ -89,7 +88,7 @@ class CellReadout:
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """All bias lines at ``v_low`` then ``v_high``; every cell sampled at both."""
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     idle_couplers(ctx, layout)
     volts = np.array([params.v_low, params.v_high])

@@ -46,7 +46,6 @@ from labstack.calibrate import (
 )
 from labstack.fit import FitResult, fit_linear
 from labstack.measure import Sweep
-from labstack.station import find_parameter, layout_of
 
 NAME = "thermalization"
 DEPENDS_ON: tuple[str, ...] = ("effective_temperature", "cryostat", "bias_scurve")
@@ -74,7 +73,7 @@ class Parameters:
 
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
-    layout = layout_of(ctx.station)
+    layout = ctx.station.layout
     n = layout.n_cells
     v0 = cell_values(ctx, n, "bias_offset_V")
     alpha = cell_values(ctx, n, "alpha_K_per_V")
@@ -86,7 +85,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     sampler = ctx.station.components[layout.readout]
     idle_couplers(ctx, layout)
     temps = sorted(params.temperatures_K) if mode is Mode.CALIBRATE else [0.0]
-    heater_off = find_parameter(ctx.station, f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    heater_off = ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
     blocks, run_ids = [], []
     for t_set in temps:
         if t_set > 0 or not heater_off:

@@ -27,14 +27,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import sample_cells
+from labstack.calibrations._common import run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
-from labstack.measure import Sweep, run_sequence
+from labstack.measure import Sweep
 from labstack.sim import ising
-from labstack.station import find_parameter, layout_of
 
 NAME = "validation"
 DEPENDS_ON: tuple[str, ...] = ("couplers", "crosstalk")
@@ -95,7 +94,7 @@ def target(params: Parameters, size: int | None = None) -> tuple[np.ndarray, np.
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Program the target on a calibrated chain block and sample the chip once."""
     station, state = ctx.station, ctx.state
-    layout = layout_of(station)
+    layout = station.layout
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
     # the longest calibrated chain up to ``block`` cells (a small chip validates on all of it)
@@ -115,7 +114,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     for k, b in zip(links, beta, strict=True):
         coupler_v[k] += b / state.value(f"couplers.{k}.kappa_over_teff_per_V")
     for name, v in zip(layout.couplers, coupler_v, strict=True):
-        find_parameter(station, name).set(float(v))
+        station.parameter(name).set(float(v))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples)
     sequence = Sweep(
         "point",
@@ -133,11 +132,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "theta": theta.tolist(),
         "beta": beta.tolist(),
     }
-    run = run_sequence(
-        sequence, station, name=NAME, data_dir=ctx.data_dir, metadata=meta, clock=ctx.clock,
-        progress=ctx.progress,
-    )
-    return run.dataset()
+    return run(ctx, NAME, sequence, meta)
 
 
 # ----------------------------------------------------------------------- fit

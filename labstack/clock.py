@@ -91,13 +91,3 @@ class VirtualClock:
     def utcnow(self) -> datetime:
         return self._start_utc + timedelta(seconds=self._t)
 
-
-def clock_of(station: object) -> Clock:
-    """The clock a station runs on: its ``labstack_clock`` attribute, else wall time.
-
-    :func:`labstack.station.load_station` sets ``labstack_clock`` to the virtual
-    lab's clock when the station talks to the virtual lab, so sequences and
-    calibrations get simulated time without knowing where they run.
-    """
-    clock = getattr(station, "labstack_clock", None)
-    return clock if clock is not None else WallClock()

@@ -18,7 +18,7 @@ Fixtures:
     factory ``labstack_station(seed=7, cells=4)`` -> ``(station, lab)``: a virtual
     station on a lab of its own, closed after the test.
 ``labstack_replay``
-    ``labstack_replay(run_id, data_dir, **options)`` -> :class:`labstack.replay.ReplayReport`;
+    ``labstack_replay(run_id, data_dir, **options)`` -> :class:`labstack.session.ReplayReport`;
     the replay's runs and report go to the test's ``tmp_path``, never next to the golden runs.
 ``labstack_playback``
     factory ``labstack_playback(transcript, station_file="virtual")`` -> a station whose
@@ -61,27 +61,27 @@ def labstack_station() -> Iterator[Callable[..., tuple[Any, Any]]]:
     import pyvisa
     from qcodes.instrument import Instrument
 
-    from labstack.station import close_station, load_station
+    from labstack.visa import open_station
 
     stations = []
 
     def make(station_file: str = "virtual", **options: Any) -> tuple[Any, Any]:
         options.setdefault("instance", f"pytest-{next(_instances)}")
         description = ",".join(f"{k}={v}" for k, v in options.items())
-        station = load_station(station_file, lab=description)
+        station = open_station(station_file, lab=description)
         stations.append(station)
         return station, pyvisa.ResourceManager(f"{description}@labstack").visalib.lab
 
     yield make
     for station in stations:
-        close_station(station)
+        station.close()
     Instrument.close_all()
 
 
 @pytest.fixture
 def labstack_replay(tmp_path: Path) -> Callable[..., Any]:
     """``labstack_replay(run_id, data_dir, **options)``: replay into the test's tmp_path."""
-    from labstack.replay import replay_run
+    from labstack.session import replay_run
 
     count = itertools.count()
 
@@ -97,8 +97,7 @@ def labstack_playback() -> Iterator[Callable[..., Any]]:
     """Factory: ``labstack_playback(transcript, station_file="virtual")`` -> station."""
     from qcodes.instrument import Instrument
 
-    from labstack.station import close_station
-    from labstack.transcript import playback_station, verify_playback
+    from labstack.visa import playback_station, verify_playback
 
     stations = []
 
@@ -113,5 +112,5 @@ def labstack_playback() -> Iterator[Callable[..., Any]]:
             verify_playback(station)
     finally:
         for station in stations:
-            close_station(station)
+            station.close()
         Instrument.close_all()

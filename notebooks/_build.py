@@ -16,19 +16,20 @@ This notebook does what `labstack calibrate` does, step by step, on the virtual 
 load the station, sweep every cell's bias, fit the S-curves, and record offsets and
 widths with uncertainties in the versioned calibration state. The instruments are
 the real QCoDeS drivers (QDAC-II, Lakeshore 372) talking SCPI to the simulator."""),
-    ("code", """import tempfile
+    ("code", """%load_ext labstack.presentation
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from labstack.calibration_run import calibrate_station, routines
+from labstack.session import calibrate_station, routines
 from labstack.data import list_runs, load_run
-from labstack.station import close_station, layout_of, load_station
+from labstack.visa import open_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-quickstart-"))
-station = load_station("virtual", lab="seed=1234,cells=16,instance=quickstart")
-layout = layout_of(station)
+station = open_station("virtual", lab="seed=1234,cells=16,instance=quickstart")
+layout = station.layout
 print(f"{layout.n_cells} cells; bias lines {layout.bias[0]} .. {layout.bias[-1]}")
 print(f"mixing chamber: {station.ls372.ch06.temperature() * 1e3:.2f} mK")"""),
     ("md", "## Calibrate\nThe graph runs every installed routine that is not already valid."),
@@ -56,7 +57,7 @@ fig.tight_layout()"""),
 
 state = CalibrationState.load(data_dir / "calibration_state")
 state"""),
-    ("code", """close_station(station)"""),
+    ("code", """station.close()"""),
 ]
 
 
@@ -67,7 +68,8 @@ The calibration graph, the calibration itself, one node's result and the version
 state all display as HTML here: status colours, S-curves with their fits, what
 changed. An 8-cell virtual chip keeps this quick; a real chip is the same code with
 another station file."""),
-    ("code", """import tempfile
+    ("code", """%load_ext labstack.presentation
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -75,12 +77,12 @@ import numpy as np
 import pyvisa
 
 from labstack.calibrate import CalibrationState, Context
-from labstack.calibration_run import build_graph, calibrate_station
-from labstack.station import close_station, load_station
+from labstack.session import build_graph, calibrate_station
+from labstack.visa import open_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-calibrate-"))
 lab_description = "seed=21,cells=8,instance=nb-calibrate"
-station = load_station("virtual", lab=lab_description)
+station = open_station("virtual", lab=lab_description)
 params = {"bias_scurve": {"n_points": 41, "n_samples": 2000}}"""),
     ("md", "## The graph before anything ran\nEvery node is grey: *never* calibrated. Nothing is measured to find that out."),
     ("code", """build_graph(Context.create(data_dir, station), params=params)"""),
@@ -109,7 +111,7 @@ ax.errorbar(range(8), (fit - truth) * 1e3, err * 1e3, fmt="o")
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("cell"); ax.set_ylabel("V0 fit − truth (mV)")
 print(f"pulls: mean {pulls.mean():+.2f}, rms {np.sqrt((pulls**2).mean()):.2f}, max |pull| {abs(pulls).max():.2f}")"""),
-    ("code", """close_station(station)"""),
+    ("code", """station.close()"""),
 ]
 
 THERMALIZATION = [
@@ -123,7 +125,8 @@ over blocks and fit its exponential decay `C(k Δ) = exp(−k Δ / τ_c)`.
 
 First, a live look at the readout while the bias sweeps: `LivePlot` subscribes to
 the runner and redraws after every flush."""),
-    ("code", """import tempfile
+    ("code", """%load_ext labstack.presentation
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -133,12 +136,12 @@ import pyvisa
 from labstack.calibrations.bias_scurve import two_level_threshold
 from labstack.measure import Read, Sweep, Trace, run_sequence
 from labstack.measure.live import LivePlot
-from labstack.station import close_station, layout_of, load_station
+from labstack.visa import open_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-thermalization-"))
 lab_description = "seed=7,cells=4,instance=nb-thermal"
-station = load_station("virtual", lab=lab_description)
-layout = layout_of(station)"""),
+station = open_station("virtual", lab=lab_description)
+layout = station.layout"""),
     ("code", """station.sampler.n_samples(1000)
 volts = np.linspace(-0.6, 0.6, 17)
 sweep = Sweep("bias", {name: volts for name in layout.bias}, coord=volts,
@@ -189,7 +192,7 @@ tau_true = 1 / (r_up + r_down)
 for c in range(len(tau)):
     print(f"cell {c}: tau measured {tau[c] * 1e6:.3f} µs, true {tau_true[c] * 1e6:.3f} µs "
           f"({(tau[c] / tau_true[c] - 1) * 100:+.1f} %), {1 / (2 * tau[c]) / 1e3:.0f} k independent samples/s")"""),
-    ("code", """close_station(station)"""),
+    ("code", """station.close()"""),
 ]
 
 REPLAY = [
@@ -199,21 +202,22 @@ Every run records what it takes to run it again: the sequence, the station file,
 virtual-lab description and seed, and the calibration state it started from. A
 calibration is recorded as a run of its own. `replay_run` (or `labstack replay RUN_ID`)
 re-executes it on a fresh virtual lab and compares data and fitted values."""),
-    ("code", """import json
+    ("code", """%load_ext labstack.presentation
+import json
 import tempfile
 from pathlib import Path
 
-from labstack.calibration_run import calibrate_station
+from labstack.session import calibrate_station
 from labstack.data import load_run
-from labstack.replay import replay_run
+from labstack.session.replay import replay_run
 from labstack.sim.truth import GroundTruth
-from labstack.station import close_station, load_station
+from labstack.visa import open_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-replay-"))
-station = load_station("virtual", lab="seed=7,cells=4")
+station = open_station("virtual", lab="seed=7,cells=4")
 report = calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"],
                            params={"bias_scurve": {"n_points": 21, "n_samples": 400}})
-close_station(station)   # a replay builds the same instruments again
+station.close()   # a replay builds the same instruments again
 print(report.render())"""),
     ("md", "The recorded calibration, as stored:"),
     ("code", """load_run(report.run_id, data_dir)"""),
@@ -237,7 +241,7 @@ a command fails with the instrument, the transcript line and both commands."""),
     ("code", """import numpy as np
 
 from labstack.drivers.sampler import LabstackSampler
-from labstack.transcript import (TranscriptMismatch, finish_recording, playback_station,
+from labstack.visa import (TranscriptMismatch, finish_recording, playback_station,
                                  record_station, verify_playback)
 
 def session(st):
@@ -252,7 +256,7 @@ transcript = finish_recording(recording)
 played = playback_station("virtual", transcript)
 print("same samples without hardware:", np.array_equal(session(played), recorded))
 verify_playback(played)
-close_station(played)"""),
+played.close()"""),
     ("code", """original_acquire = LabstackSampler.acquire
 LabstackSampler.acquire = lambda self: self.visa_handle.query_binary_values("FETCH?", datatype="f", container=np.array)
 played = playback_station("virtual", transcript)
@@ -262,7 +266,7 @@ except TranscriptMismatch as err:
     print(err.args[0])
 finally:
     LabstackSampler.acquire = original_acquire
-    close_station(played)"""),
+    played.close()"""),
 ]
 
 

@@ -10,7 +10,7 @@ import pyvisa
 from qcodes.instrument import Instrument
 
 from labstack.sim.lab import VirtualLab
-from labstack.station import close_station, load_station
+from labstack.visa import open_station
 
 _instances = itertools.count()
 
@@ -33,11 +33,11 @@ def virtual_station() -> Iterator[Callable[..., object]]:
 
     def make(station_file: str = "virtual", **options: object):
         description = lab_description(**options)
-        station = load_station(station_file, lab=description)
+        station = open_station(station_file, lab=description)
         stations.append(station)
         return station, lab_of(description)
 
     yield make
     for station in stations:
-        close_station(station)
+        station.close()
     Instrument.close_all()

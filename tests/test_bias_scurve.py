@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from labstack.calibrate import CalibrationState, Context, StateChange
-from labstack.calibration_run import calibrate_station, routines
 from labstack.data import list_runs, load_run
+from labstack.session import calibrate_station, routines
 
 BIAS_RANGE_V = 2.0  # the routine sweeps -1 .. +1 V
 
@@ -83,7 +83,7 @@ def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_statio
     calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
     again = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
     assert again.calibrated == []
-    station.labstack_clock.sleep(routines()["bias_scurve"].TIMEOUT_S + 60)
+    station.clock.sleep(routines()["bias_scurve"].TIMEOUT_S + 60)
     later = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
     # stale -> the cheap check runs; the chip did not move, so nothing is recalibrated
     assert later.calibrated == []

@@ -10,6 +10,7 @@ import yaml
 from labstack.calibrate import CalibrationState, StateChange
 from labstack.calibrate import state as state_module
 from labstack.clock import VirtualClock
+from labstack.presentation import to_html
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_history_diff_and_rollback(state, clock):
     d = state.diff(1, 2)
     assert set(d.added) == {"c"} and set(d.changed) == {"a"} and not d.removed
     assert d.changed["a"][0].value == 1.0 and d.changed["a"][1].value == 1.5
-    assert "a" in d.to_table() and "<table>" in d._repr_html_()
+    assert "a" in d.to_table() and "<table" in to_html(d) and "<td>c</td>" in to_html(d)
     assert not state.diff(2, 2)
     assert set(state.diff(2, 1).removed) == {"c"}
 
@@ -165,5 +166,5 @@ def test_tables(state, clock):
     keys = [ln.split()[0] for ln in lines[3:]]
     assert keys == ["cells.2.bias_offset_V", "cells.9.bias_offset_V", "cells.10.bias_offset_V"]
     assert "NO" in lines[3] and "dead cell" in lines[3]
-    html = state._repr_html_()
-    assert html.count("<tr") == 4 and "background:#fdd" in html
+    html = to_html(state)
+    assert html.count("<tr") == 4 and html.count('<tr class="bad">') == 1

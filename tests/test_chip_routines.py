@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context
-from labstack.calibration_run import routines
+from labstack.session import routines
 
 #: lean S-curves: independent samples (slower than any correlation time), fewer of them
 LEAN_SCURVE = dict(n_points=31, n_samples=500, sample_rate_Hz=50.0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from labstack.cli import build_parser, main
-from labstack.report import write_report
+from labstack.presentation import write_report
 from tests.golden.scripts import LAB
 
 GOLDEN_RUNS = Path(__file__).parent / "golden" / "runs"
@@ -69,7 +69,7 @@ def test_status_without_calibration_says_never_and_exits_1(tmp_path: Path, capsy
 
 
 def test_status_of_a_calibrated_state_is_fresh(tmp_path: Path):
-    from labstack.status import calibration_status
+    from labstack.session import calibration_status
 
     data = tmp_path / "data"
     state = data / "calibration_state"
@@ -77,7 +77,7 @@ def test_status_of_a_calibrated_state_is_fresh(tmp_path: Path):
     # a state written by a calibration of the golden chip (the calibration's start state is empty,
     # so rebuild the end state through a replay of the golden calibration)
     from labstack.pytest_plugin import golden_runs
-    from labstack.replay import replay_run
+    from labstack.session.replay import replay_run
 
     calibration = next(r for r in golden_runs(GOLDEN_RUNS) if (GOLDEN_RUNS / r / "run.json").read_text().count('"calibration"'))
     replay_run(calibration, GOLDEN_RUNS, out_dir=data)

@@ -26,6 +26,7 @@ from labstack.data import (
 )
 from labstack.data.layout import box_shape, flat_boxes, sweep_chunks
 from labstack.measure import Read, Sweep, run_sequence
+from labstack.station import LabStation
 
 
 @settings(max_examples=200, deadline=None)
@@ -117,8 +118,7 @@ def station():
     dac = DummyInstrument("dac", gates=["ch1"])
     dmm = DummyInstrument("dmm", gates=["v1"])
     dmm.v1.get = lambda: dac.ch1.cache.get() ** 2
-    st_ = Station(dac, dmm)
-    st_.labstack_clock = VirtualClock()
+    st_ = LabStation.of(Station(dac, dmm), clock=VirtualClock())
     yield st_
     dac.close()
     dmm.close()

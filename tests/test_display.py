@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from labstack.calibration_run import calibrate_station
 from labstack.data import load_run
-from labstack.display import graph_svg
-from labstack.replay import replay_run
+from labstack.presentation import to_html
+from labstack.presentation.display import graph_svg
+from labstack.session import calibrate_station
+from labstack.session.replay import replay_run
 from tests.golden.scripts import CALIBRATION_PARAMS
 
 PNG = "data:image/png;base64,"
@@ -22,23 +23,41 @@ def test_calibration_objects_show_as_html_with_plots(virtual_station, tmp_path):
     station, lab = virtual_station(seed=7, cells=4)
     report = calibrate_station(station, data_dir=tmp_path, progress=False, params=CALIBRATION_PARAMS)
 
-    graph = report.graph._repr_html_()
+    graph = to_html(report.graph)
     assert "<svg" in graph and "bias_scurve" in graph and "fresh" in graph
 
-    shown = report._repr_html_()
+    shown = to_html(report)
     assert PNG in shown and "bias_scurve" in shown and report.run_id in shown
 
     result = report.result("bias_scurve")
-    assert len(result.results) == 4 and PNG in result._repr_html_()
-    assert "V0 (mV)" in result._repr_html_()
+    assert len(result.results) == 4 and PNG in to_html(result)
+    assert "V0 (mV)" in to_html(result)
 
-    run_html = load_run(result.run_id, tmp_path)._repr_html_()
+    run_html = to_html(load_run(result.run_id, tmp_path))
     assert PNG in run_html and "samples" in run_html and "seed=7" in run_html
-    calibration_html = load_run(report.run_id, tmp_path)._repr_html_()
+    calibration_html = to_html(load_run(report.run_id, tmp_path))
     assert "cells.3.bias_offset_V" in calibration_html
 
-    from labstack.station import close_station
 
-    close_station(station)
+
+    station.close()
     replay = replay_run(report.run_id, tmp_path)
-    assert "replay PASS" in replay._repr_html_()
+    assert "replay PASS" in to_html(replay)
+
+
+def test_notebook_formatters_are_registered_from_presentation(tmp_path):
+    """The engine knows no HTML: IPython shows its objects once presentation registers them."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from labstack.calibrate import CalibrationState, StateChange
+    from labstack.clock import VirtualClock
+    from labstack.presentation import load_ipython_extension
+
+    state = CalibrationState.load(tmp_path / "state")
+    state.apply(StateChange().set("cells.0.bias_offset_V", 0.01, 0.001, "V"), clock=VirtualClock())
+    shell = InteractiveShell.instance()
+    before, _ = shell.display_formatter.format(state)
+    assert "text/html" not in before
+    load_ipython_extension(shell)
+    after, _ = shell.display_formatter.format(state)
+    assert "cells.0.bias_offset_V" in after["text/html"] and "<table" in after["text/html"]

@@ -125,6 +125,12 @@ def test_cli_replay_all_serial(batch, capsys):
     out = capsys.readouterr().out
     assert "1/1 runs replayed" in out and "'ok_items': 16" in out
     assert main(["replay", "--all", "--chip", "seed-404", "--data-dir", str(root)]) == 2
+    # several ids are re-fitted only when asked to: never a silent switch to Dask
+    two = select_runs(root, calibration="bias_scurve")[:2]
+    assert main(["replay", *two, "--data-dir", str(root)]) == 2
+    assert "give --refit" in capsys.readouterr().err
+    assert main(["replay", "--refit", *two, "--scheduler", SERIAL, "--data-dir", str(root)]) == 0
+    assert "2/2 runs replayed" in capsys.readouterr().out
 
 
 def _square_or_die(x: int) -> int:

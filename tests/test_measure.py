@@ -22,15 +22,14 @@ from labstack.measure import (
     Set,
     Sweep,
     Trace,
-    UnknownParameterError,
     Wait,
     param_name,
-    resolve_parameter,
     run_sequence,
     step_from_dict,
     step_from_json,
     validate,
 )
+from labstack.station import LabStation, UnknownParameterError, find_parameter
 
 
 @pytest.fixture
@@ -52,8 +51,7 @@ def station():
         "samples", get_cmd=samples, vals=Arrays(shape=(4, 6)), unit="V", label="Sampler"
     )
     now = Parameter("now", get_cmd=clock.now, unit="s")
-    st = Station(dac, dmm, chans, sampler, now)
-    st.labstack_clock = clock
+    st = LabStation.of(Station(dac, dmm, chans, sampler, now), clock=clock)
     yield st
     for inst in (dac, dmm, chans):
         inst.close()
@@ -88,16 +86,16 @@ def test_sequence_round_trips_through_json(station):
 def test_parameter_objects_serialise_to_names_that_resolve(station):
     chan_param = station.chans.A.temperature  # channel key "A", channel name "ChanA"
     assert param_name(chan_param) == "chans.A.temperature"
-    assert resolve_parameter("chans.A.temperature", station) is chan_param
-    assert resolve_parameter(param_name(station.dac.ch1), station) is station.dac.ch1
-    assert resolve_parameter("now", station) is station.components["now"]
+    assert find_parameter(station, "chans.A.temperature") is chan_param
+    assert find_parameter(station, param_name(station.dac.ch1)) is station.dac.ch1
+    assert find_parameter(station, "now") is station.components["now"]
 
 
 def test_unknown_names_say_what_exists(station):
     with pytest.raises(UnknownParameterError, match=r"'dmm' has no parameter.*v9.*v1"):
-        resolve_parameter("dmm.v9", station)
+        find_parameter(station, "dmm.v9")
     with pytest.raises(UnknownParameterError, match="no component 'qdac'"):
-        resolve_parameter("qdac.ch01.dc_constant_V", station)
+        find_parameter(station, "qdac.ch01.dc_constant_V")
     with pytest.raises(SequenceError, match="Read 'dmm.nope'"):
         validate(Read("dmm.nope"), station)
 
@@ -135,7 +133,7 @@ def test_1d_sweep_values_units_and_settle_on_virtual_clock(station, tmp_path):
     # settle happens on the station clock, before the reads of each point
     np.testing.assert_allclose(ds["now"], 0.5 * np.arange(1, 12))
     np.testing.assert_allclose(ds["v_clock"], 0.5 * np.arange(1, 12))
-    assert station.labstack_clock.now() == pytest.approx(5.5)
+    assert station.clock.now() == pytest.approx(5.5)
     assert ds.attrs["clock"] == "virtual"
     assert ds.attrs["start_utc"] == "2026-01-01T00:00:00+00:00"
     assert ds.attrs["end_utc"].startswith("2026-01-01T00:00:05.5")
@@ -240,7 +238,7 @@ def test_exception_marks_run_failed_keeps_data_and_reraises(station, tmp_path, e
             raise exc("instrument gone")
         return float(len(calls))
 
-    station.add_component(Parameter("flaky", get_cmd=flaky), update_snapshot=False)
+    station.qcodes.add_component(Parameter("flaky", get_cmd=flaky), update_snapshot=False)
     seq = Sweep.over("v", "dac.ch1", np.arange(10.0), Read("flaky"))
     with pytest.raises(exc) as info:
         run_sequence(seq, station, name="dies", data_dir=tmp_path, progress=False)
@@ -266,7 +264,7 @@ def test_a_run_being_written_opens_with_what_is_flushed(station, tmp_path):
         seen[n] = True
         return 0.0
 
-    station.add_component(Parameter("peek", get_cmd=peek), update_snapshot=False)
+    station.qcodes.add_component(Parameter("peek", get_cmd=peek), update_snapshot=False)
     seq = Sweep.over("v", "dac.ch1", np.arange(10.0), Read("dmm.v1"), Read("peek"))
     # flush_interval=0: every point is flushed, so a reader sees all earlier points
     run_sequence(seq, station, name="live", data_dir=tmp_path, progress=False, flush_interval=0)

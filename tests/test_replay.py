@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labstack.calibration_run import calibrate_station
 from labstack.data import load_run
 from labstack.measure import Read, Set, Sweep, run_sequence
-from labstack.replay import REPORT_JSON, ReplayError, replay_run
+from labstack.session import calibrate_station
+from labstack.session.replay import REPORT_JSON, ReplayError, replay_run
 from labstack.sim.truth import GroundTruth
-from labstack.station import close_station
 
 SMALL = {"bias_scurve": {"n_points": 21, "n_samples": 400}}
 
@@ -42,7 +41,7 @@ def test_calibration_replays_bit_for_bit_and_a_moved_v0_is_named(virtual_station
     assert attrs["lab_seed"] == lab.seed and attrs["calibration_state_version"] == 0
     with pytest.raises(ReplayError, match="qdac1.*open in this process"):
         replay_run(report.run_id, data)
-    close_station(station)
+    station.close()
 
     same = replay_run(report.run_id, data)
     assert same.expect_identical and same.identical and same.passed, same.text()
@@ -72,7 +71,7 @@ def test_measurement_replays_bit_for_bit(virtual_station, tmp_path):
     )
     run = run_sequence(seq, station, name="iv", data_dir=tmp_path, progress=False)
     assert run.attrs["lab_seed"] == 11 and run.attrs["seed"] == 11
-    close_station(station)
+    station.close()
     report = replay_run(run.id, tmp_path)
     assert report.kind == "measurement" and report.identical and report.passed, report.text()
 

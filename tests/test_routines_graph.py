@@ -13,8 +13,8 @@ import pytest
 from qcodes.instrument import Instrument
 
 from labstack.calibrate import CalibrationState, Status
-from labstack.calibration_run import calibrate_station, routines
-from labstack.station import close_station, load_station
+from labstack.session import calibrate_station, routines
+from labstack.visa import open_station
 from tests.conftest import lab_description, lab_of
 
 N = 16
@@ -24,12 +24,12 @@ N = 16
 def calibrated(tmp_path_factory):
     """(station, lab, data_dir, first report): a chip calibrated from cold."""
     description = lab_description(seed=11, cells=N, dead=0.1, crosstalk=0.05)
-    station = load_station("virtual", lab=description)
+    station = open_station("virtual", lab=description)
     lab = lab_of(description)
     data_dir = tmp_path_factory.mktemp("graph")
     report = calibrate_station(station, data_dir=data_dir, progress=False)
     yield station, lab, data_dir, report
-    close_station(station)
+    station.close()
     Instrument.close_all()
 
 
@@ -118,7 +118,7 @@ def test_validation_kl_below_acceptance(calibrated):
 def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
     """Last in this module: it moves the virtual clock and the chip."""
     station, lab, data_dir, _ = calibrated
-    clock = station.labstack_clock
+    clock = station.clock
     again = calibrate_station(station, data_dir=data_dir, progress=False)
     assert again.calibrated == []
     assert all(s is Status.FRESH for s in again.status.values())

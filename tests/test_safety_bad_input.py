@@ -11,7 +11,8 @@ from labstack.calibrate import CalibrationState, StateFileError
 from labstack.cli import EXIT_BAD_INPUT, main
 from labstack.sim.lab import VirtualLab
 from labstack.sim.truth import GroundTruth, GroundTruthError
-from labstack.station import StationConfigError, load_station
+from labstack.station import StationConfigError
+from labstack.visa import open_station
 
 
 def _line_of(path, needle: str) -> int:
@@ -32,7 +33,7 @@ def _line_of(path, needle: str) -> int:
 def test_bad_safety_sections_name_file_line_and_key(tmp_path, old, new, key, needle):
     path = write_station(tmp_path, replace={old: new})
     with pytest.raises(StationConfigError) as info:
-        load_station(path, lab="instance=never-opened")
+        open_station(path, lab="instance=never-opened")
     message = str(info.value)
     assert message.startswith(f"{path}:") and key in message
     line = int(message.split(":")[1])
@@ -43,7 +44,7 @@ def test_bad_suspender_is_named_by_its_list_entry_line(tmp_path):
     extra = "  suspenders:\n    - {signal: ls372.ch06.temperature, high: 0.03}\n    - {signal: ls372.ch06.temperature, low: 0.2, high: 0.1}\n"
     path = write_station(tmp_path, extra)
     with pytest.raises(StationConfigError, match=r"suspenders\.1.*low 0.2 must be below high 0.1") as info:
-        load_station(path, lab="instance=never-opened")
+        open_station(path, lab="instance=never-opened")
     assert int(str(info.value).split(":")[1]) == _line_of(path, "low: 0.2")
 
 

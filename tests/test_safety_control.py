@@ -13,8 +13,6 @@ from labstack.cli import main
 from labstack.data import list_runs, load_run
 from labstack.measure import Read, Sweep, run_sequence
 from labstack.safety import RunAborted
-from labstack.safety.control import control_of
-from labstack.station import find_parameter
 
 SUSPENDER = """\
   suspenders:
@@ -30,7 +28,7 @@ def _sweep(action, n=8):
 
 def test_pause_and_resume_from_another_thread(virtual_station, tmp_path):
     station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
-    control = control_of(station)
+    control = station.control
 
     def at(k):
         if k == 3:  # what a notebook cell does while the run goes on in a thread
@@ -45,10 +43,10 @@ def test_pause_and_resume_from_another_thread(virtual_station, tmp_path):
 
 def test_abort_from_the_cli_leaves_the_station_safe_and_keeps_the_data(virtual_station, tmp_path):
     station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
-    find_parameter(station, "qdac1.ch02.dc_constant_V")(0.3)
+    station.parameter("qdac1.ch02.dc_constant_V")(0.3)
     station.components["ls372"].sample_heater.output_range("100μA")
     data_dir = tmp_path / "data"
-    control_of(station).wall_poll_s = 0.0  # poll the file at every point (default: every 0.1 s)
+    station.control.wall_poll_s = 0.0  # poll the file at every point (default: every 0.1 s)
 
     def at(k):
         if k == 4:

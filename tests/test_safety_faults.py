@@ -12,7 +12,6 @@ from labstack.data import list_runs, load_run
 from labstack.measure import Read, Sweep, run_sequence
 from labstack.safety import InstrumentFault, SafetyError
 from labstack.sim.faults import COMM_KINDS
-from labstack.station import find_parameter
 
 
 @pytest.fixture
@@ -25,9 +24,9 @@ def station_lab(virtual_station, tmp_path):
 @pytest.mark.parametrize("kind", COMM_KINDS)
 def test_each_fault_on_a_query_is_survived(station_lab, kind):
     station, lab = station_lab
-    stats = station.labstack_safety.hardener.stats
-    temperature = find_parameter(station, "ls372.ch06.temperature")
-    samples = find_parameter(station, "sampler.samples")
+    stats = station.safety.hardener.stats
+    temperature = station.parameter("ls372.ch06.temperature")
+    samples = station.parameter("sampler.samples")
     lab.faults.inject(kind, "ls372")
     lab.faults.inject(kind, "sampler")
     t = temperature()
@@ -43,10 +42,10 @@ def test_each_fault_on_a_query_is_survived(station_lab, kind):
 def test_guard_is_back_after_a_reconnect(station_lab):
     station, lab = station_lab
     lab.faults.inject("dropped", "qdac1", count=2)
-    ch1 = find_parameter(station, "qdac1.ch01.dc_constant_V")
+    ch1 = station.parameter("qdac1.ch01.dc_constant_V")
     ch1(0.1)
     assert lab.bias_V[0] == pytest.approx(0.1)
-    assert station.labstack_safety.hardener.stats.reconnects >= 1
+    assert station.safety.hardener.stats.reconnects >= 1
     with pytest.raises(SafetyError):
         station.components["qdac1"].write("sour1:volt 1.0")
 

@@ -14,7 +14,6 @@ from safety_helpers import ChipRecorder, assert_within, write_station
 from labstack.calibrate import Context, Mode
 from labstack.measure import Read, Set, Sweep, run_sequence, step_from_json
 from labstack.safety import SafetyError
-from labstack.station import find_parameter
 
 LIMITS, STEP, RATE = (-1.2, 1.2), 0.05, 1.0
 
@@ -27,7 +26,7 @@ def safe_station(virtual_station, tmp_path):
 
 def test_every_path_is_ramped_within_limits(safe_station, tmp_path):
     station, lab, rec = safe_station
-    ch1 = find_parameter(station, "qdac1.ch01.dc_constant_V")
+    ch1 = station.parameter("qdac1.ch01.dc_constant_V")
     ch1(0.5)  # plain call
     ch1.set(-0.3)  # set
     DelegateParameter("virtual_bias", source=ch1)(0.2)  # delegate
@@ -52,7 +51,7 @@ def test_calibration_path_is_ramped(safe_station, tmp_path):
 
 def test_ramp_starts_from_the_instrument_not_a_stale_cache(safe_station):
     station, lab, rec = safe_station
-    ch2 = find_parameter(station, "qdac1.ch02.dc_constant_V")
+    ch2 = station.parameter("qdac1.ch02.dc_constant_V")
     ch2(0.1)
     # someone turns the knob behind QCoDeS's back (front panel, another program)
     lab_device = station.components["qdac1"].visa_handle.visalib.instruments.get("qdac1")
@@ -85,7 +84,7 @@ def test_raw_paths_within_the_rules_pass_and_driver_binary_lists_are_refused(saf
     qdac.write("sour1:volt 0.05")  # one allowed step
     with pytest.raises(SafetyError, match="rate"):
         qdac.write("sour1:volt 0.1")  # too soon after the last step
-    station.labstack_clock.sleep(0.05)
+    station.clock.sleep(0.05)
     qdac.write("sour1:volt 0.1")
     qdac.write("sour9:volt 3")  # an unguarded channel is the driver's business
     with pytest.raises(SafetyError):

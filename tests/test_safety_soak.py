@@ -28,7 +28,7 @@ def soak(make_station, tmp_path: Path, rate: float, fault_seed: int, n_points: i
     station, lab = make_station(
         str(write_station(tmp_path, SUSPENDER)), seed=7, cells=4, faults=rate, fault_seed=fault_seed
     )
-    station.labstack_clock.sleep(1.0)  # random faults start once lab time moves
+    station.clock.sleep(1.0)  # random faults start once lab time moves
     ctx = Context.create(tmp_path / "data", station)
     graph = CalibrationGraph(ctx)
     params = bias_scurve.Parameters(n_points=n_points, n_samples=400, settle_s=0.05)
@@ -39,7 +39,7 @@ def soak(make_station, tmp_path: Path, rate: float, fault_seed: int, n_points: i
     samples = run.dataset()["samples"]
     complete = samples.notnull().all(dim=[d for d in samples.dims if d != "bias"])
     finite_points = int(complete.sum())
-    stats = station.labstack_safety.hardener.stats
+    stats = station.safety.hardener.stats
     state = CalibrationState.load(tmp_path / "data" / "calibration_state")
     v0 = np.array([state.value(f"cells.{i}.bias_offset_V", np.nan) for i in range(4)])
     counts = lab.faults.counts()
@@ -78,11 +78,11 @@ if __name__ == "__main__":  # pragma: no cover - the figures for the issue note
 
     from conftest import lab_description, lab_of
 
-    from labstack.station import load_station
+    from labstack.visa import open_station
 
     def make(path, **options):
         description = lab_description(**options)
-        return load_station(path, lab=description), lab_of(description)
+        return open_station(path, lab=description), lab_of(description)
 
     rate, seed, n = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labstack.station import StationConfigError, expand_channels, load_station
+from labstack.station import StationConfigError, expand_channels
+from labstack.visa import open_station
 
 
 def test_limit_refuses_out_of_range_voltage_and_nothing_reaches_the_instrument(virtual_station):
@@ -52,7 +53,7 @@ def test_qcodes_limits_key_that_would_replace_the_validator_is_refused(tmp_path:
     path = tmp_path / "bad.yaml"
     path.write_text(bad)
     with pytest.raises(StationConfigError) as info:
-        load_station(path, lab="seed=1,instance=limits")
+        open_station(path, lab="seed=1,instance=limits")
     limits_line = bad.splitlines().index("        limits: [-20, 20]") + 1
     assert str(info.value).startswith(f"{path}:{limits_line}:")
     assert "labstack.limits" in str(info.value)
@@ -74,7 +75,7 @@ def test_malformed_station_files_name_file_and_line(tmp_path: Path, old: str, ne
     path = tmp_path / "station.yaml"
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(StationConfigError) as info:
-        load_station(path, lab="seed=1,instance=malformed")
+        open_station(path, lab="seed=1,instance=malformed")
     message = str(info.value)
     assert expected in message
     assert message.startswith(f"{path}:")
@@ -84,7 +85,7 @@ def test_malformed_station_files_name_file_and_line(tmp_path: Path, old: str, ne
 
 def test_unknown_station_name_lists_the_shipped_ones():
     with pytest.raises(StationConfigError, match="virtual"):
-        load_station("no_such_station")
+        open_station("no_such_station")
 
 
 def test_channel_ranges_expand():
@@ -95,9 +96,9 @@ def test_channel_ranges_expand():
 
 def test_virtual_station_follows_a_bigger_chip(virtual_station):
     station, lab = virtual_station(seed=4, cells=64)
-    from labstack.station import layout_of
 
-    layout = layout_of(station)
+
+    layout = station.layout
     assert layout.n_cells == 64 and len(layout.couplers) == 63
     assert layout.bias[63] == "qdac3.ch16.dc_constant_V"
     station.qdac3.ch16.dc_constant_V(0.4)
@@ -109,7 +110,7 @@ def test_virtual_station_follows_a_bigger_chip(virtual_station):
 
 def test_virtual_station_for_a_grid_chip_lists_its_coupler_pairs(virtual_station):
     station, lab = virtual_station(seed=4, cells=16, topology="grid")
-    from labstack.station import layout_of
 
-    layout = layout_of(station)
+
+    layout = station.layout
     assert sorted(layout.coupler_pairs) == sorted(map(tuple, lab.truth.couplers.pairs.tolist()))

@@ -10,8 +10,7 @@ import pytest
 from labstack.drivers.sampler import LabstackSampler
 from qcodes.instrument import Instrument
 
-from labstack.station import close_station
-from labstack.transcript import (
+from labstack.visa import (
     TranscriptMismatch,
     finish_recording,
     playback_station,
@@ -51,7 +50,7 @@ def test_drivers_replay_a_transcript_without_hardware(transcript):
         t, x = session(station)
         verify_playback(station)
     finally:
-        close_station(station)
+        station.close()
     assert t == temperature and np.array_equal(x, samples)
 
 
@@ -67,7 +66,7 @@ def test_a_driver_change_that_alters_a_command_is_caught(transcript, monkeypatch
         with pytest.raises(TranscriptMismatch) as caught:
             session(station)
     finally:
-        close_station(station)
+        station.close()
     message = str(caught.value)
     assert "instrument 'sampler'" in message and "line " in message and "exchange " in message
     assert "expected write 'READ?'" in message and "got write 'FETCH?'" in message
@@ -81,4 +80,4 @@ def test_commands_left_unsent_are_reported(transcript):
         with pytest.raises(TranscriptMismatch, match=r"(?s)qdac1.*never happened.*sour2:volt.*sampler.*SAMP:COUN 8"):
             verify_playback(station)
     finally:
-        close_station(station)
+        station.close()

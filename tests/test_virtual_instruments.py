@@ -71,10 +71,10 @@ def test_sampler_returns_a_binary_block_of_every_cell(virtual_station):
     station, lab = virtual_station(seed=5, cells=16)
     station.sampler.n_samples(500)
     station.sampler.sample_rate(10e3)
-    t0 = station.labstack_clock.now()
+    t0 = station.clock.now()
     data = station.sampler.samples()
     assert data.shape == (16, 500) and data.dtype == np.float32
-    assert station.labstack_clock.now() - t0 == pytest.approx(500 / 10e3)
+    assert station.clock.now() - t0 == pytest.approx(500 / 10e3)
     # every live cell's readings sit near offset +- amplitude
     amp = lab.truth.cells.readout_amp_V
     spread = np.ptp(np.percentile(data, [5, 95], axis=1), axis=0)
@@ -86,7 +86,7 @@ def test_virtual_clock_advances_without_wall_time(virtual_station):
 
     station, lab = virtual_station(seed=5, cells=16)
     start = time.perf_counter()
-    station.labstack_clock.sleep(3600.0)
+    station.clock.sleep(3600.0)
     assert time.perf_counter() - start < 5.0
-    assert station.labstack_clock.now() == pytest.approx(3600.0)
+    assert station.clock.now() == pytest.approx(3600.0)
     assert lab.clock.now() == pytest.approx(3600.0)

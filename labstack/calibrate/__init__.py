@@ -2,7 +2,13 @@
 
 See :mod:`labstack.calibrate.graph` for the algorithm, :mod:`labstack.calibrate.node`
 for how a node is written, and :mod:`labstack.calibrate.state` for the versioned
-calibration state on disk. A node module in ``calibrations/`` looks like::
+calibration state on disk (that module alone reads and writes its files).
+
+Imports: station, clock (below). Imported by calibrations, session and everything
+above; it never imports a calibration, the runner or presentation (notebook display
+of its objects is registered from :mod:`labstack.presentation`).
+
+A node module in ``calibrations/`` looks like::
 
     NAME = "bias_transfer"
     DEPENDS_ON = ("readout",)
@@ -14,7 +20,9 @@ calibration state on disk. A node module in ``calibrations/`` looks like::
         tolerance_V: float = 0.002
 
     def acquire(ctx, params, mode):            # Mode.CHECK: few points; CALIBRATE: full
-        return ctx.service("runner").run(...)  # a dataset with attrs["run_id"]
+        sweep = Sweep.over("bias", ...)        # a sequence, run on ctx.station
+        return run_sequence(sweep, ctx.station, name=NAME, data_dir=ctx.data_dir,
+                            state_version=ctx.state.version).dataset()
 
     def fit(data, params):                     # pure: re-fit any stored dataset
         return fit_each(per_cell(data), lambda d: fit_logistic(d.V, d.n_plus, d.shots))
@@ -37,13 +45,13 @@ and is run with::
 """
 
 from labstack.calibrate.change import StateChange, Update
-from labstack.calibrate.context import STATE_DIRNAME, Context
+from labstack.calibrate.context import Context
 from labstack.calibrate.dag import CycleError, MissingDependencyError
 from labstack.calibrate.graph import CalibrationGraph, LogEntry, StateCheck, Status
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
 from labstack.calibrate.spec import FitQuality, Mode, Spec, Tolerance, Verdict, combine
-from labstack.calibrate.state import CalibrationState, StateDiff, StateFileError
+from labstack.calibrate.state import STATE_DIRNAME, CalibrationState, StateDiff, StateFileError
 
 __all__ = [
     "STATE_DIRNAME",

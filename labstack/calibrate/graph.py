@@ -170,12 +170,6 @@ class CalibrationGraph:
         check_dependencies({n: node.depends_on for n, node in self._nodes.items()})
         self.order()
 
-    def _repr_html_(self) -> str:
-        """Notebook display: the DAG coloured by status and a table of why (runs nothing)."""
-        from labstack.display import graph_html
-
-        return graph_html(self)
-
     # ------------------------------------------------------------- log
     def calls(self, function: str | None = None) -> list[tuple[str, str]] | list[str]:
         """``(function, node)`` pairs in order, or the node names for one function."""

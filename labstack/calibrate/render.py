@@ -1,8 +1,7 @@
-"""Readable tables of calibration entries, as text (terminal, logs) and HTML (Jupyter)."""
+"""Readable text tables of calibration entries (terminal, logs); HTML lives in labstack.presentation."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,18 +44,6 @@ def text_table(rows: list[list[str]], header: tuple[str, ...] = COLUMNS) -> str:
     for row in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
-
-
-def html_table(rows: list[list[str]], header: tuple[str, ...] = COLUMNS, caption: str = "") -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        invalid = len(row) > 4 and row[4] == "NO"
-        style = ' style="background:#fdd"' if invalid else ""
-        cells = "".join(f"<td>{html.escape(str(c))}</td>" for c in row)
-        body.append(f"<tr{style}>{cells}</tr>")
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def entries_rows(entries: Mapping[str, Entry]) -> list[list[str]]:

@@ -1,6 +1,7 @@
 """The calibration state: versioned, human-readable, all-or-nothing on disk.
 
-Layout of a state directory (by default ``<data_dir>/calibration_state/``)::
+This module is the only one that reads or writes the state's files. Layout of a
+state directory (by default ``<data_dir>/calibration_state/``)::
 
     v000001.yaml   full snapshot after update 1 (entries, node records, metadata)
     v000002.yaml   ...
@@ -37,9 +38,11 @@ import yaml
 
 from labstack.calibrate.change import StateChange
 from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
-from labstack.calibrate.render import entries_rows, html_table, text_table
+from labstack.calibrate.render import entries_rows, text_table
 from labstack.clock import Clock
 
+#: where the state lives next to the runs: ``<data_dir>/calibration_state``
+STATE_DIRNAME = "calibration_state"
 CURRENT = "current"
 _VERSION_FILE = re.compile(r"^v(\d{6,})\.yaml$")
 
@@ -123,13 +126,14 @@ class StateDiff:
             rows.append(["~", k, f(a.value), f(b.value), f(b.stderr, 2), _valid(b)])
         return rows
 
-    _HEADER = ("", "key", "old", "new", "± new", "valid")
+    HEADER = ("", "key", "old", "new", "± new", "valid")
+
+    def rows(self) -> list[list[str]]:
+        """One row per added (+), removed (-) and changed (~) key, as text cells."""
+        return self._rows()
 
     def to_table(self) -> str:
-        return f"diff v{self.v1} -> v{self.v2}\n" + text_table(self._rows(), self._HEADER)
-
-    def _repr_html_(self) -> str:
-        return html_table(self._rows(), self._HEADER, caption=f"diff v{self.v1} → v{self.v2}")
+        return f"diff v{self.v1} -> v{self.v2}\n" + text_table(self._rows(), self.HEADER)
 
 
 def _valid(e: Entry) -> str:
@@ -150,6 +154,33 @@ class CalibrationState:
         self._snap = snapshot
 
     # ---------------------------------------------------------------- loading
+    @staticmethod
+    def current_version(path: str | os.PathLike[str]) -> int:
+        """The version ``current`` names in the state directory ``path`` (0: none yet).
+
+        Reads only the pointer, so a run can record which state was current cheaply.
+        """
+        try:
+            name = (Path(path) / CURRENT).read_text().strip()
+        except OSError:
+            return 0
+        match = _VERSION_FILE.match(name)
+        return int(match.group(1)) if match else 0
+
+    @classmethod
+    def restore(cls, path: str | os.PathLike[str], text: str) -> CalibrationState:
+        """A state directory at ``path`` whose current version is the version file ``text``.
+
+        ``text`` is what :meth:`version_text` gave (e.g. stored with a calibration run);
+        it is checked like any version file before it becomes current.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        snap = _parse(text, path / "<restored>")
+        _atomic_write(path / version_file(snap.version), text)
+        _atomic_write(path / CURRENT, version_file(snap.version) + "\n")
+        return cls.load(path)
+
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CalibrationState:
         """Open the state directory ``path``; an empty state if it holds nothing yet."""
@@ -170,6 +201,12 @@ class CalibrationState:
     @property
     def version(self) -> int:
         return self._snap.version
+
+    def version_text(self) -> str:
+        """The current version's file, as stored (``""`` for an empty state)."""
+        if self.version == 0 or self._path is None:
+            return ""
+        return (self._path / version_file(self.version)).read_text(encoding="utf-8")
 
     # ---------------------------------------------------------------- reading
     def get(self, key: str) -> Entry:
@@ -328,10 +365,6 @@ class CalibrationState:
         title = f"calibration state v{self.version} ({len(self)} entries)"
         return title + "\n" + text_table(entries_rows(self._snap.entries))
 
-    def _repr_html_(self) -> str:
-        caption = f"calibration state v{self.version}"
-        return html_table(entries_rows(self._snap.entries), caption=caption)
-
     def __repr__(self) -> str:
         return f"CalibrationState(path={str(self._path)!r}, version={self.version}, entries={len(self)})"
 
@@ -377,7 +410,11 @@ def _essence(e: Entry) -> tuple[Any, ...]:
 
 def _read(file: Path) -> _Snapshot:
     """One version file, checked so a damaged file is named with its line and key."""
-    text = file.read_text(encoding="utf-8")
+    return _parse(file.read_text(encoding="utf-8"), file)
+
+
+def _parse(text: str, file: Path) -> _Snapshot:
+    """A version file's text, checked; errors name ``file`` with the line and key."""
     try:
         root = yaml.compose(text, Loader=_LOADER)
         doc = yaml.load(text, Loader=_LOADER)

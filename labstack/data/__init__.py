@@ -8,6 +8,7 @@ from labstack.data.interop import export_netcdf, import_qcodes_dataset, open_dat
 from labstack.data.runs import (
     DATA_DIR_ENV,
     Run,
+    RunNotFoundError,
     list_runs,
     load_run,
     new_run_id,
@@ -18,6 +19,7 @@ from labstack.data.store import RunWriter
 __all__ = [
     "DATA_DIR_ENV",
     "Run",
+    "RunNotFoundError",
     "RunWriter",
     "export_netcdf",
     "import_qcodes_dataset",

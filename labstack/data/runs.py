@@ -30,6 +30,13 @@ RUN_FORMAT = "labstack-run/1"
 STATUSES = ("running", "completed", "failed")
 
 
+class RunNotFoundError(KeyError):
+    """No run (or more than one) matches an id or prefix; the message says which and where."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``data_dir`` if given, else ``$LABSTACK_DATA_DIR``, else ``./labstack_data``."""
     if data_dir is None:
@@ -82,14 +89,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, name={self.name!r}, status={self.status!r})"
-
-    def _repr_html_(self) -> str:
-        """Notebook display: summary, variables and plots (see :mod:`labstack.report`)."""
-        from labstack.report import calibration_html, run_summary_html
-
-        if self.attrs.get("kind") == "calibration":
-            return calibration_html(self, self.path.parent, plots=False)
-        return run_summary_html(self)
 
     @property
     def id(self) -> str:
@@ -199,5 +198,5 @@ def load_run(run_id: str, data_dir: str | os.PathLike[str] | None = None) -> Run
     if len(matches) == 1:
         return Run(matches[0])
     if not matches:
-        raise KeyError(f"no run {run_id!r} in {root}")
-    raise KeyError(f"run id prefix {run_id!r} is ambiguous in {root}: {[m.name for m in matches]}")
+        raise RunNotFoundError(f"no run {run_id!r} in {root}")
+    raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous in {root}: {[m.name for m in matches]}")

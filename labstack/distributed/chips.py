@@ -3,7 +3,7 @@
 A wafer of virtual chips is ``parse_chips(["seed=1..24"])``; real chips are their
 station files (``parse_chips(["fridge_a.yaml", "fridge_b.yaml"])``). Each task
 (:func:`calibrate_chip`) builds its chip's station inside the worker process,
-calibrates it with :func:`labstack.calibration_run.calibrate_station` and closes it,
+calibrates it with :func:`labstack.session.calibrate_station` and closes it,
 whatever happens. Everything lands in one data directory:
 
 - runs in ``<data_dir>/<run_id>/`` as usual (one registry: ``list_runs`` sees
@@ -19,7 +19,6 @@ reported with its error and does not stop the others.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import socket
 import time
@@ -30,103 +29,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labstack.data import resolve_data_dir
+from labstack.data import list_runs, resolve_data_dir
 from labstack.data.runs import write_json_atomic
 from labstack.distributed.cluster import run_tasks
+from labstack.distributed.specs import ChipSpec, ChipSpecError, parse_chips
+from labstack.session import UnknownRoutineError, calibrate_station, routines
+from labstack.visa import open_station
+
+__all__ = [
+    "CHIPS_DIRNAME",
+    "BatchReport",
+    "ChipResult",
+    "ChipSpec",
+    "ChipSpecError",
+    "calibrate_chip",
+    "calibrate_chips",
+    "chip_dir",
+    "parse_chips",
+]
 
 CHIPS_DIRNAME = "chips"
-VIRTUAL_KEYS = ("cells", "topology", "dead", "stuck", "crosstalk")
-_SEED_RANGE = re.compile(r"^(-?\d+)(?:\.\.(-?\d+))?$")
-
-
-class ChipSpecError(ValueError):
-    """A ``--chips`` entry that cannot be understood; the message names it."""
-
-
-@dataclass(frozen=True)
-class ChipSpec:
-    """One chip of a batch: a station (file or shipped name) and, for the virtual
-    lab, the description of the chip (``seed=3,cells=16`` or a ground-truth .json)."""
-
-    chip_id: str
-    station: str = "virtual"
-    lab: str | None = None
-
-    def lab_description(self) -> str | None:
-        """The description given to ``load_station``: a fresh lab of this chip per call
-        (a unique ``instance``), so a worker never reuses a lab another task touched."""
-        if self.lab is None or self.lab.endswith(".json"):
-            return self.lab
-        return f"{self.lab},instance={self.chip_id}-{secrets.token_hex(3)}"
-
-
-def parse_chips(
-    items: Sequence[str], *, station: str = "virtual", defaults: Mapping[str, Any] | None = None
-) -> list[ChipSpec]:
-    """Chips from ``--chips`` entries (each entry may hold several, comma-separated).
-
-    - ``seed=7`` is a virtual chip drawn from seed 7 (id ``seed-7``); ``seed=1..24``
-      is 24 of them; ``cells=``, ``topology=``, ``dead=``, ``stuck=``, ``crosstalk=``
-      after a seed apply to the chip(s) of that seed; ``defaults`` to every virtual chip.
-    - ``chip.json`` (or ``truth=chip.json``) is the virtual chip of that ground truth.
-    - ``lab.yaml`` (or any token without ``=``) is a station file or shipped station
-      name: a real chip, or a station file whose own ``visalib`` describes the lab.
-
-    Chips are virtual on ``station``. Ids are unique (``-2``, ``-3`` appended to repeats).
-    """
-    chips: list[tuple[str, str, dict[str, str] | str | None]] = []  # (id, station, lab)
-    last: list[int] = []  # indices of the chips the last seed= token made
-    for item in items:
-        for token in filter(None, (t.strip() for t in item.split(","))):
-            key, sep, value = token.partition("=")
-            key = key.strip()
-            value = value.strip()
-            if sep and key == "seed":
-                match = _SEED_RANGE.match(value)
-                if not match:
-                    raise ChipSpecError(f"--chips {token!r}: seed must be N or A..B")
-                lo = int(match.group(1))
-                hi = int(match.group(2)) if match.group(2) is not None else lo
-                if hi < lo:
-                    raise ChipSpecError(f"--chips {token!r}: empty seed range")
-                last = []
-                for seed in range(lo, hi + 1):
-                    options = {k: str(v) for k, v in (defaults or {}).items() if v is not None}
-                    options = {"seed": str(seed), **options}
-                    last.append(len(chips))
-                    chips.append((f"seed-{seed}", station, options))
-            elif sep and key in VIRTUAL_KEYS:
-                if not last:
-                    raise ChipSpecError(f"--chips {token!r}: {key}= must follow a seed= entry")
-                for i in last:
-                    options = chips[i][2]
-                    assert isinstance(options, dict)
-                    options[key] = value
-            elif (sep and key == "truth") or (not sep and token.endswith(".json")):
-                path = Path(value if sep else token).expanduser().resolve()
-                if not path.is_file():
-                    raise ChipSpecError(f"--chips {token!r}: no ground-truth file {path}")
-                chips.append((path.stem, station, str(path)))
-                last = []
-            elif not sep:
-                chips.append((Path(token).stem, token, None))
-                last = []
-            else:
-                raise ChipSpecError(
-                    f"--chips {token!r}: unknown key {key!r}; use seed=, truth=, "
-                    f"{'=, '.join(VIRTUAL_KEYS)}=, a .json ground truth or a station file"
-                )
-    if not chips:
-        raise ChipSpecError("--chips: no chips given")
-    seen: dict[str, int] = {}
-    specs = []
-    for chip_id, chip_station, lab in chips:
-        seen[chip_id] = seen.get(chip_id, 0) + 1
-        unique = chip_id if seen[chip_id] == 1 else f"{chip_id}-{seen[chip_id]}"
-        if isinstance(lab, dict):
-            lab = ",".join(f"{k}={v}" for k, v in lab.items())
-        specs.append(ChipSpec(unique, chip_station, lab))
-    return specs
 
 
 def chip_dir(data_dir: str | os.PathLike[str], chip_id: str) -> Path:
@@ -163,8 +85,6 @@ class ChipResult:
 
 
 def _runs_of(root: Path, chip_id: str, since: float) -> list[str]:
-    from labstack.data import list_runs
-
     since_utc = datetime.fromtimestamp(since, UTC)
     return [r.id for r in list_runs(root, since=since_utc) if r.metadata.get("chip") == chip_id]
 
@@ -178,10 +98,6 @@ def calibrate_chip(
 ) -> ChipResult:
     """Build the chip's station here, calibrate it, close it; never raises for the chip's
     own failures (they are returned in the result, with the traceback)."""
-    from labstack.calibration_run import calibrate_station
-    from labstack.measure.tags import tag_station_runs
-    from labstack.station import close_station, load_station
-
     root = Path(data_dir)
     here = chip_dir(root, chip.chip_id)
     here.mkdir(parents=True, exist_ok=True)
@@ -190,8 +106,8 @@ def calibrate_chip(
     result = ChipResult(chip.chip_id, asdict(chip), ok=False, worker=worker)
     station = None
     try:
-        station = load_station(chip.station, lab=chip.lab_description())
-        tag_station_runs(station, chip=chip.chip_id)
+        station = open_station(chip.station, lab=chip.lab_description())
+        station.run_metadata["chip"] = chip.chip_id
         report = calibrate_station(
             station, data_dir=root, progress=False, names=names, force=force, params=params,
             state_dir=here / "calibration_state",
@@ -208,7 +124,7 @@ def calibrate_chip(
         result.report = report.render()
     finally:
         if station is not None:
-            close_station(station)
+            station.close()
     result.run_ids = _runs_of(root, chip.chip_id, started)
     result.seconds = time.perf_counter() - t0
     write_json_atomic(here / "chip.json", asdict(result))
@@ -250,17 +166,15 @@ class BatchReport:
 
 def check_params(params: Mapping[str, Mapping[str, Any]] | None) -> None:
     """Refuse overrides of routines or parameters that do not exist, before any task runs."""
-    from labstack.calibration_run import routines
-
     available = routines()
     for name, overrides in (params or {}).items():
         if name not in available:
-            raise KeyError(f"no calibration routine {name!r}; installed: {sorted(available)}")
+            raise UnknownRoutineError(f"no calibration routine {name!r}; installed: {sorted(available)}")
         cls = getattr(available[name], "Parameters", None)
         known = {f.name for f in fields(cls)} if cls is not None and is_dataclass(cls) else set()
         unknown = set(overrides) - known
         if unknown:
-            raise KeyError(f"{name} has no parameter(s) {sorted(unknown)}; it has {sorted(known)}")
+            raise UnknownRoutineError(f"{name} has no parameter(s) {sorted(unknown)}; it has {sorted(known)}")
 
 
 def calibrate_chips(

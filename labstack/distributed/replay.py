@@ -19,6 +19,7 @@ from typing import Any
 
 from labstack.data import list_runs, load_run, resolve_data_dir
 from labstack.distributed.cluster import run_tasks
+from labstack.session import routines
 
 Replay = Callable[[str, str], Any]
 
@@ -29,8 +30,6 @@ def refit_run(run_id: str, data_dir: str) -> dict[str, Any]:
     Items (e.g. cells) that fit are counted ``ok`` (an item's ``ok`` attribute, or
     a :class:`~labstack.fit.FitResult`'s ``success``).
     """
-    from labstack.calibration_run import routines
-
     run = load_run(run_id, data_dir)
     meta = run.metadata
     name = meta.get("calibration")

@@ -6,7 +6,6 @@
 """
 
 from labstack.measure.plan import Plan, SequenceError, describe, plan_sequence, validate
-from labstack.measure.resolve import UnknownParameterError, resolve_parameter
 from labstack.measure.runner import RunProgress, run_sequence
 from labstack.measure.sequence import (
     Read,
@@ -32,13 +31,11 @@ __all__ = [
     "Step",
     "Sweep",
     "Trace",
-    "UnknownParameterError",
     "Wait",
     "as_sequence",
     "describe",
     "param_name",
     "plan_sequence",
-    "resolve_parameter",
     "run_sequence",
     "step_from_dict",
     "step_from_json",

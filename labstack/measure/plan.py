@@ -17,7 +17,6 @@ import numpy as np
 from qcodes.parameters import ArrayParameter, MultiParameter, ParameterBase, ParameterWithSetpoints
 from qcodes.validators import Ints, Numbers
 
-from labstack.measure.resolve import UnknownParameterError, resolve_parameter
 from labstack.measure.sequence import (
     Read,
     Sequence,
@@ -29,6 +28,7 @@ from labstack.measure.sequence import (
     as_sequence,
     param_name,
 )
+from labstack.station.parameters import UnknownParameterError, find_parameter
 
 Path_ = tuple[int, ...]
 
@@ -98,7 +98,7 @@ class _Planner:
 
     def _resolve(self, ref: Any, where: str) -> ParameterBase:
         try:
-            return resolve_parameter(ref, self.station)
+            return find_parameter(self.station, ref)
         except (UnknownParameterError, TypeError) as err:
             raise SequenceError(f"{where}: {err}") from err
 

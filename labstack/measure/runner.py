@@ -23,20 +23,15 @@ from qcodes.parameters import ParameterBase
 from qcodes.utils import NumpyJSONEncoder
 from tqdm.auto import tqdm
 
-from labstack.clock import Clock, clock_of
+from labstack.clock import Clock
 from labstack.data.attrs import attr_value
-from labstack.data.provenance import (
-    git_revision,
-    package_versions,
-    state_version,
-    station_provenance,
-)
-from labstack.data.runs import Run, resolve_data_dir
+from labstack.data.provenance import git_revision, package_versions
+from labstack.data.runs import Run
 from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
 from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
 from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
-from labstack.measure.tags import station_run_metadata
-from labstack.safety.control import RunControl, control_of
+from labstack.safety.control import RunControl
+from labstack.station import LabStation
 
 Thunk = Callable[[], None]
 
@@ -66,19 +61,19 @@ TICK_S = 0.25  # how often the hot loop looks at the wall clock for flushing and
 
 def run_attrs(
     sequence: Sequence,
-    station: Any,
+    station: LabStation,
     name: str,
     clock: Clock,
     metadata: Mapping[str, Any],
-    data_dir: str | os.PathLike[str] | None = None,
+    state_version: int | None = None,
 ) -> dict[str, Any]:
     """Dataset attributes known at the start: provenance, snapshot, sequence, metadata.
 
-    With the sequence they hold what :mod:`labstack.replay` needs to run it again:
-    the station file's text, the virtual-lab description and seed, and the
-    calibration state version current in ``data_dir`` when the run started.
+    With the sequence they hold what :mod:`labstack.session.replay` needs to run it
+    again: the station file's text, the virtual-lab description and seed, and (when
+    the caller knows it) the calibration state version current when the run started.
     """
-    snapshot = station.snapshot() if hasattr(station, "snapshot") else {}
+    snapshot = station.snapshot()
     attrs: dict[str, Any] = {
         "name": name,
         "start_utc": clock.utcnow().isoformat(),
@@ -92,18 +87,19 @@ def run_attrs(
     rev = git_revision()
     if rev:
         attrs["git_revision"] = rev
-    origin = station_provenance(station)
-    attrs["station_file"] = origin["station_file"]
-    attrs["station_source"] = origin["station_source"]
-    attrs["lab_description"] = origin["lab"]
-    attrs["lab_seed"] = origin["seed"]
-    attrs["calibration_state_version"] = state_version(resolve_data_dir(data_dir))
+    origin, seed = station.provenance, station.seed
+    attrs["station_file"] = origin.station_text
+    attrs["station_source"] = origin.source
+    attrs["lab_description"] = origin.lab
+    attrs["lab_seed"] = seed
+    if state_version is not None:
+        attrs["calibration_state_version"] = int(state_version)
     for key, value in metadata.items():
         if key in RESERVED_ATTRS or key.startswith("version_"):
             raise ValueError(f"metadata key {key!r} is reserved for labstack's own attributes")
         attrs[key] = attr_value(value)
-    if origin["seed"] is not None:
-        attrs.setdefault("seed", origin["seed"])
+    if seed is not None:
+        attrs.setdefault("seed", seed)
     return attrs
 
 
@@ -310,7 +306,7 @@ def _realise(plan: Plan, writer: RunWriter) -> None:
 
 def run_sequence(
     sequence: Step | Iterable[Step],
-    station: Any,
+    station: LabStation | Any,
     *,
     name: str,
     data_dir: str | os.PathLike[str] | None = None,
@@ -321,9 +317,14 @@ def run_sequence(
     flush_interval: float = 1.0,
     subscribers: Iterable[Subscriber] = (),
     control: RunControl | None = None,
+    state_version: int | None = None,
 ) -> Run:
     """Validate ``sequence`` against ``station``, run it on the station's clock and
     stream the data into a new run in ``data_dir``; returns the finished :class:`Run`.
+
+    ``station`` is a :class:`~labstack.station.LabStation` (a bare QCoDeS station is
+    taken as one on wall time). ``state_version`` records which calibration state was
+    current (the calibration engine passes it; ``labstack measure`` too).
 
     Points are flushed to disk every ``flush_every`` points (per variable, fewer for
     large arrays) and at least every ``flush_interval`` seconds of wall time; a crash
@@ -333,16 +334,17 @@ def run_sequence(
 
     ``subscribers`` (e.g. a :class:`labstack.measure.live.LivePlot`) are called with a
     :class:`RunProgress` after every flush and once at the end (``final=True``).
-    ``control`` (default: the station's, :func:`labstack.safety.control.control_of`)
+    ``control`` (default: the station's, ``station.control``)
     is consulted before the first point and after every point: pause, resume, abort,
     suspenders and interlock trips (an abort raises
     :class:`~labstack.safety.errors.RunAborted` after putting the station in its safe state).
     """
+    lab = LabStation.of(station)
     seq = as_sequence(sequence)
-    plan = validate(seq, station)
-    clock = clock if clock is not None else clock_of(station)
-    metadata = {**station_run_metadata(station), **dict(metadata or {})}
-    attrs = run_attrs(seq, station, name, clock, metadata, data_dir)
+    plan = validate(seq, lab)
+    clock = clock if clock is not None else lab.clock
+    metadata = {**lab.run_metadata, **dict(metadata or {})}
+    attrs = run_attrs(seq, lab, name, clock, metadata, state_version)
     # CF: non-index coordinates are listed in a global attribute so xarray reopens them
     # as coordinates, not data variables.
     extra = [c.name for c in plan.coords.values() if c.dims != (c.name,)]
@@ -358,7 +360,7 @@ def run_sequence(
         _realise(plan, writer)
         if progress and plan.leaf_points:
             bar = tqdm(total=plan.leaf_points, desc=name, unit="pt", delay=PROGRESS_DELAY_S)
-        control = control if control is not None else control_of(station)
+        control = control if control is not None else lab.control
         control.start(clock, writer.path.parent, writer)
         pacer = _Pacer(writer, flush_interval, bar, notify, control.checkpoint)
         execute = _Compiler(plan, writer, clock, pacer, t0).steps(seq.steps, ())

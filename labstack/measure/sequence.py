@@ -32,7 +32,7 @@ def param_name(param: str | ParameterBase) -> str:
     QCoDeS' ``name_parts`` use a channel's own name, which need not be the key it is
     reachable under (a channel registered as ``A`` may be named ``ChanA``); walking
     the parents and looking the channel up in its parent's submodules gives a name
-    that :func:`labstack.measure.resolve_parameter` resolves back to the same object.
+    that :func:`labstack.station.find_parameter` resolves back to the same object.
     """
     if isinstance(param, str):
         return param

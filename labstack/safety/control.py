@@ -1,6 +1,6 @@
 """Pause, resume and abort runs; suspend them while a watched signal is out of band.
 
-A :class:`RunControl` belongs to a station (``control_of(station)``); the runner
+A :class:`RunControl` belongs to a station (``LabStation.control``); the runner
 calls :meth:`RunControl.checkpoint` before the first point and after every
 point, so commands take effect between points, never in the middle of one.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,19 +67,26 @@ def write_command(data_dir: str | Path, command: str, reason: str = "") -> Path:
 
 
 class RunControl:
-    """Pause / resume / abort and suspenders for the runs of one station."""
+    """Pause / resume / abort and suspenders for the runs of one station.
+
+    ``read(name)`` reads a watched signal (a dotted parameter name) and
+    ``safe_state()`` puts the station in its safe state, returning what failed;
+    the station supplies both, so run control needs nothing else of it.
+    """
 
     def __init__(
         self,
-        station: Any = None,
         suspenders: list[SuspenderSpec] | None = None,
         *,
         max_temperature_K: float | None = None,
         thermometer: str | None = None,
+        read: Callable[[str], float] | None = None,
+        safe_state: Callable[[], list[str]] | None = None,
         wall_poll_s: float = 0.1,
     ) -> None:
-        self.station = station
         self.suspenders = list(suspenders or [])
+        self.read = read
+        self.safe_state = safe_state
         self.max_temperature_K = max_temperature_K
         self.thermometer = thermometer
         self.wall_poll_s = wall_poll_s
@@ -91,7 +99,6 @@ class RunControl:
         self._clock: Clock = WallClock()
         self._writer: Any = None
         self._next_file_poll = -math.inf
-        self._getters: dict[str, Any] = {}
 
     # ------------------------------------------------------------- commands
     def pause(self, reason: str = "") -> None:
@@ -176,12 +183,9 @@ class RunControl:
             self.abort(reason or "abort via control file")
 
     def _read(self, name: str) -> float:
-        getter = self._getters.get(name)
-        if getter is None:
-            from labstack.station import find_parameter
-
-            getter = self._getters[name] = find_parameter(self.station, name).get
-        return float(getter())
+        if self.read is None:
+            raise RuntimeError(f"run control cannot read {name!r}: its station gave it no reader")
+        return float(self.read(name))
 
     def _watch(self) -> None:
         """Check interlocks and suspenders (every point); while one is out of band, wait."""
@@ -224,55 +228,7 @@ class RunControl:
             self._abort_reason = f"interlock: {self.thermometer} = {t:g} K > {self.max_temperature_K:g} K"
 
     def _do_abort(self, reason: str) -> None:
-        problems = safe_state(self.station) if self.station is not None else []
+        problems = self.safe_state() if self.safe_state is not None else []
         self._event("abort", reason + (f"; safe state incomplete: {problems}" if problems else ""))
         self._abort_reason = None
         raise RunAborted(reason + (f" (safe state incomplete: {'; '.join(problems)})" if problems else ""))
-
-
-def safe_state(station: Any) -> list[str]:
-    """Ramp guarded DACs to the safe value and switch the heater off; returns what failed.
-
-    Keeps going past a failing instrument, so one dead DAC does not leave the heater on.
-    """
-    from labstack.station import find_parameter, layout_of
-
-    safety = getattr(station, "labstack_safety", None)
-    problems: list[str] = []
-    if safety is None:
-        return ["station has no labstack safety configuration"]
-    safe = safety.config.safe_state
-    layout = layout_of(station)
-    if safe.heater_off and layout.heater:
-        try:
-            find_parameter(station, f"{layout.heater}.output_range").set("off")
-        except Exception as exc:
-            problems.append(f"{layout.heater}: {type(exc).__name__}: {exc}")
-    for name, channel in safety.channels.items():
-        if channel.ramp is None:
-            continue
-        target = min(max(safe.dac_V, channel.low), channel.high)
-        try:
-            find_parameter(station, name).set(target)
-        except Exception as exc:
-            problems.append(f"{name}: {type(exc).__name__}: {exc}")
-    return problems
-
-
-def control_of(station: Any) -> RunControl:
-    """The station's run control (created on first use, with the station file's suspenders)."""
-    control = getattr(station, "labstack_control", None)
-    if control is None:
-        safety = getattr(station, "labstack_safety", None)
-        layout = getattr(station, "labstack_layout", None)
-        control = RunControl(
-            station,
-            safety.config.suspenders if safety is not None else [],
-            max_temperature_K=safety.config.interlocks.max_temperature_K if safety is not None else None,
-            thermometer=layout.thermometer_mc if layout is not None else None,
-        )
-        try:
-            station.labstack_control = control
-        except AttributeError:
-            pass
-    return control

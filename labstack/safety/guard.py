@@ -2,8 +2,9 @@
 
 Validators and ramps live on QCoDeS parameters, but a driver method, a raw
 ``instrument.write`` or a binary list upload can reach the instrument without
-passing a parameter. :class:`ScpiGuard` replaces the ``write_raw`` of the
-instrument's PyVISA resource (every pyvisa write, text or binary, ends there), parses
+passing a parameter. :class:`ScpiGuard` wraps the ``write_raw`` of the
+instrument's PyVISA resource (layer ``guard`` of :mod:`labstack.safety.intercept`;
+every pyvisa write, text or binary, ends there), parses
 each command and refuses, before it is sent, any message that would
 
 * set a guarded DAC channel outside its limits, by more than its maximum step from
@@ -22,13 +23,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from labstack.clock import Clock
 from labstack.safety.config import Interlocks, RampSpec
 from labstack.safety.errors import SafetyError
+from labstack.safety.intercept import Interceptors, Method
 from labstack.scpi_text import split_commands
 
 #: tolerance on steps and times, so a ramp computed in floating point is not refused
@@ -210,8 +211,16 @@ def max_heater_range(interlocks: Interlocks) -> int | None:
 class ScpiGuard:
     """Guards one instrument's PyVISA resource; re-applied after every reconnect."""
 
-    def __init__(self, name: str, dialect: Dialect, clock: Clock, channels: dict[int, Channel] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dialect: Dialect,
+        clock: Clock,
+        interceptors: Interceptors,
+        channels: dict[int, Channel] | None = None,
+    ) -> None:
         self.name = name
+        self.interceptors = interceptors
         self.dialect = dialect
         self.clock = clock
         self.channels: dict[int, Channel] = channels or {}
@@ -221,17 +230,18 @@ class ScpiGuard:
 
     def install(self, resource: Any) -> None:
         """Wrap ``resource.write_raw`` (every write of a pyvisa message resource ends there)."""
-        original: Callable[[bytes], Any] = getattr(resource, "_labstack_unguarded_write_raw", resource.write_raw)
-        resource._labstack_unguarded_write_raw = original
 
-        def guarded_write_raw(message: bytes) -> Any:
-            commits = self.check(message, resource)
-            result = original(message)
-            for channel, value, now in commits:
-                channel.commit(value, now)
-            return result
+        def make(original: Method) -> Method:
+            def guarded_write_raw(message: bytes) -> Any:
+                commits = self.check(message, resource)
+                result = original(message)
+                for channel, value, now in commits:
+                    channel.commit(value, now)
+                return result
 
-        resource.write_raw = guarded_write_raw
+            return guarded_write_raw
+
+        self.interceptors.wrap(resource, "write_raw", "guard", make)
 
     def check(self, message: bytes, resource: Any) -> list[tuple[Channel, float, float]]:
         """Refuse ``message`` or return the channel writes to commit once it is sent."""

@@ -1,15 +1,17 @@
-"""Apply a station file's safety sections to a loaded station (called by ``load_station``).
+"""Apply a station file's safety sections to a station's instruments.
 
 Order matters and is fixed here: every VISA instrument is hardened (retries,
 reconnects); guarded DAC channels and the heater get an SCPI guard on their
 PyVISA resource (re-applied after a reconnect); ramped parameters get a ramped
 ``set``; heater range and set-point get extra validators, so a sequence that
-would break an interlock fails its dry run before anything moves.
+would break an interlock fails its dry run before anything moves. Every method
+replaced on a driver goes through one :class:`~labstack.safety.intercept.Interceptors`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +28,20 @@ from labstack.safety.guard import (
     ScpiGuard,
     max_heater_range,
 )
+from labstack.safety.intercept import Interceptors
 from labstack.safety.ramp import install_ramp
 from labstack.safety.retry import Hardener
+
+Find = Callable[[str], Any]
 
 
 @dataclass
 class StationSafety:
-    """Everything the safety layer installed on one station (``station.labstack_safety``)."""
+    """Everything the safety layer installed on one station (``LabStation.safety``)."""
 
     config: SafetyConfig
     clock: Clock
+    interceptors: Interceptors = field(default_factory=Interceptors)
     channels: dict[str, Channel] = field(default_factory=dict)
     guards: dict[str, ScpiGuard] = field(default_factory=dict)
     hardener: Hardener | None = None
@@ -53,30 +59,34 @@ def _dialect_channel(parameter: Parameter) -> tuple[str, int] | None:
 
 
 def install_safety(
-    station: Any,
+    components: Mapping[str, Any],
     config: SafetyConfig,
-    limits: dict[str, tuple[float, float]],
+    limits: Mapping[str, tuple[float, float]],
     heater: str | None,
     clock: Clock,
-    find: Any,
+    find: Find,
 ) -> StationSafety:
-    """Harden, guard and ramp the station's instruments as ``config`` says."""
+    """Harden, guard and ramp the instruments in ``components`` as ``config`` says.
+
+    ``find(name)`` resolves a dotted parameter name (the station's one resolver).
+    """
     safety = StationSafety(config, clock)
+    interceptors = safety.interceptors
 
     def reguard(instrument: VisaInstrument) -> None:
         guard = safety.guards.get(instrument.name)
         if guard is not None:
             guard.install(instrument.visa_handle)
 
-    hardener = Hardener(config.retry, clock, on_reconnect=reguard)
+    hardener = Hardener(config.retry, clock, interceptors, on_reconnect=reguard)
     safety.hardener = hardener
-    for component in station.components.values():
+    for component in components.values():
         if isinstance(component, VisaInstrument) and component is not clock:
             hardener.harden(component)
 
     by_instrument: dict[str, dict[int, Channel]] = {}
     for name in sorted(set(limits) | set(config.ramps)):
-        parameter = find(station, name)
+        parameter = find(name)
         low, high = limits.get(name, (-math.inf, math.inf))
         channel = Channel(name, low, high, config.ramps.get(name))
         safety.channels[name] = channel
@@ -86,31 +96,31 @@ def install_safety(
         else:
             by_instrument.setdefault(where[0], {})[where[1]] = channel
         if channel.ramp is not None:
-            install_ramp(parameter, channel, clock)
+            install_ramp(parameter, channel, clock, interceptors)
     for instrument_name, channels in by_instrument.items():
-        guard = ScpiGuard(instrument_name, QDac2Dialect(), clock, channels)
+        guard = ScpiGuard(instrument_name, QDac2Dialect(), clock, interceptors, channels)
         safety.guards[instrument_name] = guard
-        guard.install(station.components[instrument_name].visa_handle)
+        guard.install(components[instrument_name].visa_handle)
 
     interlocks = config.interlocks
     has_interlocks = any(v is not None for v in vars(interlocks).values())
     if heater and has_interlocks:
         instrument_name = heater.split(".")[0]
-        guard = ScpiGuard(instrument_name, Lakeshore372Dialect(interlocks), clock)
+        guard = ScpiGuard(instrument_name, Lakeshore372Dialect(interlocks), clock, interceptors)
         safety.guards[instrument_name] = guard
-        guard.install(station.components[instrument_name].visa_handle)
-        _heater_validators(station, heater, interlocks, find)
+        guard.install(components[instrument_name].visa_handle)
+        _heater_validators(heater, interlocks, find)
     return safety
 
 
-def _heater_validators(station: Any, heater: str, interlocks: Any, find: Any) -> None:
+def _heater_validators(heater: str, interlocks: Any, find: Find) -> None:
     """Narrow the heater's range and set-point parameters so plans are refused in dry runs."""
     top = max_heater_range(interlocks)
     if top is not None:
-        output_range = find(station, f"{heater}.output_range")
+        output_range = find(f"{heater}.output_range")
         mapping = getattr(output_range, "val_mapping", None) or {}
         allowed = [label for label, index in mapping.items() if int(index) <= top]
         if allowed:
             output_range.add_validator(Enum(*allowed))
     if interlocks.max_temperature_K is not None:
-        find(station, f"{heater}.setpoint").add_validator(Numbers(0.0, interlocks.max_temperature_K))
+        find(f"{heater}.setpoint").add_validator(Numbers(0.0, interlocks.max_temperature_K))

@@ -2,7 +2,7 @@
 
 QCoDeS's own ``step`` / ``inter_delay`` start from the parameter's cache (stale if
 anything else moved the output) and wait in ``time.sleep``. Here the parameter's
-``set`` is replaced by one that
+``set`` is wrapped (layer ``ramp`` of :mod:`labstack.safety.intercept`) by one that
 
 1. checks the target against the parameter's validators (limits) first;
 2. reads the instrument's actual value;
@@ -18,7 +18,6 @@ bypass the parameter are stopped on the wire by :mod:`labstack.safety.guard`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from qcodes.parameters import Parameter
 
 from labstack.clock import Clock
 from labstack.safety.guard import Channel
+from labstack.safety.intercept import Interceptors, Method
 
 
 def ramp_points(start: float, target: float, max_step: float) -> list[float]:
@@ -46,15 +46,15 @@ def ramp_seconds(start: float, target: float, channel: Channel) -> float:
     return abs(target - start) / channel.ramp.rate
 
 
-def install_ramp(parameter: Parameter, channel: Channel, clock: Clock) -> None:
-    """Replace ``parameter.set`` by a ramp within ``channel``'s limits and ramp."""
-    original: Callable[..., None] = getattr(parameter, "_labstack_unramped_set", parameter.set)
-    parameter._labstack_unramped_set = original  # type: ignore[attr-defined]
-    parameter._labstack_channel = channel  # type: ignore[attr-defined]
+def install_ramp(parameter: Parameter, channel: Channel, clock: Clock, interceptors: Interceptors) -> None:
+    """Wrap ``parameter.set`` in a ramp within ``channel``'s limits and ramp."""
     # labstack ramps replace QCoDeS's (which start from the cache and sleep in wall time)
     parameter.step = None
     parameter.inter_delay = 0
+    interceptors.wrap(parameter, "set", "ramp", lambda original: _ramped(parameter, channel, clock, original))
 
+
+def _ramped(parameter: Parameter, channel: Channel, clock: Clock, original: Method) -> Method:
     def ramped_set(value: Any, **kwargs: Any) -> None:
         parameter.validate(value)
         target = float(value)
@@ -77,4 +77,4 @@ def install_ramp(parameter: Parameter, channel: Channel, clock: Clock) -> None:
             else:
                 original(v, **kwargs)
 
-    parameter.set = ramped_set  # type: ignore[method-assign]
+    return ramped_set

@@ -1,6 +1,7 @@
 """Retry what is safe to retry, reconnect dropped sessions, and otherwise fail clearly.
 
-Every VISA instrument of a station is hardened at load time:
+Every VISA instrument of a station is hardened at load time (layer ``retry`` of
+:mod:`labstack.safety.intercept`):
 
 * its ``write_raw`` and ``ask_raw`` (QCoDeS's lowest instrument-level calls) retry on
   VISA I/O errors (timeout, dropped connection) and undecodable replies;
@@ -34,6 +35,7 @@ from qcodes.parameters import Parameter
 from labstack.clock import Clock
 from labstack.safety.config import RetrySpec
 from labstack.safety.errors import InstrumentFault, SafetyError
+from labstack.safety.intercept import Interceptors, Method
 
 T = TypeVar("T")
 
@@ -64,8 +66,15 @@ def is_idempotent(command: str) -> bool:
 class Hardener:
     """Retry policy and bookkeeping shared by every instrument of one station."""
 
-    def __init__(self, spec: RetrySpec, clock: Clock | None, on_reconnect: Callable[[VisaInstrument], None] | None = None) -> None:
+    def __init__(
+        self,
+        spec: RetrySpec,
+        clock: Clock | None,
+        interceptors: Interceptors,
+        on_reconnect: Callable[[VisaInstrument], None] | None = None,
+    ) -> None:
         self.spec = spec
+        self.interceptors = interceptors
         self.clock = clock
         self.stats = FaultStats()
         self.on_reconnect = on_reconnect
@@ -131,33 +140,31 @@ class Hardener:
     # ------------------------------------------------------------------ install
     def harden(self, instrument: VisaInstrument) -> None:
         """Wrap the instrument's ``write_raw``/``ask_raw`` and its parameters' ``get``."""
-        if getattr(instrument, "_labstack_hardened", False):
+        if self.interceptors.is_wrapped(instrument, "write_raw", "retry"):
             return
-        write_raw, ask_raw = instrument.write_raw, instrument.ask_raw
 
-        def hardened_write_raw(cmd: str) -> None:
-            self.call(instrument, cmd, lambda: write_raw(cmd), retry_ok=is_idempotent(cmd))
+        def command(method: Method) -> Method:
+            def hardened(cmd: str) -> Any:
+                return self.call(instrument, cmd, lambda: method(cmd), retry_ok=is_idempotent(cmd))
 
-        def hardened_ask_raw(cmd: str) -> str:
-            return self.call(instrument, cmd, lambda: ask_raw(cmd), retry_ok=is_idempotent(cmd))
+            return hardened
 
-        instrument.write_raw = hardened_write_raw  # type: ignore[method-assign]
-        instrument.ask_raw = hardened_ask_raw  # type: ignore[method-assign]
+        self.interceptors.wrap(instrument, "write_raw", "retry", command)
+        self.interceptors.wrap(instrument, "ask_raw", "retry", command)
         for parameter in _parameters(instrument):
-            self._harden_get(instrument, parameter)
-        instrument._labstack_hardened = True  # type: ignore[attr-defined]
+            if parameter.gettable:
+                self._harden_get(instrument, parameter)
 
     def _harden_get(self, instrument: VisaInstrument, parameter: Parameter) -> None:
-        if not parameter.gettable or getattr(parameter, "_labstack_hardened_get", None):
-            return
-        get = parameter.get
         what = f"get {parameter.full_name}"
 
-        def hardened_get() -> Any:
-            return self.call(instrument, what, get)
+        def make(get: Method) -> Method:
+            def hardened_get() -> Any:
+                return self.call(instrument, what, get)
 
-        parameter._labstack_hardened_get = get  # type: ignore[attr-defined]
-        parameter.get = hardened_get  # type: ignore[method-assign]
+            return hardened_get
+
+        self.interceptors.wrap(parameter, "get", "retry", make)
 
 
 def _parameters(instrument: Any) -> list[Parameter]:

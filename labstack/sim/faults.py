@@ -1,6 +1,6 @@
 """Faults on demand and at random: what goes wrong in a real lab, reproducibly.
 
-Communication faults happen in the PyVISA backend (:mod:`labstack.visa_backend`),
+Communication faults happen in the PyVISA backend (:mod:`labstack.visa.virtual_lab`),
 one decision per message written to an instrument:
 
 ``timeout``    a query is executed but its answer never comes (the host times out)

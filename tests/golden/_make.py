@@ -15,10 +15,9 @@ from pathlib import Path
 
 import zarr
 
-from labstack.calibration_run import calibrate_station
 from labstack.measure import run_sequence
-from labstack.station import close_station, load_station
-from labstack.transcript import finish_recording, record_station
+from labstack.session import calibrate_station
+from labstack.visa import finish_recording, open_station, record_station
 from tests.golden.scripts import (
     CALIBRATION_NAMES,
     CALIBRATION_PARAMS,
@@ -42,18 +41,18 @@ def strip_snapshot(run_dir: Path) -> None:
 
 def main() -> None:
     shutil.rmtree(RUNS, ignore_errors=True)
-    station = load_station("virtual", lab=LAB)
+    station = open_station("virtual", lab=LAB)
     try:
         calibrate_station(
             station, data_dir=RUNS, progress=False, names=CALIBRATION_NAMES, params=CALIBRATION_PARAMS
         )
     finally:
-        close_station(station)
-    station = load_station("virtual", lab=f"{LAB},instance=golden-measurement")
+        station.close()
+    station = open_station("virtual", lab=f"{LAB},instance=golden-measurement")
     try:
         run_sequence(measurement(), station, name="golden_sweep", data_dir=RUNS, progress=False)
     finally:
-        close_station(station)
+        station.close()
     shutil.rmtree(RUNS / "calibration_state")
     for run_dir in RUNS.iterdir():
         strip_snapshot(run_dir)

@@ -3,9 +3,9 @@
 One file, no external assets (plots are base64 PNG in ``<img>`` tags, the style is
 inline), so a report can be mailed, attached to an issue or opened in any browser
 years later. The same fragments give the notebook display of a run
-(:meth:`labstack.data.Run._repr_html_`).
+(:mod:`labstack.presentation.display`).
 
-A calibration run (see :mod:`labstack.calibration_record`) reports its nodes'
+A calibration run (see :mod:`labstack.session.record`) reports its nodes'
 status, the values it fitted with their uncertainties, and each acquisition it
 made, plotted by the routine's own ``plot(results, dataset)`` when it has one
 (S-curves with their fits for ``bias_scurve``), generically otherwise.
@@ -23,6 +23,8 @@ from typing import Any
 import xarray as xr
 
 from labstack.data import Run, load_run, resolve_data_dir
+from labstack.session.record import session_of
+from labstack.session.run import routines
 
 REPORT_NAME = "report.html"
 MAX_PLOTS = 8
@@ -120,8 +122,6 @@ def routine_figure(run: Run, ds: xr.Dataset) -> Any | None:
     name = run.metadata.get("calibration")
     if not name:
         return None
-    from labstack.calibration_run import routines
-
     module = routines().get(name)
     if module is None or not hasattr(module, "plot"):
         return None
@@ -198,8 +198,6 @@ def _sequence_text(text: str) -> str:
 
 def calibration_html(run: Run, data_dir: Path, *, plots: bool = True) -> str:
     """A recorded calibration: node status, fitted values, then each acquisition."""
-    from labstack.calibration_record import session_of
-
     session = session_of(run) or {}
     parts = [run_summary_html(run, plots=False)]
     status = session.get("status", {})

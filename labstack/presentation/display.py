@@ -1,18 +1,24 @@
 """Rich notebook display: the calibration graph, a node's result, a calibration, a replay.
 
-Each ``_repr_html_`` in labstack (``CalibrationGraph``, ``CalibrationReport``,
-``NodeResult``, ``ReplayReport``; ``Run`` and ``CalibrationState`` have their own)
-renders through here, so a notebook shows tables with status colours and the
-routine's own plots (S-curves with fits) as inline PNG instead of reprs.
+The engine, the runner and the session know nothing of HTML. This module renders
+their objects (:func:`to_html`) and registers those renderers as IPython HTML
+formatters (:func:`register`; ``%load_ext labstack.presentation`` in a notebook),
+as bluesky keeps its callbacks out of the RunEngine. A notebook then shows tables
+with status colours and the routine's own plots (S-curves with fits) as inline PNG
+instead of reprs.
 """
 
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from labstack.report import figure_png, table
+from labstack.calibrate import CalibrationGraph, CalibrationState, StateDiff
+from labstack.calibrate.render import COLUMNS, entries_rows
+from labstack.data import Run
+from labstack.presentation.report import calibration_html, figure_png, run_summary_html, table
+from labstack.session import CalibrationReport, NodeResult, ReplayReport
 
 STATUS_CLASS = {"fresh": "ok", "stale": "", "failed": "bad", "never": ""}
 STYLE = (
@@ -87,33 +93,14 @@ def graph_html(graph: Any) -> str:
 
 
 # ----------------------------------------------------------------- node results
-@dataclass
-class NodeResult:
-    """One node's fit results with the data they came from; displays as table + plot."""
-
-    name: str
-    results: Any
-    dataset: Any = None
-    module: Any = None
-    run_id: str | None = None
-
-    def table(self) -> str:
-        if self.module is not None and hasattr(self.module, "table"):
-            return str(self.module.table(self.results))
-        return repr(self.results)
-
-    def figure(self) -> Any:
-        if self.module is None or self.dataset is None or not hasattr(self.module, "plot"):
-            return None
-        return self.module.plot(self.results, self.dataset)
-
-    def _repr_html_(self) -> str:
-        parts = [f"<h4>{html.escape(self.name)}" + (f" <small>run {self.run_id}</small>" if self.run_id else "") + "</h4>"]
-        parts.append(f"<pre>{html.escape(self.table())}</pre>")
-        fig = self.figure()
-        if fig is not None:
-            parts.append(figure_png(fig))
-        return "\n".join(parts)
+def node_result_html(result: NodeResult) -> str:
+    """One node's results: the routine's table and its plot."""
+    run = f" <small>run {result.run_id}</small>" if result.run_id else ""
+    parts = [f"<h4>{html.escape(result.name)}{run}</h4>", f"<pre>{html.escape(result.table())}</pre>"]
+    fig = result.figure()
+    if fig is not None:
+        parts.append(figure_png(fig))
+    return "\n".join(parts)
 
 
 def calibration_report_html(report: Any) -> str:
@@ -131,7 +118,7 @@ def calibration_report_html(report: Any) -> str:
     )
     for name in report.calibrated:
         try:
-            parts.append(report.result(name)._repr_html_())
+            parts.append(node_result_html(report.result(name)))
         except (KeyError, FileNotFoundError) as exc:
             parts.append(f"<p>{html.escape(name)}: no stored result ({html.escape(str(exc))})</p>")
     return "\n".join(parts)
@@ -156,3 +143,60 @@ def replay_report_html(report: Any) -> str:
         parts.append(table(rows, ["key", "original", "±", "replay", "±", "z", "verdict"], classes))
     parts += [f"<p>note: {html.escape(n)}</p>" for n in report.notes]
     return "\n".join(parts)
+
+
+def state_html(state: CalibrationState) -> str:
+    """Every entry of a calibration state, invalid ones in red."""
+    rows = entries_rows(state.entries)
+    classes = ["bad" if row[4] == "NO" else "" for row in rows]
+    return STYLE + f"<p>calibration state v{state.version}</p>" + table(rows, list(COLUMNS), classes)
+
+
+def state_diff_html(diff: StateDiff) -> str:
+    rows = diff.rows()
+    classes = ["bad" if row[-1] == "NO" else "" for row in rows]
+    caption = f"<p>diff v{diff.v1} → v{diff.v2}</p>"
+    return STYLE + caption + table(rows, list(diff.HEADER), classes)
+
+
+def run_html(run: Run) -> str:
+    """A run: summary, variables and plots; a calibration run: its nodes and values."""
+    if run.attrs.get("kind") == "calibration":
+        return calibration_html(run, run.path.parent, plots=False)
+    return run_summary_html(run)
+
+
+#: what :func:`to_html` and the IPython formatters know how to show
+RENDERERS: dict[type, Callable[[Any], str]] = {
+    CalibrationGraph: graph_html,
+    CalibrationReport: calibration_report_html,
+    NodeResult: node_result_html,
+    ReplayReport: replay_report_html,
+    CalibrationState: state_html,
+    StateDiff: state_diff_html,
+    Run: run_html,
+}
+
+
+def to_html(obj: Any) -> str:
+    """The HTML labstack shows for ``obj`` in a notebook (TypeError if it has none)."""
+    for cls in type(obj).__mro__:
+        if cls in RENDERERS:
+            return RENDERERS[cls](obj)
+    raise TypeError(f"labstack has no HTML view of {type(obj).__name__}")
+
+
+def register(shell: Any = None) -> bool:
+    """Register the renderers as IPython HTML formatters; False outside IPython."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None:
+        return False
+    formatter = shell.display_formatter.formatters["text/html"]
+    for cls, render in RENDERERS.items():
+        formatter.for_type(cls, render)
+    return True

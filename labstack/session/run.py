@@ -1,14 +1,14 @@
 """Calibrate a station's chip with the graph of every installed routine.
 
 Routines are found through the ``labstack.calibrations`` entry-point group, so
-this core module never imports ``labstack.calibrations`` itself (imports flow
-calibrations -> core) and a lab can add its own routines from its own package.
+this module never imports ``labstack.calibrations`` itself and a lab can add its
+own routines from its own package.
 
 Every :func:`calibrate_station` is itself recorded as a run (name ``calibration``,
 metadata ``kind: calibration``, no data variables) whose attributes hold what a
 replay needs: the station file, the lab description and seed, the routines and
 parameters, the calibration state it started from (the whole version file), the
-runs it made, and the values it fitted (see :mod:`labstack.replay`).
+runs it made, and the values it fitted (see :mod:`labstack.session.replay`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,23 @@ from types import ModuleType
 from typing import Any
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context, Status
-from labstack.calibration_record import SessionRecorder
-from labstack.data import resolve_data_dir
-from labstack.display import NodeResult
+from labstack.data import load_run, resolve_data_dir
+from labstack.session.record import SessionRecorder
+from labstack.station import LabStation
+
+ROUTINES_GROUP = "labstack.calibrations"
+
+
+class UnknownRoutineError(KeyError):
+    """A calibration routine name (or a parameter of one) that is not installed."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def routines() -> dict[str, ModuleType]:
-    """Installed calibration routines by name."""
-    return {ep.name: ep.load() for ep in entry_points(group="labstack.calibrations")}
+    """Installed calibration routines by name (entry-point group ``labstack.calibrations``)."""
+    return {ep.name: ep.load() for ep in entry_points(group=ROUTINES_GROUP)}
 
 
 def build_graph(
@@ -45,7 +54,7 @@ def build_graph(
     wanted = list(names or sorted(available))
     missing = [n for n in wanted if n not in available]
     if missing:
-        raise KeyError(f"no calibration routine(s) {missing}; installed: {sorted(available)}")
+        raise UnknownRoutineError(f"no calibration routine(s) {missing}; installed: {sorted(available)}")
     for name in wanted:  # grows while it is walked: dependencies of dependencies
         for dep in getattr(available[name], "DEPENDS_ON", ()):
             if dep in available and dep not in wanted:
@@ -54,13 +63,35 @@ def build_graph(
     params = dict(params or {})
     unknown = sorted(set(params) - set(wanted))
     if unknown:
-        raise KeyError(f"parameters given for routine(s) {unknown} that are not calibrated")
+        raise UnknownRoutineError(f"parameters given for routine(s) {unknown} that are not calibrated")
     for name in wanted:
         module = available[name]
         overrides = params.get(name)
         graph.add_module(module, module.Parameters(**overrides) if overrides else None)
     graph.validate()
     return graph
+
+
+@dataclass
+class NodeResult:
+    """One node's fit results with the data they came from (the routine's table and plot)."""
+
+    name: str
+    results: Any
+    dataset: Any = None
+    module: Any = None
+    run_id: str | None = None
+
+    def table(self) -> str:
+        if self.module is not None and hasattr(self.module, "table"):
+            return str(self.module.table(self.results))
+        return repr(self.results)
+
+    def figure(self) -> Any:
+        """The routine's own plot of these results (None if it has none)."""
+        if self.module is None or self.dataset is None or not hasattr(self.module, "plot"):
+            return None
+        return self.module.plot(self.results, self.dataset)
 
 
 @dataclass
@@ -76,6 +107,8 @@ class CalibrationReport:
     data_dir: str = ""
     #: the run recording this calibration (replay it with ``labstack replay <id>``)
     run_id: str = ""
+    #: the graph that ran (its fit results feed :meth:`result`)
+    graph: CalibrationGraph | None = field(default=None, repr=False)
 
     @property
     def all_ok(self) -> bool:
@@ -99,10 +132,7 @@ class CalibrationReport:
 
     def result(self, name: str) -> NodeResult:
         """Node ``name``'s fit results, with the stored data they came from (for display)."""
-        from labstack.calibrate import CalibrationState
-        from labstack.data import load_run
-
-        graph = getattr(self, "graph", None)
+        graph = self.graph
         if graph is None or name not in graph.results:
             raise KeyError(f"node {name!r} produced no result in this calibration")
         record = CalibrationState.load(Path(self.state_path)).node_record(name)
@@ -110,14 +140,9 @@ class CalibrationReport:
         dataset = load_run(run_id, self.data_dir).dataset() if run_id else None
         return NodeResult(name, graph.results[name], dataset, routines().get(name), run_id)
 
-    def _repr_html_(self) -> str:
-        from labstack.display import calibration_report_html
-
-        return calibration_report_html(self)
-
 
 def calibrate_station(
-    station: Any,
+    station: LabStation,
     *,
     data_dir: str | Path | None = None,
     progress: bool = True,
@@ -167,6 +192,6 @@ def calibrate_station(
         state_version=state.version,
         data_dir=str(root),
         run_id=run.id,
+        graph=graph,
     )
-    report.graph = graph  # type: ignore[attr-defined]  # for rich display in notebooks
     return report

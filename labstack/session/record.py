@@ -2,7 +2,7 @@
 
 :class:`SessionRecorder` opens a run named ``calibration`` (no data variables) when
 a calibration starts and closes it when the walk ends, completed or failed. Its
-attributes are everything :mod:`labstack.replay` needs to run the same calibration
+attributes are everything :mod:`labstack.session.replay` needs to run the same calibration
 again on the virtual lab and compare: the station file, lab description and seed,
 the routines, their parameter overrides and ``force``, the calibration state it
 started from (the whole version file, so a replay elsewhere starts from the same
@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labstack.calibrate import Context, Status
-from labstack.calibrate.state import version_file
-from labstack.data.provenance import git_revision, package_versions, station_provenance
+from labstack.data.provenance import git_revision, package_versions
 from labstack.data.runs import Run, list_runs
 from labstack.data.store import RunWriter
 
@@ -25,16 +24,8 @@ SESSION_NAME = "calibration"
 SESSION_KIND = "calibration"
 
 
-def state_text(ctx: Context) -> str:
-    """The YAML file of the state's current version (``""`` for an empty state)."""
-    state = ctx.state
-    if state.version == 0 or state.path is None:
-        return ""
-    return (state.path / version_file(state.version)).read_text(encoding="utf-8")
-
-
 class SessionRecorder:
-    """The run that records one :func:`labstack.calibration_run.calibrate_station`."""
+    """The run that records one :func:`labstack.session.calibrate_station`."""
 
     def __init__(
         self,
@@ -52,7 +43,8 @@ class SessionRecorder:
             "force": bool(force),
             "params": {k: dict(v) for k, v in (params or {}).items()},
         }
-        origin = station_provenance(ctx.station)
+        assert ctx.station is not None, "a calibration session needs a station"
+        origin, seed = ctx.station.provenance, ctx.station.seed
         clock = ctx.clock
         attrs: dict[str, Any] = {
             "name": SESSION_NAME,
@@ -60,13 +52,13 @@ class SessionRecorder:
             "start_utc": clock.utcnow().isoformat(),
             "clock": "virtual" if clock.is_virtual else "wall",
             "clock_start": float(clock.now()),
-            "station_file": origin["station_file"],
-            "station_source": origin["station_source"],
-            "lab_description": origin["lab"],
-            "lab_seed": origin["seed"],
-            "seed": origin["seed"],
+            "station_file": origin.station_text,
+            "station_source": origin.source,
+            "lab_description": origin.lab,
+            "lab_seed": seed,
+            "seed": seed,
             "calibration_state_version": self.start_version,
-            "calibration_state_start": state_text(ctx),
+            "calibration_state_start": ctx.state.version_text(),
             "calibration_config": json.dumps(self.config),
         }
         for pkg, ver in package_versions().items():

@@ -1,4 +1,4 @@
-"""Load a station file: a QCoDeS station plus labstack's chip layout and safety limits.
+"""Station files: read, checked with file, line and key, before anything is opened.
 
 A station file is a QCoDeS station YAML (``instruments:`` as QCoDeS knows it)
 with one more top-level section, ``labstack:``, that says how the chip is wired
@@ -21,32 +21,27 @@ and what the hardware may be given::
       limits:                            # only ever narrow a driver's range
         qdac1.ch01-ch16.dc_constant_V: [-1.5, 1.5]
 
-Limits are added as extra validators on the QCoDeS parameters, so a value
-outside them is refused by the parameter itself, whatever path the call comes
-through, before any SCPI is sent. QCoDeS's own ``limits:`` key under an
-instrument's ``parameters:`` *replaces* the driver's validator and could widen a
-range the driver protects, so it is refused here with the file and line.
+plus the safety sections of :mod:`labstack.safety.config`. QCoDeS's own ``limits:``
+key under an instrument's ``parameters:`` *replaces* the driver's validator and could
+widen a range the driver protects, so it is refused here with the file and line.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from qcodes.instrument import Instrument
-from qcodes.parameters import Parameter
-from qcodes.station import Station
-from qcodes.validators import Numbers
 
-from labstack.clock import Clock, WallClock
 from labstack.safety.config import SafetyConfig, parse_safety
 
+#: the PyVISA backend of the virtual lab: ``visalib: "<lab description>@labstack"``
 VISALIB_SUFFIX = "@labstack"
+
+Lines = dict[tuple[str, ...], int]
 
 
 class StationConfigError(ValueError):
@@ -70,6 +65,40 @@ class ChipLayout:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
+@dataclass
+class StationFile:
+    """A station file as read and checked: the QCoDeS part, the chip layout, where each key is."""
+
+    path: Path
+    text: str
+    document: dict[str, Any]
+    lines: Lines
+    layout: ChipLayout
+
+    @property
+    def instruments(self) -> dict[str, Any]:
+        return self.document["instruments"]
+
+    def qcodes_yaml(self) -> str:
+        """The file without its ``labstack:`` section, as QCoDeS's ``Station.load_config`` reads it."""
+        return yaml.safe_dump({k: v for k, v in self.document.items() if k != "labstack"})
+
+    def where(self, *key: str) -> str:
+        """``file:line`` of ``key`` (or of the nearest enclosing key)."""
+        for i in range(len(key), 0, -1):
+            if key[:i] in self.lines:
+                return f"{self.path}:{self.lines[key[:i]]}"
+        return f"{self.path}:?"
+
+    def lab(self) -> str | None:
+        """The virtual-lab description the file's instruments name (None: no virtual lab)."""
+        for spec in self.instruments.values():
+            visalib = str((spec.get("init") or {}).get("visalib", ""))
+            if visalib.endswith(VISALIB_SUFFIX):
+                return visalib.removesuffix(VISALIB_SUFFIX)
+        return None
+
+
 def station_path(name_or_path: str | Path) -> Path:
     """A station file by path, or by name among the shipped ``station_configs``."""
     path = Path(name_or_path)
@@ -88,29 +117,26 @@ def station_path(name_or_path: str | Path) -> Path:
     raise StationConfigError(f"no station {name_or_path!r}: give a .yaml path or one of {names}")
 
 
-def load_station(
+def read_station_file(
     name_or_path: str | Path = "virtual",
     *,
+    text: str | None = None,
+    source: str | None = None,
     lab: str | None = None,
-    wrap_visalib: Callable[[str, str], str] | None = None,
-) -> Station:
-    """Build the QCoDeS station of a station file and apply labstack's limits.
+    wrap_visalib: Any = None,
+) -> StationFile:
+    """Read and check a station file; nothing is opened.
 
-    ``lab`` replaces the description of the virtual lab (the part before
-    ``@labstack`` in every instrument's ``visalib``), e.g. ``"seed=7,cells=16"``.
-    ``wrap_visalib(instrument_name, visalib)`` may replace each instrument's VISA
-    library specification (``""`` is PyVISA's default); :mod:`labstack.transcript`
-    uses it to record or play back every SCPI exchange.
-    Everything in the file is checked before any instrument is touched.
+    ``text`` replaces the file's content (a generated station), ``source`` the name
+    shown in errors. ``lab`` replaces the virtual-lab description of every
+    ``@labstack`` instrument; ``wrap_visalib(instrument, visalib)`` may replace each
+    instrument's VISA library specification (``""`` is PyVISA's default).
     """
-    path = station_path(name_or_path)
-    text = path.read_text()
-    if lab is not None and path == station_path("virtual") and not _fits_default_virtual(lab):
-        # another virtual chip size or topology: the station follows the lab's wiring
-        from labstack.virtual_station import virtual_station_yaml
-
-        text = virtual_station_yaml(lab)
-        path = Path(f"<virtual station for '{lab}'>")
+    if text is None:
+        path = station_path(name_or_path)
+        text = path.read_text()
+    else:
+        path = Path(source or str(name_or_path))
     document, lines = _parse(path, text)
     layout = _layout(path, document, lines)
     instruments_section = document.get("instruments")
@@ -135,79 +161,7 @@ def load_station(
             init = spec.setdefault("init", {})
             init["visalib"] = wrap_visalib(name, str(init.get("visalib") or ""))
     _check_references(path, lines, layout, set(instruments_section))
-
-    qcodes_document = {k: v for k, v in document.items() if k != "labstack"}
-    station = Station()
-    station.load_config(yaml.safe_dump(qcodes_document))
-    try:
-        for name in instruments_section:
-            station.load_instrument(name)
-        _apply_limits(station, layout, path, lines)
-        clock = station.components[layout.clock] if layout.clock else WallClock()
-        station.labstack_safety = _install_safety(station, layout, clock, path, lines)  # type: ignore[attr-defined]
-    except Exception:
-        close_station(station)
-        raise
-    station.labstack_layout = layout  # type: ignore[attr-defined]
-    station.labstack_clock = clock  # type: ignore[attr-defined]
-    station.labstack_source = str(path)  # type: ignore[attr-defined]
-    # what a replay needs to build this station again: the file as it was, and the lab
-    station.labstack_station_text = text  # type: ignore[attr-defined]
-    station.labstack_lab = lab if lab is not None else _file_lab(instruments_section)  # type: ignore[attr-defined]
-    return station
-
-
-def _file_lab(instruments: dict[str, Any]) -> str | None:
-    """The virtual-lab description the file itself names (None if it names no virtual lab)."""
-    for spec in instruments.values():
-        visalib = str((spec.get("init") or {}).get("visalib", ""))
-        if visalib.endswith(VISALIB_SUFFIX):
-            return visalib.removesuffix(VISALIB_SUFFIX)
-    return None
-
-
-def _fits_default_virtual(lab: str) -> bool:
-    """Whether the shipped virtual.yaml (16-cell chain) wires the chip ``lab`` describes."""
-    from labstack.sim.lab import VirtualLab
-
-    truth, _ = VirtualLab.truth_from_description(lab)
-    return truth.n_cells == 16 and truth.topology == "chain"
-
-
-def close_station(station: Station) -> None:
-    """Close every instrument of a station (QCoDeS keeps a global registry otherwise)."""
-    for component in list(station.components.values()):
-        if isinstance(component, Instrument):
-            component.close()
-
-
-def layout_of(station: Station) -> ChipLayout:
-    layout = getattr(station, "labstack_layout", None)
-    if layout is None:
-        raise StationConfigError("this station was not loaded by labstack.station.load_station")
-    return layout
-
-
-def clock_of_station(station: Station) -> Clock:
-    return getattr(station, "labstack_clock", None) or WallClock()
-
-
-def find_parameter(station: Station, full_name: str) -> Parameter:
-    """Resolve ``"qdac1.ch01.dc_constant_V"`` against a station's components."""
-    head, *rest = full_name.split(".")
-    if head not in station.components:
-        raise KeyError(f"station has no component {head!r} (looking up {full_name!r})")
-    node: Any = station.components[head]
-    for part in rest:
-        if part in getattr(node, "parameters", {}):
-            node = node.parameters[part]
-        elif part in getattr(node, "submodules", {}):
-            node = node.submodules[part]
-        else:
-            raise KeyError(f"{full_name!r}: {node.full_name if hasattr(node, 'full_name') else head} has no {part!r}")
-    if not isinstance(node, Parameter):
-        raise KeyError(f"{full_name!r} is not a parameter")
-    return node
+    return StationFile(path, text, document, lines, layout)
 
 
 # ---------------------------------------------------------------- internals
@@ -358,29 +312,3 @@ def _line_of_entry(lines: dict[tuple[str, ...], int], section: tuple[str, ...], 
     return lines.get(section, "?")
 
 
-def _apply_limits(station: Station, layout: ChipLayout, path: Path, lines: dict[tuple[str, ...], int]) -> None:
-    for name, (lo, hi) in layout.limits.items():
-        try:
-            parameter = find_parameter(station, name)
-        except KeyError as exc:
-            raise StationConfigError(f"{path}: labstack.limits: {exc}") from None
-        parameter.add_validator(Numbers(lo, hi))
-
-
-def _install_safety(
-    station: Station, layout: ChipLayout, clock: Clock, path: Path, lines: dict[tuple[str, ...], int]
-) -> Any:
-    """Ramps, SCPI guards, interlocks and retries (:mod:`labstack.safety.install`)."""
-    from labstack.safety.install import install_safety
-
-    for section, names in (("ramps", layout.safety.ramps), ("suspenders", [s.signal for s in layout.safety.suspenders])):
-        for name in names:
-            try:
-                find_parameter(station, name)
-            except KeyError as exc:
-                raise StationConfigError(f"{path}:{lines.get(('labstack', section), '?')}: labstack.{section}: {exc}") from None
-    if layout.safety.interlocks != type(layout.safety.interlocks)() and not layout.heater:
-        raise StationConfigError(
-            f"{path}:{lines.get(('labstack', 'interlocks'), '?')}: labstack.interlocks: needs thermometry.heater"
-        )
-    return install_safety(station, layout.safety, layout.limits, layout.heater, clock, find_parameter)

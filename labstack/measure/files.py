@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from labstack.measure import Sequence, Step, step_from_dict
+from labstack.measure.sequence import Sequence, Step, step_from_dict
 
 
 class SequenceFileError(ValueError):

@@ -12,9 +12,10 @@ Two PyVISA backends wrap the VISA layer, below every driver:
     that differs raises :class:`TranscriptMismatch`, naming the instrument, the
     transcript line, the exchange number and the expected and actual command.
 
-:func:`record_station` and :func:`playback_station` load a station file with every
-instrument wrapped this way; :func:`verify_playback` checks at the end that the
-drivers also sent everything the transcript expects. Because the seam is PyVISA,
+:func:`labstack.visa.record_station` and :func:`labstack.visa.playback_station`
+load a station file with every instrument wrapped this way;
+:func:`labstack.visa.verify_playback` checks at the end that the drivers also sent
+everything the transcript expects. Because the seam is PyVISA,
 QCoDeS's unmodified drivers (QDAC-II, Lakeshore 372) and ours are what is recorded
 and checked: a driver upgrade that changes one command is caught without hardware.
 
@@ -35,18 +36,16 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import secrets
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from pyvisa import attributes, constants, highlevel, rname
+from pyvisa import constants, highlevel, rname
 from pyvisa.constants import StatusCode
 from pyvisa.errors import VisaIOError
 
-from labstack.visa_backend import _DEFAULT_ATTRIBUTES
+from labstack.visa.base import LabstackLibrary, Session
 
 FORMAT = "labstack-scpi-transcript/1"
 RECORD_BACKEND = "labstack_record"
@@ -95,16 +94,14 @@ def _path_of(library_path: str) -> str:
 
 
 # ------------------------------------------------------------------ recording
-class RecordingVisaLibrary(highlevel.VisaLibraryBase):
-    """Wraps another VISA library and writes every exchange to a transcript."""
+class RecordingVisaLibrary(LabstackLibrary):
+    """Wraps another VISA library and writes every exchange to a transcript.
 
-    @staticmethod
-    def get_library_paths() -> tuple[highlevel.LibraryPath, ...]:
-        return (highlevel.LibraryPath("unset"),)
+    Every call goes to the inner library (sessions and attributes included); only
+    opens, writes and reads are also logged.
+    """
 
-    @staticmethod
-    def get_debug_info() -> dict[str, str]:
-        return {"Backend": "labstack SCPI transcript recorder"}
+    DESCRIPTION = "labstack SCPI transcript recorder"
 
     def _init(self) -> None:
         head, sep, inner = str(self.library_path).partition("|")
@@ -207,31 +204,23 @@ class _Resource:
     done: int = 0  # exchanges (writes and reads) consumed
 
 
-class _Session:
+class _Session(Session):
     def __init__(self, resource: _Resource) -> None:
+        super().__init__(resource.name)
         self.resource = resource
-        self.attributes = dict(_DEFAULT_ATTRIBUTES)
-        self.attributes[constants.VI_ATTR_RSRC_NAME] = resource.name
 
 
-class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
+class PlaybackVisaLibrary(LabstackLibrary):
     """Answers from a transcript and checks that every write is the recorded one."""
 
-    @staticmethod
-    def get_library_paths() -> tuple[highlevel.LibraryPath, ...]:
-        return (highlevel.LibraryPath("unset"),)
-
-    @staticmethod
-    def get_debug_info() -> dict[str, str]:
-        return {"Backend": "labstack SCPI transcript playback"}
+    DESCRIPTION = "labstack SCPI transcript playback"
 
     def _init(self) -> None:
+        super()._init()
         self.path = Path(_path_of(str(self.library_path)))
         self.instruments: dict[str, str] = {}
         self.resources: dict[str, _Resource] = {}
         self.mismatches: list[str] = []
-        self.sessions: dict[int, Any] = {}
-        self._next = 1
         with _open(self.path, "r") as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
@@ -261,15 +250,6 @@ class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
         self.mismatches.append(message)
         raise TranscriptMismatch(message)
 
-    def _new(self, obj: Any) -> int:
-        handle = self._next
-        self._next += 1
-        self.sessions[handle] = obj
-        return handle
-
-    def open_default_resource_manager(self) -> tuple[Any, StatusCode]:
-        return self._new(None), StatusCode.success
-
     def list_resources(self, session: Any, query: str = "?*::INSTR") -> tuple[str, ...]:
         return tuple(self.resources)
 
@@ -288,17 +268,11 @@ class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
             self.mismatches.append(message)
             raise TranscriptMismatch(message)
         rname.parse_resource_name(resource_name)
-        return self._new(_Session(self.resources[resource_name])), StatusCode.success
+        return self._new_session(_Session(self.resources[resource_name])), StatusCode.success
 
     def close(self, session: Any) -> StatusCode:
         self.sessions.pop(session, None)
         return StatusCode.success
-
-    def _session(self, session: Any) -> _Session:
-        obj = self.sessions.get(session)
-        if not isinstance(obj, _Session):
-            raise VisaIOError(StatusCode.error_invalid_object)
-        return obj
 
     def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
         res = self._session(session).resource
@@ -321,45 +295,6 @@ class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
             raise VisaIOError(expected["error"])  # type: ignore[index]
         return _bytes(expected), StatusCode(expected.get("status", 0))  # type: ignore[union-attr]
 
-    def clear(self, session: Any) -> StatusCode:
-        return StatusCode.success
-
-    def flush(self, session: Any, mask: constants.BufferOperation) -> StatusCode:
-        return StatusCode.success
-
-    def read_stb(self, session: Any) -> tuple[int, StatusCode]:
-        return 0, StatusCode.success
-
-    def assert_trigger(self, session: Any, protocol: constants.TriggerProtocol) -> StatusCode:
-        return StatusCode.success
-
-    def lock(self, session: Any, lock_type: Any, timeout: int, requested_key: Any = None) -> Any:
-        return "", StatusCode.success
-
-    def unlock(self, session: Any) -> StatusCode:
-        return StatusCode.success
-
-    def disable_event(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
-        return StatusCode.success
-
-    def discard_events(self, session: Any, event_type: Any, mechanism: Any) -> StatusCode:
-        return StatusCode.success
-
-    def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, StatusCode]:
-        obj = self.sessions.get(session)
-        if isinstance(obj, _Session) and attribute in obj.attributes:
-            return obj.attributes[attribute], StatusCode.success
-        return None, StatusCode.error_nonsupported_attribute
-
-    def set_attribute(self, session: Any, attribute: Any, attribute_state: Any) -> StatusCode:
-        obj = self.sessions.get(session)
-        if not isinstance(obj, _Session):
-            return StatusCode.error_invalid_object
-        if attribute not in attributes.AttributesByID and attribute not in _DEFAULT_ATTRIBUTES:
-            return StatusCode.error_nonsupported_attribute
-        obj.attributes[attribute] = attribute_state
-        return StatusCode.success
-
     def verify(self) -> None:
         """Raise if a mismatch happened or the drivers left recorded exchanges unsent."""
         problems = list(self.mismatches)
@@ -373,73 +308,3 @@ class PlaybackVisaLibrary(highlevel.VisaLibraryBase):
                 )
         if problems:
             raise TranscriptMismatch("\n".join(problems))
-
-
-# ------------------------------------------------------------------- stations
-def _visa_libraries(station: Any) -> list[Any]:
-    out = []
-    for component in station.components.values():
-        handle = getattr(component, "visa_handle", None)
-        if handle is not None and handle.visalib not in out:
-            out.append(handle.visalib)
-    return out
-
-
-def _resource_map(station: Any) -> dict[str, str]:
-    return {
-        c.visa_handle.resource_name: name
-        for name, c in station.components.items()
-        if getattr(c, "visa_handle", None) is not None
-    }
-
-
-def _load(station_file: str | Path, wrap: Callable[[str, str], str], lab: str | None) -> Any:
-    from labstack.station import load_station
-
-    return load_station(station_file, lab=lab, wrap_visalib=wrap)
-
-
-def record_station(
-    station_file: str | Path, transcript: str | Path, *, lab: str | None = None
-) -> Any:
-    """Load ``station_file`` with every instrument's SCPI recorded to ``transcript``.
-
-    The instruments talk to whatever their station file says (hardware, or the
-    virtual lab ``lab``); the transcript is complete once the station is closed.
-    """
-    path = Path(transcript).resolve()
-    token = secrets.token_hex(4)  # a new library (and a new file) even for a reused path
-    station = _load(station_file, lambda _n, inner: f"{path}#{token}|{inner}@{RECORD_BACKEND}", lab)
-    for lib in _visa_libraries(station):
-        if isinstance(lib, RecordingVisaLibrary):
-            lib.annotate(_resource_map(station))
-    return station
-
-
-def playback_station(station_file: str | Path, transcript: str | Path) -> Any:
-    """Load ``station_file`` with every instrument answered from ``transcript``; no hardware."""
-    path = Path(transcript).resolve()
-    token = secrets.token_hex(4)  # fresh queues even if this transcript was played before
-    return _load(station_file, lambda _n, _inner: f"{path}#{token}@{PLAYBACK_BACKEND}", None)
-
-
-def verify_playback(station: Any) -> None:
-    """Raise :class:`TranscriptMismatch` unless the drivers sent exactly the transcript."""
-    libraries = [lib for lib in _visa_libraries(station) if isinstance(lib, PlaybackVisaLibrary)]
-    if not libraries:
-        raise ValueError("this station is not playing back a transcript")
-    for lib in libraries:
-        lib.verify()
-
-
-def finish_recording(station: Any) -> Path:
-    """Close the station's transcript file (the station stays usable for nothing else)."""
-    from labstack.station import close_station
-
-    libraries = [lib for lib in _visa_libraries(station) if isinstance(lib, RecordingVisaLibrary)]
-    close_station(station)
-    for lib in libraries:
-        lib.close_transcript()
-    if not libraries:
-        raise ValueError("this station is not recording a transcript")
-    return libraries[0].path

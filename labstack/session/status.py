@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
-from labstack.calibrate import CalibrationState, Context, Status
-from labstack.calibrate.context import STATE_DIRNAME
+from labstack.calibrate import STATE_DIRNAME, CalibrationState, Context, Status
 from labstack.clock import Clock, WallClock
 from labstack.data import resolve_data_dir
+from labstack.session.run import build_graph
+from labstack.station import read_station_file
+from labstack.station.lab_station import close_instruments
 
 
 class FrozenClock:
@@ -79,19 +81,12 @@ def station_clock(station_file: str | Path, lab: str | None = None) -> tuple[Clo
     """The clock a station file names, opening only that instrument; (clock, station or None)."""
     from qcodes.station import Station
 
-    from labstack.station import VISALIB_SUFFIX, station_path
-
-    path = station_path(station_file)
-    document = yaml.safe_load(path.read_text()) or {}
-    name = (document.get("labstack") or {}).get("clock")
+    spec = read_station_file(station_file, lab=lab)
+    name = spec.layout.clock
     if not name:
         return WallClock(), None
-    spec = document["instruments"][name]
-    init = spec.setdefault("init", {})
-    if lab is not None and str(init.get("visalib", "")).endswith(VISALIB_SUFFIX):
-        init["visalib"] = f"{lab}{VISALIB_SUFFIX}"
     station = Station()
-    station.load_config(yaml.safe_dump({"instruments": {name: spec}}))
+    station.load_config(yaml.safe_dump({"instruments": {name: spec.instruments[name]}}))
     return station.load_instrument(name), station
 
 
@@ -103,8 +98,6 @@ def calibration_status(
     names: list[str] | None = None,
 ) -> StatusReport:
     """Each installed routine's status against the state in ``data_dir``."""
-    from labstack.calibration_run import build_graph
-
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(root / STATE_DIRNAME)
     clock, station = station_clock(station_file, lab)
@@ -121,8 +114,7 @@ def calibration_status(
         reasons = graph.explain()
     finally:
         if station is not None:
-            for component in list(station.components.values()):
-                component.close()
+            close_instruments(station)
     nodes = []
     for name in graph.order():
         rec = state.node_record(name)

@@ -1,0 +1,98 @@
+"""Open a station file: the QCoDeS station, its limits and safety layer, as one LabStation.
+
+Everything in the file is checked (:func:`~labstack.station.files.read_station_file`)
+before any instrument is touched. Limits are added as extra validators on the
+QCoDeS parameters, so a value outside them is refused by the parameter itself,
+whatever path the call comes through, before any SCPI is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qcodes.station import Station
+from qcodes.validators import Numbers
+
+from labstack.clock import Clock, WallClock
+from labstack.safety.install import StationSafety, install_safety
+from labstack.station.files import StationConfigError, StationFile, read_station_file
+from labstack.station.lab_station import LabStation, Provenance, close_instruments
+from labstack.station.parameters import find_parameter
+
+
+def load_station(
+    name_or_path: str | Path = "virtual",
+    *,
+    text: str | None = None,
+    source: str | None = None,
+    lab: str | None = None,
+    wrap_visalib: Callable[[str, str], str] | None = None,
+) -> LabStation:
+    """Build the :class:`LabStation` of a station file (a path, or a shipped station's name).
+
+    ``text`` replaces the file's content (``source`` names it in errors and
+    provenance); ``lab`` replaces the virtual-lab description (the part before
+    ``@labstack`` in every instrument's ``visalib``); ``wrap_visalib(instrument,
+    visalib)`` may replace each instrument's VISA library specification.
+    Stations for virtual chips of any size: :func:`labstack.visa.open_station`.
+    """
+    spec = read_station_file(
+        name_or_path, text=text, source=source, lab=lab, wrap_visalib=wrap_visalib
+    )
+    qcodes = Station()
+    qcodes.load_config(spec.qcodes_yaml())
+    try:
+        for name in spec.instruments:
+            qcodes.load_instrument(name)
+        _apply_limits(qcodes, spec)
+        layout = spec.layout
+        clock: Clock = qcodes.components[layout.clock] if layout.clock else WallClock()
+        safety = _install_safety(qcodes, spec, clock)
+    except Exception:
+        close_instruments(qcodes)
+        raise
+    provenance = Provenance(
+        source=str(spec.path),
+        station_text=spec.text,
+        lab=lab if lab is not None else spec.lab(),
+    )
+    return LabStation(qcodes, layout=layout, clock=clock, safety=safety, provenance=provenance)
+
+
+def close_station(station: LabStation | Station) -> None:
+    """Close every instrument of a station (QCoDeS keeps a global registry otherwise)."""
+    if isinstance(station, LabStation):
+        station.close()
+    else:
+        close_instruments(station)
+
+
+def _apply_limits(qcodes: Station, spec: StationFile) -> None:
+    for name, (lo, hi) in spec.layout.limits.items():
+        try:
+            parameter = find_parameter(qcodes, name)
+        except LookupError as exc:
+            raise StationConfigError(f"{spec.where('labstack', 'limits')}: labstack.limits: {exc}") from None
+        parameter.add_validator(Numbers(lo, hi))
+
+
+def _install_safety(qcodes: Station, spec: StationFile, clock: Clock) -> StationSafety:
+    """Ramps, SCPI guards, interlocks and retries (:mod:`labstack.safety.install`)."""
+    layout = spec.layout
+    for section, names in (("ramps", layout.safety.ramps), ("suspenders", [s.signal for s in layout.safety.suspenders])):
+        for name in names:
+            try:
+                find_parameter(qcodes, name)
+            except LookupError as exc:
+                raise StationConfigError(f"{spec.where('labstack', section)}: labstack.{section}: {exc}") from None
+    if layout.safety.interlocks != type(layout.safety.interlocks)() and not layout.heater:
+        raise StationConfigError(
+            f"{spec.where('labstack', 'interlocks')}: labstack.interlocks: needs thermometry.heater"
+        )
+
+    def find(name: str) -> Any:
+        return find_parameter(qcodes, name)
+
+    return install_safety(qcodes.components, layout.safety, layout.limits, layout.heater, clock, find)
