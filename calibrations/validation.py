@@ -8,7 +8,7 @@ virtual biases (:mod:`labstack.calibrations.virtual_bias`: offsets, single-line 
 crosstalk) and the couplers' ``kappa / T_eff`` and zero; couplers leaving the block
 idle at zero coupling so it is isolated from the rest of the chip. The chip is then
 sampled and the KL divergence ``KL(empirical || target)`` computed against the exact
-distribution by enumeration (:mod:`labstack.sim.ising`).
+distribution by enumeration (:mod:`labstack.fit.ising`).
 
 The readout chain is not the chip: each cell's misassignment rate (from its own
 two-level fit) is undone on the empirical distribution, one tensor axis per cell,
@@ -32,8 +32,8 @@ from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
+from labstack.fit import ising
 from labstack.measure import Sweep
-from labstack.sim import ising
 
 NAME = "validation"
 DEPENDS_ON: tuple[str, ...] = ("couplers", "crosstalk")

@@ -1,7 +1,7 @@
 """The pieces of the crosstalk, coupler and validation routines, without an instrument.
 
 Fast checks of the algebra each node relies on, against the simulator's own
-physics (``VirtualLab.fields``, :mod:`labstack.sim.ising`), not against themselves.
+physics (``VirtualLab.fields``, :mod:`labstack.fit.ising`), not against themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from labstack.calibrations.virtual_bias import BiasModel
 
 from labstack.calibrate import CalibrationState, StateChange
 from labstack.clock import VirtualClock
-from labstack.sim import ising
+from labstack.fit import ising
 from labstack.sim.lab import VirtualLab
 from labstack.sim.truth import GroundTruth
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from labstack.sim import ising
+from labstack.fit import ising
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph, correlation_time
 from labstack.sim.truth import GroundTruth
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from labstack.sim import ising
+from labstack.fit import ising
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph
 from labstack.sim.truth import GroundTruth
 

@@ -13,7 +13,8 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from labstack.sim import ising, lattice_kernels
+from labstack.fit import ising
+from labstack.sim import lattice_kernels
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph
 from labstack.sim.lattice import Lattice
 from labstack.sim.truth import _coupler_pairs

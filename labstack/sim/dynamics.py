@@ -20,7 +20,7 @@ have flipped during ``dt``. A cell's mean flip rate in equilibrium is
 ``dt = step_fraction / max(r0)`` bounds the chance that any neighbour flips within
 a step by ``step_fraction`` (0.05). ``tests/test_sim_dynamics.py`` checks that
 halving it changes no correlation time and that the result matches the exact
-master equation of a small coupled chip (:mod:`labstack.sim.ising`).
+master equation of a small coupled chip (:mod:`labstack.fit.ising`).
 
 Long waits: simulating a fridge wait of seconds step by step would cost ~1e8
 sweeps and tell nothing, since the chip forgets its state after a few relaxation

@@ -1,5 +1,8 @@
 """Exact answers for small Ising chips, by enumeration: the reference the sampler is tested against.
 
+A neutral place (not the simulator): the validation node computes its target
+distribution here, and the simulator's tests check the sampler against it.
+
 Written independently of :mod:`labstack.sim.dynamics` (no shared code path): it
 enumerates all ``2**n`` states, so it is for ``n <= ~12``. It gives
 
