@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from labstack.calibrate import STATE_DIRNAME
 from labstack.data import list_runs, resolve_data_dir
 from labstack.data.runs import write_json_atomic
 from labstack.distributed.cluster import run_tasks
@@ -110,7 +111,7 @@ def calibrate_chip(
         station.run_metadata["chip"] = chip.chip_id
         report = calibrate_station(
             station, data_dir=root, progress=False, names=names, force=force, params=params,
-            state_dir=here / "calibration_state",
+            state_dir=here / STATE_DIRNAME,
         )
     except Exception:
         result.error = traceback.format_exc()
