@@ -21,7 +21,9 @@ offsets, frozen, and shift the measured cells' offsets only.
 
 Samples are taken slower than the slowest cell's correlation time
 (``sample_rate_Hz`` = 50 Hz), so each is an independent draw; the binomial
-errors still use the lag-1 autocorrelation (:func:`bias_scurve.effective_count`).
+errors still use the lag-1 autocorrelation (:func:`labstack.fit.two_level.effective_count`).
+Each S-curve is fitted exactly as the bias S-curve node fits its own
+(:func:`labstack.fit.scurve.fit_scurve`), so the widths mean the same thing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import bias_scurve, cryostat
+from labstack.calibrations import cryostat
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
@@ -52,7 +54,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.fit import FitResult
+from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep
 
 NAME = "effective_temperature"
@@ -135,7 +137,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):
-            r = bias_scurve.fit_cell(grids[i], samples[i], cell=i)
+            r = fit_scurve(grids[i], samples[i], cell=i)
             if r.ok:
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
@@ -225,7 +227,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     flags: dict[int, str] = {}
     for k in range(n_t):
         for i in np.flatnonzero(measured):
-            r = bias_scurve.fit_cell(bias[k, i], samples[k, i], cell=int(i))
+            r = fit_scurve(bias[k, i], samples[k, i], cell=int(i))
             if r.ok:
                 widths[k, i], errors[k, i] = r.fit["width_V"], r.fit.error("width_V")
             else:
