@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import cryostat
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
@@ -41,6 +40,7 @@ from labstack.calibrations._common import (
     sample_cells,
     two_colouring,
 )
+from labstack.calibrations.fridge import chip_temperature, plateaus
 from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy import optimize
 
@@ -100,12 +100,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, 0.05)
     t_prev: float | None = None
     blocks, run_ids = [], []
-    heater_off = ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
-    for t_set in sorted(temps):
-        if t_set > 0 or not heater_off:
-            cryostat.heat_to(ctx, t_set)
-            heater_off = t_set <= 0
-        t_chip = cryostat.chip_temperature(ctx)
+    for t_set in plateaus(ctx, temps):
+        t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
         grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
@@ -133,7 +129,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             run_ids.append(ds.attrs["run_id"])
             data = ds["samples"].transpose("cell", "point", "sample").values
             samples[active] = data[active]
-        t_after = cryostat.chip_temperature(ctx)
+        t_after = chip_temperature(ctx)
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):
@@ -141,8 +137,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             if r.ok:
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
-    if not heater_off:
-        cryostat.cool_down(ctx)
     return xr.Dataset(
         {
             "samples": (("temperature", "cell", "point", "sample"), np.stack([b[2] for b in blocks])),
