@@ -41,7 +41,6 @@ from labstack.calibrations._common import (
     two_colouring,
 )
 from labstack.calibrations.fridge import chip_temperature, plateaus
-from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -53,6 +52,7 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
 from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep

@@ -33,7 +33,6 @@ import numpy as np
 import xarray as xr
 from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
 from labstack.calibrations.fridge import chip_temperature, plateaus
-from labstack.calibrations.spec_helpers import family_n_sigma
 
 from labstack.calibrate import (
     CalibrationState,
@@ -43,6 +42,7 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
 from labstack.fit import FitResult, fit_linear
 from labstack.measure import Sweep
