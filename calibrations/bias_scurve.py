@@ -4,12 +4,12 @@ An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))`` wit
 ``w = T_eff / (2 alpha)``. All bias lines step together through the same voltages
 (couplers held at 0 V); at each point the sampler takes ``n_samples`` readings of
 every cell, couplers idle at their calibrated zero-coupling voltage (0 V before
-that is known). Readings are thresholded per cell halfway between the two readout
-levels; the misassignment rate ``e`` that the amplifier noise causes is estimated
-from the same two-level fit and folded into the model,
+that is known). Each cell is fitted from its raw readings by
+:func:`labstack.fit.scurve.fit_scurve`: thresholded halfway between the two readout
+levels, with the misassignment rate ``e`` folded into the model,
 ``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not narrow the
-curve. Binomial errors use the effective number of independent samples from
-each point's lag-1 autocorrelation, so slow cells get honestly larger errors.
+curve, and binomial errors from each point's effective number of independent
+samples, so slow cells get honestly larger errors.
 
 A cell whose readings never show two levels is flagged with the readout node's
 verdict (``dead``, ``stuck_plus``, ``stuck_minus``), or ``no_switching`` if that
@@ -24,14 +24,12 @@ Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from labstack.calibrations._common import idle_couplers, run, sample_cells
-from scipy import optimize, special
 
 from labstack.calibrate import (
     CalibrationState,
@@ -43,7 +41,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.fit import FitResult
+from labstack.fit import ScurveResult, fit_scurve, logistic
 from labstack.measure import Sweep
 
 NAME = "bias_scurve"
@@ -70,19 +68,6 @@ class Parameters:
     tolerance_V: float = 0.01
 
 
-@dataclass
-class CellResult:
-    cell: int
-    fit: FitResult
-    flag: str = ""  # "" (good), "no_switching", "fit_failed"
-    threshold_V: float = math.nan
-    misassignment: float = math.nan
-
-    @property
-    def ok(self) -> bool:
-        return not self.flag and self.fit.success
-
-
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Sweep every bias line together and sample every cell; returns the stored run's dataset."""
@@ -107,104 +92,16 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
 
 
 # ----------------------------------------------------------------------- fit
-def logistic(v: np.ndarray, v0: float, w: float) -> np.ndarray:
-    return special.expit((v - v0) / w)
-
-
-def two_level_threshold(values: np.ndarray) -> tuple[float, float, float, float]:
-    """Split readings into two levels (1-D k-means); (threshold, low, high, noise rms)."""
-    lo, hi = np.percentile(values, [2, 98])
-    for _ in range(50):
-        threshold = 0.5 * (lo + hi)
-        below, above = values[values <= threshold], values[values > threshold]
-        if below.size == 0 or above.size == 0:
-            break
-        new_lo, new_hi = float(below.mean()), float(above.mean())
-        if np.isclose(new_lo, lo) and np.isclose(new_hi, hi):
-            lo, hi = new_lo, new_hi
-            break
-        lo, hi = new_lo, new_hi
-    threshold = 0.5 * (lo + hi)
-    below, above = values[values <= threshold], values[values > threshold]
-    spread = np.sqrt(
-        (np.sum((below - lo) ** 2) + np.sum((above - hi) ** 2)) / max(values.size - 2, 1)
-    )
-    return threshold, lo, hi, float(spread)
-
-
-def effective_count(states: np.ndarray) -> np.ndarray:
-    """Independent samples per row of a (points, samples) 0/1 array from lag-1 autocorrelation."""
-    n = states.shape[-1]
-    x = states - states.mean(axis=-1, keepdims=True)
-    var = (x**2).mean(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (x[..., 1:] * x[..., :-1]).mean(axis=-1) / var
-    rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)
-    return n * (1 - rho) / (1 + rho)
-
-
-def fit_cell(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: str = "") -> CellResult:
-    """Fit one cell from its readings (points, samples); ``health`` is the readout node's verdict."""
-    threshold, lo, hi, noise = two_level_threshold(readings.ravel())
-    separation = (hi - lo) / noise if noise > 0 else 0.0
-    states = (readings > threshold).astype(np.float64)
-    p = states.mean(axis=1)
-    if separation < 4.0 or p.max() - p.min() < 0.5:
-        why = f"levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"
-        broken = health not in ("", "ok")
-        return CellResult(
-            cell,
-            FitResult.failed("logistic", f"{health if broken else 'no switching'}: {why}"),
-            flag=health if broken else "no_switching",
-            threshold_V=threshold,
-        )
-    e = float(special.ndtr(-separation / 2))  # each level's tail past the midpoint
-    n_eff = effective_count(states)
-    k = p * n_eff
-    p_err = np.sqrt((k + 0.5) * (n_eff - k + 0.5) / (n_eff + 1) ** 3)  # binomial, never zero
-
-    def model(v: np.ndarray, v0: float, w: float) -> np.ndarray:
-        return e + (1 - 2 * e) * logistic(v, v0, w)
-
-    v0_guess = float(volts[np.argmin(np.abs(p - 0.5))])
-    rising = volts[(p > 0.16) & (p < 0.84)]
-    w_guess = max(float(np.ptp(rising)) / 4 if rising.size > 1 else np.diff(volts).mean(), 1e-4)
-    span = float(volts.max() - volts.min())
-    try:
-        popt, pcov = optimize.curve_fit(
-            model, volts, p, p0=[v0_guess, w_guess], sigma=p_err, absolute_sigma=True,
-            bounds=([volts.min() - span, 1e-6], [volts.max() + span, span]),
-        )
-    except (RuntimeError, ValueError) as exc:
-        return CellResult(cell, FitResult.failed("logistic", f"fit did not converge: {exc}"), flag="fit_failed", threshold_V=threshold, misassignment=e)
-    residual = (p - model(volts, *popt)) / p_err
-    dof = len(volts) - 2
-    chi2 = float(np.sum(residual**2) / dof)
-    errors = np.sqrt(np.diag(pcov))
-    fit = FitResult(
-        model="logistic",
-        values={"v0_V": float(popt[0]), "width_V": float(popt[1])},
-        stderr={"v0_V": float(errors[0]), "width_V": float(errors[1])},
-        chi2_reduced=chi2,
-        dof=dof,
-        extra={"p": p.tolist(), "p_err": p_err.tolist(), "readout_levels_V": [lo, hi], "noise_V": noise},
-    )
-    flag = ""
-    if not volts.min() <= popt[0] <= volts.max():
-        fit.success, fit.message, flag = False, f"V0 {popt[0]:.3f} V outside the swept range", "fit_failed"
-    return CellResult(cell, fit, flag=flag, threshold_V=threshold, misassignment=e)
-
-
-def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CellResult]:
+def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveResult]:
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
     volts = dataset["bias"].values
     health = json.loads(dataset.attrs.get("health", "{}"))
-    return [fit_cell(volts, samples[i], cell=i, health=health.get(str(i), "")) for i in range(samples.shape[0])]
+    return [fit_scurve(volts, samples[i], cell=i, health=health.get(str(i), "")) for i in range(samples.shape[0])]
 
 
 # --------------------------------------------------------------------- check
-def check(results: list[CellResult], params: Parameters, state: CalibrationState) -> Verdict:
+def check(results: list[ScurveResult], params: Parameters, state: CalibrationState) -> Verdict:
     """In spec while every calibrated cell's V0 stays within tolerance and still switches."""
     tolerance = Tolerance(params.tolerance_V)
     verdicts = []
@@ -223,7 +120,7 @@ def check(results: list[CellResult], params: Parameters, state: CalibrationState
 
 
 # -------------------------------------------------------------------- update
-def update(results: list[CellResult], params: Parameters | None = None) -> StateChange:
+def update(results: list[ScurveResult], params: Parameters | None = None) -> StateChange:
     """``cells.<i>.bias_offset_V`` and ``cells.<i>.scurve_width_V``; flagged cells marked invalid."""
     change = StateChange()
     for r in results:
@@ -237,7 +134,7 @@ def update(results: list[CellResult], params: Parameters | None = None) -> State
     return change
 
 
-def table(results: list[CellResult]) -> str:
+def table(results: list[ScurveResult]) -> str:
     """A readable per-cell table."""
     lines = [f"{'cell':>4}  {'V0 (mV)':>16}  {'width (mV)':>15}  {'chi2_red':>8}  status"]
     for r in results:
@@ -250,7 +147,7 @@ def table(results: list[CellResult]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[CellResult], dataset: xr.Dataset) -> Any:
+def plot(results: list[ScurveResult], dataset: xr.Dataset) -> Any:
     """S-curves with their fits, one panel per cell (at most 16), for reports and notebooks."""
     import matplotlib
 

@@ -38,7 +38,6 @@ import numpy as np
 import xarray as xr
 from labstack.calibrations._common import run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
-from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import (
@@ -50,6 +49,7 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
 from labstack.fit import FitResult
 from labstack.measure import Sweep

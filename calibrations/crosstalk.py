@@ -48,7 +48,6 @@ import numpy as np
 import xarray as xr
 from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
-from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
@@ -60,6 +59,7 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
 from labstack.measure import Sweep
 

@@ -16,7 +16,7 @@ temperature ``T_inf`` and the small-signal time constant at base; the warm-up,
 with the known heater current ``I``, gives the *heating coefficient*
 ``K = (T_hot^2 - T_base^2) / I^2`` (= R_heater / a, in K^2/A^2): the current that
 holds any temperature, ``I = sqrt((T^2 - T_base^2) / K)``, which
-:func:`heat_to` uses for the other routines.
+:func:`labstack.calibrations.fridge.heat_to` uses for the other routines.
 
 The chip follows the MC as a first-order lag, ``dT_chip/dt = (T_mc - T_chip) / tau_chip``:
 its thermometer trace is fitted as the lag of the fitted MC curve, one parameter
@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import xarray as xr
 from labstack.calibrations._common import run
+from labstack.calibrations.fridge import HEATER_RANGES_A, heater, output_index, set_heater_current
 
 from labstack.calibrate import (
     CalibrationState,
@@ -52,19 +53,6 @@ NAME = "cryostat"
 DEPENDS_ON: tuple[str, ...] = ()
 TIMEOUT_S = 24 * 3600.0
 
-#: Lake Shore 372 sample-heater ranges: QCoDeS range name -> full-scale current (A)
-HEATER_RANGES_A = {
-    "31.6μA": 31.6e-6,
-    "100μA": 100e-6,
-    "316μA": 316e-6,
-    "1mA": 1e-3,
-    "3.16mA": 3.16e-3,
-    "10mA": 10e-3,
-    "31.6mA": 31.6e-3,
-    "100mA": 100e-3,
-}
-
-
 @dataclass
 class Parameters:
     heater_range: str = "1mA"
@@ -82,75 +70,6 @@ class Parameters:
     timing_uncertainty_s: float = 0.5
 
 
-# ------------------------------------------------------------------ heater use
-def _heater(ctx: Context):  # noqa: ANN202 - a QCoDeS channel
-    layout = ctx.station.layout
-    if layout.heater is None:
-        raise RuntimeError("station has no heater in its labstack.thermometry section")
-    return ctx.station.parameter(f"{layout.heater}.mode").instrument
-
-
-def set_heater_current(ctx: Context, current_A: float) -> None:
-    """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
-    heater = _heater(ctx)
-    if current_A <= 0:
-        heater.mode("off")
-        return
-    name, full = next(((n, a) for n, a in HEATER_RANGES_A.items() if current_A <= 0.95 * a), (None, 0.0))
-    if name is None:
-        raise ValueError(f"heater current {current_A:.3g} A exceeds the largest range")
-    heater.output_range(name)
-    heater.write(f"MOUT {_output_index(heater)},{100 * current_A / full:.4f}")
-    heater.mode("open_loop")
-
-
-def _output_index(heater) -> int:  # noqa: ANN001
-    return int(getattr(heater, "_output_index", 0))
-
-
-def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
-    """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
-    wait until fridge and chip have settled, and return the waiting time (s).
-
-    Needs a calibrated cryostat (``cryostat.*`` in the state). Temperatures at or below
-    base switch the heater off and wait for the cool-down instead. Callers read the
-    chip thermometer after the wait and use that reading, so the wait only has to
-    make the temperature steady during a measurement, not exact.
-    """
-    state = ctx.state
-    base = float(state.value("cryostat.mc_base_K"))
-    k = float(state.value("cryostat.heating_K2_per_A2"))
-    tau_base = float(state.value("cryostat.mc_tau_base_s"))
-    tau_chip = float(state.value("cryostat.chip_tau_s"))
-    target = max(float(temperature_K), base)
-    current = math.sqrt(max(target**2 - base**2, 0.0) / k)
-    set_heater_current(ctx, current)
-    # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
-    # down, the slowest part is the last stretch near the target
-    wait = settle_taus * (tau_base * base / target + tau_chip)
-    ctx.clock.sleep(wait)
-    return wait
-
-
-def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
-    """Heater off and wait until fridge and chip are near base; the waiting time (s).
-
-    Three time constants at base leave the chip within ~1 mK of base and settling
-    at < 1 mK per time constant: steady enough, and the next node reads it anyway.
-    """
-    return heat_to(ctx, 0.0, settle_taus=settle_taus)
-
-
-def chip_temperature(ctx: Context, n: int = 5) -> float:
-    """Mean of ``n`` chip-thermometer readings (MC thermometer if the chip has none)."""
-    layout = ctx.station.layout
-    name = layout.thermometer_chip or layout.thermometer_mc
-    if name is None:
-        raise RuntimeError("station has no thermometer in its labstack.thermometry section")
-    param = ctx.station.parameter(name)
-    return float(np.mean([param.get() for _ in range(n)]))
-
-
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Baseline, heater step on, heater step off; both thermometers traced throughout."""
@@ -164,14 +83,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     def reads(phase: str) -> list[Read]:
         return [Read(p, name=f"{name}_{phase}") for name, p in thermometers.items()]
 
-    heater = _heater(ctx)
+    channel = heater(ctx)
     set_heater_current(ctx, 0.0)
     if mode is Mode.CHECK:
         seq = Sequence((Trace("t_base", params.check_points, params.interval_s, reads("base")),))
         return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params)})
     current = HEATER_RANGES_A[params.heater_range] * params.heater_percent / 100
-    heater.output_range(params.heater_range)
-    heater.write(f"MOUT {_output_index(heater)},{params.heater_percent:.4f}")
+    channel.output_range(params.heater_range)
+    channel.write(f"MOUT {output_index(channel)},{params.heater_percent:.4f}")
     mode_param = f"{layout.heater}.mode"
     seq = Sequence(
         (

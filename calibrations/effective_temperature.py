@@ -21,7 +21,9 @@ offsets, frozen, and shift the measured cells' offsets only.
 
 Samples are taken slower than the slowest cell's correlation time
 (``sample_rate_Hz`` = 50 Hz), so each is an independent draw; the binomial
-errors still use the lag-1 autocorrelation (:func:`bias_scurve.effective_count`).
+errors still use the lag-1 autocorrelation (:func:`labstack.fit.two_level.effective_count`).
+Each S-curve is fitted exactly as the bias S-curve node fits its own
+(:func:`labstack.fit.scurve.fit_scurve`), so the widths mean the same thing.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import bias_scurve, cryostat
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
@@ -39,7 +40,7 @@ from labstack.calibrations._common import (
     sample_cells,
     two_colouring,
 )
-from labstack.calibrations.spec_helpers import family_n_sigma
+from labstack.calibrations.fridge import chip_temperature, plateaus
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -51,8 +52,9 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
-from labstack.fit import FitResult
+from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep
 
 NAME = "effective_temperature"
@@ -98,12 +100,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, 0.05)
     t_prev: float | None = None
     blocks, run_ids = [], []
-    heater_off = ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
-    for t_set in sorted(temps):
-        if t_set > 0 or not heater_off:
-            cryostat.heat_to(ctx, t_set)
-            heater_off = t_set <= 0
-        t_chip = cryostat.chip_temperature(ctx)
+    for t_set in plateaus(ctx, temps):
+        t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
         grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
@@ -131,16 +129,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             run_ids.append(ds.attrs["run_id"])
             data = ds["samples"].transpose("cell", "point", "sample").values
             samples[active] = data[active]
-        t_after = cryostat.chip_temperature(ctx)
+        t_after = chip_temperature(ctx)
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):
-            r = bias_scurve.fit_cell(grids[i], samples[i], cell=i)
+            r = fit_scurve(grids[i], samples[i], cell=i)
             if r.ok:
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
-    if not heater_off:
-        cryostat.cool_down(ctx)
     return xr.Dataset(
         {
             "samples": (("temperature", "cell", "point", "sample"), np.stack([b[2] for b in blocks])),
@@ -225,7 +221,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     flags: dict[int, str] = {}
     for k in range(n_t):
         for i in np.flatnonzero(measured):
-            r = bias_scurve.fit_cell(bias[k, i], samples[k, i], cell=int(i))
+            r = fit_scurve(bias[k, i], samples[k, i], cell=int(i))
             if r.ok:
                 widths[k, i], errors[k, i] = r.fit["width_V"], r.fit.error("width_V")
             else:

@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import cryostat
 from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
-from labstack.calibrations.spec_helpers import family_n_sigma
+from labstack.calibrations.fridge import chip_temperature, plateaus
 
 from labstack.calibrate import (
     CalibrationState,
@@ -43,6 +42,7 @@ from labstack.calibrate import (
     Tolerance,
     Verdict,
     combine,
+    family_n_sigma,
 )
 from labstack.fit import FitResult, fit_linear
 from labstack.measure import Sweep
@@ -84,14 +84,10 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sampler = ctx.station.components[layout.readout]
     idle_couplers(ctx, layout)
-    temps = sorted(params.temperatures_K) if mode is Mode.CALIBRATE else [0.0]
-    heater_off = ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
     blocks, run_ids = [], []
-    for t_set in temps:
-        if t_set > 0 or not heater_off:
-            cryostat.heat_to(ctx, t_set, settle_taus=params.settle_taus)
-            heater_off = t_set <= 0
-        t_chip = cryostat.chip_temperature(ctx)
+    for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus):
+        t_chip = chip_temperature(ctx)
         t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)
         ks = params.bias_widths if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
         width = t_eff / (2 * np.where(good, alpha, 1.0))
@@ -112,8 +108,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         states = ds["samples"].transpose("bias_point", "cell", "sample").values > thresholds[None, :, None]
         for j, k in enumerate(ks):
             blocks.append((t_chip, float(k), states[j]))
-    if not heater_off:
-        cryostat.cool_down(ctx)
     return xr.Dataset(
         {
             "states": (("point", "cell", "sample"), np.stack([b[2] for b in blocks]).astype(np.uint8)),

@@ -133,7 +133,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pyvisa
 
-from labstack.calibrations.bias_scurve import two_level_threshold
+from labstack.fit import two_level_threshold
 from labstack.measure import Read, Sweep, Trace, run_sequence
 from labstack.measure.live import LivePlot
 from labstack.visa import open_station

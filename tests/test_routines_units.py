@@ -126,7 +126,7 @@ def test_readout_unmixing_inverts_per_cell_misassignment():
 
 
 def test_family_threshold_keeps_false_alarms_rare():
-    from labstack.calibrations.spec_helpers import family_n_sigma
+    from labstack.calibrate import family_n_sigma
 
     z = np.random.default_rng(4).normal(size=(4000, 240))
     alarms = np.mean(np.any(np.abs(z) > family_n_sigma(240), axis=1))

@@ -50,7 +50,15 @@ from labstack.calibrate.dag import CycleError, MissingDependencyError
 from labstack.calibrate.graph import CalibrationGraph, LogEntry, StateCheck, Status
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
-from labstack.calibrate.spec import FitQuality, Mode, Spec, Tolerance, Verdict, combine
+from labstack.calibrate.spec import (
+    FitQuality,
+    Mode,
+    Spec,
+    Tolerance,
+    Verdict,
+    combine,
+    family_n_sigma,
+)
 from labstack.calibrate.state import STATE_DIRNAME, CalibrationState, StateDiff, StateFileError
 
 __all__ = [
@@ -77,5 +85,6 @@ __all__ = [
     "Verdict",
     "VersionInfo",
     "combine",
+    "family_n_sigma",
     "run_id_of",
 ]

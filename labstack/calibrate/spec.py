@@ -12,7 +12,8 @@ things, and the graph walk depends on telling them apart:
 
 :class:`Tolerance` and :class:`FitQuality` are the two judgements most nodes need:
 "did the value move further than I care about, and significantly?" and "does the
-model describe the data at all?".
+model describe the data at all?". :func:`family_n_sigma` sets a :class:`Tolerance`'s
+significance when one check judges many values at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from scipy import stats
 
 from labstack.fit.result import FitResult
 
@@ -103,6 +106,21 @@ class Tolerance:
                 f"{name} moved {delta:+.4g} (tolerance {self.abs:.3g}, sigma {sigma:.3g})",
             )
         return Verdict(Spec.IN_SPEC)
+
+
+def family_n_sigma(n_values: int, alpha: float = 0.01, floor: float = 3.0) -> float:
+    """Sigma threshold so that ``n_values`` unchanged values all pass with probability 1 - alpha.
+
+    A check that compares hundreds of calibrated numbers (every entry of a crosstalk
+    matrix, every coupler) at a fixed 3 sigma flags some of them on noise alone on most
+    runs: 200 entries at 3 sigma give a false "out of spec" ~40 % of the time. This
+    threshold keeps the family-wise false-alarm rate at ``alpha`` (Bonferroni on a
+    two-sided normal test), so a recalibration means something moved. Use it as
+    ``Tolerance(abs, n_sigma=family_n_sigma(n))``.
+    """
+    if n_values <= 0:
+        return floor
+    return max(floor, float(stats.norm.isf(alpha / (2 * n_values))))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Every fit returns a :class:`FitResult` with values, standard errors, a reduced
 chi-square and residual checks (:mod:`labstack.fit.checks`); a fit that cannot
-be trusted returns ``FitResult.failed`` with the reason. The test suite checks
+be trusted returns ``FitResult.failed`` with the reason (:func:`fit_scurve` wraps
+its one with the cell's flag and readout split). The test suite checks
 each fit's standard errors against synthetic data of known truth (pull widths).
 """
 
@@ -14,22 +15,28 @@ from labstack.fit.logistic import fit_logistic, logistic
 from labstack.fit.lsq import derived, fit_curve
 from labstack.fit.percell import failures, fit_each
 from labstack.fit.result import FitResult
+from labstack.fit.scurve import ScurveResult, fit_scurve
 from labstack.fit.settling import fit_settling, settling
+from labstack.fit.two_level import effective_count, two_level_threshold
 
 __all__ = [
     "FitResult",
+    "ScurveResult",
     "binned_two_gaussians",
     "derived",
+    "effective_count",
     "failures",
     "fit_arrhenius",
     "fit_curve",
     "fit_each",
     "fit_linear",
     "fit_logistic",
+    "fit_scurve",
     "fit_settling",
     "fit_two_gaussians",
     "logistic",
     "residual_checks",
     "runs_test",
     "settling",
+    "two_level_threshold",
 ]

@@ -1,0 +1,128 @@
+"""Fridge procedures: the building blocks nodes use to drive the cryostat.
+
+Not a node (no ``NAME``): nodes import these instead of each other, the way
+bluesky's plans are built from ``plan_stubs``. The cryostat node calibrates the
+heater (``cryostat.*`` in the state); :func:`heat_to` uses that calibration to
+hold the mixing chamber at a temperature by an open-loop current, which is all
+the effective-temperature and thermalization nodes need: they read the chip
+thermometer after each wait and use that reading, so the wait only has to make
+the temperature steady during a measurement, not exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from labstack.calibrate import Context
+
+#: Lake Shore 372 sample-heater ranges: QCoDeS range name -> full-scale current (A)
+HEATER_RANGES_A = {
+    "31.6μA": 31.6e-6,
+    "100μA": 100e-6,
+    "316μA": 316e-6,
+    "1mA": 1e-3,
+    "3.16mA": 3.16e-3,
+    "10mA": 10e-3,
+    "31.6mA": 31.6e-3,
+    "100mA": 100e-3,
+}
+
+
+def heater(ctx: Context) -> Any:
+    """The sample heater's QCoDeS channel, named in the station's thermometry section."""
+    layout = ctx.station.layout
+    if layout.heater is None:
+        raise RuntimeError("station has no heater in its labstack.thermometry section")
+    return ctx.station.parameter(f"{layout.heater}.mode").instrument
+
+
+def output_index(channel: Any) -> int:
+    """The heater output's index in ``MOUT`` commands (0: the sample heater)."""
+    return int(getattr(channel, "_output_index", 0))
+
+
+def set_heater_current(ctx: Context, current_A: float) -> None:
+    """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
+    channel = heater(ctx)
+    if current_A <= 0:
+        channel.mode("off")
+        return
+    name, full = next(((n, a) for n, a in HEATER_RANGES_A.items() if current_A <= 0.95 * a), (None, 0.0))
+    if name is None:
+        raise ValueError(f"heater current {current_A:.3g} A exceeds the largest range")
+    channel.output_range(name)
+    channel.write(f"MOUT {output_index(channel)},{100 * current_A / full:.4f}")
+    channel.mode("open_loop")
+
+
+def heater_is_off(ctx: Context) -> bool:
+    """Whether the sample heater is off (a station without one never heats)."""
+    layout = ctx.station.layout
+    return ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
+
+
+def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
+    """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
+    wait until fridge and chip have settled, and return the waiting time (s).
+
+    Needs a calibrated cryostat (``cryostat.*`` in the state). Temperatures at or below
+    base switch the heater off and wait for the cool-down instead. Callers read the
+    chip thermometer after the wait and use that reading, so the wait only has to
+    make the temperature steady during a measurement, not exact.
+    """
+    state = ctx.state
+    base = float(state.value("cryostat.mc_base_K"))
+    k = float(state.value("cryostat.heating_K2_per_A2"))
+    tau_base = float(state.value("cryostat.mc_tau_base_s"))
+    tau_chip = float(state.value("cryostat.chip_tau_s"))
+    target = max(float(temperature_K), base)
+    current = math.sqrt(max(target**2 - base**2, 0.0) / k)
+    set_heater_current(ctx, current)
+    # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
+    # down, the slowest part is the last stretch near the target
+    wait = settle_taus * (tau_base * base / target + tau_chip)
+    ctx.clock.sleep(wait)
+    return wait
+
+
+def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
+    """Heater off and wait until fridge and chip are near base; the waiting time (s).
+
+    Three time constants at base leave the chip within ~1 mK of base and settling
+    at < 1 mK per time constant: steady enough, and the next node reads it anyway.
+    """
+    return heat_to(ctx, 0.0, settle_taus=settle_taus)
+
+
+def chip_temperature(ctx: Context, n: int = 5) -> float:
+    """Mean of ``n`` chip-thermometer readings (MC thermometer if the chip has none)."""
+    layout = ctx.station.layout
+    name = layout.thermometer_chip or layout.thermometer_mc
+    if name is None:
+        raise RuntimeError("station has no thermometer in its labstack.thermometry section")
+    param = ctx.station.parameter(name)
+    return float(np.mean([param.get() for _ in range(n)]))
+
+
+def plateaus(ctx: Context, temperatures_K: Iterable[float], *, settle_taus: float = 5.0) -> Iterator[float]:
+    """Hold each temperature in turn, coldest first, yielding it once fridge and chip settled.
+
+    0 (or anything at or below base) means base: the heater stays off if it already
+    is, so a run that starts cold does not wait for a cool-down it does not need.
+    Ascending order warms step by step (fast: the fridge's time constant shrinks
+    as it warms) and cools down once, after the last plateau has been used. A caller
+    that stops early or raises gets no cool-down here: the heater stays as it is for
+    whoever handles the failure (an abort puts the station in its safe state).
+    """
+    off = heater_is_off(ctx)
+    for t_set in sorted(temperatures_K):
+        if t_set > 0 or not off:
+            heat_to(ctx, t_set, settle_taus=settle_taus)
+            off = t_set <= 0
+        yield t_set
+    if not off:
+        cool_down(ctx)

@@ -1,0 +1,70 @@
+"""Two-level readings (labstack.fit.two_level): the split between the readout levels,
+and the number of independent samples in a correlated series of states."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labstack.fit import effective_count, two_level_threshold
+
+
+def telegraph(rng: np.random.Generator, shape: tuple[int, ...], flip: float) -> np.ndarray:
+    """Symmetric two-state Markov chains (0/1, samples last) started in equilibrium:
+    lag-1 autocorrelation ``1 - 2 flip``."""
+    start = rng.random(shape[:-1] + (1,)) < 0.5
+    flips = np.cumsum(rng.random(shape) < flip, axis=-1)
+    flips[..., 0] = 0
+    return ((start + flips) % 2).astype(np.float64)
+
+
+@pytest.mark.parametrize("fraction_high", [0.3, 0.5, 0.9])
+def test_threshold_finds_both_levels_and_the_noise(fraction_high):
+    rng = np.random.default_rng(3)
+    low, high, noise = -1e-3, 2e-3, 2e-4
+    state = rng.random(50_000) < fraction_high
+    readings = np.where(state, high, low) + rng.normal(0, noise, state.size)
+    threshold, lo, hi, rms = two_level_threshold(readings)
+    assert lo == pytest.approx(low, abs=5e-6) and hi == pytest.approx(high, abs=5e-6)
+    assert threshold == pytest.approx(0.5 * (lo + hi))
+    assert rms == pytest.approx(noise, rel=0.02)
+    # with levels 15 sigma apart, thresholding recovers every state
+    assert np.array_equal(readings > threshold, state)
+
+
+def test_one_level_gives_a_small_separation():
+    """No switching: the split still returns, but the levels are not ``MIN_SEPARATION`` apart."""
+    readings = np.random.default_rng(4).normal(0.0, 1e-3, 20_000)
+    threshold, lo, hi, rms = two_level_threshold(readings)
+    assert lo < threshold < hi
+    assert (hi - lo) / rms < 4
+
+
+def test_independent_samples_count_in_full():
+    states = (np.random.default_rng(5).random((20, 4000)) < 0.3).astype(np.float64)
+    n_eff = effective_count(states)
+    assert n_eff.shape == (20,)
+    assert np.all(n_eff <= 4000) and np.all(n_eff > 0.9 * 4000)
+
+
+@pytest.mark.parametrize("flip", [0.02, 0.1, 0.3])
+def test_correlated_samples_count_as_the_variance_of_their_mean_says(flip):
+    """Honest errors: p(1-p)/n_eff is the variance of a chain's mean over many chains."""
+    rng = np.random.default_rng(6)
+    states = telegraph(rng, (2000, 2000), flip)
+    n_eff = effective_count(states)
+    rho = 1 - 2 * flip
+    assert np.median(n_eff) == pytest.approx(2000 * (1 - rho) / (1 + rho), rel=0.05)
+    observed = states.mean(axis=1).var(ddof=1)
+    assert 0.25 / np.median(n_eff) == pytest.approx(observed, rel=0.12)
+
+
+def test_frozen_and_anticorrelated_rows():
+    n = 1000
+    frozen = np.ones(n)
+    alternating = np.arange(n) % 2.0
+    nearly_frozen = np.r_[np.zeros(n // 2), np.ones(n - n // 2)]  # one switch
+    n_eff = effective_count(np.stack([frozen, alternating, nearly_frozen]))
+    assert n_eff[0] == n  # no variance: nothing to correlate
+    assert n_eff[1] == n  # anticorrelation never counts as more than n
+    assert n_eff[2] == pytest.approx(n * 0.01 / 1.99)  # rho capped at 0.99
