@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run, sample_cells
 from scipy import optimize, special
 
 from labstack.calibrate import (
@@ -43,6 +42,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.fit import FitResult
 from labstack.measure import Sweep
 

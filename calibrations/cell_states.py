@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from labstack.calibrations.bias_scurve import effective_count, two_level_threshold
 from scipy import special
+
+from labstack.calibrations.bias_scurve import effective_count, two_level_threshold
 
 #: fewer sigma between the two readout levels than this: no usable two-level signal
 MIN_SEPARATION = 4.0

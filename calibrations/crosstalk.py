@@ -46,9 +46,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run, sample_cells
-from labstack.calibrations.cell_states import digitize, n_effective
-from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
@@ -61,6 +58,9 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.measure import Sweep
 
 NAME = "crosstalk"

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import run
 
 from labstack.calibrate import (
     CalibrationState,
@@ -45,6 +44,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import run
 from labstack.fit import FitResult, fit_curve
 from labstack.measure import Read, Sequence, Set, Trace
 

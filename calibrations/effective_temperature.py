@@ -31,15 +31,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import bias_scurve, cryostat
-from labstack.calibrations._common import (
-    cell_values,
-    idle_couplers,
-    run,
-    sample_cells,
-    two_colouring,
-)
-from labstack.calibrations.spec_helpers import family_n_sigma
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -52,6 +43,15 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import bias_scurve, cryostat
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    run,
+    sample_cells,
+    two_colouring,
+)
+from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.fit import FitResult
 from labstack.measure import Sweep
 

@@ -31,9 +31,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations import cryostat
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
-from labstack.calibrations.spec_helpers import family_n_sigma
 
 from labstack.calibrate import (
     CalibrationState,
@@ -44,6 +41,9 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import cryostat
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
+from labstack.calibrations.spec_helpers import family_n_sigma
 from labstack.fit import FitResult, fit_linear
 from labstack.measure import Sweep
 
