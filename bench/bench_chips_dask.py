@@ -69,8 +69,7 @@ def main() -> None:
 
 
 def _warm() -> None:
-    import labstack.calibration_run  # noqa: F401
-
+    import labstack.session  # noqa: F401
     import labstack.sim.kernels  # noqa: F401
     import labstack.station  # noqa: F401
 

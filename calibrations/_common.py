@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations.virtual_bias import coupler_zeros
 
 from labstack.calibrate import Context
+from labstack.calibrations.virtual_bias import coupler_zeros
 from labstack.measure import Read, Step, run_sequence
 from labstack.station import ChipLayout
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run, sample_cells
 
 from labstack.calibrate import (
     CalibrationState,
@@ -41,6 +40,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.fit import ScurveResult, fit_scurve, logistic
 from labstack.measure import Sweep
 

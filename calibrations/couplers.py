@@ -36,9 +36,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import run, sample_cells
-from labstack.calibrations.cell_states import digitize, n_effective
-from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 
 from labstack.calibrate import (
     CalibrationState,
@@ -51,6 +48,9 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
+from labstack.calibrations._common import run, sample_cells
+from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import FitResult
 from labstack.measure import Sweep
 

@@ -46,8 +46,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run, sample_cells
-from labstack.calibrations.cell_states import digitize, n_effective
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
@@ -61,6 +59,8 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
+from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.measure import Sweep
 
 NAME = "crosstalk"

@@ -32,8 +32,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import run
-from labstack.calibrations.fridge import HEATER_RANGES_A, heater, output_index, set_heater_current
 
 from labstack.calibrate import (
     CalibrationState,
@@ -46,6 +44,8 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import run
+from labstack.calibrations.fridge import HEATER_RANGES_A, heater, output_index, set_heater_current
 from labstack.fit import FitResult, fit_curve
 from labstack.measure import Read, Sequence, Set, Trace
 

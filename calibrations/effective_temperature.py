@@ -33,14 +33,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import (
-    cell_values,
-    idle_couplers,
-    run,
-    sample_cells,
-    two_colouring,
-)
-from labstack.calibrations.fridge import chip_temperature, plateaus
 from scipy import optimize
 
 from labstack.calibrate import (
@@ -54,6 +46,14 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    run,
+    sample_cells,
+    two_colouring,
+)
+from labstack.calibrations.fridge import chip_temperature, plateaus
 from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep
 

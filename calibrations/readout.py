@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import idle_couplers, run, sample_cells
 from scipy import stats
 
 from labstack.calibrate import (
@@ -43,6 +42,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.fit import FitResult, fit_two_gaussians
 from labstack.measure import Sweep
 

@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
-from labstack.calibrations.fridge import chip_temperature, plateaus
 
 from labstack.calibrate import (
     CalibrationState,
@@ -44,6 +42,8 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
+from labstack.calibrations.fridge import chip_temperature, plateaus
 from labstack.fit import FitResult, fit_linear
 from labstack.measure import Sweep
 

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
+
+from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
 from labstack.calibrations._common import run, sample_cells
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
-
-from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
 from labstack.fit import ising
 from labstack.measure import Sweep
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from labstack.calibrations import couplers, crosstalk, validation
-from labstack.calibrations.virtual_bias import BiasModel
 
 from labstack.calibrate import CalibrationState, StateChange
+from labstack.calibrations import couplers, crosstalk, validation
+from labstack.calibrations.virtual_bias import BiasModel
 from labstack.clock import VirtualClock
 from labstack.fit import ising
 from labstack.sim.lab import VirtualLab
@@ -137,9 +137,8 @@ def test_family_threshold_keeps_false_alarms_rare():
 def test_effective_temperature_check_passes_noise_and_catches_a_warmer_chip(tmp_path):
     """The cheap check: widths drawn around the state's prediction (with the state's
     own uncertainty) pass 99 % of the time; a chip 15 % warmer fails."""
-    from labstack.calibrations import effective_temperature as et
-
     from labstack.calibrate import Spec
+    from labstack.calibrations import effective_temperature as et
     from labstack.fit import FitResult
 
     n, t_chip, t_x = 14, 0.010, 0.030

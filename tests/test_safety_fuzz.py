@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
 from labstack.drivers._replies import (
     ReplyError,
     block_length,
@@ -20,7 +21,6 @@ from labstack.drivers._replies import (
     float_reply,
     parse_block,
 )
-
 from labstack.sim.instruments import VirtualInstruments
 from labstack.sim.instruments.scpi import binary_block
 from labstack.sim.lab import VirtualLab

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labstack.drivers.sampler import LabstackSampler
 from qcodes.instrument import Instrument
 
+from labstack.drivers.sampler import LabstackSampler
 from labstack.visa import (
     TranscriptMismatch,
     finish_recording,
