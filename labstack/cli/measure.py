@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from labstack.cli.options import add_data_dir, add_progress, add_station_options, lab_description
 from labstack.data import resolve_data_dir
-from labstack.measure import describe, run_sequence, validate
-from labstack.measure.files import load_sequence_file
+from labstack.measure import Plan, SequenceError, Step, describe, run_sequence, validate
+from labstack.measure.files import find_sequence_file, load_sequence_file
+from labstack.station import LabStation
 from labstack.visa import open_station
 
 
@@ -30,11 +32,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     measure.set_defaults(func=run)
 
 
+def _validate(sequence: Step, station: LabStation, path: Path) -> Plan:
+    """The dry run; its errors name the file, as the file's own checks do."""
+    try:
+        return validate(sequence, station)
+    except SequenceError as err:
+        raise SequenceError(f"{path}: {err}") from err
+
+
 def run(args: argparse.Namespace) -> int:
-    spec = load_sequence_file(args.file)
+    path, shipped = find_sequence_file(args.file)
+    if shipped:
+        print(f"{args.file}: no such file here; using the shipped example {path}")
+    spec = load_sequence_file(path)
     station = open_station(args.station, lab=lab_description(args))
     try:
-        plan = validate(spec.sequence, station)
+        plan = _validate(spec.sequence, station, path)
         print(describe(plan))
         if args.dry_run:
             return EXIT_OK
