@@ -2,6 +2,9 @@
 
 Each run is a folder ``<data_dir>/<run_id>/`` with ``data.zarr`` (an xarray Dataset
 written chunk by chunk) and ``run.json`` (name, status, times, metadata).
+
+Imports: nothing else of labstack. Imported by measure, session, presentation,
+distributed and cli.
 """
 
 from labstack.data.interop import export_netcdf, import_qcodes_dataset, open_dataset

@@ -5,6 +5,9 @@ chi-square and residual checks (:mod:`labstack.fit.checks`); a fit that cannot
 be trusted returns ``FitResult.failed`` with the reason (:func:`fit_scurve` wraps
 its one with the cell's flag and readout split). The test suite checks
 each fit's standard errors against synthetic data of known truth (pull widths).
+
+Imports: nothing else of labstack. Imported by the calibrations, distributed and
+the simulator's tests (:mod:`labstack.fit.ising` is the exact reference for small chips).
 """
 
 from labstack.fit.arrhenius import fit_arrhenius

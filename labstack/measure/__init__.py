@@ -3,6 +3,13 @@
 >>> seq = Sweep.over("v", "dac.ch1", np.linspace(0, 1, 11), Read("dmm.v1"), settle=0.01)
 >>> run = run_sequence(seq, station, name="iv")        # doctest: +SKIP
 >>> run.dataset().dmm_v1                               # doctest: +SKIP
+
+* :mod:`~labstack.measure.sequence`: frozen, serialisable steps (Set, Read, Wait, Sweep, Trace).
+* :mod:`~labstack.measure.plan`: the dry run: resolve every name, check every value.
+* :mod:`~labstack.measure.runner`: the one runner, on the station's clock, into zarr.
+* :mod:`~labstack.measure.files`: sequence description files (``labstack measure``).
+
+Imports: station, safety, data (below). Imported by calibrations, session and above.
 """
 
 from labstack.measure.plan import Plan, SequenceError, describe, plan_sequence, validate

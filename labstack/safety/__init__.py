@@ -11,8 +11,13 @@
   :class:`InstrumentFault` naming the instrument and the command.
 * :mod:`~labstack.safety.control` pauses, resumes and aborts runs (Jupyter, CLI
   control file, suspenders on watched signals) and leaves the station safe on abort.
-* :mod:`~labstack.safety.preflight` dry-runs a sequence or a calibration against
-  limits, ramps and interlocks before anything moves.
+* :mod:`~labstack.safety.intercept` is the one mechanism that wraps a driver's
+  methods (parameter ``set``/``get``, instrument and VISA ``write_raw``), listed in one place.
+
+Limits, ramps and interlocks also narrow the QCoDeS parameters' validators, so a
+sequence that would break one fails its dry run (:mod:`labstack.measure.plan`).
+
+Imports: clock, scpi_text. Imported by station (which installs it) and above.
 """
 
 from labstack.safety.errors import InstrumentFault, RunAborted, SafetyError
