@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -260,3 +261,67 @@ def table(results: list[CellReadout]) -> str:
         else:
             lines.append(f"{r.cell:>4}  {'—':>14}  {'—':>14}  {'—':>10}  {r.fit.message}")
     return "\n".join(lines)
+
+
+def figures(results: list[CellReadout], dataset: xr.Dataset | None = None) -> list[Any]:
+    """Each cell's pooled readings with the two-Gaussian fit and Pearson residuals; levels per cell.
+
+    The histogram uses the fit's own binning (``bins`` of the run's parameters), so the
+    residuals are the fit's.
+    """
+    import json
+
+    from matplotlib.figure import Figure
+
+    from labstack.calibrations import _figures as F
+    from labstack.fit import binned_two_gaussians
+
+    out = []
+    if dataset is not None and "samples" in dataset:
+        raw = dataset.attrs.get("parameters")
+        params = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        bins = int(params.get("bins", Parameters.bins))
+        samples = dataset["samples"].transpose("cell", "bias", "sample").values
+        shown = results[: F.MAX_PANELS]
+        fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: readings per cell, two-Gaussian fit")
+        for ax, rax, r in zip(axes, resid, shown, strict=False):
+            pooled = samples[r.cell].ravel().astype(float)
+            counts, edges = np.histogram(pooled, bins=bins)
+            centres = 0.5 * (edges[1:] + edges[:-1]) * 1e3
+            ax.stairs(counts, edges * 1e3, color="C0", label="readings")
+            ax.set_ylabel("readings per bin")
+            ax.set_yscale("symlog", linthresh=1)
+            if r.ok:
+                f = r.fit
+                mu = binned_two_gaussians(edges, *(f[k] for k in ("n0", "mu0", "sigma0", "n1", "mu1", "sigma1")))
+                ax.plot(centres, mu, color="C1", lw=1, label="fit")
+                ax.axvline(f["threshold"] * 1e3, color="0.5", ls=":", lw=0.8)
+                F.residuals(rax, centres, (counts - mu) / np.sqrt(np.maximum(mu, 1e-9)), "reading (mV)")
+                amp = F.value_text("A", f["amp_V"], f.error("amp_V"), "V")
+                ax.set_title(f"cell {r.cell}: {amp}\nfidelity {F.format_value(f['fidelity'], f.error('fidelity'))}", fontsize=7)
+            else:
+                ax.set_title(f"cell {r.cell}: {r.health or 'no fit'} (one level)", fontsize=7, color="#b00")
+                ax.set_xlabel("reading (mV)")
+                ax.tick_params(labelbottom=True)
+                rax.set_visible(False)
+        out.append(fig)
+    good = [r for r in results if r.ok]
+    if good:
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        cells = np.array([r.cell for r in good])
+        for name, label, colour in (("mu0", "level −1", "C0"), ("mu1", "level +1", "C3"), ("threshold", "threshold", "0.4")):
+            ax.errorbar(cells, [r.fit[name] * 1e3 for r in good], [r.fit.error(name) * 1e3 for r in good],
+                        fmt="o" if name != "threshold" else "_", ms=5, color=colour, label=label)
+        broken = [r for r in results if not r.ok]
+        for r in broken:
+            ax.plot(r.cell, r.level_V * 1e3, "x", color="#b00", ms=8)
+            ax.annotate(r.health or "?", (r.cell, r.level_V * 1e3), fontsize=7, color="#b00",
+                        textcoords="offset points", xytext=(4, 4))
+        ax.set_xlabel("cell")
+        ax.set_ylabel("reading (mV)")
+        F.integer_ticks(ax)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{NAME}: readout levels per cell" + (f" ({len(broken)} broken, ✕: their one level)" if broken else ""))
+        out.append(fig)
+    return out
