@@ -110,8 +110,7 @@ def heat_map(
     unmeasured = ~np.isfinite(m) if errors is None else ~np.isfinite(np.asarray(errors, float))
     shown = np.ma.masked_where(unmeasured, m)
     limit = float(np.nanmax(np.abs(m[~unmeasured]))) if (~unmeasured).any() else 1.0
-    cmap = _cmap("RdBu_r")
-    cmap.set_bad("0.85")
+    cmap = _cmap("RdBu_r").with_extremes(bad="0.85")
     image = ax.imshow(shown, cmap=cmap, vmin=-limit or -1, vmax=limit or 1, interpolation="nearest")
     colorbar = fig.colorbar(image, ax=ax, shrink=0.8)
     colorbar.set_label(label)

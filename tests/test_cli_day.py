@@ -115,7 +115,7 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path):
     page = write_report(calibration, GOLDEN_RUNS, tmp_path / "report.html")
     text = page.read_text()
     assert text.count("data:image/png;base64,") >= 2  # the S-curves and the raw samples
-    assert "cells.3.bias_offset_V" in text and "bias_scurve" in text
+    assert "bias_offset_V" in text and "<th>cell 3</th>" in text and "bias_scurve" in text
     assert "http://" not in text and "https://" not in text  # self-contained
 
     flags = [
