@@ -141,14 +141,15 @@ def chip_figure(
                     ax.annotate(format_value(v[i], err, unit), pos[i], textcoords="offset points",
                                 xytext=(0, -20), ha="center", fontsize=6)
         if (~ok).any():
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), markerscale=0.5)
     else:
         kinds = list(health or ["unknown"] * n)
         for kind in dict.fromkeys(kinds):
             idx = [i for i in range(n) if kinds[i] == kind]
             ax.scatter(pos[idx, 0], pos[idx, 1], c=HEALTH_COLOURS.get(kind, "#cccccc"), s=500,
                        edgecolors="k", zorder=2, label=kind)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title="health", title_fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title="health", title_fontsize=7,
+                  markerscale=0.4)
     for i in range(n):
         ax.annotate(str(i), pos[i], ha="center", va="center", fontsize=7, color="w", zorder=3,
                     fontweight="bold")
