@@ -35,7 +35,7 @@ from tests.golden.scripts import CALIBRATION_NAMES, CALIBRATION_PARAMS
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
-    station = open_station("virtual", lab=lab_description(seed=7, cells=4))
+    station = open_station("virtual", lab=lab_description(seed=7, cells=4, instance="dashboard-api"))
     calibrate_station(station, data_dir=root, names=CALIBRATION_NAMES, params=CALIBRATION_PARAMS, progress=False)
     station.close()
     Instrument.close_all()

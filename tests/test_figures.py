@@ -34,7 +34,7 @@ MAX_REPORT_BYTES = 3_000_000
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("figures")
-    station = open_station("virtual", lab=lab_description(seed=7, cells=4))
+    station = open_station("virtual", lab=lab_description(seed=7, cells=4, instance="figures"))
     report = calibrate_station(station, data_dir=data_dir, params=FULL_FAST, progress=False)
     yield data_dir, report
     station.close()

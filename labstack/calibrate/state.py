@@ -340,6 +340,14 @@ class CalibrationState:
             snap = self._snapshot(snap.parent)
         return out[::-1]
 
+    def info(self) -> VersionInfo:
+        """This version's line of the history (its parent, time, message), reading nothing else.
+
+        A reader that follows a growing history (the dashboard) reads each new
+        version once instead of every version on every change (:meth:`history`).
+        """
+        return self._snap.info()
+
     def at(self, version: int) -> CalibrationState:
         """A read-only view of ``version`` (writing through it raises)."""
         return CalibrationState(None, self._snapshot(version))

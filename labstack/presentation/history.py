@@ -3,8 +3,10 @@
 Every calibration writes a whole new version of the state, so a parameter's
 history is its value in each version a node *calibrated* (messages
 ``calibrate <node>``). Versions are immutable files, so each is read once
-(:meth:`CalibrationState.at`) and its few values kept; only the version list
-(:meth:`CalibrationState.history`) is re-read, and only when ``current`` moves.
+(:meth:`CalibrationState.at`, :meth:`CalibrationState.info`) and what is needed of
+it kept: when ``current`` moves, only the new versions are read, following parent
+links back to a version already known (a rollback's parent is one), so a long
+history costs nothing per update.
 
 Parameters (:data:`PARAMETERS`): per cell V0, S-curve width, ``T_eff = 2 α w`` (the
 cell's effective temperature from its gain and width, errors combined as if
@@ -94,6 +96,7 @@ class StateHistory:
         self._lock = threading.Lock()
         self._version = -1
         self._history: list[VersionInfo] = []
+        self._infos: dict[int, VersionInfo] = {}
         self._state: CalibrationState | None = None
         self._entries: dict[int, dict[str, tuple[Any, Any, bool]]] = {}
 
@@ -103,7 +106,15 @@ class StateHistory:
             version = CalibrationState.current_version(self.state_dir)
             if version != self._version or self._state is None:
                 state = CalibrationState.load(self.state_dir)
-                self._history = state.history()
+                v = state.version
+                while v > 0 and v not in self._infos:
+                    self._infos[v] = (state if v == state.version else state.at(v)).info()
+                    v = self._infos[v].parent
+                chain, v = [], state.version
+                while v > 0:
+                    chain.append(self._infos[v])
+                    v = self._infos[v].parent
+                self._history = chain[::-1]
                 self._state, self._version = state, state.version
             return self._state
 

@@ -64,8 +64,12 @@ CHIP_COLOURS = {
     "tau_c": ("tau_c_s", "τ_c", "s"),
     "fidelity": ("readout_fidelity", "readout fidelity", ""),
 }
-#: the matplotlib drawing is serialised: its font and text caches are shared
+#: matplotlib draws one figure at a time per lock: the live views (history, chip:
+#: small, redrawn on every state change) never queue behind the slow ones (a node's
+#: figures, a report), which draw under their own lock. Separate Figure objects
+#: with the Agg renderer may be drawn in parallel threads.
 _DRAW = threading.Lock()
+_DRAW_SLOW = threading.Lock()
 
 
 @dataclass
@@ -251,7 +255,7 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         run = _load(dash, _run_id(run_id))
 
         def draw() -> str:
-            with _DRAW:
+            with _DRAW_SLOW:
                 return report_html(run, dash.data_dir)
 
         return draw() if run.status == "running" else dash.cached(("report", run_id), draw)
@@ -302,7 +306,7 @@ def _figures(dash: Dashboard, run_id: str) -> tuple[list[str], list[bytes]]:
         data = dash.results.get(run_id)
         if not data.ok:
             return [], []
-        with _DRAW:
+        with _DRAW_SLOW:
             figs = node_figures(data.name, data.results, data.dataset)
             return [figure_title(f) for f in figs], [figure_png(f) for f in figs]
 

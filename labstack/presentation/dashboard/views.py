@@ -80,16 +80,16 @@ def session_clock(data_dir: Path, session_id: str | None) -> str:
         return "wall"
 
 
-def nodes_view(data_dir: Path, state: CalibrationState, clock_kind: str) -> dict[str, Any]:
+def nodes_view(data_dir: Path, state: CalibrationState, clock_kind: str, last_utc: str | None = None) -> dict[str, Any]:
     """Each node's status, why, when it was last calibrated and until when it holds.
 
     A virtual lab's clock lives in the calibrating process, so for a virtual
-    station the status is as of the state's last update (and says so); on
-    hardware it is now.
+    station the status is as of the state's last update (``last_utc``, default the
+    current version's) and says so; on hardware it is now.
     """
     note = ""
     if clock_kind == "virtual" and state.version:
-        last = state.history()[-1].utc
+        last = last_utc or state.info().utc
         at = datetime.fromisoformat(last) if last else datetime.now(UTC)
         clock: Any = FrozenClock(at if at.tzinfo else at.replace(tzinfo=UTC))
         note = "virtual lab: status as of the last state update (its clock runs in the calibrating process)"

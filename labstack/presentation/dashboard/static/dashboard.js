@@ -63,10 +63,26 @@ function connect() {
 }
 
 // ------------------------------------------------------------ state-driven views
-async function refreshState() {
-  const mine = (state.refreshSeq = (state.refreshSeq || 0) + 1);
+// Refreshes coalesce: one runs at a time, and a change that arrives meanwhile causes
+// exactly one more, so a fast-changing state is never starved nor drawn out of order.
+function coalesced(draw) {
+  let running = false, again = false;
+  return async function () {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      do { again = false; await draw(); } while (again);
+    } catch (e) {
+      console.warn(e);
+    } finally { running = false; }
+  };
+}
+
+const refreshState = coalesced(drawState);
+const refreshRuns = coalesced(drawRuns);
+
+async function drawState() {
   const s = await getJSON("/api/summary");
-  if (mine !== state.refreshSeq) return;  // a newer state arrived meanwhile: it draws
   text("data-dir", s.data_dir);
   text("as-of", utc(s.as_of));
   text("graph-note", s.note);
@@ -78,6 +94,7 @@ async function refreshState() {
   cells.tHead.innerHTML = `<tr><th>cell</th>${s.cells.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`;
   cells.tBodies[0].innerHTML = s.cells.rows.map((row) => `<tr><th>cell ${row.cell}</th>${row.values.map((v) =>
     `<td data-key="${esc(v.key)}" class="${v.valid ? "" : "bad"}" title="${esc(v.note)}">${esc(v.text)}</td>`).join("")}</tr>`).join("");
+  state.cellsDrawn = { version: s.state_version, t: Date.now() };
   fillSelect("history-param", s.parameters);
   fillSelect("chip-colour", s.chip_colours);
   state.controlEnabled = s.control_enabled;
@@ -86,7 +103,8 @@ async function refreshState() {
     inlineSVG("history", `/api/history.svg?param=${$("history-param").value}&v=${s.state_version}`),
     inlineSVG("chip", `/api/chip.svg?color=${$("chip-colour").value}&v=${s.state_version}`),
   ]);
-  if (mine === state.refreshSeq) $("history").dataset.version = s.state_version;
+  $("history").dataset.version = s.state_version;
+  state.drawn = { version: s.state_version, t: Date.now() };
 }
 
 function fillSelect(id, options) {
@@ -99,7 +117,7 @@ function fillSelect(id, options) {
   });
 }
 
-async function refreshRuns() {
+async function drawRuns() {
   const data = await getJSON("/api/runs?limit=15");
   $("runs").tBodies[0].innerHTML = data.runs.map((r) => {
     const progress = r.points_total ? `${r.points_done} / ${r.points_total}` : (r.points_done || "");
@@ -108,8 +126,29 @@ async function refreshRuns() {
       <td>${esc(r.node || r.name)}${part}</td><td>${esc(r.mode)}</td><td>${esc(r.status)}</td><td>${esc(progress)}</td>
       <td>${esc(utc(r.created_utc))}</td><td><a href="${esc(r.report)}" target="_blank">report</a></td></tr>`;
   }).join("");
+  refreshFigures(data.runs);
+}
+
+// The gallery of the latest node runs' figures: drawing them takes seconds, so it is
+// refreshed at most every FIGURES_EVERY_MS and never twice at once.
+const FIGURES_EVERY_MS = 20000;
+let figuresBusy = false, figuresAt = 0, figuresPending = null, figuresTimer = null;
+async function refreshFigures(runs) {
+  figuresPending = runs;
+  if (figuresBusy || figuresTimer) return;
+  const wait = figuresAt + FIGURES_EVERY_MS - Date.now();
+  if (wait > 0) {
+    figuresTimer = setTimeout(() => { figuresTimer = null; refreshFigures(figuresPending); }, wait);
+    return;
+  }
+  figuresBusy = true;
+  figuresAt = Date.now();
+  try { await drawFigures(figuresPending); } finally { figuresBusy = false; }
+}
+
+async function drawFigures(runs) {
   const latest = {};
-  for (const r of data.runs) {
+  for (const r of runs) {
     if (r.node && r.status === "completed" && !r.part_of && !latest[r.node]) latest[r.node] = r;
   }
   const html = [];
