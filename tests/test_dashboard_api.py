@@ -165,3 +165,12 @@ def test_points_are_counted_as_the_runner_counts_them():
         {"type": "trace", "n": 4, "body": [{"type": "read", "param": "x"}]}, {"type": "read", "param": "y"}]}
     assert leaf_points(sweep) == 12
     assert leaf_points({"type": "sequence", "steps": [sweep, {"type": "trace", "n": 5, "body": []}]}) == 17
+
+
+def test_an_empty_data_directory_shows_an_empty_page_not_errors(tmp_path):
+    with TestClient(create_app(Dashboard(tmp_path)), base_url="http://127.0.0.1") as client:
+        for url in ("/", "/api/live", "/api/summary", "/api/history.svg?param=V0", "/api/runs", "/api/state"):
+            assert client.get(url).status_code == 200, url
+        assert {n["status"] for n in client.get("/api/summary").json()["nodes"]} == {"never"}
+        chip = client.get("/api/chip.svg")
+        assert chip.status_code == 404 and "no calibration" in chip.json()["error"]

@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -179,7 +180,9 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         st = dash.history.refresh()
         snap = dash.watcher.snapshot()
         clock = session_clock(dash.data_dir, (snap.get("session") or {}).get("id"))
-        nodes = dash.cached(("nodes", str(st.version), clock), lambda: nodes_view(dash.data_dir, st, clock))
+        # on wall time a node can time out with no new version: re-judge every 10 s
+        tick = str(int(time.time() // 10)) if clock == "wall" else ""
+        nodes = dash.cached(("nodes", str(st.version), clock, tick), lambda: nodes_view(dash.data_dir, st, clock))
         return {"state_version": st.version, "data_dir": str(dash.data_dir), "clock": clock,
                 **nodes, "cells": cells_view(st), "control_enabled": dash.control,
                 "parameters": {k: p.label for k, p in PARAMETERS.items()},
