@@ -174,3 +174,4 @@ def test_an_empty_data_directory_shows_an_empty_page_not_errors(tmp_path):
         assert {n["status"] for n in client.get("/api/summary").json()["nodes"]} == {"never"}
         chip = client.get("/api/chip.svg")
         assert chip.status_code == 404 and "no calibration" in chip.json()["error"]
+    assert list(tmp_path.iterdir()) == []  # reading created nothing

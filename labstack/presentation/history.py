@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,7 @@ class StateHistory:
         self._version = -1
         self._history: list[VersionInfo] = []
         self._infos: dict[int, VersionInfo] = {}
+        self._empty: CalibrationState | None = None
         self._state: CalibrationState | None = None
         self._entries: dict[int, dict[str, tuple[Any, Any, bool]]] = {}
 
@@ -105,7 +107,7 @@ class StateHistory:
         with self._lock:
             version = CalibrationState.current_version(self.state_dir)
             if version != self._version or self._state is None:
-                state = CalibrationState.load(self.state_dir)
+                state = self._load()
                 v = state.version
                 while v > 0 and v not in self._infos:
                     self._infos[v] = (state if v == state.version else state.at(v)).info()
@@ -117,6 +119,14 @@ class StateHistory:
                 self._history = chain[::-1]
                 self._state, self._version = state, state.version
             return self._state
+
+    def _load(self) -> CalibrationState:
+        """The state; an empty one while the directory has none (never created: a reader)."""
+        if self.state_dir.is_dir():
+            return CalibrationState.load(self.state_dir)
+        if self._empty is None:
+            self._empty = CalibrationState.load(Path(tempfile.mkdtemp(prefix="labstack-empty-state-")))
+        return self._empty
 
     @property
     def history(self) -> list[VersionInfo]:

@@ -166,6 +166,8 @@ def end_entries(run: Run, data_dir: Path, session: dict[str, Any]) -> dict[str, 
     state_dir = data_dir / "chips" / str(chip) / STATE_DIRNAME if chip else data_dir / STATE_DIRNAME
     end = session.get("state_end_version")
     try:
+        if not (state_dir / "current").is_file():  # a report reads; it never creates a state
+            raise FileNotFoundError(state_dir)
         state = CalibrationState.load(state_dir)
         view = state if end == state.version else state.at(int(end))
         return {k: e.to_dict() for k, e in view.entries.items()}
