@@ -152,3 +152,22 @@ def test_chip_and_history_figures_are_labelled(calibrated):
     bare.add_subplot().plot([1, 2])
     assert set(labelled_problems(bare)) == {"axes 0 has no title", "axes 0 has no x label", "axes 0 has no y label"}
     assert list_runs(data_dir, name="calibration")
+
+
+def test_plain_runs_get_labelled_variable_plots_and_nothing_empty():
+    from pathlib import Path
+
+    import numpy as np
+    import xarray as xr
+
+    from labstack.presentation.figures import variable_figure
+
+    golden = Path(__file__).parent / "golden" / "runs"
+    (sweep,) = [r for r in list_runs(golden) if r.name == "golden_sweep"]
+    ds = sweep.dataset()
+    figures = [variable_figure(ds[name]) for name in ds.data_vars if not str(name).endswith("_clock")]
+    assert figures and all(f is not None for f in figures)
+    for fig in figures:
+        assert labelled_problems(fig) == [], labelled_problems(fig)
+    nothing = xr.DataArray(np.full((3, 2), np.nan), dims=("v", "cell"), name="unmeasured")
+    assert variable_figure(nothing) is None  # no empty plot
