@@ -5,7 +5,8 @@ code  meaning
 ====  =======================================================================
 0     the work ran and everything is fine
 1     the work ran but something failed: a cell flagged, a node out of spec,
-      a replay that differs, a run aborted
+      a replay that differs, a run aborted; or it could not start because
+      another process is writing the calibration state (the message names it)
 2     bad input, caught before any instrument was touched: station file,
       ground truth, sequence file, arguments, unknown run or routine, or a
       value the safety layer refused
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from pyvisa.errors import VisaIOError
 
-from labstack.calibrate import StateFileError
+from labstack.calibrate import StateConflictError, StateFileError, StateLockedError
 from labstack.data import RunNotFoundError
 from labstack.distributed.specs import ChipSpecError
 from labstack.measure import SequenceError
@@ -44,6 +45,7 @@ EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
     ((VisaIOError, InstrumentFault), EXIT_INSTRUMENT, "instrument error: "),
     ((SafetyError,), EXIT_BAD_INPUT, "refused: "),
     ((RunAborted,), EXIT_FAILED, "aborted: "),
+    ((StateLockedError, StateConflictError), EXIT_FAILED, "busy: "),
     (
         (
             BadArguments,
