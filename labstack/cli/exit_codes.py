@@ -29,6 +29,8 @@ from labstack.distributed.specs import ChipSpecError
 from labstack.measure import SequenceError
 from labstack.measure.files import SequenceFileError
 from labstack.safety import InstrumentFault, RunAborted, SafetyError
+from labstack.service import ServerConfigError
+from labstack.service.watch import LabUnreachable, NotSelfRunning
 from labstack.session import ReplayError, UnknownRoutineError
 from labstack.sim.truth import GroundTruthError
 from labstack.station import StationConfigError, UnknownParameterError
@@ -42,7 +44,7 @@ class BadArguments(ValueError):
 
 #: (exception types, exit code, what to print before the message); first match wins
 EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
-    ((VisaIOError, InstrumentFault), EXIT_INSTRUMENT, "instrument error: "),
+    ((VisaIOError, InstrumentFault, LabUnreachable), EXIT_INSTRUMENT, "instrument error: "),
     ((SafetyError,), EXIT_BAD_INPUT, "refused: "),
     ((RunAborted,), EXIT_FAILED, "aborted: "),
     ((StateLockedError, StateConflictError), EXIT_FAILED, "busy: "),
@@ -59,6 +61,8 @@ EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
             UnknownRoutineError,
             ReplayError,
             ChipSpecError,
+            ServerConfigError,
+            NotSelfRunning,
         ),
         EXIT_BAD_INPUT,
         "",

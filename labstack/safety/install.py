@@ -11,6 +11,7 @@ replaced on a driver goes through one :class:`~labstack.safety.intercept.Interce
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from labstack.safety.guard import (
     max_heater_range,
 )
 from labstack.safety.intercept import Interceptors
+from labstack.safety.locks import install_locks
 from labstack.safety.ramp import install_ramp
 from labstack.safety.retry import Hardener
 
@@ -46,6 +48,7 @@ class StationSafety:
     guards: dict[str, ScpiGuard] = field(default_factory=dict)
     hardener: Hardener | None = None
     unguarded: list[str] = field(default_factory=list)  # ramped in software only (unknown dialect)
+    locks: dict[str, threading.RLock] = field(default_factory=dict)  # one exchange at a time
 
 
 def _dialect_channel(parameter: Parameter) -> tuple[str, int] | None:
@@ -110,6 +113,7 @@ def install_safety(
         safety.guards[instrument_name] = guard
         guard.install(components[instrument_name].visa_handle)
         _heater_validators(heater, interlocks, find)
+    safety.locks = install_locks(components.values(), interceptors)
     return safety
 
 
