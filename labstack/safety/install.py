@@ -32,7 +32,7 @@ from labstack.safety.guard import (
 from labstack.safety.intercept import Interceptors
 from labstack.safety.locks import install_locks
 from labstack.safety.ramp import install_ramp
-from labstack.safety.retry import Hardener
+from labstack.safety.retry import Hardener, no_delay
 
 Find = Callable[[str], Any]
 
@@ -84,8 +84,10 @@ def install_safety(
     hardener = Hardener(config.retry, clock, interceptors, on_reconnect=reguard)
     safety.hardener = hardener
     for component in components.values():
-        if isinstance(component, VisaInstrument) and component is not clock:
-            hardener.harden(component)
+        if isinstance(component, VisaInstrument):
+            no_delay(component)  # a message on a raw socket goes out at once
+            if component is not clock:
+                hardener.harden(component)
 
     by_instrument: dict[str, dict[int, Channel]] = {}
     for name in sorted(set(limits) | set(config.ramps)):

@@ -23,7 +23,9 @@ names the instrument and the command.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,6 +143,7 @@ class Hardener:
         for key, value in settings.items():
             setattr(new, key, value)
         instrument._visa_handle = new  # what QCoDeS's own set_address assigns
+        no_delay(instrument)
         self.stats.reconnects += 1
         if self.on_reconnect is not None:
             self.on_reconnect(instrument)
@@ -177,10 +180,32 @@ class Hardener:
 
 def _raw_socket(instrument: VisaInstrument) -> bool:
     """Whether ``instrument`` talks through pyvisa-py over a raw TCPIP socket."""
-    handle = getattr(instrument, "visa_handle", None)
+    return _socket_of(getattr(instrument, "visa_handle", None)) is not None
+
+
+def _socket_of(handle: Any) -> socket.socket | None:
+    """The TCP socket under a pyvisa-py TCPIP SOCKET resource (None for any other resource)."""
     module = type(getattr(handle, "visalib", None)).__module__
     name = str(getattr(handle, "resource_name", "") or "")
-    return module.startswith("pyvisa_py") and name.upper().endswith("::SOCKET")
+    if not (module.startswith("pyvisa_py") and name.upper().endswith("::SOCKET")):
+        return None
+    session = getattr(handle.visalib, "sessions", {}).get(getattr(handle, "session", None))
+    interface = getattr(session, "interface", None)
+    return interface if isinstance(interface, socket.socket) else None
+
+
+def no_delay(instrument: Any) -> None:
+    """Send each message at once on an instrument's raw socket (``TCP_NODELAY``).
+
+    NI-VISA does by default; pyvisa-py leaves Nagle's algorithm on and cannot set the
+    attribute (0.8), so two writes in a row (a ramp's steps) wait for the delayed
+    acknowledgement of the first, 40 ms each: a calibration over a served lab ran 10x
+    slower. Nothing to do for any other resource.
+    """
+    sock = _socket_of(getattr(instrument, "visa_handle", None))
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _parameters(instrument: Any) -> list[Parameter]:
