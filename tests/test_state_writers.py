@@ -134,14 +134,10 @@ def test_two_calibrations_started_together_end_with_one_linear_history(tmp_path)
     holder = CalibrationState.load(data / "calibration_state")
     # hold the lock while both start, so they really start together, then let them race
     with holder.writer(who="test holding the lock"):
-        busy = _calibrate(data)  # no --wait: stops at once, naming who writes
         waiting = [_calibrate(data, "--wait"), _calibrate(data, "--wait")]
-        out, err = busy.communicate(timeout=120)
-        assert busy.returncode == 1, out + err
-        assert "busy: calibration state" in err and f"pid {os.getpid()}" in err and "test holding the lock" in err
-        assert "--wait" in err
-        for process in waiting:
-            assert "waiting for the calibration state" in _stderr_until(process, "waiting for")
+        for process in waiting:  # each says who it waits for
+            seen = _stderr_until(process, "waiting for")
+            assert f"written by pid {os.getpid()}" in seen and "test holding the lock" in seen
     results = [p.communicate(timeout=180) for p in waiting]
     assert [p.returncode for p in waiting] == [0, 0], results
     state = CalibrationState.load(data / "calibration_state")
@@ -155,3 +151,26 @@ def test_two_calibrations_started_together_end_with_one_linear_history(tmp_path)
     assert "kept (still valid)" in second[0]
     reported = [int(out.split("calibration state v")[1].split(":")[0]) for out, _ in (first, second)]
     assert reported[0] < reported[1] == state.version
+
+
+def test_without_wait_a_second_calibration_stops_with_exit_code_1_naming_the_writer(tmp_path, capsys):
+    data = tmp_path / "data"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another writer (a thread here; a process is the test above)
+        with CalibrationState.load(data / "calibration_state").writer(who="labstack watch pass"):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        held.wait(10)
+        code = main(["calibrate", "--cells", "4", "--only", "readout", "--data-dir", str(data), "--no-progress"])
+    finally:
+        release.set()
+        thread.join(10)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "busy: calibration state" in err and "being written by another thread" in err
+    assert CalibrationState.load(data / "calibration_state").version == 0  # nothing was touched

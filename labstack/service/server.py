@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from labstack.service.timebase import LabTime
+from labstack.service.timebase import MESSAGE_STEP_WALL_S, LabTime
 from labstack.sim.instruments import ScpiDevice, VirtualInstruments
 from labstack.sim.instruments.scpi import ScpiError
 from labstack.sim.lab import VirtualLab
@@ -66,7 +66,7 @@ MAX_PENDING_OUT = 8 << 20
 MAX_CONNECTIONS = 64
 READ_CHUNK = 1 << 16
 #: wall seconds between idle ticks (clock catch-up, ``on_tick``)
-TICK_S = 0.1
+TICK_S = 0.05
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -445,7 +445,7 @@ class LabServer:
             return
         self.stats.messages += 1
         with self.lock:
-            self.time.catch_up()
+            self.time.catch_up(MESSAGE_STEP_WALL_S)
             try:
                 answer = self._answer(endpoint, text, command, conn)
             except Exception as exc:  # a bug in a handler must not take the lab down

@@ -11,10 +11,15 @@ duration, and ``speed = 0`` (the default) is the in-process clock exactly, which
 is what makes a served lab replay bit for bit.
 
 Catching up is physics (the fridge integrates, cells thermalize, offsets drift) and
-costs CPU time in proportion to the lab time covered; at most :data:`MAX_STEP_WALL_S`
-of wall time's worth is covered per call, the rest carried to the next call, so a
-long pause (a suspended laptop) never blocks the service for minutes: its clock
-then lags until it has caught up.
+costs CPU time in proportion to the lab time covered, so it is paced: the server's
+idle ticks cover up to :data:`MAX_STEP_WALL_S` of wall time's worth each, and the
+catch-up before a message only :data:`MESSAGE_STEP_WALL_S` worth, so a message is
+never held up by much physics; what is left is carried to the next call. A long
+pause (a suspended laptop) therefore never blocks the service: its clock lags
+(``lag_s``) until it has caught up. Idle time is integrated in
+:data:`IDLE_CHUNK_S` steps (the fridge and cells at one temperature per step),
+twelve times coarser than an explicit wait, which keeps 10^4 lab seconds per wall
+second affordable.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ from labstack.sim.lab import VirtualLab
 
 #: fastest supported clock: ~10^5 lab seconds per wall second already costs a core
 MAX_SPEED = 1e5
-#: wall seconds' worth of lab time covered by one catch-up at most (the rest is carried)
+#: wall seconds' worth of lab time an idle tick covers at most (the rest is carried)
 MAX_STEP_WALL_S = 0.5
+#: wall seconds' worth of lab time the catch-up before a message covers at most
+MESSAGE_STEP_WALL_S = 0.005
+#: lab seconds at one temperature while idle (an explicit wait uses the lab's finer chunk)
+IDLE_CHUNK_S = 60.0
 
 
 class LabTime:
@@ -47,9 +56,10 @@ class LabTime:
         """Lab seconds the clock is behind ``speed`` x wall time (0 when it keeps up)."""
         return self._debt_s
 
-    def catch_up(self) -> float:
+    def catch_up(self, max_wall_s: float = MAX_STEP_WALL_S) -> float:
         """Let the idle time since the last call pass on the lab clock; returns lab seconds added.
 
+        Covers at most ``max_wall_s`` of wall time's worth now (the rest is carried).
         Call with the lab to oneself (the server's loop), before handling a message
         and on every idle tick.
         """
@@ -58,9 +68,9 @@ class LabTime:
         now = self._wall()
         self._debt_s += max(0.0, now - self._mark) * self.speed
         self._mark = now
-        step = min(self._debt_s, self.speed * MAX_STEP_WALL_S)
+        step = min(self._debt_s, self.speed * max_wall_s)
         if step > 0:
-            self.lab.sleep(step)
+            self.lab.sleep(step, chunk_s=IDLE_CHUNK_S)
             self._debt_s -= step
         return step
 

@@ -119,6 +119,7 @@ def calibration_status(
         graph = build_graph(ctx, names)
         status = graph.status()
         reasons = graph.explain()
+        as_of = clock.utcnow().isoformat()  # before the clock instrument is closed
     finally:
         if station is not None:
             close_instruments(station)
@@ -135,4 +136,4 @@ def calibration_status(
                 rec.run_id if rec else None,
             )
         )
-    return StatusReport(nodes, state.version, clock.utcnow().isoformat(), note)
+    return StatusReport(nodes, state.version, as_of, note)

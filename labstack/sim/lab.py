@@ -213,14 +213,22 @@ class VirtualLab:
             self._cells_time = self.clock.now()
 
     # ------------------------------------------------------------------- time
-    def sleep(self, seconds: float) -> None:
-        """Let simulated time pass: the fridge integrates, cells thermalize, offsets drift."""
+    def sleep(self, seconds: float, *, chunk_s: float | None = None) -> None:
+        """Let simulated time pass: the fridge integrates, cells thermalize, offsets drift.
+
+        ``chunk_s`` (default :attr:`THERMAL_CHUNK_S`) is how long cells run at one
+        temperature; a served lab idling at high speed passes a longer one, since
+        nothing it is asked depends on the fridge's finer steps (labstack.service).
+        """
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds} s)")
+        step = self.THERMAL_CHUNK_S if chunk_s is None else float(chunk_s)
+        if not step > 0:
+            raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
         self._catch_up()
         remaining = float(seconds)
         while remaining > 0:
-            chunk = min(remaining, self.THERMAL_CHUNK_S)
+            chunk = min(remaining, step)
             self.cryostat.advance(chunk, self.clock.now())
             self.clock.sleep(chunk)
             self.readout.advance(chunk)
