@@ -10,6 +10,8 @@ hardware by wall time.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,8 @@ from labstack.data import resolve_data_dir
 from labstack.session.run import build_graph
 from labstack.station import read_station_file
 from labstack.station.lab_station import close_instruments
+
+_aliases = itertools.count()
 
 
 class FrozenClock:
@@ -92,9 +96,12 @@ def _station_clock(station_file: str | Path, lab: str | None) -> tuple[Clock, An
     name = spec.layout.clock
     if not name:
         return WallClock(), None, False
+    # a name of its own: the station itself may be open in this process (a notebook), and
+    # QCoDeS names instruments process-wide
+    alias = f"{name}_status_{os.getpid()}_{next(_aliases)}"
     station = Station()
-    station.load_config(yaml.safe_dump({"instruments": {name: spec.instruments[name]}}))
-    return station.load_instrument(name), station, spec.service() is not None
+    station.load_config(yaml.safe_dump({"instruments": {alias: spec.instruments[name]}}))
+    return station.load_instrument(alias), station, spec.service() is not None
 
 
 def calibration_status(
