@@ -273,7 +273,8 @@ def test_the_clock_is_exact_at_speed_0_and_runs_on_at_speed(tmp_path):
         t1, w1 = float(clock.ask("CLOC:TIME?")), time.monotonic()
         clock.close()
     # the clock follows wall time in idle ticks (TICK_S apart) and a little before each message
-    assert 0.5 * 3600 * 0.3 < t1 - t0 <= 3600 * (w1 - w0) + 1.0
+    # (the first reading may lag by up to a tick's worth, caught up before the second)
+    assert 0.5 * 3600 * 0.3 < t1 - t0 <= 3600 * (w1 - w0 + 0.2)
 
 
 class _FakeLab:
