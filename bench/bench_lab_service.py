@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,39 @@ def time_gets(station, name: str, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+def exchange_layers(station, n: int, repeat: int) -> dict[str, float]:
+    """One query through each layer: a bare socket, pyvisa-py, the QCoDeS parameter."""
+    handle = station.ls372.visa_handle
+    host, port = handle.resource_name.split("::")[1:3]
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def raw() -> None:
+        sock.sendall(b"KRDG? 6\r\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            data += sock.recv(4096)
+
+    def best(fn) -> float:
+        for _ in range(20):
+            fn()
+        out = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out.append((time.perf_counter() - t) / n)
+        return min(out)
+
+    layers = {
+        "bare TCP round trip to the served instrument": best(raw),
+        "pyvisa-py query (write + read)": best(lambda: handle.query("KRDG? 6")),
+        "QCoDeS parameter get (driver, labstack layers)": best(station.ls372.ch06.temperature.get),
+    }
+    sock.close()
+    return layers
+
+
 def time_calibration(station, data_dir: Path) -> tuple[float, dict]:
     t = time.perf_counter()
     report = calibrate_station(station, data_dir=data_dir, progress=False)
@@ -94,17 +128,18 @@ def main() -> None:
         root = Path(tmp)
         # ---------------------------------------------------------------- gets
         gets: dict[str, dict[str, float]] = {}
+        # no acquisition before the gets, on either side: the simulator's parallel kernels
+        # leave threads spinning for a while after they run, which would time them, not I/O
         local = open_station("virtual", lab=f"{lab},instance=bench-gets")
-        warm(local)
         for name in PARAMETERS:
             gets.setdefault(name, {})["in-process"] = min(time_gets(local, name, args.gets) for _ in range(args.repeat))
         local.close()
         process, station_file = start_service(lab, root / "svc-gets")
         try:
             served = load_station(station_file)
-            warm(served)
             for name in PARAMETERS:
                 gets[name]["socket"] = min(time_gets(served, name, args.gets) for _ in range(args.repeat))
+            layers = exchange_layers(served, args.gets, args.repeat)
             served.close()
         finally:
             stop_service(process)
@@ -116,6 +151,10 @@ def main() -> None:
             get_ratios.append(3.0 / slow)
             print(f"{name:<28} {t['in-process'] * 1e6:>9.1f} us {t['socket'] * 1e6:>9.1f} us {slow:>6.2f}x {'<= 3x':>7}")
         ratio = min(get_ratios)
+        print()
+        print("where a socket get's time goes (ls372 'KRDG? 6', best of the same repeats):")
+        for what, seconds in layers.items():
+            print(f"  {what:<44} {seconds * 1e6:>7.1f} us")
 
         # ---------------------------------------------------------------- calibration
         if not args.no_calibration:
