@@ -11,7 +11,8 @@
   process: server, station file, ``service.json``, restarts on the same ports.
 * :mod:`~labstack.service.watch`: :class:`Watcher`, the ``labstack watch`` loop:
   ``maintain`` on a schedule in lab time and when something asks for it, each pass
-  recorded, stopped cleanly by a signal, reconnecting when the lab goes away.
+  recorded, stopped cleanly by a signal, reconnecting when the lab goes away;
+  :mod:`~labstack.service.livestatus` writes what it is doing now.
 * :mod:`~labstack.service.status`: read-only views for dashboards: the service,
   the watch loop (node now running, progress, passes), the state's history, the runs.
 

@@ -32,8 +32,9 @@ from typing import Any
 
 from labstack.calibrate import STATE_DIRNAME, CalibrationState, Context
 from labstack.data import list_runs, resolve_data_dir
+from labstack.service.livestatus import STATUS_FILE, WATCH_DIRNAME
 from labstack.service.process import read_service_info
-from labstack.service.watch import PASSES_FILE, STATUS_FILE, WATCH_DIRNAME
+from labstack.service.watch import PASSES_FILE
 from labstack.session.status import FrozenClock
 
 __all__ = [

@@ -52,9 +52,9 @@ from typing import Any
 
 from labstack.calibrate import CalibrationGraph, Context, StateLockedError, Status
 from labstack.data import resolve_data_dir
-from labstack.data.runs import RUN_INDEX, write_json_atomic
 from labstack.safety import RunAborted
 from labstack.safety.control import CONTROL_FILE
+from labstack.service.livestatus import WATCH_DIRNAME, LiveStatus
 from labstack.session.record import SessionRecorder
 from labstack.session.run import build_graph
 from labstack.station import LabStation
@@ -62,11 +62,7 @@ from labstack.visa import open_station
 
 log = logging.getLogger("labstack.watch")
 
-WATCH_DIRNAME = "watch"
-STATUS_FILE = "status.json"
 PASSES_FILE = "passes.jsonl"
-#: wall seconds between status.json rewrites at most (and progress refreshes while a run goes)
-STATUS_EVERY_S = 0.25
 
 
 class WatchStopped(Exception):
@@ -96,83 +92,6 @@ class WatchConfig:
     names: list[str] | None = None
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_passes: int | None = None  # stop after this many passes (notebooks, tests)
-
-
-# ---------------------------------------------------------------------- live status
-class LiveStatus:
-    """``<data_dir>/watch/status.json``: what the loop is doing, rewritten atomically.
-
-    While a node acquires, a helper thread refreshes the progress of the run it is
-    writing (``points_flushed`` / ``points_total`` of that run's ``run.json``).
-    """
-
-    def __init__(self, directory: Path, data_dir: Path) -> None:
-        self.path = directory / STATUS_FILE
-        self.data_dir = data_dir
-        self._lock = threading.Lock()
-        self._fields: dict[str, Any] = {"pid": os.getpid(), "started_utc": _utc_now()}
-        self._last_write = 0.0
-        self._runs_before: set[str] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._refresh, name="labstack-watch-status", daemon=True)
-        self._thread.start()
-
-    def update(self, force: bool = False, **fields: Any) -> None:
-        with self._lock:
-            self._fields.update(fields)
-            self._write(force)
-
-    def acquiring(self, node: str | None, mode: str | None = None) -> None:
-        """A node starts (or, with None, ends) acquiring: track the run it writes."""
-        with self._lock:
-            self._runs_before = set(os.listdir(self.data_dir)) if node is not None else None
-            self._fields.update(node=node, mode=mode, progress=None)
-            self._write(True)
-
-    def _write(self, force: bool) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_write < STATUS_EVERY_S:
-            return
-        self._last_write = now
-        self._fields["updated_utc"] = _utc_now()
-        try:
-            write_json_atomic(self.path, self._fields)
-        except OSError as exc:  # a full disk must not stop maintenance
-            log.warning("cannot write %s: %s", self.path, exc)
-
-    def _refresh(self) -> None:
-        while not self._stop.wait(STATUS_EVERY_S):
-            with self._lock:
-                before = self._runs_before
-            if before is None:
-                continue
-            progress = self._progress(before)
-            if progress is not None:
-                self.update(progress=progress)
-
-    def _progress(self, before: set[str]) -> dict[str, Any] | None:
-        try:
-            new = sorted(set(os.listdir(self.data_dir)) - before)
-        except OSError:
-            return None
-        for name in reversed(new):
-            try:
-                info = json.loads((self.data_dir / name / RUN_INDEX).read_text())
-            except (OSError, ValueError):
-                continue
-            return {
-                "run_id": info.get("id"),
-                "name": info.get("name"),
-                "status": info.get("status"),
-                "points_done": info.get("points_flushed", 0),
-                "points_total": info.get("points_total"),
-            }
-        return None
-
-    def close(self, **fields: Any) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.update(force=True, **fields)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -575,10 +494,6 @@ class Watcher:
     def _set(self, **fields: Any) -> None:
         if self.status is not None:
             self.status.update(force="state" in fields, **fields)
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _aware(when: datetime) -> datetime:
