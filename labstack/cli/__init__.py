@@ -20,9 +20,11 @@ from labstack.cli import (
     replay,
     report,
     runs,
+    serve,
     sim,
     state,
     status,
+    watch,
 )
 from labstack.cli.exit_codes import (
     EXIT_BAD_INPUT,
@@ -32,7 +34,7 @@ from labstack.cli.exit_codes import (
     run_command,
 )
 
-COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state, dashboard)
+COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state, serve, watch, dashboard)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INSTRUMENT", "EXIT_OK", "build_parser", "main"]
 
