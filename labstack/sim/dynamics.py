@@ -194,7 +194,10 @@ class CellEnsemble:
     result is the same either way). By default (None) heat-bath sweeps of chains and
     grids (:mod:`labstack.sim.lattice`) use threads from ``LATTICE_THREADS_FROM``
     cells when a call has at least ``THREADED_WORK`` cell updates, since they start
-    one parallel region per call; the tabulated kernel starts one per colour class
+    one parallel region per call; below 128x128 a colour class is a few microseconds
+    of work, so the threads would wait at every phase more than they gain, and on a
+    shared machine a thread that loses its core stalls each phase (64x64: 1.4e9
+    updates/s serial, 0.07-2e9 threaded); the tabulated kernel starts one per colour class
     and sweep, which on a shared 2-core machine made it 2-50x slower than serial up
     to 10^6 cells (bench/bench_sim_vs_thrml.py), so it stays serial below 2M cells.
     """
@@ -214,7 +217,7 @@ class CellEnsemble:
     resolve probabilities to 2**-31, so a zero-field flip probability ``r0 dt`` below
     this would be rounded by more than 2**-11 of itself; shorter steps (a catch-up of a
     few picoseconds) go to the tabulated kernel (53 bits)."""
-    LATTICE_THREADS_FROM = 4096
+    LATTICE_THREADS_FROM = 16384
     THREADED_WORK = 2_000_000
     TABLE_THREADS_FROM = 1 << 21
 

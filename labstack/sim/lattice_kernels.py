@@ -44,11 +44,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from labstack.sim.intrinsics import atomic_add, atomic_load, cpu_relax, int32_as_float32
+from labstack.sim.intrinsics import (
+    atomic_add,
+    atomic_load,
+    cpu_relax,
+    int32_as_float32,
+    thread_nap,
+)
 from labstack.sim.kernels import GOLDEN_GAMMA, mix64, splitmix_state
 
 CHUNK = 1024
 """Slots per block of random words: the block (4 kB) stays in L1 between its fill and its use."""
+
+SPINS_BEFORE_YIELD = 2000
+"""Pauses (~30 ns each) a waiting thread spends before it starts to nap between polls."""
+NAP_US = 20
+"""Microseconds a thread that has waited long sleeps between polls of the phase counter."""
 
 N_COEF = 7
 """Per slot: the constant, five neighbour weights, and ``r0 dt`` for kinetic steps."""
@@ -255,8 +266,13 @@ def sweeps_threaded(
                 break
             phase = g // n_chunks
             c = g - phase * n_chunks
+            waited = 0
             while atomic_load(sync, 8) < phase * n_chunks:  # phase - 1 not finished yet
-                cpu_relax()
+                waited += 1
+                if waited < SPINS_BEFORE_YIELD:
+                    cpu_relax()
+                else:  # the chunk's owner may have lost its core: free this one for it
+                    thread_nap(NAP_US)
             j = phase // per_sample
             p = phase - j * per_sample
             if p < 2 * sweeps_per_sample:
