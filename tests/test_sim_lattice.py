@@ -257,3 +257,50 @@ def test_random_words_are_the_splitmix64_stream() -> None:
         words, ref = both(np.uint64(key), np.uint64(counter), 517)
         np.testing.assert_array_equal(words, ref)
     assert len(set(words.tolist())) == 517  # and they are not all the same word
+
+
+def test_kinetic_fast_path_on_a_small_grid_matches_exact_enumeration(monkeypatch) -> None:
+    """The lab's path for finite steps of a grid: the lattice kernel, through CellEnsemble.
+
+    A 3x4 grid with a stuck cell and a spread of attempt rates (slow cells take short
+    steps), sampled every 8 zero-field correlation times of its slowest cell: the
+    state frequencies must follow the exact (conditional) Boltzmann law and reject a
+    temperature 20 % off.
+    """
+    from labstack.sim.lattice import Lattice
+
+    rows, cols, n = 3, 4, 12
+    pairs, h, j, graph = grid_graph(rows, cols, n, seed=8)
+    rng = np.random.default_rng(8)
+    gamma0, barrier = 1e9 * np.exp(rng.normal(0.0, 0.1, n)), rng.normal(0.25, 0.01, n)
+    stuck = np.zeros(n, np.int8)
+    stuck[5] = 1
+    cells = CellEnsemble(gamma0, barrier, stuck, np.random.default_rng(9))
+    r0 = cells.attempt_rates(T_EFF)[stuck == 0]
+    period = 8.0 / (2.0 * r0.min())
+    _, dt = cells._plan(period, T_EFF, graph)
+    assert np.isfinite(dt) and r0.max() / r0.min() > 1.5
+    kinetic_calls = []
+    real = Lattice.sweeps
+
+    def spy(self, *args, **kwargs):
+        kinetic_calls.append(kwargs.get("r0dt") is not None or args[-1] is not None)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lattice, "sweeps", spy)
+    samples = cells.sample(10_000, period, h, T_EFF, graph)
+    assert kinetic_calls == [True]  # one call, finite steps, on the lattice kernel
+    assert np.all(samples[:, 5] == 1)
+
+    def expected(t_eff: float) -> np.ndarray:
+        p = ising.boltzmann(h, pairs, j, t_eff)
+        p = np.where(ising.all_states(n)[:, 5] > 0, p, 0.0)
+        return p / p.sum()
+
+    counts = np.bincount(ising.state_index(samples), minlength=2**n).astype(float)
+    p = expected(T_EFF)
+    keep = p * len(samples) >= 10
+    obs = np.append(counts[keep], counts[~keep].sum())
+    assert stats.chisquare(obs, np.append(p[keep], p[~keep].sum()) * len(samples)).pvalue > ALPHA
+    cold = expected(0.8 * T_EFF)
+    assert stats.chisquare(obs, np.append(cold[keep], cold[~keep].sum()) * len(samples)).pvalue < 1e-6
