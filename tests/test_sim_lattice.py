@@ -304,3 +304,48 @@ def test_kinetic_fast_path_on_a_small_grid_matches_exact_enumeration(monkeypatch
     assert stats.chisquare(obs, np.append(p[keep], p[~keep].sum()) * len(samples)).pvalue > ALPHA
     cold = expected(0.8 * T_EFF)
     assert stats.chisquare(obs, np.append(cold[keep], cold[~keep].sum()) * len(samples)).pvalue < 1e-6
+
+
+@pytest.mark.parametrize(("n_samples", "per_sample"), [(12, 2), (2, 20), (1, 37)])
+@pytest.mark.parametrize("kinetic", [False, True])
+def test_probing_serial_against_threads_does_not_change_a_bit(n_samples, per_sample, kinetic):
+    """A long threaded run times a few sweeps each way and finishes the faster way: same bits.
+
+    (12, 2) probes on whole samples, (2, 20) and (1, 37) on the first sample's sweeps.
+    """
+    import numba
+
+    from labstack.sim import lattice
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two threads")
+    rows, cols = 19, 23
+    _, h, _, graph = grid_graph(rows, cols, seed=11)
+    lat = graph.lattice()
+    stuck = np.zeros(lat.n, np.int8)
+    stuck[[7, 100]] = [1, -1]
+    start = np.where(np.random.default_rng(12).random(lat.n) < 0.5, 1, -1).astype(np.int8)
+    start[stuck != 0] = stuck[stuck != 0]
+    r0dt = np.random.default_rng(13).uniform(0.02, 0.2, lat.n) if kinetic else None
+    probes = []
+    real = lattice_kernels.sweeps_threaded
+
+    def counting(*args):
+        probes.append(args[8])  # the start sweep of each threaded piece
+        return real(*args)
+
+    def run(threads: int) -> tuple[np.ndarray, np.ndarray]:
+        spins, out = start.copy(), np.empty((n_samples, lat.n), np.int8)
+        lat.sweeps(spins, h, T_EFF, stuck, n_samples, per_sample, np.uint64(5), out,
+                   threads=threads, r0dt=r0dt)
+        return spins, out
+
+    serial = run(1)
+    lattice_kernels.sweeps_threaded = counting
+    try:
+        threaded = run(2)
+    finally:
+        lattice_kernels.sweeps_threaded = real
+    assert np.array_equal(serial[0], threaded[0]) and np.array_equal(serial[1], threaded[1])
+    assert lattice.PROBE_SWEEPS in probes or 2 * lattice.PROBE_SWEEPS in probes  # it did probe
+    assert np.array_equal(serial[1][-1], serial[0])

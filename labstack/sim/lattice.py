@@ -11,6 +11,7 @@ which stays for other graphs.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numba
@@ -21,6 +22,8 @@ from labstack.sim import lattice_kernels
 
 UP, DOWN, LEFT, RIGHT = range(4)
 _LOG2E = 1.0 / np.log(2.0)
+PROBE_SWEEPS = 4
+"""Sweeps timed serially and threaded at the start of a long threaded run (see :meth:`Lattice.sweeps`)."""
 _STUCK = 1e30
 """|c0| of a stuck cell: ``2**y`` saturates, so its state never changes."""
 
@@ -137,16 +140,48 @@ class Lattice:
 
         Heat-bath sweeps, or kinetic steps when ``r0dt`` (``r0 dt`` per cell) is given.
         ``threads > 1`` shares the work between that many threads; the bits do not change.
+        A threaded run of at least 4 probes (``PROBE_SWEEPS`` sweeps) first times a few
+        sweeps serially and as many threaded, and does the rest the faster way: on a
+        shared machine, where another process holds a core, a threaded sweep waits at
+        every colour phase for a thread that has lost its core and can be several
+        times slower than one thread. The pieces use the run's own random counters
+        (``start``), so the result is the same bits whichever way each piece ran.
         """
         layout = self.spins_in(spins)
         coef = self.coefficients(h, t_eff, stuck, r0dt)
         record = out if out is not None else np.empty((0, self.n), dtype=np.int8)
-        args = (layout, coef, self.stride, self.rows, self.cells, n_samples, sweeps_per_sample,
-                np.uint64(key), 0, record, r0dt is not None)
+        kinetic = r0dt is not None
         threads = min(int(threads), numba.get_num_threads())
-        if threads > 1:
-            n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
-            lattice_kernels.sweeps_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+        n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
+
+        def run(samples: int, per_sample: int, start: int, rows: np.ndarray, parallel: bool) -> float:
+            """Sweeps ``start .. start + samples * per_sample`` (counters of the whole run); seconds."""
+            args = (layout, coef, self.stride, self.rows, self.cells, samples, per_sample,
+                    np.uint64(key), start, rows, kinetic)
+            t = time.perf_counter()
+            if parallel:
+                lattice_kernels.sweeps_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+            else:
+                lattice_kernels.sweeps(*args)
+            return time.perf_counter() - t
+
+        m = -(-PROBE_SWEEPS // sweeps_per_sample)  # samples that make a probe
+        if threads > 1 and n_samples >= 4 * m:
+            # probe on whole samples: a few serially, as many threaded, the rest on the faster
+            serial = run(m, sweeps_per_sample, 0, record[:m], False)
+            threaded = run(m, sweeps_per_sample, m * sweeps_per_sample, record[m:2 * m], True)
+            run(n_samples - 2 * m, sweeps_per_sample, 2 * m * sweeps_per_sample, record[2 * m:],
+                threaded < serial)
+        elif threads > 1 and sweeps_per_sample >= 4 * PROBE_SWEEPS:
+            # long samples: probe on the first sample's first sweeps (nothing recorded there)
+            none = record[:0]
+            serial = run(1, PROBE_SWEEPS, 0, none, False)
+            threaded = run(1, PROBE_SWEEPS, PROBE_SWEEPS, none, True)
+            faster = threaded < serial
+            first = sweeps_per_sample - 2 * PROBE_SWEEPS
+            run(1, first, 2 * PROBE_SWEEPS, record[:1], faster)
+            if n_samples > 1:
+                run(n_samples - 1, sweeps_per_sample, sweeps_per_sample, record[1:], faster)
         else:
-            lattice_kernels.sweeps(*args)
+            run(n_samples, sweeps_per_sample, 0, record, threads > 1)
         spins[:] = self.spins_out(layout)
