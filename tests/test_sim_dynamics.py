@@ -184,7 +184,7 @@ def test_tabulated_sweeps_equal_the_direct_rule_bit_for_bit() -> None:
         assert 0 < a.mean() < 1 and np.array_equal(a[[3, 17]], start[[3, 17]])
 
 
-def test_bias_sweep_at_microsecond_sampling_follows_the_swept_width() -> None:
+def test_bias_sweep_at_microsecond_sampling_follows_the_swept_width(monkeypatch) -> None:
     """All bias lines stepped together on a chip with DAC crosstalk, sampled every 5 us.
 
     This is what the calibration graph's bias S-curve sees, run here on the kinetic
@@ -199,6 +199,7 @@ def test_bias_sweep_at_microsecond_sampling_follows_the_swept_width() -> None:
 
     from labstack.sim.lab import VirtualLab
 
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice at 16 cells too
     lab = VirtualLab.from_description("seed=7,cells=16,crosstalk=0.05")
     truth, cells = lab.truth, lab.cells
     lab.coupler_V[:] = truth.couplers.vc0_V  # couplers at their true zero: J = 0
@@ -258,6 +259,7 @@ def test_steps_below_the_lattice_resolution_take_the_exact_kernel(monkeypatch) -
     truth = GroundTruth.from_seed(3, 16, "chain")
     graph = CouplingGraph.build(16, truth.couplers.pairs, np.full(15, 0.01))
     t_eff, h = 0.035, np.linspace(-0.03, 0.03, 16)
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)
     lattice_calls = []
     real = Lattice.sweeps
     monkeypatch.setattr(Lattice, "sweeps", lambda self, *a, **k: (lattice_calls.append(a[-1] if a else
@@ -279,3 +281,20 @@ def test_steps_below_the_lattice_resolution_take_the_exact_kernel(monkeypatch) -
     fast = run(normal, True)
     assert len(lattice_calls) == 1  # resolved steps do take the lattice
     assert not np.array_equal(fast, run(normal, False))
+
+
+def test_finite_steps_take_the_lattice_from_64_cells(monkeypatch) -> None:
+    """Small chips' finite steps stay on the table (faster there), larger ones take the lattice."""
+    from labstack.sim.lattice import Lattice
+
+    calls = []
+    real = Lattice.sweeps
+    monkeypatch.setattr(Lattice, "sweeps", lambda self, *a, **k: (calls.append(self.n),
+                                                                   real(self, *a, **k))[1])
+    for n in (16, 63, 64, 100):
+        truth = GroundTruth.from_seed(2, n, "chain")
+        graph = CouplingGraph.build(n, truth.couplers.pairs, np.full(n - 1, 0.01))
+        cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                             np.random.default_rng(1))
+        cells.sample(5, 1e-6, np.zeros(n), 0.035, graph)
+    assert calls == [64, 100]

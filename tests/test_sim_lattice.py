@@ -275,6 +275,7 @@ def test_kinetic_fast_path_on_a_small_grid_matches_exact_enumeration(monkeypatch
     gamma0, barrier = 1e9 * np.exp(rng.normal(0.0, 0.1, n)), rng.normal(0.25, 0.01, n)
     stuck = np.zeros(n, np.int8)
     stuck[5] = 1
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice for 12 cells too
     cells = CellEnsemble(gamma0, barrier, stuck, np.random.default_rng(9))
     r0 = cells.attempt_rates(T_EFF)[stuck == 0]
     period = 8.0 / (2.0 * r0.min())

@@ -38,9 +38,10 @@ keyed by one 64-bit draw of the ensemble's Generator per call, so results are
 reproducible bit for bit and independent of threads. Sweeps of chains and grids,
 heat-bath and finite steps alike, run on :mod:`labstack.sim.lattice_kernels`
 (float32 vectors; probabilities good to a few 1e-7 of themselves, resolved to
-2**-31 near 0 and 1); other graphs, and finite steps so short that a cell's flip
-probability would come near that resolution, on :mod:`labstack.sim.kernels`
-(53-bit thresholds), 5-10 times slower (see ``CellEnsemble.KINETIC_ON_LATTICE``).
+2**-31 near 0 and 1); other graphs, finite steps of chips under 64 cells (where the
+table is faster) and finite steps so short that a cell's flip probability would
+come near that resolution, on :mod:`labstack.sim.kernels` (53-bit thresholds), 2-5
+times slower on large chips (see ``CellEnsemble.KINETIC_ON_LATTICE``).
 """
 
 from __future__ import annotations
@@ -212,6 +213,11 @@ class CellEnsemble:
     once, so DAC crosstalk narrows them to ``T_eff / (2 (alpha_i + X_i))``
     (:meth:`GroundTruth.swept_scurve_width_V <labstack.sim.truth.GroundTruth.swept_scurve_width_V>`),
     10-14 % below the single-line width for a cell with two neighbouring lines."""
+    KINETIC_LATTICE_FROM = 64
+    """Cells from which finite steps take the lattice kernel. Below, the tabulated kernel is
+    faster: the lattice pays ~0.8 us per sweep whatever the size (a 16-cell chain: 52 ns
+    per update against 24; 36-cell grid 32 against 19; 64-cell chain 13 against 20;
+    12x12 grid 7 against 20, lab sampling at 200 kHz)."""
     KINETIC_MIN_R0DT = 2.0**-20
     """Shortest step the lattice takes, as ``r0 dt`` of the slowest cell: its decisions
     resolve probabilities to 2**-31, so a zero-field flip probability ``r0 dt`` below
@@ -395,7 +401,8 @@ class CellEnsemble:
         out: np.ndarray | None,
     ) -> None:
         heat_bath = not np.isfinite(dt)
-        on_lattice = heat_bath or (self.KINETIC_ON_LATTICE and self._resolved(t_eff, dt))
+        on_lattice = heat_bath or (self.KINETIC_ON_LATTICE and self.n >= self.KINETIC_LATTICE_FROM
+                                   and self._resolved(t_eff, dt))
         lattice = graph.lattice() if graph is not None and on_lattice else None
         if lattice is not None:
             explicit = self.parallel_threshold
