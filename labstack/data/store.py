@@ -146,17 +146,22 @@ class _V2Array:
         ranges = [range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(box, self.chunks,
                                                                           strict=True)]
         for index in itertools.product(*ranges):
-            entry = self._open.get(index)
-            if entry is None:
-                entry = self._open[index] = self._new_chunk(index)
             inside, source = [], []
             for i, s, c in zip(index, box, self.chunks, strict=True):
                 lo, hi = max(s.start, i * c), min(s.stop, (i + 1) * c)
                 inside.append(slice(lo - i * c, hi - i * c))
                 source.append(slice(lo - s.start, hi - s.start))
-            entry[0][tuple(inside)] = value[tuple(source)]
-            entry[1] -= math.prod(sl.stop - sl.start for sl in inside)
             key = ".".join(map(str, index)) if index else "0"
+            part = value[tuple(source)]
+            if index not in self._open and part.shape == self.chunks:
+                # a whole chunk in one write (block reads): no fill, no copy into a buffer
+                _write_atomic(self.path / key, self.codec.encode(np.ascontiguousarray(part)))
+                continue
+            entry = self._open.get(index)
+            if entry is None:
+                entry = self._open[index] = self._new_chunk(index)
+            entry[0][tuple(inside)] = part
+            entry[1] -= math.prod(sl.stop - sl.start for sl in inside)
             _write_atomic(self.path / key, self.codec.encode(np.ascontiguousarray(entry[0])))
             if entry[1] <= 0:
                 del self._open[index]
