@@ -12,10 +12,10 @@ biases h, weights J; tests/test_sim_thrml.py checks the two sample the same law)
 same number of sweeps, one chain each, on the CPU with the threads each chooses:
 XLA's intra-op pool for thrml (all cores), ours from 16384 cells (all cores).
 
-thrml runs its recommended fast path: ``sample_states`` under ``jax.jit`` (with
-``jax.vmap`` over chains, here one), compiled by a first call and then only the
-compiled program timed with fresh keys (:meth:`PeerModel.compiled`); its initial
-states are made outside the timing. Ours is compiled before timing too, and its
+thrml runs its recommended fast path: ``sample_states`` under ``jax.jit`` (one
+chain, so no ``jax.vmap``, which made the same chain ~3.6x slower), compiled by a
+first call and then only the compiled program timed with fresh keys
+(:meth:`PeerModel.compiled`); its initial states are made outside the timing. Ours is compiled before timing too, and its
 timing includes its per-call set-up (coefficients, layout). Best of 3, wall clock.
 Two workloads each: "sampling" records a sample every 2 sweeps (1000 samples; 100
 at 512x512), "long" runs many sweeps between 10 samples; the ratio divides the
@@ -100,8 +100,8 @@ class Ours:
 def thrml_rates(side: int, n_samples: int, target_s: float, chains: int = 1) -> tuple[float, float]:
     """thrml updates/s (all chains): (sampling: a sample every 2 sweeps; long: 10 samples).
 
-    thrml's recommended fast path: ``sample_states`` under ``jax.jit`` with ``jax.vmap``
-    over the chains (:meth:`PeerModel.compiled`). Each schedule is compiled by a first
+    thrml's recommended fast path: ``sample_states`` under ``jax.jit`` (``jax.vmap`` only
+    for several chains; :meth:`PeerModel.compiled`). Each schedule is compiled by a first
     call outside the timing; only calls of the compiled program with fresh keys are
     timed (best of 3), set-up (initial states) excluded.
     """
