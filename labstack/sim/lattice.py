@@ -4,9 +4,11 @@ The virtual chips are chains and 2-D grids with cells numbered row by row. When 
 coupling graph fits such a grid (every coupled pair is ``(i, i + 1)`` in one row or
 ``(i, i + C)``), its sweeps (heat-bath and kinetic steps) run on
 :mod:`labstack.sim.lattice_kernels`, which addresses neighbours at constant offsets
-instead of through a table and so vectorises: about 1.6 ns per heat-bath update on
-one core, against 7-15 ns for the tabulated kernel of :mod:`labstack.sim.kernels`,
-which stays for other graphs.
+instead of through a table and so vectorises: 0.7-0.8 ns per heat-bath update and
+1.5-2 ns per kinetic step on one core (AVX-512, 64x64 to 512x512, plus ~0.6 us per
+sweep, which is why chips under 64 cells take their finite steps on the table), against
+7-20 ns for the tabulated kernel of :mod:`labstack.sim.kernels`, which stays for other
+graphs.
 """
 
 from __future__ import annotations
