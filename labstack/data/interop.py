@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-import zarr
 
 from labstack.data.attrs import attr_value, netcdf_attrs
 from labstack.data.provenance import package_versions
@@ -101,7 +100,7 @@ def import_qcodes_dataset(
         for var in xds.variables.values():
             var.attrs = {k: attr_value(v) for k, v in var.attrs.items()}
         xds.to_zarr(writer.path / STORE_NAME, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
-        writer.group = zarr.open_group(writer.path / STORE_NAME, mode="r+")
+        writer.adopt_store()
     except BaseException as err:
         writer.close("failed", error=f"{type(err).__name__}: {err}")
         raise
