@@ -131,7 +131,7 @@ def store_dataset(
             var.attrs = {k: attr_value(v) for k, v in var.attrs.items()}
             var.encoding = {}
         stored.to_zarr(writer.path / STORE_NAME, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
-        writer.group = zarr.open_group(writer.path / STORE_NAME, mode="r+")
+        writer.adopt_store()
     except BaseException as err:
         writer.close("failed", error=f"{type(err).__name__}: {err}")
         raise
