@@ -42,6 +42,7 @@ function applyLive(snap) {
     text("progress-text", r.points_total ? `${r.points_done} / ${r.points_total} points` : `${r.points_done || 0} points`);
   }
   const s = snap.session;
+  state.hasSession = !!s;  // the chip's layout comes from a calibration's station file
   text("session", s ? `calibration ${s.id}: ${s.status}; nodes touched: ${s.nodes_touched.join(", ") || "none yet"}` : "no calibration yet");
   const versionChanged = snap.state_version !== state.version;
   if (versionChanged) {
@@ -126,7 +127,8 @@ async function drawState() {
   updateControl();
   await Promise.all([
     inlineSVG("history", `/api/history.svg?param=${$("history-param").value}&v=${s.state_version}`),
-    inlineSVG("chip", `/api/chip.svg?color=${$("chip-colour").value}&v=${s.state_version}`),
+    state.hasSession ? inlineSVG("chip", `/api/chip.svg?color=${$("chip-colour").value}&v=${s.state_version}`)
+      : Promise.resolve(text("chip", "no calibration yet: the chip's layout is unknown")),
   ]);
   $("history").dataset.version = s.state_version;
   state.drawn = { version: s.state_version, t: Date.now() };
