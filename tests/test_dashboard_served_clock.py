@@ -1,8 +1,8 @@
 """The dashboard judges node status by a served lab's clock, read from its service file.
 
 A chip calibrated on a lab served at high speed goes stale by that lab's clock with
-no new calibration: the dashboard (and :func:`labstack.service.status.node_table`)
-must show it going stale, say which clock it judges by, follow the clock over the
+no new calibration: the dashboard (and :func:`labstack.service.status.node_table`,
+and ``labstack status`` on the data directory) must show it going stale, say which clock it judges by, follow the clock over the
 event stream, and hold the clock where it stood once the service stops.
 """
 
@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from qcodes.instrument import Instrument
 
 from labstack.calibrate import CalibrationState
+from labstack.cli import main
 from labstack.presentation.dashboard import Dashboard, create_app
 from labstack.service import LabService
 from labstack.service.status import node_table, served_lab
@@ -30,7 +31,7 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def test_dashboard_shows_status_by_the_served_labs_clock_now(tmp_path):
+def test_dashboard_shows_status_by_the_served_labs_clock_now(tmp_path, capsys):
     data = tmp_path / "data"
     service = LabService(LAB, tmp_path / "svc", speed=SPEED).run_in_thread()
     try:
@@ -73,6 +74,12 @@ def test_dashboard_shows_status_by_the_served_labs_clock_now(tmp_path):
             summary = client.get("/api/summary").json()
             assert summary["clock"] == "served" and summary["note"] == later["note"]
             assert {r["node"]: (r["status"], r["clock"]) for r in node_table(data)}["readout"] == ("stale", "served")
+            # labstack status on the data directory, with no station: the same clock, said so
+            capsys.readouterr()
+            assert main(["status", "--data-dir", str(data)]) == 1
+            printed = capsys.readouterr().out
+            assert f"served lab '{LAB}'" in printed
+            assert next(line for line in printed.splitlines() if line.startswith("readout ")).split()[1] == "stale"
 
             # the event stream follows the served clock: its service file is rewritten every second
             seq = dash.watcher.snapshot()["seq"]
