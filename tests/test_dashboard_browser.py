@@ -6,16 +6,16 @@ process on the lab's station file and a data directory, and the dashboard serves
 that directory; Playwright drives Debian's Chromium (never a downloaded browser).
 
 The page must show the state's own numbers, judge node status by the served lab's
-clock (and say so), show the node the watch is running, and follow a real
-recalibration live: one cell's offset jumps on the served lab, bias_scurve times
-out on the fast clock, the watch's stale pass finds the cell out of spec and
-recalibrates it, and the history plot gains a point per cell without a reload.
-Run control needs the token.
+clock (and say so): paused from the page, the watch makes no pass and bias_scurve
+goes stale on the page as the fast clock runs on. Then it must follow a real
+recalibration live: one cell's offset jumps on the served lab, the watch is
+resumed, its stale pass finds the cell out of spec and recalibrates it (the page
+shows the node running), and the history plot gains a point per cell without a
+reload. Run control needs the token.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -112,15 +112,25 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         # node status by the served lab's clock, which runs on between passes: the page says so
         assert page.locator("#clock").get_attribute("data-clock") == "served"
         assert f"served lab '{LAB}'" in page.locator("#graph-note").text_content()
-        as_of = page.locator("#as-of").text_content()
-        page.wait_for_function(f"document.getElementById('as-of').textContent !== {json.dumps(as_of)}",
-                               timeout=10_000)
 
-        # a flux jump on the served lab: the next stale pass finds the cell out of spec and recalibrates
+        # a person pauses the watch from the page (the token came in the URL): with no pass to
+        # verify it, bias_scurve goes stale on the page as the served clock runs on, no new version
+        page.click("#control button[data-action='pause']")
+        page.wait_for_function("document.getElementById('control-result').textContent.includes('pause requested')")
+        page.wait_for_function("document.querySelector(\"#nodes tr[data-node='bias_scurve'] .status\")"
+                               ".textContent === 'stale'", timeout=30_000)
+        assert "timed out" in page.locator("#nodes tr[data-node='bias_scurve']").text_content()
+        # ... in the newest state: stale by the clock alone
+        current = CalibrationState.current_version(data_dir / "calibration_state")
+        assert page.locator("#state-version").text_content() == f"v{current}"
+
+        # a flux jump on the served lab; on resume the stale pass finds the cell out of spec and recalibrates
         before = shown["points"]
         seen = len(watch_passes(data_dir))
         with service.server.lock:
             service.server.lab.truth.cells.v0_V[JUMP_CELL] += JUMP_V
+        page.click("#control button[data-action='resume']")
+        page.wait_for_function("document.getElementById('control-result').textContent.includes('resume requested')")
         # the node the watch runs, live
         page.wait_for_function("!document.getElementById('running').hidden && "
                                "document.getElementById('running-node').textContent === 'bias_scurve'",
@@ -142,11 +152,7 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
 
         watch.send_signal(signal.SIGTERM)  # it stops (safe state, station closed) while the page is checked on
 
-        # control needs the token: this page has it (from the URL), a fresh one has not
-        page.click("#control button[data-action='pause']")
-        page.wait_for_function("document.getElementById('control-result').textContent.includes('pause requested')")
-        page.click("#control button[data-action='resume']")
-        page.wait_for_function("document.getElementById('control-result').textContent.includes('resume requested')")
+        # control needs the token: this page had it (from the URL), a fresh one has not
         anonymous = browser.new_context().new_page()  # another person: no token
         anonymous.goto(server.url)
         anonymous.wait_for_function("document.getElementById('history').dataset.version", timeout=30_000)
