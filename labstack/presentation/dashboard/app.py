@@ -99,6 +99,8 @@ class Dashboard:
     results: ResultCache = field(init=False)
     stopping: threading.Event = field(default_factory=threading.Event)
     _cache: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    #: the node view last judged, with its (state version, clock tick)
+    nodes_memo: tuple[tuple[str, str], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -192,12 +194,18 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         snap = dash.watcher.snapshot()
         kind = session_clock(dash.data_dir, (snap.get("session") or {}).get("id"))
         served = snap.get("lab_service")
-        if served:  # a served lab's clock runs on: judged afresh (a few ms) at most twice a second
-            tick = f"served:{time.time() // 0.5}"
+        if served:  # a served lab's clock runs on: judged afresh (a few ms) at most twice a second,
+            # and at once when its service file changes (the service stopped, say)
+            tick = f"served:{_mtime(served.get('service_file'))}:{time.time() // 0.5}"
         else:  # on wall time a node can time out with no new version: re-judge every 10 s
             tick = f"wall:{time.time() // 10}" if kind == "wall" else kind
-        return dash.cached(("nodes", str(st.version), tick),
-                           lambda: nodes_view(dash.data_dir, st, page_clock(dash.data_dir, st, kind, served)))
+        key = (str(st.version), tick)
+        memo = dash.nodes_memo  # one slot: a ticking clock must not crowd the figures out of the cache
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        view = nodes_view(dash.data_dir, st, page_clock(dash.data_dir, st, kind, served))
+        dash.nodes_memo = (key, view)
+        return view
 
     @app.get("/api/nodes")
     def nodes() -> dict[str, Any]:
@@ -314,6 +322,13 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+def _mtime(path: str | None) -> int | None:
+    try:
+        return Path(path).stat().st_mtime_ns if path else None
+    except OSError:
+        return None
 
 
 def _load(dash: Dashboard, run_id: str) -> Any:
