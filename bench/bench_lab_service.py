@@ -17,8 +17,9 @@ better, >= 1 meets both targets.
 
 Where a socket get's time goes is printed layer by layer (a bare socket, pyvisa-py,
 the QCoDeS parameter), next to the floor any Python server has (a minimal echo
-server in its own process) and the instrument's own work (its SCPI engine, in
-process). A get is one write and one read: the driver's whole Python stack runs in
+server in its own process), the instrument's own work (its SCPI engine, in
+process) and the same QCoDeS get with its socket pointed at the echo server (the
+floor of the unmodified client stack: what a server that cost nothing would give). A get is one write and one read: the driver's whole Python stack runs in
 the client, then the served instrument loop runs in the server, one after the
 other, with two context switches in between. The same QCoDeS and pyvisa code
 costs about 2.5 times as much between socket round trips as in-process (its caches
@@ -89,21 +90,27 @@ ECHO_SERVER = """
 import selectors, socket
 listener = socket.create_server(("127.0.0.1", 0))
 print(listener.getsockname()[1], flush=True)
-conn, _ = listener.accept()
-conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-conn.setblocking(False)
-selector = selectors.DefaultSelector()
-selector.register(conn, selectors.EVENT_READ)
-while True:
-    selector.select(0.05)
-    try:
-        data = conn.recv(65536)
-    except BlockingIOError:
-        continue
-    if not data:
-        break
-    conn.send(b"+1.23456E-02\\r\\n")
+while True:  # one client at a time, each answered '+1.23456E-02' per message until it leaves
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(conn, selectors.EVENT_READ)
+    while True:
+        selector.select(0.05)
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+        conn.send(b"+1.23456E-02\\r\\n" * data.count(b"\\n"))
+    selector.close()
+    conn.close()
 """
+ECHO_VALUE = 1.23456e-2
 
 
 def best_of(fn, n: int, repeat: int) -> float:
@@ -135,12 +142,32 @@ def round_trip(port: int, n: int, repeat: int) -> float:
         sock.close()
 
 
-def echo_floor(n: int, repeat: int) -> float:
-    """The round trip to a minimal Python echo server in its own process: any Python server's floor."""
+def echo_floors(station, n: int, repeat: int) -> tuple[float, float]:
+    """Round trips to a minimal Python echo server in its own process: any Python server's floor.
+
+    Returns (a bare socket's round trip, the QCoDeS get of ``ls372.ch06.temperature``
+    with its socket pointed at the echo server): the second is the floor of the
+    unmodified client stack (QCoDeS, labstack's layers, pyvisa, pyvisa-py) against a
+    server that costs nothing. The station's own socket is put back afterwards.
+    """
     process = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        return round_trip(int(process.stdout.readline()), n, repeat)
+        port = int(process.stdout.readline())
+        bare = round_trip(port, n, repeat)  # the echo server takes one client at a time: this one, then the station
+        handle = station.ls372.visa_handle
+        session = handle.visalib.sessions[handle.session]  # pyvisa-py's TCPIP SOCKET session
+        served, echo = session.interface, socket.create_connection(("127.0.0.1", port))
+        echo.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session.interface = echo
+        try:
+            get = best_of(station.ls372.ch06.temperature.get, n, repeat)
+            # every get was answered by the echo server (a failure would have reconnected to the lab)
+            assert station.ls372.ch06.temperature.get() == ECHO_VALUE and station.ls372.visa_handle is handle
+        finally:
+            session.interface = served
+            echo.close()
+        return bare, get
     finally:
         process.kill()
         process.wait()
@@ -196,10 +223,10 @@ def main() -> None:
                     t = time_gets(served, name, args.gets)
                     gets[name]["socket"] = min(gets[name].get("socket", t), t)
             layers = exchange_layers(served, args.gets, args.repeat)
+            floor, floor_get = echo_floors(served, args.gets, args.repeat)
             served.close()
         finally:
             stop_service(process)
-        floor = echo_floor(args.gets, args.repeat)
         print()
         print(f"{'parameter get':<28} {'in-process':>12} {'socket':>12} {'ratio':>7} {'target':>7}")
         get_ratios = []
@@ -214,6 +241,9 @@ def main() -> None:
         print(f"  {'the instrument SCPI engine, in process':<44} {engine * 1e6:>7.1f} us")
         for what, seconds in layers.items():
             print(f"  {what:<44} {seconds * 1e6:>7.1f} us")
+        ls372 = gets["ls372.ch06.temperature"]["in-process"]
+        print(f"  {'the same QCoDeS get to the echo server':<44} {floor_get * 1e6:>7.1f} us  "
+              f"({floor_get / ls372:.2f}x in-process: the unmodified client stack's floor)")
 
         # ---------------------------------------------------------------- calibration
         if not args.no_calibration:
