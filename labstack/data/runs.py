@@ -22,6 +22,8 @@ from typing import Any
 import xarray as xr
 import zarr
 
+from labstack.data.files import write_atomic
+
 DATA_DIR_ENV = "LABSTACK_DATA_DIR"
 DEFAULT_DATA_DIR = "labstack_data"
 RUN_INDEX = "run.json"
@@ -52,9 +54,7 @@ def new_run_id(when: datetime | None = None) -> str:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Replace ``path`` with ``data`` so a concurrent reader (or a kill) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, default=str).encode())
 
 
 def _pid_alive(pid: int) -> bool:
