@@ -43,7 +43,8 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``data_dir`` if given, else ``$LABSTACK_DATA_DIR``, else ``./labstack_data``."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or Path.cwd() / DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser().resolve()
+    # what Path.resolve() does, without its per-call overhead (every run resolves it)
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(data_dir))))
 
 
 def new_run_id(when: datetime | None = None) -> str:

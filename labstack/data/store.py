@@ -150,6 +150,9 @@ class _V2Array:
         self.dtype = np.dtype(dtype)
         self.fill_value = fill_value
         self.codec = _codec()
+        # one chunk holds the whole array (coordinates, short sweeps): written in one go
+        self._whole = self.chunks == self.shape and all(n > 0 for n in self.shape)
+        self._whole_key = ".".join("0" for _ in self.shape) or "0"
         self._open: dict[tuple[int, ...], list[Any]] = {}  # chunk index -> [data, elements left]
 
     def metadata(self) -> dict[str, Any]:
@@ -165,6 +168,11 @@ class _V2Array:
             "zarr_format": ZARR_FORMAT,
         }
 
+    def _covers(self, box: tuple[slice, ...]) -> bool:
+        """Whether ``box`` (leading dims; the rest taken whole) is the whole array."""
+        return all(s.start in (0, None) and s.stop == n and s.step in (1, None)
+                   for s, n in zip(box, self.shape, strict=False))
+
     def _new_chunk(self, index: tuple[int, ...]) -> list[Any]:
         data = np.full(self.chunks, 0 if self.fill_value is None else self.fill_value, self.dtype)
         valid = math.prod(min(c, n - i * c) for i, c, n in zip(index, self.chunks, self.shape,
@@ -174,6 +182,12 @@ class _V2Array:
     def __setitem__(self, box: Any, value: Any) -> None:
         """Write ``value`` into the hyper-rectangle ``box`` (slices, or ``...`` for all)."""
         box = () if box is Ellipsis else tuple(box)
+        if self._whole and not self._open and self._covers(box):
+            whole = np.asarray(value, dtype=self.dtype)
+            if whole.shape == self.shape:
+                write = write_file if self.staged else write_atomic
+                write(f"{self.path}/{self._whole_key}", self.codec.encode(np.ascontiguousarray(whole)))
+                return
         box = box + tuple(slice(0, n) for n in self.shape[len(box):])  # trailing dims whole
         value = np.broadcast_to(np.asarray(value, dtype=self.dtype), tuple(
             s.stop - s.start for s in box))
@@ -347,7 +361,6 @@ class RunWriter:
         self.flush_every = int(flush_every)
         self.chunk_bytes = int(chunk_bytes)
         root = resolve_data_dir(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
         created = created or datetime.now(UTC)
         while True:
             self.id = new_run_id(created)
@@ -357,6 +370,8 @@ class RunWriter:
                 break
             except FileExistsError:
                 continue
+            except FileNotFoundError:  # the data dir's first run
+                root.mkdir(parents=True, exist_ok=True)
         self.store = self.path / STORE_NAME
         self.attrs: dict[str, Any] = {"run_id": self.id, **dict(attrs or {})}
         # JSON text of every metadata document as written, for the closing .zmetadata
