@@ -20,12 +20,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from qcodes.instrument import Instrument
 
+from labstack.calibrate import Status
 from labstack.cli import main
 from labstack.data import load_run
 from labstack.service import LabServer, ServerConfigError
 from labstack.service.server import MAX_LINE, _is_query
 from labstack.service.timebase import LabTime
-from labstack.session import calibrate_station
+from labstack.session import calibrate_station, routines
 from labstack.session.record import session_of
 from labstack.visa import open_station
 from tests.service_helpers import RawClient, served_station, wait_for
@@ -435,3 +436,17 @@ def test_servers_bind_loopback_unless_told_otherwise(server, capsys):
     assert main(["serve", "--seed", "3", "--cells", "4", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "--allow-remote" in err and "not a loopback address" in err
+
+
+def test_every_installed_routine_calibrates_a_served_chip_from_cold(tmp_path):
+    description = "seed=5,cells=4"
+    with LabServer.from_description(description) as srv:
+        station = served_station(srv, description, tmp_path)
+        try:
+            report = calibrate_station(station, data_dir=tmp_path / "data", progress=False)
+        finally:
+            station.close()
+            Instrument.close_all()
+        assert set(report.calibrated) == set(routines())  # the whole graph, through the sockets
+        assert all(s is Status.FRESH for s in report.status.values()), report.status
+        assert srv.stats.messages > 1000 and srv.stats.errors == 0
