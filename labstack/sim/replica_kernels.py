@@ -153,26 +153,30 @@ def _sweep(spins, table, words, b, n_blocks, rows, stride, per_row, sweep, key):
 
 
 @njit(inline="always")
-def _record(spins, b, cells, out_j):
-    """``out_j[b R + l, i] = +-1`` from lane ``l`` of cell ``i`` (``cells[i] = q L + m``)."""
-    length = spins.shape[2] // REPLICAS
-    for i in range(cells.shape[0]):
-        q = cells[i] // length
-        at = (cells[i] - q * length) * REPLICAS
+def _record(spins, b, cell_class, cell_at, out_j):
+    """``out_j[i, b R + l] = +-1`` from lane ``l`` of cell ``i`` (class ``cell_class[i]``,
+    lanes from ``cell_at[i] = m R``).
+
+    Replicas innermost, as in the layout: a cell's 32 lanes are one contiguous copy
+    (~10x faster than writing each replica's row, which scatters every byte).
+    """
+    for i in range(cell_at.shape[0]):
+        at = cell_at[i]
+        src, dst = spins[b, cell_class[i], at:at + REPLICAS], out_j[i, b * REPLICAS:(b + 1) * REPLICAS]
         for lane in range(REPLICAS):
-            out_j[b * REPLICAS + lane, i] = np.int8(2) * np.int8(spins[b, q, at + lane]) - np.int8(1)
+            dst[lane] = np.int8(2) * np.int8(src[lane]) - np.int8(1)
 
 
 @njit(cache=True, parallel=True)
-def sweeps(spins, table, rows, stride, per_row, cells, n_samples, sweeps_per_sample, key, start,
+def sweeps(spins, table, rows, stride, per_row, cell_class, cell_at, n_samples, sweeps_per_sample, key, start,
            out, n_threads, claim):
     """``n_samples`` x ``sweeps_per_sample`` heat-bath sweeps of every block, in place.
 
     ``spins (B, 2, L R)`` uint8 and ``table (2, L 16)`` uint32 in the layout above;
     ``per_row[p]`` is the number of slots of a row whose cells have column parity
-    ``p``. Sweep ``k`` of the run uses the random words of sweep ``start + k``. If
-    ``out (n_samples, B R, n)`` int8 has rows, row ``j`` gets every replica's +-1
-    spins (cell order) after sample ``j``. ``claim`` is a zeroed int64 array (the
+    ``p``; cell ``i`` is at slot ``cell_at[i] / R`` of class ``cell_class[i]``. Sweep ``k`` of the run uses the random words of sweep ``start + k``. If
+    ``out (n_samples, n, B R)`` int8 has rows, ``out[j, i]`` gets cell ``i``'s +-1 spin
+    in every replica after sample ``j``. ``claim`` is a zeroed int64 array (the
     counter threads take blocks from).
     """
     n_blocks = spins.shape[0]
@@ -187,4 +191,4 @@ def sweeps(spins, table, rows, stride, per_row, cells, n_samples, sweeps_per_sam
                     sweep = start + j * sweeps_per_sample + s
                     _sweep(spins, table, words, b, n_blocks, rows, stride, per_row, sweep, key)
                 if out.shape[0] > 0:
-                    _record(spins, b, cells, out[j])
+                    _record(spins, b, cell_class, cell_at, out[j])

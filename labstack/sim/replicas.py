@@ -88,6 +88,8 @@ class Replicas:
         n_blocks = max(1, -(-self.n_replicas // REPLICAS))
         lat = self.lattice
         self._per_row = np.array([(lat.cols + 1) // 2, lat.cols // 2], dtype=np.int64)
+        self._cell_class, slot = np.divmod(lat.cells, lat.length)
+        self._cell_at = slot * REPLICAS
         self._layout = np.zeros((n_blocks, 2, lat.length * REPLICAS), dtype=np.uint8)
         self.set_fields(h, t_eff)
         if spins is None:
@@ -132,7 +134,7 @@ class Replicas:
         key = np.uint64(self.rng.integers(0, 2**64 - 1, dtype=np.uint64, endpoint=True))
         lat = self.lattice
         replica_kernels.sweeps(
-            self._layout, self._table, lat.rows, lat.stride, self._per_row, lat.cells,
+            self._layout, self._table, lat.rows, lat.stride, self._per_row, self._cell_class, self._cell_at,
             n_samples, sweeps_per_sample, key, 0, out, threads, np.zeros(8, np.int64),
         )
 
@@ -144,9 +146,13 @@ class Replicas:
     def sample(
         self, n_samples: int, sweeps_per_sample: int = 1, threads: int | None = None
     ) -> np.ndarray:
-        """``(n_samples, n_replicas, n)`` int8: every replica's state after each ``sweeps_per_sample`` sweeps."""
+        """``(n_samples, n_replicas, n)`` int8: every replica's state after each ``sweeps_per_sample`` sweeps.
+
+        A view of an array with replicas innermost in memory (as the kernel keeps them,
+        so recording is a contiguous copy); ``np.ascontiguousarray`` makes rows contiguous.
+        """
         n_blocks = self._layout.shape[0]
-        out = np.empty((n_samples, n_blocks * REPLICAS, self.n), dtype=np.int8)
+        out = np.empty((n_samples, self.n, n_blocks * REPLICAS), dtype=np.int8)
         if n_samples > 0:
             self._run(int(n_samples), int(sweeps_per_sample), out, threads)
-        return out[:, : self.n_replicas]
+        return out.transpose(0, 2, 1)[:, : self.n_replicas]
