@@ -2,9 +2,10 @@
 
 Why: independent equilibrium samples of a chip (truth tables, cross-checks, the
 benchmark against thrml's vmapped chains) come cheapest from many chains run side by
-side: a replica run of a chain or grid costs ~0.15-0.3 ns per cell update on this
-machine's two cores, against ~0.85 ns for one chain (:mod:`labstack.sim.lattice`),
-because the cell's 16 possible heat-bath probabilities are tabulated once per
+side. On one core of this machine (AVX-512) a replica update costs ~0.26 ns up to
+256x256 and ~0.39 ns at 512x512 (memory-bound), and blocks of replicas run on separate
+cores (0.18 ns per update on two, 64x64, when both are free), against ~0.85 ns for one
+threaded chain (:mod:`labstack.sim.lattice`), because the cell's 16 possible heat-bath probabilities are tabulated once per
 (h, J, T_eff) and each table row serves 32 replicas
 (:mod:`labstack.sim.replica_kernels`).
 
