@@ -21,10 +21,10 @@ def test_noise_rms_and_correlation_follow_the_amplifier(rate_hz: float) -> None:
     spins = np.ones((40_000, 8), np.int8)
     v = readout.voltages(spins, period).astype(float)
     noise = v - v.mean(axis=0)
-    sigma = truth.amplifier.noise_rms_V
+    sigma = readout.amplifier.noise_rms_V
     assert noise.std(axis=0) == pytest.approx(np.full(8, sigma), rel=0.03)
     lag1 = np.mean(noise[1:] * noise[:-1]) / noise.var()
-    expected = np.exp(-period / truth.amplifier.lowpass_tau_s)
+    expected = np.exp(-period / readout.amplifier.lowpass_tau_s)
     assert lag1 == pytest.approx(expected, abs=0.02)
 
 
@@ -49,5 +49,5 @@ def test_offset_drift_is_a_random_walk_of_the_given_rate() -> None:
         readout.drift[:] = 0
         readout.advance(100.0)
         walks.append(readout.drift.copy())
-    expected = truth.amplifier.drift_V_per_sqrt_s * np.sqrt(100.0)
+    expected = readout.amplifier.drift_V_per_sqrt_s * np.sqrt(100.0)
     assert np.std(walks) == pytest.approx(expected, rel=0.05)
