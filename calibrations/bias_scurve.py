@@ -48,7 +48,10 @@ NAME = "bias_scurve"
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
 # known, settled base temperature (and a warmed-up fridge recalibrates them)
 DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
-TIMEOUT_S = 4 * 3600.0
+# offsets wander by up to ~1 mV per sqrt(hour) (flux noise): 8 h keeps them within a
+# third of the check's 10 mV tolerance, and a cold calibration of a realistic fridge
+# (plateaus settling over tens of minutes) finishes within it
+TIMEOUT_S = 8 * 3600.0
 
 
 @dataclass

@@ -22,7 +22,7 @@ from scipy import special
 from labstack.fit.two_level import effective_count, two_level_threshold
 
 #: fewer sigma between the two readout levels than this: no usable two-level signal
-MIN_SEPARATION = 4.0
+MIN_SEPARATION = 3.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ from labstack.fit.logistic import logistic
 from labstack.fit.result import FitResult
 from labstack.fit.two_level import effective_count, two_level_threshold
 
+#: fewer noise sigmas than this between the two readout levels: no usable two-level signal
+#: (each reading misassigned more than 7 % of the time; pure noise splits at ~1 sigma)
+MIN_SEPARATION = 3.0
+
 
 @dataclass
 class ScurveResult:
@@ -54,7 +58,7 @@ def fit_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: s
     separation = (hi - lo) / noise if noise > 0 else 0.0
     states = (readings > threshold).astype(np.float64)
     p = states.mean(axis=1)
-    if separation < 4.0 or p.max() - p.min() < 0.5:
+    if separation < MIN_SEPARATION or p.max() - p.min() < 0.5:
         why = f"levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"
         broken = health not in ("", "ok")
         return ScurveResult(

@@ -18,10 +18,11 @@ gives ``s y(t)`` with ``y(t) = t - (t1 + t2) + (t1^2 e^{-t/t1} - t2^2 e^{-t/t2})
 and a command is a ramp that starts at ``t0`` minus one that starts where it ends.
 Responses add, so the output is the last commanded value plus the decaying
 deviation of each command still settling (:meth:`DacLines.deviation`); a command
-is forgotten once 40 time constants have passed. A ramp shorter than 1e-6 of the
-faster pole is a step at its middle, ``h(t) = (t1 e^{-t/t1} - t2 e^{-t/t2}) / (t1 - t2)``
+is forgotten once settled (below). A ramp shorter than 1e-3 of the
+slower pole is a step at its middle (an error of order 1e-6 of the step), ``h(t) = (t1 e^{-t/t1} - t2 e^{-t/t2}) / (t1 - t2)``
 of its size still to come, which avoids the cancellation of two nearly equal ramps.
-A command during a ramp starts from where the ramp had got to.
+A command during a ramp starts from where the ramp had got to; one is forgotten once
+what is left of it is below 1e-12 V.
 
 Noise at the chip (:meth:`DacLines.noise`): the QDAC's white density ``S_w``
 (V/sqrt(Hz)) and a 1/f part with corner ``f_c`` (:mod:`labstack.sim.flicker`), both
@@ -43,9 +44,12 @@ from labstack.sim.flicker import Flicker
 FULL_SCALE_V = 10.0
 #: QDAC-II output filter time constants, 1 / (2 pi f_corner), by ``sour:filt`` setting
 FILTER_TAU_S = {"dc": 1.0 / (2 * np.pi * 10.0), "med": 1.0 / (2 * np.pi * 10e3), "high": 1.0 / (2 * np.pi * 300e3)}
-#: a command whose every pole has decayed this many time constants is settled for good
-FORGET_TAUS = 40.0
+#: a command is forgotten once what is left of it is below this (V): far under the 0.6 uV step
+FORGET_V = 1e-12
 _TINY_TAU = 1e-15
+
+
+_EVENT_KEYS = ("t0", "t1", "slope", "size", "tq", "tl", "mid", "short")
 
 
 def lsb(bits: int) -> float:
@@ -110,11 +114,13 @@ class DacLines:
         self.white = float(white_V_per_rtHz)
         self.flicker_corner = float(flicker_corner_Hz)
         # settling commands: line, start, end, slope (V/s), size, filter and line taus
-        self._ev = {k: np.zeros(0) for k in ("t0", "t1", "slope", "size", "tq", "tl")}
+        self._ev = {k: np.zeros(0) for k in _EVENT_KEYS}
         self._ev_line = np.zeros(0, dtype=np.int64)
+        self._forget_at = np.zeros(0)
         self._noise_time = 0.0
         tau_min = float(self.line_tau[self.line_tau > 0].min()) if np.any(self.line_tau > 0) else 1e-3
-        self._white_state = rng.standard_normal(n) * self._white_sd()
+        self._sd = self._white_sd()
+        self._white_state = rng.standard_normal(n) * self._sd
         self.flicker = None
         if self.white > 0 and flicker_corner_Hz > 0:
             f_line = 1.0 / (2 * np.pi * tau_min)
@@ -157,35 +163,45 @@ class DacLines:
         return target
 
     def _append(self, line: int, t0: float, t1: float, slope: float, size: float, tq: float, tl: float) -> None:
-        for key, value in (("t0", t0), ("t1", t1), ("slope", slope), ("size", size), ("tq", tq), ("tl", tl)):
+        short = float((t1 - t0) < 1e-3 * max(tq, tl, _TINY_TAU))
+        values = (t0, t1, slope, size, tq, tl, 0.5 * (t0 + t1), short)
+        for key, value in zip(_EVENT_KEYS, values, strict=True):
             self._ev[key] = np.append(self._ev[key], value)
         self._ev_line = np.append(self._ev_line, line)
+        # what is left decays no slower than exp(-t / slowest pole) times (1 + t / tau) at worst
+        slow = max(tq, tl, _TINY_TAU)
+        self._forget_at = np.append(self._forget_at, t1 + slow * (np.log(max(abs(size), FORGET_V) / FORGET_V) + 10.0))
 
     def _prune(self, t: float) -> None:
-        slow = np.maximum(self._ev["tq"], self._ev["tl"])
-        keep = t - self._ev["t1"] < FORGET_TAUS * slow
+        keep = self._forget_at > t
         if not keep.all():
             self._ev = {k: v[keep] for k, v in self._ev.items()}
             self._ev_line = self._ev_line[keep]
+            self._forget_at = self._forget_at[keep]
 
     # --------------------------------------------------------------- outputs
     def deviation(self, times: np.ndarray | float) -> np.ndarray:
         """Output minus commanded value, ``(len(times), n)`` (or ``(n,)`` for a scalar time)."""
         scalar = np.ndim(times) == 0
-        t = np.atleast_1d(np.asarray(times, dtype=float))[:, None]
-        out = np.zeros((t.shape[0], self.n))
-        if self._ev_line.size:
-            e = self._ev
-            tq, tl = e["tq"][None, :], e["tl"][None, :]
-            short = (e["t1"] - e["t0"]) < 1e-6 * np.maximum(np.minimum(e["tq"], e["tl"]), _TINY_TAU)
-            mid = 0.5 * (e["t0"] + e["t1"])
-            as_step = -e["size"][None, :] * step_remainder(t - mid[None, :], tq, tl)
-            as_ramp = e["slope"][None, :] * (
-                ramp_response(t - e["t0"][None, :], tq, tl) - ramp_response(t - e["t1"][None, :], tq, tl)
-            ) - e["size"][None, :]
-            dev = np.where(short[None, :], as_step, as_ramp)
-            for k in range(t.shape[0]):
-                np.add.at(out[k], self._ev_line, dev[k])
+        t = np.atleast_1d(np.asarray(times, dtype=float))
+        if not self._ev_line.size:
+            return np.zeros(self.n) if scalar else np.zeros((t.size, self.n))
+        self._prune(float(t.min()))
+        e, line = self._ev, self._ev_line
+        dev = np.zeros((t.size, line.size))
+        step = e["short"] > 0
+        if step.any():
+            tq, tl = e["tq"][step], e["tl"][step]
+            dev[:, step] = -e["size"][step] * step_remainder(t[:, None] - e["mid"][step], tq, tl)
+        ramp = ~step
+        if ramp.any():
+            tq, tl = e["tq"][ramp], e["tl"][ramp]
+            y0 = ramp_response(t[:, None] - e["t0"][ramp], tq, tl)
+            y1 = ramp_response(t[:, None] - e["t1"][ramp], tq, tl)
+            dev[:, ramp] = e["slope"][ramp] * (y0 - y1) - e["size"][ramp]
+        out = np.zeros((t.size, self.n))
+        for k in range(t.size):
+            out[k] = np.bincount(line, weights=dev[k], minlength=self.n)
         return out[0] if scalar else out
 
     def output(self, t: float) -> np.ndarray:
@@ -202,7 +218,7 @@ class DacLines:
             return np.zeros(self.n)
         dt = max(t - self._noise_time, 0.0)
         self._noise_time = max(t, self._noise_time)
-        sd = self._white_sd()
+        sd = self._sd
         with np.errstate(divide="ignore", invalid="ignore"):
             a = np.where(self.line_tau > 0, np.exp(-dt / np.maximum(self.line_tau, 1e-30)), 0.0)
         self._white_state = self._white_state * a + sd * np.sqrt(1 - a * a) * self.rng.standard_normal(self.n)

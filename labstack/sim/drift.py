@@ -11,8 +11,10 @@
   a jump of its own (:meth:`ChipDrift.schedule_jump`).
 
 The chip is brought up to date lazily, whenever the lab needs its fields (before a
-DAC moves, each stretch of a wait, each acquisition): the random walks are exact for
-any step, and a jump that fell inside a step is applied at its end. Between two
+DAC moves, each stretch of a wait, each acquisition), but at most once a second of
+lab time (``MIN_STEP_S``; an offset moves by well under a millivolt a minute): the
+random walks are exact for any step, and a jump that fell inside a step is applied
+at its end. Between two
 updates the chip is what the last update made it, so the **trajectory** (every
 update's time, offsets and gains) is exactly the truth the simulator used at any
 lab time: :meth:`ChipDrift.at` answers it.
@@ -26,6 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from labstack.sim.truth import DriftTruth
+
+MIN_STEP_S = 1.0
+"""Lab time between two updates of a drifting chip, at least."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,9 @@ class ChipDrift:
         self._scheduled.sort(key=lambda j: j.time)
 
     def update(self, now: float) -> bool:
-        """Bring the chip to ``now``; whether anything moved."""
+        """Bring the chip to ``now`` (if a second or more has passed); whether anything moved."""
         dt = now - self.time
-        if dt <= 0:
+        if dt < MIN_STEP_S and not (self._scheduled and self._scheduled[0].time <= now):
             return False
         moved = False
         if self.enabled:

@@ -73,6 +73,8 @@ class TruthAt:
     t_eff_K: float
     readout_amp_V: np.ndarray  # at the amplifier output, with the gain of then (0 for dead cells)
     readout_offset_V: np.ndarray
+    #: the mixing chamber's base with the heater off and the bias lines as they were then
+    mc_base_K: float = 0.0
 
     def scurve_width_V(self) -> np.ndarray:
         """Logistic width ``T_eff / (2 alpha)`` of each cell's S-curve then."""
@@ -148,6 +150,7 @@ class VirtualLab:
         self._cells_time = 0.0
         self.dacs: DacLines | None = None
         self.drift: ChipDrift | None = None
+        self._dac_noise: np.ndarray | None = None
         #: rng of the thermometers' reading noise (used by the Lake Shore adapter)
         self.thermometer_rng = np.random.default_rng(streams[6])
         if self.realistic:
@@ -165,6 +168,8 @@ class VirtualLab:
             )
         self._readout_times = [0.0]
         self._readout_levels = [self.readout.levels()]
+        self._bias_power_times = [0.0]
+        self._bias_power = [0.0]
         self.faults = FaultInjector(
             self.clock.now, on_excursion=self._excursion, on_cell_death=self._kill_cell
         )
@@ -292,14 +297,19 @@ class VirtualLab:
             h = h + self.truth.crosstalk_K_per_V @ self.bias_V
         return h
 
-    def _refresh(self, t: float) -> None:
-        """Realistic chip: drift up to ``t`` and the DAC outputs the chip sees at ``t``."""
+    def _refresh(self, t: float, *, noise: bool = False) -> None:
+        """Realistic chip: drift up to ``t`` and the DAC outputs the chip sees at ``t``.
+
+        The DACs' sub-microvolt noise is drawn anew for acquisitions (``noise=True``) and
+        held through waits, where it could not change what the cells do.
+        """
         assert self.dacs is not None and self.drift is not None
         self.drift.update(self.clock.now())
         n = self.truth.n_cells
         out = self.dacs.output(t)
-        noise = self.dacs.noise(t)
-        self.bias_V = out[:n] + noise[:n]
+        if noise or self._dac_noise is None:
+            self._dac_noise = self.dacs.noise(t)
+        self.bias_V = out[:n] + self._dac_noise[:n]
         couplers = out[n:]  # their microvolt noise moves J by ~1e-8 K: left out
         if couplers.size and np.max(np.abs(couplers - self._graph_coupler_V)) > COUPLER_REBUILD_V:
             self.coupler_V = couplers
@@ -354,9 +364,12 @@ class VirtualLab:
         t_mc, t_chip = self.cryostat.history_at(t)
         k = bisect.bisect_right(self._readout_times, t) - 1
         amp, offset = self._readout_levels[max(k, 0)]
+        power = self._bias_power[max(bisect.bisect_right(self._bias_power_times, t) - 1, 0)]
+        cryo = self.truth.cryostat
         return TruthAt(
             time=t, v0_V=v0, alpha_K_per_V=alpha, t_mc_K=float(t_mc), t_chip_K=float(t_chip),
             t_eff_K=self.truth.noise.t_eff(float(t_chip)), readout_amp_V=amp.copy(), readout_offset_V=offset.copy(),
+            mc_base_K=float(np.sqrt((cryo.mc_load_W + power) / cryo.mc_cooling_W_per_K2)),
         )
 
     # ------------------------------------------------------------------- time
@@ -396,8 +409,9 @@ class VirtualLab:
             self.cryostat.bias_power_W = self.truth.cryostat.bias_heating_W_per_V2 * float(
                 np.sum(self.dacs.target**2)
             )
-            self._refresh(self.clock.now())
-            return
+            self._bias_power_times.append(self.clock.now())
+            self._bias_power.append(self.cryostat.bias_power_W)
+            return  # the chip feels the new output as time passes (_refresh)
         if kind == "bias":
             self.bias_V[index] = volts
         else:
@@ -414,11 +428,13 @@ class VirtualLab:
         if self.dacs is not None and self.dacs.settling():
             spins = np.empty((n_samples, self.truth.n_cells), dtype=np.int8)
             for start, count, t_fields in self._stretches(n_samples, period):
-                self._refresh(t_fields)
+                self._refresh(t_fields, noise=True)
                 spins[start : start + count] = self.cells.sample(
                     count, period, self.fields(), self.t_eff(), self.coupling_graph()
                 )
         else:
+            if self.realistic:
+                self._refresh(self.clock.now(), noise=True)
             spins = self.cells.sample(n_samples, period, self.fields(), self.t_eff(), self.coupling_graph())
         duration = n_samples * period
         self.cryostat.advance(duration, self.clock.now())

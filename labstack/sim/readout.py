@@ -56,6 +56,7 @@ class ReadoutChain:
         self.drift = np.zeros_like(self.offset)
         self.realistic = realistic
         self.gain_factor = 1.0  # the gain's drift, relative to its value at lab time 0
+        self._flicker_pending = 0.0  # lab time the 1/f state has yet to be advanced by
         self.crosstalk = np.zeros(max(self.amp.size - 1, 0))
         self.flicker: Flicker | None = None
         if realistic:
@@ -77,7 +78,7 @@ class ReadoutChain:
             if g > 0:
                 self.gain_factor *= float(np.exp(g * np.sqrt(duration) * self.rng.standard_normal()))
             if flicker and self.flicker is not None:
-                self.flicker.advance(duration)
+                self._flicker_pending += duration  # exact: OU steps compose (applied when read)
 
     def levels(self) -> tuple[np.ndarray, np.ndarray]:
         """(amplitude, offset) each channel reads now: what a readout calibration should find."""
@@ -106,6 +107,8 @@ class ReadoutChain:
             return out.astype(np.float32)
         noise = white
         if self.flicker is not None:
+            self.flicker.advance(self._flicker_pending)
+            self._flicker_pending = 0.0
             noise = noise + self.flicker.series(len(signal), period)
         out = self.offset + self.drift + self.gain_factor * (signal + noise)
         return out.astype(np.float32)
