@@ -40,7 +40,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.fit import ScurveResult, fit_scurve, logistic
 from labstack.measure import Sweep
 
@@ -85,7 +85,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "bias",
         {name: volts for name in layout.bias},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=volts,
     )
     # the readout node's verdict on each cell, so the fit can say dead or stuck

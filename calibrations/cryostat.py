@@ -80,7 +80,10 @@ class Parameters:
     heater_percent: float = 35.0  # 0.35 mA: warms a 10 mK fridge to ~40 mK
     baseline_s: float = 50.0
     heat_s: float = 1500.0
-    cool_s: float = 3000.0  # three time constants at base: enough to fix T_inf and tau
+    #: the cool-down lasts at least this long, and at least ``cool_taus`` time constants at
+    #: base as the warm-up predicts them (a fridge's heat capacity and cooling power vary)
+    cool_s: float = 3000.0
+    cool_taus: float = 3.5
     interval_s: float = 5.0
     cool_interval_s: float = 20.0
     #: cheap check: a baseline only (base temperature still where it was?)
@@ -129,20 +132,39 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     channel.output_range(params.heater_range)
     channel.write(f"MOUT {output_index(channel)},{params.heater_percent:.4f}")
     mode_param = f"{layout.heater}.mode"
-    seq = Sequence(
+    warm = Sequence(
         (
             Trace("t_base", max(2, int(params.baseline_s / interval)), interval, base_steps),
             Set(mode_param, "open_loop"),
             Trace("t_heat", int(params.heat_s / interval) + 1, interval, reads("heat")),
-            Set(mode_param, "off"),
-            Trace("t_cool", int(params.cool_s / cool_interval) + 1, cool_interval, reads("cool")),
         )
     )
     meta = {"mode": str(mode), "parameters": asdict(params), "heater_current_A": current, "read_offset_s": offsets}
     try:
-        return run(ctx, NAME, seq, meta)
+        first = run(ctx, NAME, warm, meta)
+        cool_s = max(params.cool_s, params.cool_taus * predicted_tau_base(first))
+        cool = Sequence(
+            (
+                Set(mode_param, "off"),
+                Trace("t_cool", int(cool_s / cool_interval) + 1, cool_interval, reads("cool")),
+            )
+        )
+        second = run(ctx, NAME, cool, {**meta, "cool_s": cool_s})
     finally:
         scan_all(ctx)
+    attrs = {**first.attrs, "run_id": f"{first.attrs['run_id']}+{second.attrs['run_id']}"}
+    return xr.merge([first, second], combine_attrs="drop").assign_attrs(attrs)
+
+
+def predicted_tau_base(warm: xr.Dataset) -> float:
+    """The mixing chamber's time constant at base, from the warm-up alone: ``tau`` scales as
+    ``1 / T`` (:meth:`C / (2 a T)`), so ``tau_base = tau_hot T_hot / T_base``."""
+    t = _reading_times(warm, "heat", "T_mc")
+    hot = fit_dilution(t, warm["T_mc_heat"].values.astype(float))
+    base = float(warm["T_mc_base"].values.astype(float).mean())
+    if not hot.success or base <= 0:
+        return 0.0
+    return float(hot["tau"] * hot["T_inf"] / base)
 
 
 # ----------------------------------------------------------------------- fit

@@ -60,6 +60,7 @@ from labstack.calibrations._common import (
     idle_couplers,
     run,
     sample_cells,
+    settle_time,
     two_colouring,
 )
 from labstack.calibrations.fridge import (
@@ -72,7 +73,7 @@ from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep
 
 NAME = "effective_temperature"
-DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat")
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat", "bias_settling")
 TIMEOUT_S = 24 * 3600.0
 
 
@@ -136,7 +137,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 "point",
                 setpoints,
                 body=[read],
-                settle=params.settle_s,
+                settle=settle_time(ctx, params.settle_s),
                 coord=np.arange(params.n_points),
             )
             meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}

@@ -22,8 +22,10 @@ contrasts, which span them).
 
 From the fitted levels: the noise ``sigma`` (within an acquisition, cells saturated),
 the threshold halfway between the levels, and the fidelity of that threshold with
-the neighbours in either state, ``F = 1 - (Phi(-(amp + leak)/sigma) + Phi(-(amp -
-leak)/sigma)) / 2``. A fast acquisition (10 MHz) of the noise alone gives the
+the neighbours in either state and the level wandering about it as the trace says
+(``s^2 = D(run) / 2``), ``F = 1 - (Phi(-(amp + leak)/sigma_t) + Phi(-(amp - leak)/sigma_t)) / 2``,
+``sigma_t^2 = sigma^2 + s^2``. The offset's error includes ``s^2`` too: it is the level
+of the run, wherever the wander had it. A fast acquisition (10 MHz) of the noise alone gives the
 amplifier's low-pass time constant from its autocorrelation,
 ``a = (rho1 - rho2) / (1 - rho1) = exp(-dt / tau)`` (immune to the slow part of the
 noise, which adds the same to ``rho1`` and ``rho2``): the readout bandwidth other
@@ -47,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
-from scipy import special, stats
+from scipy import special, stats  # noqa: F401
 
 from labstack.calibrate import (
     CalibrationState,
@@ -92,7 +94,8 @@ class Parameters:
     #: the noise-only acquisition that gives the amplifier's bandwidth
     fast_rate_Hz: float = 10e6
     #: levels closer than this (in noise sigmas) are one level: the cell shows no signal
-    min_separation_sigma: float = 3.0
+    #: (the weakest cells a realistic readout resolves sit at 2.5-4 sigma)
+    min_separation_sigma: float = 2.0
     check_samples: int = 500
     #: how far a level may move (V) before the readout is out of spec: a 1 mV shift of
     #: a 5 mV half-separation moves the threshold error from 1e-9 to ~1e-5
@@ -196,9 +199,19 @@ def bandwidth(noise: np.ndarray, period: float) -> FitResult:
     )
 
 
-def fidelity(amp: float, leak: float, noise: float) -> float:
-    """Assignment fidelity at the midpoint threshold, neighbours in either state."""
-    return float(1 - 0.5 * (special.ndtr(-(amp + leak) / noise) + special.ndtr(-(amp - leak) / noise)))
+def fidelity(amp: float, leak: float, noise: float, neighbours: int = 2) -> float:
+    """Assignment fidelity at the midpoint threshold, each neighbour in either state.
+
+    ``leak`` is what both neighbours together add when in the same state; alone, each adds
+    half of it (the split between them is not measured; an unequal one moves F by far
+    less than its error), so with two neighbours the leak is ``+-leak`` half the time and 0
+    the other half.
+    """
+
+    def f(x: float) -> float:
+        return float(1 - 0.5 * (special.ndtr(-(amp + x) / noise) + special.ndtr(-(amp - x) / noise)))
+
+    return f(leak) if neighbours < 2 else 0.5 * (f(leak) + f(0.0))
 
 
 @dataclass
@@ -208,11 +221,26 @@ class ReadoutResult:
 
 
 def fit_cell(
-    cell: int, means: np.ndarray, own: np.ndarray, nb: np.ndarray, variance: float, noise: float, params: Parameters
+    cell: int,
+    means: np.ndarray,
+    own: np.ndarray,
+    nb: np.ndarray,
+    variance: float,
+    noise: float,
+    params: Parameters,
+    slow_variance: float = 0.0,
+    neighbours: int = 2,
+    noise_err: float = 0.0,
 ) -> CellReadout:
-    """Levels of one cell from its configuration averages (errors: ``variance`` each)."""
+    """Levels of one cell from its configuration averages (errors: ``variance`` each).
+
+    ``slow_variance``: the wander over the whole run, which moves every average alike; it
+    is in the offset's error (the level the run found, wherever it was then) and in the
+    fidelity (a threshold the noise wanders about), not in the contrasts.
+    """
     x = np.column_stack([np.ones_like(own), own, nb])
     cov = np.linalg.inv(x.T @ x) * variance
+    cov[0, 0] += slow_variance
     beta = np.linalg.lstsq(x, means, rcond=None)[0]
     offset, amp, leak = (float(b) for b in beta)
     resid = means - x @ beta
@@ -224,16 +252,19 @@ def fit_cell(
     if not (separation >= params.min_separation_sigma and amp > 5 * err[1]):
         why = f"levels {separation:.1f} sigma apart (amplitude {amp * 1e3:+.3f} ± {err[1] * 1e3:.3f} mV)"
         return CellReadout(cell, FitResult.failed("readout_levels", f"one readout level only ({why})"), health="", level_V=level)
-    f = fidelity(amp, leak, noise)
+    spread = math.sqrt(noise**2 + slow_variance)  # the threshold sees the noise and the wander
+    f = fidelity(amp, leak, spread, neighbours)
     # d F / d amp and d F / d leak (delta method; sigma is known far better than the levels)
-    g_amp = 0.5 * (stats.norm.pdf((amp + leak) / noise) + stats.norm.pdf((amp - leak) / noise)) / noise
-    g_leak = 0.5 * (stats.norm.pdf((amp + leak) / noise) - stats.norm.pdf((amp - leak) / noise)) / noise
-    f_err = math.sqrt(max(g_amp**2 * cov[1, 1] + g_leak**2 * cov[2, 2] + 2 * g_amp * g_leak * cov[1, 2], 0.0))
+    g_amp = (fidelity(amp + 1e-7, leak, spread, neighbours) - fidelity(amp - 1e-7, leak, spread, neighbours)) / 2e-7
+    g_leak = (fidelity(amp, leak + 1e-7, spread, neighbours) - fidelity(amp, leak - 1e-7, spread, neighbours)) / 2e-7
+    g_noise = (fidelity(amp, leak, spread + 1e-7, neighbours) - fidelity(amp, leak, spread - 1e-7, neighbours)) / 2e-7
+    f_var = g_amp**2 * cov[1, 1] + g_leak**2 * cov[2, 2] + 2 * g_amp * g_leak * cov[1, 2]
+    f_err = math.sqrt(max(f_var + (g_noise * noise_err * noise / spread) ** 2, 0.0))
     result = FitResult(
         "readout_levels",
         {"amp_V": amp, "offset_V": offset, "leak_V": leak, "threshold": offset, "noise_V": noise, "fidelity": f},
         {"amp_V": float(err[1]), "offset_V": float(err[0]), "leak_V": float(err[2]), "threshold": float(err[0]),
-         "noise_V": noise / math.sqrt(2 * max(params.n_samples, 2)), "fidelity": f_err},
+         "noise_V": noise_err, "fidelity": f_err},
         chi2_reduced=chi2, dof=dof, absolute_sigma=True,
     )
     return CellReadout(cell, result, level_V=level, detail={"separation_sigma": separation})
@@ -287,18 +318,30 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     configs = np.asarray(_attr(dataset, "configs"), dtype=float)
     n_cells = samples.shape[0]
     means = samples.mean(axis=2)  # (cell, config)
-    noise = np.sqrt(np.mean(samples.var(axis=2, ddof=1), axis=1))  # within an acquisition: cells saturated
-    trace = dataset["wander_samples"].transpose("wander", "cell", "sample").values.astype(float).mean(axis=2)
-    lags, d = structure_function(trace, np.asarray(dataset["wander_clock"].values, dtype=float))
+    # the noise within an acquisition (cells saturated), from every acquisition of the run;
+    # its error from their scatter, so that whatever moves it from one to the next counts
+    wander = dataset["wander_samples"].transpose("cell", "wander", "sample").values.astype(float)
+    variances = np.concatenate([samples.var(axis=2, ddof=1), wander.var(axis=2, ddof=1)], axis=1)
+    noise = np.sqrt(variances.mean(axis=1))
+    noise_err = variances.std(axis=1, ddof=1) / np.sqrt(variances.shape[1]) / (2 * noise)
+    lags, d = structure_function(wander.mean(axis=2).T, np.asarray(dataset["wander_clock"].values, dtype=float))
     times = np.asarray(dataset["config_clock"].values, dtype=float)
     gap = float(np.median(np.diff(times))) if times.size > 1 else 0.0
     variance = wander_variance(lags, d, gap) if lags.size else np.zeros(n_cells)
     # the white noise of one average adds to the wander (it is in D too, but not at lag 0)
     variance = np.maximum(variance, noise**2 / samples.shape[2])
+    span = float(np.ptp(times)) if times.size else 0.0
+    slow = wander_variance(lags, d, span) if lags.size else np.zeros(n_cells)
     results = []
     for i in range(n_cells):
         own, nb = configs[:, i % 2], configs[:, 1 - i % 2]
-        results.append(fit_cell(i, means[i], own, nb, float(variance[i]), float(noise[i]), params))
+        edge = i in (0, n_cells - 1)
+        results.append(
+            fit_cell(
+                i, means[i], own, nb, float(variance[i]), float(noise[i]), params, float(slow[i]),
+                1 if edge else 2, float(noise_err[i]),
+            )
+        )
     classify([r for r in results if not r.health], [r for r in results if r.ok])
     period = 1.0 / params.fast_rate_Hz
     healthy_noise = dataset["fast"].transpose("cell", "sample").values.astype(float)

@@ -56,7 +56,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     calibration_rel,
@@ -146,7 +146,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "bias_point",
             setpoints,
             body=[read],
-            settle=params.settle_s,
+            settle=settle_time(ctx, params.settle_s),
             coord=np.asarray(ks, dtype=float),
         )
         meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
@@ -266,10 +266,16 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
                     f.stderr[name] = math.hypot(f.stderr[name], 0.5 * (abs(shifts[0]) + abs(shifts[1])))
             f.stderr["gamma0_Hz"] = f["gamma0_Hz"] * f.stderr["ln_gamma0"]
         if f.success:
-            r0_base = f["gamma0_Hz"] * math.exp(-f["barrier_K"] / float(t_eff[base[0]]))
+            # the rate at base from the line itself: intercept and slope are correlated, and the
+            # systematics of T_eff move both so as to keep it where the base points put it
+            x_base = 1 / float(t_eff[base[0]])
+            line = fit_linear(1 / t_eff[use], ln_r0[use], err[use])
+            ln_base = line["intercept"] + line["slope"] * x_base
+            var = line.covariance @ np.array([1.0, x_base]) @ np.array([1.0, x_base]) if line.covariance is not None else math.nan
+            r0_base = math.exp(ln_base)
+            rel = math.sqrt(var) if math.isfinite(var) else f.error("ln_gamma0")
             f.values["tau_c_s"] = 1 / (2 * r0_base)
             f.values["ess_per_s"] = r0_base
-            rel = math.sqrt(f.error("ln_gamma0") ** 2)  # dominated by the intercept's error at base
             f.stderr["tau_c_s"] = f.values["tau_c_s"] * rel
             f.stderr["ess_per_s"] = r0_base * rel
         cells.append(CellResult(i, f, ln_r0, err, "" if f.success else "fit_failed"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import ndtr
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context
 from labstack.session import routines
@@ -40,7 +41,7 @@ def test_cryostat_recovers_base_heater_and_time_constants(virtual_station, tmp_p
     graph.calibrate_all()
     state = CalibrationState.load(tmp_path / "calibration_state")
     c = lab.truth.cryostat
-    (run,) = runs_of(tmp_path, "cryostat")
+    run = runs_of(tmp_path, "cryostat")[0]  # the warm-up; the cool-down is a run of its own
     base = truth_at_start(lab, run).mc_base_K  # with the bias lines where they were
     truth = {
         "mc_base_K": base,
@@ -56,15 +57,32 @@ def test_cryostat_recovers_base_heater_and_time_constants(virtual_station, tmp_p
     assert lab.cryostat.t_mc == pytest.approx(c.mc_base_K, rel=0.1)
 
 
-def _true_fidelity(lab, thresholds: np.ndarray, cells: list[int], n: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's assignment fidelity at its calibrated threshold, counted on readings of
-    known states through the lab's own readout chain (neighbours random), and its error."""
-    rng = np.random.default_rng(0)
-    spins = rng.choice(np.array([-1, 1], dtype=np.int8), size=(n, lab.truth.n_cells))
-    volts = lab.readout.voltages(spins, 1e-6).astype(float)
-    right = (volts > thresholds[None, :]) == (spins > 0)
-    fid = np.array([0.5 * (right[spins[:, i] > 0, i].mean() + right[spins[:, i] < 0, i].mean()) for i in cells])
-    return fid, np.sqrt(fid * (1 - fid) / (n / 2))
+def _expected_fidelity(lab, at, thresholds: np.ndarray, cells: list[int]) -> np.ndarray:
+    """Closed form: each cell's fidelity at its calibrated threshold, the levels as they were
+    (``at``), both neighbours' leaks with the neighbours in any state (stuck ones in theirs),
+    and Gaussian noise of the amplifier's white plus all its 1/f variance (the level wanders)."""
+    t, chain = lab.truth, lab.readout
+    amp = at.readout_amp_V  # with the gain as it had drifted then
+    gain = amp.max() / t.readout_amp_out_V().max()
+    flicker = float(np.sum(chain.flicker.variance)) if chain.flicker is not None else 0.0
+    sigma = gain * np.sqrt(chain.amplifier.noise_rms_V**2 + flicker)
+    c = np.concatenate([[0.0], chain.crosstalk, [0.0]])
+    out = []
+    for i in cells:
+        leaks = []  # (leak of the left neighbour, of the right one), with their possible states
+        for j, frac in ((i - 1, c[i]), (i + 1, c[i + 1])):
+            if 0 <= j < t.n_cells:
+                states = (t.cells.stuck[j],) if t.cells.stuck[j] else (-1, 1)
+                leaks.append([frac * amp[j] * s for s in states])
+            else:
+                leaks.append([0.0])
+        delta = thresholds[i] - at.readout_offset_V[i]
+        wrong = [
+            0.5 * (ndtr(-(amp[i] + a + b - delta) / sigma) + ndtr(-(amp[i] - a - b + delta) / sigma))
+            for a in leaks[0] for b in leaks[1]
+        ]
+        out.append(1.0 - float(np.mean(wrong)))
+    return np.array(out)
 
 
 CASES = [(16, s, ["readout", "cryostat", "bias_scurve"]) for s in ACCEPTANCE_SEEDS]
@@ -83,7 +101,8 @@ def test_readout_levels_and_broken_cells(virtual_station, tmp_path, cells, seed,
     healthy = np.flatnonzero(~broken)
     # every broken cell is flagged by both nodes, every healthy one passes readout
     health = np.array([state.value(f"cells.{i}.health") for i in range(cells)])
-    assert set(np.flatnonzero(health != "ok")) == set(np.flatnonzero(broken))
+    notes = {i: state.get(f"cells.{i}.health").note for i in np.flatnonzero(health != "ok")}
+    assert set(np.flatnonzero(health != "ok")) == set(np.flatnonzero(broken)), notes
     for i in np.flatnonzero(broken):
         assert not state.get(f"cells.{i}.readout_amp_V").valid
         if "bias_scurve" in names:  # the S-curve node names the readout's verdict
@@ -95,28 +114,26 @@ def test_readout_levels_and_broken_cells(virtual_station, tmp_path, cells, seed,
         if "p=1.00" in state.get(f"cells.{i}.health").note:
             assert health[i] == expected, (i, health[i], expected)
     # levels as the chain had them when the readout run took its data (offsets, gain drift)
-    at = truth_at_start(lab, runs_of(tmp_path, "readout")[0])
+    at = truth_at_middle(lab, runs_of(tmp_path, "readout")[0], "config")
     amp = [state.get(f"cells.{i}.readout_amp_V") for i in healthy]
     off = [state.get(f"cells.{i}.readout_offset_V") for i in healthy]
     assert within([e.value for e in amp], [e.stderr for e in amp], at.readout_amp_V[healthy]) >= 0.95
     assert within([e.value for e in off], [e.stderr for e in off], at.readout_offset_V[healthy]) >= 0.95
-    # the fidelity is a calibrated number: that of the calibrated threshold on known states
+    # the fidelity is a calibrated number, not ~1: that of the calibrated threshold, in closed form
     fidelity = [state.get(f"cells.{i}.readout_fidelity") for i in healthy]
     thresholds = np.array([state.value(f"cells.{i}.readout_threshold_V", 0.0) or 0.0 for i in range(cells)])
-    true_fid, mc_err = _true_fidelity(lab, thresholds, list(healthy))
-    errors = np.hypot([e.stderr for e in fidelity], mc_err)
-    assert within([e.value for e in fidelity], errors, true_fid) >= 0.95
+    expected = _expected_fidelity(lab, at, thresholds, list(healthy))
+    assert within([e.value for e in fidelity], [e.stderr for e in fidelity], expected) >= 0.95
+    assert min(e.value for e in fidelity) < 0.999  # a realistic readout misreads
 
 
 @pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
 def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, tmp_path, seed):
     station, lab = virtual_station(seed=seed, cells=16, dead=0.1)
-    names = ["readout", "cryostat", "bias_scurve", "effective_temperature", "thermalization"]
-    lean = {  # fewer samples; bias points at base keep the Arrhenius fit checked
-        "effective_temperature": routines()["effective_temperature"].Parameters(n_samples=300),
-        "thermalization": routines()["thermalization"].Parameters(n_samples=12000),
-    }
-    graph = _graph(station, tmp_path, names, **lean)
+    names = ["readout", "cryostat", "bias_scurve", "bias_settling", "effective_temperature", "thermalization"]
+    # the routines' own parameters: a realistic chip's exponent needs every plateau's full
+    # S-curves, and its readout's misreadings the rates' full sample count
+    graph = _graph(station, tmp_path, names)
     graph.calibrate_all()
     state = CalibrationState.load(tmp_path / "calibration_state")
     t = lab.truth
@@ -140,12 +157,14 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     ln_g = [np.log(e.value) for e in gamma]
     ln_err = [e.stderr / e.value for e in gamma]
     assert within(ln_g, ln_err, np.log(t.cells.gamma0_Hz[live])) >= 0.95
-    # correlation time at base, zero field: the Kramers value of the truth at its acquisition
+    # correlation time at base, zero field: the Kramers value of the truth at its acquisition.
+    # In units of its error, not a fixed 15 %: a realistic readout misreads ~1 % of samples, so
+    # rates come from autocovariances beyond lag 1 with jackknife errors of 5-15 % per point
     base_run = runs_of(tmp_path, "thermalization")[0]
     t_eff = truth_at_middle(lab, base_run, "bias_point").t_eff_K
     true_tau = np.exp(t.cells.barrier_K[live] / t_eff) / (2 * t.cells.gamma0_Hz[live])
-    tau = np.array([state.value(f"cells.{i}.tau_c_s") for i in live])
-    assert np.all(np.abs(np.log(tau / true_tau)) < 0.15)
+    tau = [state.get(f"cells.{i}.tau_c_s") for i in live]
+    assert within(np.log([e.value for e in tau]), [e.stderr / e.value for e in tau], np.log(true_tau)) >= 0.95
     assert state.value("thermalization.ess_per_s_min") > 1e4
     # right after: nothing to recalibrate (the fridge waits take hours of virtual time,
     # so bias_scurve's 4 h timeout may have passed: then only its cheap check runs)

@@ -111,6 +111,19 @@ def test_couplers_match_truth_and_dead_cells_flag_their_couplers(calibrated):
     assert _within(pulls) >= 0.95, np.round(pulls, 1)
 
 
+def test_bias_line_settling_matches_the_line_filters(calibrated):
+    """The measured line time constant is the lines' (to within their +-5 % spread), and the
+    wait every later sweep makes leaves less than 1e-3 of a step."""
+    _, lab, data_dir, _ = calibrated
+    state = _state(data_dir)
+    tau = state.get("dac.line_tau_s")
+    lines = lab.truth.dac.bias_line_tau_s
+    assert abs(tau.value - lines.mean()) < 3 * tau.stderr, (tau.value, tau.stderr, lines.mean())
+    settle = state.value("dac.settle_s")
+    slowest = float(lines.max())
+    assert np.exp(-settle / slowest) * (1 + settle / slowest) < 1e-3  # the slowest line has settled
+
+
 def test_validation_kl_below_acceptance(calibrated):
     _, lab, data_dir, _ = calibrated
     state = _state(data_dir)

@@ -463,7 +463,7 @@ class VirtualLab:
             probes = np.unique(np.round(np.geomspace(1, n_samples, MAX_STRETCH_PROBES)).astype(int)) - 1
         else:
             probes = np.arange(n_samples)
-        field_dev = self.dacs.deviation(t0 + (probes + 0.5) * period) * gain
+        field_dev = self.dacs.deviation(t0 + (probes + 1.0) * period) * gain
         out: list[tuple[int, int, float]] = []
         start = 0
         while start < probes.size:
@@ -476,8 +476,8 @@ class VirtualLab:
                 end = max(end, start + 1)
             first = int(probes[start])
             last = int(probes[end]) if end < probes.size else n_samples
-            mid = 0.5 * (first + last)
-            out.append((first, last - first, t0 + mid * period))
+            mid = 0.5 * (first + last)  # sample k is the state at t0 + (k + 1) period
+            out.append((first, last - first, t0 + (mid + 0.5) * period))
             start = end
         return out
 
