@@ -5,7 +5,7 @@ A cell sampled every ``Delta`` is a two-state Markov chain with
 ``lambda = exp(-Delta / tau_c)`` (exact for the telegraph process at any
 ``Delta``). A perfect readout could count transitions; a real one misreads a sample
 now and then, and each misreading counts as two switches, so ``tau_c`` and ``p``
-come from the decay of the states' autocovariance at lags of two samples and more,
+come from the decay of the states' autocovariance at lags of three samples and more,
 where misreadings do not reach (:func:`labstack.fit.telegraph.switching_rates`),
 with jackknife errors. The Kramers rates are ``r_up = p / tau_c``,
 ``r_down = (1 - p) / tau_c``. Their geometric mean ``r0 = sqrt(r_up r_down) =
@@ -16,7 +16,7 @@ temperature measures the same ``r0`` (a model check), and ``ln r0`` against
 uncertainty of ``T_x`` is propagated by refitting with ``T_x +- sigma``.
 
 Reported per cell: ``gamma0_Hz``, ``barrier_K``, the correlation time at base
-and zero field ``tau_c_s`` and the effective samples per second there,
+and zero field ``tau_c_s`` (from the base points themselves) and the effective samples per second there,
 ``1 / (2 tau_c)`` (the integrated autocorrelation time of a telegraph signal is
 ``2 tau_c``).
 
@@ -63,7 +63,7 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
-from labstack.fit import FitResult, fit_linear
+from labstack.fit import FitResult, fit_linear, two_level_threshold
 from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
 
@@ -125,7 +125,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     good = np.isfinite(v0) & np.isfinite(alpha)
     t_x = float(ctx.state.value("noise.t_excess_K"))
     n_exp = float(ctx.state.value("noise.t_eff_exponent"))
-    thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
     rate = sample_rate(ctx, params)
     read = sample_cells(ctx.station, layout, rate, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sampler = ctx.station.components[layout.readout]
@@ -152,7 +151,12 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
         ds = run(ctx, NAME, seq, meta)
         run_ids.append(ds.attrs["run_id"])
-        states = ds["samples"].transpose("bias_point", "cell", "sample").values > thresholds[None, :, None]
+        # each cell split halfway between the two levels of this very run: the readout offset
+        # has drifted since the readout node ran, and a threshold off-centre misreads one
+        # state more than the other, which the rate estimate does not allow for
+        readings = ds["samples"].transpose("bias_point", "cell", "sample").values
+        thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(n)])
+        states = readings > thresholds[None, :, None]
         for j, k in enumerate(ks):
             blocks.append((t_chip, float(k), states[j]))
     return xr.Dataset(
@@ -266,14 +270,18 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
                     f.stderr[name] = math.hypot(f.stderr[name], 0.5 * (abs(shifts[0]) + abs(shifts[1])))
             f.stderr["gamma0_Hz"] = f["gamma0_Hz"] * f.stderr["ln_gamma0"]
         if f.success:
-            # the rate at base from the line itself: intercept and slope are correlated, and the
-            # systematics of T_eff move both so as to keep it where the base points put it
-            x_base = 1 / float(t_eff[base[0]])
-            line = fit_linear(1 / t_eff[use], ln_r0[use], err[use])
-            ln_base = line["intercept"] + line["slope"] * x_base
-            var = line.covariance @ np.array([1.0, x_base]) @ np.array([1.0, x_base]) if line.covariance is not None else math.nan
+            # the rate at base as the base points measured it (their weighted mean): no model,
+            # no T_eff; from the line only if no base point was measurable
+            at_base = [j for j in base if use[j]]
+            if at_base:
+                w = 1 / err[at_base] ** 2
+                ln_base = float(np.sum(w * ln_r0[at_base]) / w.sum())
+                rel = float(1 / math.sqrt(w.sum()))
+            else:
+                x_base = 1 / float(t_eff[base[0]])
+                ln_base = f["ln_gamma0"] - f["barrier_K"] * x_base
+                rel = f.error("ln_gamma0")
             r0_base = math.exp(ln_base)
-            rel = math.sqrt(var) if math.isfinite(var) else f.error("ln_gamma0")
             f.values["tau_c_s"] = 1 / (2 * r0_base)
             f.values["ess_per_s"] = r0_base
             f.stderr["tau_c_s"] = f.values["tau_c_s"] * rel

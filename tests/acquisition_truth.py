@@ -18,8 +18,10 @@ from labstack.sim.lab import TruthAt, VirtualLab
 
 
 def runs_of(data_dir: str | Path, calibration: str) -> list[xr.Dataset]:
-    """Every stored acquisition of a calibration routine, oldest first."""
-    return [load_run(r.id, data_dir).dataset() for r in list_runs(data_dir, calibration=calibration)]
+    """Every stored acquisition of a calibration routine, in the order of lab time (run ids
+    order by wall-clock second only)."""
+    runs = [load_run(r.id, data_dir).dataset() for r in list_runs(data_dir, calibration=calibration)]
+    return sorted(runs, key=lambda ds: float(ds.attrs["clock_start"]))
 
 
 def point_times(dataset: xr.Dataset, dim: str) -> np.ndarray:

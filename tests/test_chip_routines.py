@@ -149,7 +149,8 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     runs = runs_of(tmp_path, "effective_temperature")
     at = lab.truth_at(0.5 * (float(runs[0].attrs["clock_start"]) + float(runs[-1].attrs["clock_start"])))
     alpha = [state.get(f"cells.{i}.alpha_K_per_V") for i in live]
-    assert within([e.value for e in alpha], [e.stderr for e in alpha], at.alpha_K_per_V[live]) >= 0.95
+    pulls = (np.array([e.value for e in alpha]) - at.alpha_K_per_V[live]) / [e.stderr for e in alpha]
+    assert within([e.value for e in alpha], [e.stderr for e in alpha], at.alpha_K_per_V[live]) >= 0.95, pulls
     barrier = [state.get(f"cells.{i}.barrier_K") for i in live]
     gamma = [state.get(f"cells.{i}.gamma0_Hz") for i in live]
     assert within([e.value for e in barrier], [e.stderr for e in barrier], t.cells.barrier_K[live]) >= 0.95
@@ -157,14 +158,12 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     ln_g = [np.log(e.value) for e in gamma]
     ln_err = [e.stderr / e.value for e in gamma]
     assert within(ln_g, ln_err, np.log(t.cells.gamma0_Hz[live])) >= 0.95
-    # correlation time at base, zero field: the Kramers value of the truth at its acquisition.
-    # In units of its error, not a fixed 15 %: a realistic readout misreads ~1 % of samples, so
-    # rates come from autocovariances beyond lag 1 with jackknife errors of 5-15 % per point
+    # correlation time at base, zero field: the Kramers value of the truth at its acquisition
     base_run = runs_of(tmp_path, "thermalization")[0]
     t_eff = truth_at_middle(lab, base_run, "bias_point").t_eff_K
     true_tau = np.exp(t.cells.barrier_K[live] / t_eff) / (2 * t.cells.gamma0_Hz[live])
-    tau = [state.get(f"cells.{i}.tau_c_s") for i in live]
-    assert within(np.log([e.value for e in tau]), [e.stderr / e.value for e in tau], np.log(true_tau)) >= 0.95
+    tau = np.array([state.value(f"cells.{i}.tau_c_s") for i in live])
+    assert np.all(np.abs(np.log(tau / true_tau)) < 0.15), np.log(tau / true_tau)
     assert state.value("thermalization.ess_per_s_min") > 1e4
     # right after: nothing to recalibrate (the fridge waits take hours of virtual time,
     # so bias_scurve's 4 h timeout may have passed: then only its cheap check runs)

@@ -6,13 +6,14 @@ time up and ``lambda = exp(-Delta / tau_c)``, the states' autocovariance at lag
 probability ``e`` adds misreadings that are independent from one sample to the
 next (nearly: the amplifier's low-pass correlates its noise over a sample or two),
 so the *observed* autocovariance is ``(1 - 2e)^2 p (1 - p) lambda^k`` at lags
-``k >= 2`` and more at lags 0 and 1. Counting transitions instead, as a perfect
+``k >= 3`` and more at lags 0 to 2. Counting transitions instead, as a perfect
 readout allows, mistakes every misreading for two switches and makes a cell read
 with fidelity 0.99 look several per cent faster than it is.
 
 So :func:`switching_rates` fits ``C(k) = A lambda^k`` to the observed autocovariance
-at lags from 2 to about three correlation times (a weighted line through
-``ln C(k)``), and recovers ``p`` and ``e`` from ``A`` and the observed mean
+at lags from 3 to about three correlation times (a weighted line through
+``ln C(k)``, the autocovariances first corrected for the variance of the mean they
+subtract, which would otherwise steepen the decay of a slow cell), and recovers ``p`` and ``e`` from ``A`` and the observed mean
 ``m = e + (1 - 2e) p``: ``(1 - 2e)^2 = 4 (A + (m - 1/2)^2)``. Then
 ``tau_c = -Delta / ln lambda`` and ``r0 = sqrt(r_up r_down) = sqrt(p (1 - p)) / tau_c``.
 The error of ``ln r0`` is a jackknife over blocks of the series (each much longer
@@ -28,9 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: lags (in samples) are taken on a geometric grid from 2 to the longest used
+#: lags (in samples) are taken on a geometric grid from FIRST_LAG to the longest used
 MAX_LAGS = 24
-BLOCKS = 20
+#: jackknife blocks: as many as keep each at least BLOCK_TIMES correlation times long, up to
+#: MAX_BLOCKS (the variance of a jackknife variance falls as 2 / blocks)
+MAX_BLOCKS = 40
+MIN_BLOCKS = 10
+BLOCK_TIMES = 10.0
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,13 @@ class Rates:
 NONE = Rates(math.nan, math.nan, math.nan, math.nan, math.nan)
 
 
+#: the first lag used: a sample or two apart, misreadings are still correlated through the
+#: amplifier's low-pass (a^2 = 0.06 of a reading left two samples on at a = 0.25; a^3 = 0.016)
+FIRST_LAG = 3
+
+
 def _lags(longest: int) -> np.ndarray:
-    return np.unique(np.round(np.geomspace(2, max(longest, 3), MAX_LAGS)).astype(int))
+    return np.unique(np.round(np.geomspace(FIRST_LAG, max(longest, FIRST_LAG + 2), MAX_LAGS)).astype(int))
 
 
 def _estimate(mean: float, cov: np.ndarray, lags: np.ndarray, period: float) -> tuple[float, float, float, float]:
@@ -95,19 +105,20 @@ def switching_rates(states: np.ndarray, period: float, min_transitions: int = 20
     correlation = -1.0 / math.log(1 - flips)
     x = s.astype(np.float64)
     n = x.size
-    lags = _lags(int(min(3 * correlation + 4, n // (4 * BLOCKS))))
-    size = n // BLOCKS
-    edges = np.arange(0, BLOCKS * size + 1, size)
+    blocks = int(np.clip(n // (BLOCK_TIMES * 3 * correlation), MIN_BLOCKS, MAX_BLOCKS))
+    lags = _lags(int(min(3 * correlation + 4, n // (4 * blocks))))
+    size = n // blocks
+    edges = np.arange(0, blocks * size + 1, size)
     # per block: sum of x and, for each lag, sum of x_t x_(t+k) over t in the block
-    sums = np.add.reduceat(x[: BLOCKS * size], edges[:-1])
-    prods = np.empty((BLOCKS, lags.size))
+    sums = np.add.reduceat(x[: blocks * size], edges[:-1])
+    prods = np.empty((blocks, lags.size))
     for j, k in enumerate(lags):
-        pk = np.zeros(BLOCKS * size)
-        pk[: min(n - k, BLOCKS * size)] = (x[:-k] * x[k:])[: BLOCKS * size]
+        pk = np.zeros(blocks * size)
+        pk[: min(n - k, blocks * size)] = (x[:-k] * x[k:])[: blocks * size]
         prods[:, j] = np.add.reduceat(pk, edges[:-1])
 
     def moments(drop: int | None) -> tuple[float, np.ndarray]:
-        keep = np.ones(BLOCKS, dtype=bool)
+        keep = np.ones(blocks, dtype=bool)
         if drop is not None:
             keep[drop] = False
         count = size * keep.sum()  # pairs per lag, to within k of them: k << a block
@@ -115,14 +126,25 @@ def switching_rates(states: np.ndarray, period: float, min_transitions: int = 20
         cov = prods[keep].sum(axis=0) / count - mean * mean
         return float(mean), cov
 
+    def estimate(mean: float, cov: np.ndarray, count: int) -> tuple[float, float, float, float]:
+        """As :func:`_estimate`, once more with the autocovariances corrected for the error of
+        the mean they subtract (it lowers every lag by var(mean), steepening the decay)."""
+        first = _estimate(mean, cov, lags, period)
+        if not math.isfinite(first[0]):
+            return first
+        lam = math.exp(-period / first[1])
+        amplitude = first[2] * (1 - first[2]) * (1 - 2 * first[3]) ** 2
+        var_mean = amplitude * (1 + lam) / ((1 - lam) * count)
+        return _estimate(mean, cov + var_mean, lags, period)
+
     mean, cov = moments(None)
-    ln_r0, tau, p, e = _estimate(mean, cov, lags, period)
+    ln_r0, tau, p, e = estimate(mean, cov, blocks * size)
     if not math.isfinite(ln_r0):
         return NONE
-    jack = np.array([_estimate(*moments(b), lags, period)[0] for b in range(BLOCKS)])
+    jack = np.array([estimate(*moments(b), (blocks - 1) * size)[0] for b in range(blocks)])
     if not np.all(np.isfinite(jack)):
         return NONE
-    err = math.sqrt((BLOCKS - 1) / BLOCKS * np.sum((jack - jack.mean()) ** 2))
+    err = math.sqrt((blocks - 1) / blocks * np.sum((jack - jack.mean()) ** 2))
     return Rates(ln_r0, err, tau, p, e)
 
 
