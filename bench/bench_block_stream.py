@@ -1,5 +1,8 @@
 """Block acquisition streamed to zarr: samples per second against a 1e7 samples/s target.
 
+Compared against: a fixed requirement (1e7 samples/s, the acquisition rate a sampler
+card delivers), not a peer program.
+
 A ``sampler.samples`` parameter returns a (64, 100000) float32 block (64 cells x 1e5
 samples) per get; a ``Trace`` with ``interval=0`` reads NB blocks back to back and
 labstack streams each block into the run's zarr store as it arrives. The blocks are

@@ -1,5 +1,8 @@
 """Full calibration of a 64-cell chip from cold: wall time, where it goes, and accuracy.
 
+Compared against: a fixed budget (120 s of wall time on the 2-core machine), not a
+peer program; the accuracy figures are against the simulator's ground truth.
+
 Runs every installed routine as one graph (``labstack calibrate``'s path) on a
 64-cell chain with dead cells and DAC crosstalk, and reports per node the wall and
 CPU time split into simulated physics (``VirtualLab.acquire``), the rest of the

@@ -1,5 +1,7 @@
 """Calibrate K virtual chips serially in this process, then as tasks on a Dask LocalCluster.
 
+Compared against: labstack itself, the same K chips calibrated one after the other in
+one process (no external peer: the question is what the cluster buys on this machine).
 Both calibrate the same K chips (seeds 1..K, 16 cells, the bias_scurve routine at
 ``--points`` x ``--samples``) into fresh data directories. The serial run goes first
 after a warm-up chip, so it pays no import or numba-compile cost (its best case);
@@ -71,6 +73,7 @@ def main() -> None:
 def _warm() -> None:
     import labstack.session  # noqa: F401
     import labstack.sim.kernels  # noqa: F401
+    import labstack.sim.lattice_kernels  # noqa: F401
     import labstack.station  # noqa: F401
 
 

@@ -179,3 +179,64 @@ def plot(results: list[ScurveResult], dataset: xr.Dataset) -> Any:
         ax.set_ylabel("P(+1)")
     fig.tight_layout()
     return fig
+
+
+def figures(results: list[ScurveResult], dataset: xr.Dataset | None = None) -> list[Any]:
+    """S-curves with their fits and residuals (one panel per cell), and V0 and width per cell.
+
+    The fit line includes the readout misassignment ``e`` the fit folded in, so the
+    residuals are those the fit minimised.
+    """
+    from labstack.calibrations import _figures as F
+
+    out = []
+    if dataset is not None and "bias" in dataset:
+        volts = np.asarray(dataset["bias"].values, float)
+        fine = np.linspace(volts.min(), volts.max(), 300)
+        shown = results[: F.MAX_PANELS]
+        fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: P(+1) vs bias, fit and residuals")
+        for ax, rax, r in zip(axes, resid, shown, strict=False):
+            title = f"cell {r.cell}"
+            if "p" not in r.fit.extra:
+                F.failed_panel(ax, rax, f"{title}: {r.flag}", r.fit.message, "bias (V)", "P(+1) measured")
+                continue
+            p, p_err = np.asarray(r.fit.extra["p"]), np.asarray(r.fit.extra["p_err"])
+            ax.errorbar(volts, p, p_err, fmt=".", ms=3, lw=0.8, label="data")
+            ax.set_ylabel("P(+1) measured")
+            rax_label = "bias (V)"
+            if r.ok:
+                e = r.misassignment if np.isfinite(r.misassignment) else 0.0
+
+                def model(v: np.ndarray, r: ScurveResult = r, e: float = e) -> np.ndarray:
+                    return e + (1 - 2 * e) * logistic(v, r.fit["v0_V"], r.fit["width_V"])
+
+                ax.plot(fine, model(fine), lw=1, color="C1", label="fit")
+                F.residuals(rax, volts, (p - model(volts)) / p_err, rax_label)
+                v0 = F.value_text("V0", r.fit["v0_V"], r.fit.error("v0_V"), "V")
+                w = F.value_text("w", r.fit["width_V"], r.fit.error("width_V"), "V")
+                ax.set_title(f"{title}: {v0}\n{w}, χ²ᵣ {r.fit.chi2_reduced:.2f}", fontsize=7)
+            else:
+                ax.set_title(f"{title}: {r.flag}", fontsize=7, color="#b00")
+                rax.set_visible(False)
+                ax.set_xlabel(rax_label)
+                ax.tick_params(labelbottom=True)
+        out.append(fig)
+    good = [r for r in results if r.ok]
+    if good:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax_v, ax_w = fig.subplots(1, 2)
+        cells = [r.cell for r in good]
+        ax_v.errorbar(cells, [r.fit["v0_V"] * 1e3 for r in good], [r.fit.error("v0_V") * 1e3 for r in good], fmt="o", ms=4)
+        ax_w.errorbar(cells, [r.fit["width_V"] * 1e3 for r in good], [r.fit.error("width_V") * 1e3 for r in good], fmt="o", ms=4)
+        for ax, name in ((ax_v, "offset V0 (mV)"), (ax_w, "width w (mV)")):
+            ax.set_xlabel("cell")
+            ax.set_ylabel(name)
+            F.integer_ticks(ax)
+        ax_v.set_title("offsets")
+        ax_w.set_title("widths")
+        flagged = [f"{r.cell} ({r.flag})" for r in results if not r.ok]
+        fig.suptitle(f"{NAME}: per cell" + (f"; flagged: {', '.join(flagged)}" if flagged else ""))
+        out.append(fig)
+    return out

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -160,6 +161,10 @@ class SettlingResult:
     filter_tau_s: float
     cells: list[int] = field(default_factory=list)
     profile: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
+    #: time after the step, and per direction (up, down) the cells' mean state and the model's
+    transient: tuple[np.ndarray, np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0), np.zeros((2, 0)), np.zeros((2, 0)))
+    )
 
     @property
     def ok(self) -> bool:
@@ -277,6 +282,13 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> SettlingResult
         err = t2 * 0.5 * abs(bounds[1] - bounds[0])
     upper = t2 + 3 * err
     settle = settle_time(t1, upper * (1 + params.line_spread), params.residual)
+    ab, _ = _cell_logistic(y, volts(t2), e)
+    v = volts(t2)
+    vc = v - v.mean(axis=1, keepdims=True)
+    model = e[:, None] + (1 - 2 * e[:, None]) / (1 + np.exp(-np.clip(ab[:, :1] + ab[:, 1:] * vc, -30, 30)))
+    grid_t = np.unique(np.round(t_all, 12))
+    data_mean = np.array([[y[:, (t_all == t) & (up == d)].mean() for t in grid_t] for d in (True, False)])
+    model_mean = np.array([[model[:, (t_all == t) & (up == d)].mean() for t in grid_t] for d in (True, False)])
     result = FitResult(
         "line_settling",
         {"line_tau_s": t2, "settle_s": settle},
@@ -285,7 +297,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> SettlingResult
         absolute_sigma=True,
         extra={"filter_tau_s": t1},
     )
-    return SettlingResult(result, t1, cells, (np.exp(grid), values))
+    return SettlingResult(result, t1, cells, (np.exp(grid), values), (grid_t, data_mean, model_mean))
 
 
 # --------------------------------------------------------------------- check
@@ -321,3 +333,41 @@ def table(result: SettlingResult) -> str:
         f"(output filter {result.filter_tau_s * 1e6:.3g} us, {len(result.cells)} cells); "
         f"sweeps wait {f['settle_s'] * 1e3:.1f} ms"
     )
+
+
+def figures(result: SettlingResult, dataset: xr.Dataset | None = None) -> list[Any]:
+    """The cells' mean state after an up and a down step with the fitted model; the profile
+    likelihood of the line's time constant."""
+    from matplotlib.figure import Figure
+
+    out = []
+    t, data, model = result.transient
+    if t.size:
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        for k, (label, colour) in enumerate((("step up", "C3"), ("step down", "C0"))):
+            ax.plot(t * 1e3, data[k], "o", ms=3, color=colour, label=f"{label}: cells' mean state")
+            ax.plot(t * 1e3, model[k], "-", lw=1, color=colour, label=f"{label}: model")
+        ax.set_xscale("log")
+        ax.set_xlabel("time after the step (ms)")
+        ax.set_ylabel("P(+1), mean over cells")
+        ax.legend(fontsize=7)
+        tau = result.fit.values.get("line_tau_s", math.nan)
+        ax.set_title(f"{NAME}: transients, line tau {tau * 1e3:.2f} ms" if result.ok else f"{NAME}: {result.fit.message}")
+        out.append(fig)
+    taus, nll = result.profile
+    if taus.size:
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot(taus * 1e3, nll - nll.min(), "-", color="C0")
+        if result.ok:
+            f = result.fit
+            ax.axvline(f["line_tau_s"] * 1e3, color="C1", lw=1)
+            ax.axvspan((f["line_tau_s"] - f.error("line_tau_s")) * 1e3, (f["line_tau_s"] + f.error("line_tau_s")) * 1e3,
+                       color="C1", alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("line time constant (ms)")
+        ax.set_ylabel("-log likelihood (from its minimum)")
+        ax.set_title(f"{NAME}: profile likelihood of the line time constant")
+        out.append(fig)
+    return out

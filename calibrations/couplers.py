@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -289,3 +290,35 @@ def table(results: list[CouplerResult]) -> str:
         else:
             lines.append(f"{r.coupler:>3} {pair:>7}  {'—':>14}  {'—':>15}  {'—':>5}  {r.flag}: {r.fit.message}")
     return "\n".join(lines)
+
+
+def figures(results: list[CouplerResult], dataset: xr.Dataset | None = None) -> list[Any]:
+    """β = J / T_eff against each coupler's voltage, the fitted line through zero at Vc0, residuals."""
+    from labstack.calibrations import _figures as F
+
+    shown = results[: F.MAX_PANELS]
+    if not shown:
+        return []
+    fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: coupling β = J / T_eff vs coupler voltage")
+    xlabel = "coupler voltage (V)"
+    for ax, rax, r in zip(axes, shown and resid, shown, strict=False):
+        title = f"coupler {r.coupler} ({r.pair[0]}–{r.pair[1]})"
+        if r.beta.size == 0:
+            F.failed_panel(ax, rax, f"{title}: {r.flag}", r.fit.message, xlabel, "β")
+            continue
+        ax.errorbar(r.volts, r.beta, r.beta_err, fmt="o", ms=3)
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_ylabel("β = J / T_eff")
+        if r.ok:
+            f = r.fit
+            line = f["slope_per_V"] * (r.volts - f["vc0_V"])
+            ax.plot(r.volts, line, color="C1", lw=1)
+            F.residuals(rax, r.volts, (r.beta - line) / r.beta_err, xlabel)
+            ax.set_title(f"{title}: {F.value_text('Vc0', f['vc0_V'], f.error('vc0_V'), 'V')}\n"
+                         f"{F.value_text('κ/T', f['slope_per_V'], f.error('slope_per_V'), '1/V')}", fontsize=7)
+        else:
+            ax.set_title(f"{title}: {r.flag}", fontsize=7, color="#b00")
+            ax.set_xlabel(xlabel)
+            ax.tick_params(labelbottom=True)
+            rax.set_visible(False)
+    return [fig]

@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -335,3 +336,27 @@ def table(result: CrosstalkResult) -> str:
             f"{result.chi2_reduced[i]:>5.2f}  ok"
         )
     return "\n".join(lines)
+
+
+def figures(result: CrosstalkResult, dataset: xr.Dataset | None = None) -> list[Any]:
+    """The crosstalk matrix C as a heat map, and each entry's significance |C| / σ.
+
+    Unmeasured entries (a cell's own group, flagged rows) are grey, not zero.
+    """
+    from labstack.calibrations import _figures as F
+
+    n = result.matrix.shape[0]
+    measured = np.isfinite(result.slopes)
+    matrix = np.where(measured, result.matrix, np.nan)
+    errors = np.where(measured, result.matrix_err, np.nan)
+    if not measured.any():
+        return []
+    flagged = [i for i in range(n) if result.flags[i]]
+    note = f"\ngrey: unmeasured, flagged rows {flagged}" if flagged else "\ngrey: unmeasured"
+    heat = F.heat_map(matrix, errors, f"{NAME}: C = Xt / α{note}", "C (V/V)",
+                      xlabel="bias line j", ylabel="cell i")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        significance = np.abs(matrix) / errors
+    sig = F.heat_map(significance, None, f"{NAME}: significance\n|C| / σ per entry", "|C| / σ",
+                     xlabel="bias line j", ylabel="cell i")
+    return [heat, sig]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -388,3 +389,60 @@ def table(result: CryostatResult) -> str:
         if f is not None:
             lines.append(f"{label:<20} {quality.judge(label, f).spec.value} (chi2_red {f.chi2_reduced:.3g})")
     return "\n".join(lines)
+
+
+def figures(result: CryostatResult, dataset: xr.Dataset | None = None) -> list[Any]:
+    """Warm-up and cool-down of the mixing chamber and the chip with their fits and residuals.
+
+    Fits are made on ln T with errors scaled by the residuals, so the residual panels
+    show ``(ln T - model) / rms``: structure in them is a wrong model, not noise.
+    """
+    from labstack.calibrations import _figures as F
+
+    if dataset is None or "t_heat" not in dataset.dims:
+        return []
+    steps = [("heat", "warm-up", result.heat, result.chip_heat), ("cool", "cool-down", result.cool, result.chip_cool)]
+    out = []
+    for stage, label in (("mc", "mixing chamber"), ("chip", "chip")):
+        fig, axes, resid = F.panels_with_residuals(2, f"{NAME}: {label} temperature after a heater step", cols=2, size=(4.2, 2.8))
+        for ax, rax, (phase, title, mc_fit, chip_fit) in zip(axes, resid, steps, strict=True):
+            var = f"T_{stage}_{phase}"
+            if var not in dataset:
+                F.failed_panel(ax, rax, f"{label} {title}", f"no {label} thermometer", "time since step (s)", "T (mK)")
+                continue
+            t = dataset[f"t_{phase}"].values.astype(float)
+            t = t - t[0]
+            temps = dataset[var].values.astype(float)
+            ax.plot(t, temps * 1e3, ".", ms=2, label="thermometer")
+            ax.set_ylabel("T (mK)")
+            fit = mc_fit if stage == "mc" else chip_fit
+            if fit is None or not fit.success:
+                ax.set_title(f"{label} {title}: fit failed", fontsize=8, color="#b00")
+                rax.set_visible(False)
+                ax.set_xlabel("time since step (s)")
+                ax.tick_params(labelbottom=True)
+                continue
+            model = _stage_model(t, stage, mc_fit, fit)
+            ax.plot(t, model * 1e3, color="C1", lw=1, label="fit")
+            r = np.log(temps) - np.log(model)
+            rms = float(np.sqrt(np.mean(r**2))) or 1.0
+            F.residuals(rax, t, r / rms, "time since step (s)")
+            rax.set_ylabel("pull (rms)")
+            if stage == "mc":
+                text = f"{F.value_text('T∞', fit['T_inf'], fit.error('T_inf'), 'K')}, {F.value_text('τ', fit['tau'], fit.error('tau'), 's')}"
+            else:
+                text = F.value_text("τ_chip", fit["tau"], fit.error("tau"), "s")
+            ax.set_title(f"{label} {title}: {text}", fontsize=7)
+        out.append(fig)
+    return out
+
+
+def _stage_model(t: np.ndarray, stage: str, mc: FitResult, fit: FitResult) -> np.ndarray:
+    """The fitted curve at times ``t`` (from the step): the MC's settling, or the chip's lag of it."""
+    if stage == "mc":
+        return dilution_settling(t, fit["T_inf"], fit["T0"], fit["tau"])
+    tau = fit["tau"]
+    step = min(tau / 10, 1.0)
+    grid = np.arange(0.0, t.max() + 2 * step, step)
+    drive = dilution_settling(grid, mc["T_inf"], mc["T0"], mc["tau"])
+    return np.interp(t, grid, _lag_exact(drive, step, tau, fit["T_start"]))

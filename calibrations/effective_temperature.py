@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -397,3 +398,70 @@ def table(result: Result) -> str:
     for i, why in sorted(result.flags.items()):
         lines.append(f"{i:>4}  flagged: {why}")
     return "\n".join(lines)
+
+
+def figures(result: Result, dataset: xr.Dataset | None = None) -> list[Any]:
+    """T_eff of every cell against the chip temperature with the fitted law and the T_x floor.
+
+    Each point is ``T_eff = 2 α_i w`` from one S-curve width (its error from the
+    width's); the line is ``(T^n + T_x^n)^(1/n)``; the residual panel shows the
+    widths' pulls against the joint fit. Then the gains α per cell.
+    """
+    from matplotlib.figure import Figure
+
+    from labstack.calibrations import _figures as F
+
+    f = result.alpha
+    t_chip = np.asarray(result.t_chip, float)
+    if not f.success:
+        measured = np.isfinite(result.widths)
+        if not measured.any():
+            return []
+        fig = Figure(figsize=(6, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        for k, t in enumerate(t_chip):
+            cells = np.flatnonzero(measured[k])
+            ax.errorbar(cells, result.widths[k, cells] * 1e3, result.width_err[k, cells] * 1e3, fmt="o", ms=4,
+                        label=f"T_chip {F.format_value(t, None, 'K')}")
+        ax.set_xlabel("cell")
+        ax.set_ylabel("S-curve width (mV)")
+        F.integer_ticks(ax)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{NAME}: widths only ({f.message})")
+        return [fig]
+    n = 2.0 if dataset is None else float(dataset.attrs.get("t_eff_exponent", 2.0))
+    t_x = f["t_excess_K"]
+    fig, (ax,), (rax,) = F.panels_with_residuals(1, f"{NAME}: T_eff vs chip temperature, "
+                                                 f"{F.value_text('T_x', t_x, f.error('t_excess_K'), 'K')}",
+                                                 cols=1, size=(6.5, 3.6))
+    grid = np.linspace(0, t_chip.max() * 1.1, 200)
+    for k, i in enumerate(result.cells):
+        alpha = f[f"alpha_{i}"]
+        ok = np.isfinite(result.widths[:, i])
+        colour = f"C{k % 10}"
+        ax.errorbar(t_chip[ok] * 1e3, 2 * alpha * result.widths[ok, i] * 1e3, 2 * alpha * result.width_err[ok, i] * 1e3,
+                    fmt="o", ms=4, color=colour, label=f"cell {i}" if k < 8 else None)
+        model_w = t_eff(t_chip[ok], t_x, n) / (2 * alpha)
+        rax.plot(t_chip[ok] * 1e3, (result.widths[ok, i] - model_w) / result.width_err[ok, i], "o", ms=3, color=colour)
+    ax.plot(grid * 1e3, t_eff(grid, t_x, n) * 1e3, color="k", lw=1, label="(T^n + T_x^n)^(1/n)")
+    ax.axhline(t_x * 1e3, color="0.4", ls="--", lw=0.8, label="T_x floor")
+    ax.plot(grid * 1e3, grid * 1e3, color="0.6", ls=":", lw=0.8, label="T_eff = T_chip")
+    ax.set_ylabel("T_eff = 2 α w (mK)")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(f"χ²ᵣ {f.chi2_reduced:.2f} ({f.dof} dof)", fontsize=8)
+    rax.axhspan(-1, 1, color="0.9", zorder=0)
+    rax.axhline(0, color="0.4", lw=0.6)
+    rax.set_xlabel("chip temperature T_chip (mK)")
+    rax.set_ylabel("width pull (σ)")
+    rax.set_title("residuals", fontsize=7, loc="right", pad=1)
+    out = [fig]
+    gains = Figure(figsize=(6, 3), layout="constrained")
+    gx = gains.add_subplot()
+    gx.errorbar(result.cells, [f[f"alpha_{i}"] for i in result.cells], [f.error(f"alpha_{i}") for i in result.cells], fmt="o", ms=4)
+    gx.set_xlabel("cell")
+    gx.set_ylabel("gain α (K/V)")
+    F.integer_ticks(gx)
+    flagged = sorted(result.flags)
+    gx.set_title(f"{NAME}: bias gain per cell" + (f"; flagged {flagged}" if flagged else ""))
+    out.append(gains)
+    return out

@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -437,3 +438,67 @@ def table(result: ReadoutResult) -> str:
         else:
             lines.append(f"{r.cell:>4}  {'—':>14}  {'—':>14}  {'—':>8}  {'—':>10}  {r.fit.message}")
     return "\n".join(lines)
+
+
+def figures(result: ReadoutResult, dataset: xr.Dataset | None = None) -> list[Any]:
+    """Each cell's readings in the four configurations with the fitted levels (a Gaussian of the
+    fitted noise about each) and Pearson residuals; the levels, leaks and fidelities per cell."""
+    from matplotlib.figure import Figure
+    from scipy.special import ndtr
+
+    from labstack.calibrations import _figures as F
+
+    results = result.cells
+    out = []
+    if dataset is not None and "samples" in dataset:
+        samples = dataset["samples"].transpose("cell", "config", "sample").values.astype(float)
+        configs = np.asarray(_attr(dataset, "configs"), dtype=float)
+        shown = results[: F.MAX_PANELS]
+        fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: readings per cell, fitted levels")
+        for ax, rax, r in zip(axes, resid, shown, strict=False):
+            pooled = samples[r.cell].ravel()
+            counts, edges = np.histogram(pooled, bins=60)
+            centres = 0.5 * (edges[1:] + edges[:-1]) * 1e3
+            ax.stairs(counts, edges * 1e3, color="C0", label="readings")
+            ax.set_ylabel("readings per bin")
+            ax.set_yscale("symlog", linthresh=1)
+            if r.ok:
+                f = r.fit
+                own, nb = configs[:, r.cell % 2], configs[:, 1 - r.cell % 2]
+                levels = f["offset_V"] + f["amp_V"] * own + f["leak_V"] * nb
+                per = samples.shape[2]
+                mu = sum(per * np.diff(ndtr((edges - lv) / f["noise_V"])) for lv in levels)
+                ax.plot(centres, mu, color="C1", lw=1, label="fit")
+                ax.axvline(f["threshold"] * 1e3, color="0.5", ls=":", lw=0.8)
+                F.residuals(rax, centres, (counts - mu) / np.sqrt(np.maximum(mu, 1e-9)), "reading (mV)")
+                amp = F.value_text("A", f["amp_V"], f.error("amp_V"), "V")
+                ax.set_title(f"cell {r.cell}: {amp}\nfidelity {F.format_value(f['fidelity'], f.error('fidelity'))}", fontsize=7)
+            else:
+                ax.set_title(f"cell {r.cell}: {r.health or 'no fit'} (one level)", fontsize=7, color="#b00")
+                ax.set_xlabel("reading (mV)")
+                ax.tick_params(labelbottom=True)
+                rax.set_visible(False)
+        out.append(fig)
+    good = [r for r in results if r.ok]
+    if good:
+        fig = Figure(figsize=(7, 3.2), layout="constrained")
+        ax = fig.add_subplot()
+        cells = np.array([r.cell for r in good])
+        off = np.array([r.fit["offset_V"] for r in good])
+        amp = np.array([r.fit["amp_V"] for r in good])
+        amp_err = np.array([r.fit.error("amp_V") for r in good])
+        ax.errorbar(cells, (off - amp) * 1e3, amp_err * 1e3, fmt="o", ms=5, color="C0", label="level −1")
+        ax.errorbar(cells, (off + amp) * 1e3, amp_err * 1e3, fmt="o", ms=5, color="C3", label="level +1")
+        ax.errorbar(cells, off * 1e3, [r.fit.error("threshold") * 1e3 for r in good], fmt="_", ms=8, color="0.4", label="threshold")
+        broken = [r for r in results if not r.ok]
+        for r in broken:
+            ax.plot(r.cell, r.level_V * 1e3, "x", color="#b00", ms=8)
+            ax.annotate(r.health or "?", (r.cell, r.level_V * 1e3), fontsize=7, color="#b00",
+                        textcoords="offset points", xytext=(4, 4))
+        ax.set_xlabel("cell")
+        ax.set_ylabel("reading (mV)")
+        F.integer_ticks(ax)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{NAME}: readout levels per cell" + (f" ({len(broken)} broken, ✕: their one level)" if broken else ""))
+        out.append(fig)
+    return out

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -76,6 +77,8 @@ TIMEOUT_S = 24 * 3600.0
 class Parameters:
     #: plateaus above base, as multiples of the base effective temperature
     t_eff_steps: tuple[float, ...] = (1.08, 1.16)
+    #: chip temperatures (K, 0 = base) instead of the T_eff steps, when given
+    temperatures_K: tuple[float, ...] | None = None
     #: bias points in S-curve widths from V0, measured at base
     bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
     n_samples: int = 20000
@@ -130,7 +133,12 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     sampler = ctx.station.components[layout.readout]
     idle_couplers(ctx, layout)
     t_base = float(ctx.state.value("cryostat.mc_base_K"))
-    temps = plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps) if mode is Mode.CALIBRATE else [0.0]
+    if mode is not Mode.CALIBRATE:
+        temps = [0.0]
+    elif params.temperatures_K is not None:
+        temps = [float(t) for t in params.temperatures_K]
+    else:
+        temps = plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps)
     blocks, run_ids = [], []
     for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus):
         t_chip = chip_temperature(ctx)
@@ -354,3 +362,52 @@ def table(result: Result) -> str:
         else:
             lines.append(f"{r.cell:>4}  {r.flag}: {r.fit.message}")
     return "\n".join(lines)
+
+
+def figures(result: Result, dataset: xr.Dataset | None = None) -> list[Any]:
+    """Arrhenius plot per cell: ln r0 against 1 / T_eff with the fitted line and residuals;
+    then the correlation time at base per cell."""
+    from matplotlib.figure import Figure
+
+    from labstack.calibrations import _figures as F
+
+    inv_t = 1.0 / np.asarray(result.t_eff, float)
+    shown = [r for r in result.cells if r.flag != "not_measured"][: F.MAX_PANELS]
+    if not shown:
+        return []
+    fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: Arrhenius plot, ln r0 = ln Γ0 − ΔU / T_eff")
+    xlabel = "1 / T_eff (1/K)"
+    for ax, rax, r in zip(axes, resid, shown, strict=False):
+        use = np.isfinite(r.ln_r0)
+        if not use.any():
+            F.failed_panel(ax, rax, f"cell {r.cell}: {r.flag}", r.fit.message, xlabel, "ln(r0 / Hz)")
+            continue
+        ax.errorbar(inv_t[use], r.ln_r0[use], r.ln_r0_err[use], fmt="o", ms=3)
+        ax.set_ylabel("ln(r0 / Hz)")
+        if r.ok:
+            f = r.fit
+            line = f["ln_gamma0"] - f["barrier_K"] * inv_t
+            xs = np.linspace(inv_t[use].min(), inv_t[use].max(), 50)
+            ax.plot(xs, f["ln_gamma0"] - f["barrier_K"] * xs, color="C1", lw=1)
+            F.residuals(rax, inv_t[use], (r.ln_r0[use] - line[use]) / r.ln_r0_err[use], xlabel)
+            ax.set_title(f"cell {r.cell}: {F.value_text('ΔU', f['barrier_K'], f.error('barrier_K'), 'K')}\n"
+                         f"{F.value_text('Γ0', f['gamma0_Hz'], f.error('gamma0_Hz'), 'Hz')}", fontsize=7)
+        else:
+            ax.set_title(f"cell {r.cell}: {r.flag}", fontsize=7, color="#b00")
+            ax.set_xlabel(xlabel)
+            ax.tick_params(labelbottom=True)
+            rax.set_visible(False)
+    out = [fig]
+    good = [r for r in result.cells if r.ok]
+    if good:
+        tau = Figure(figsize=(6, 3), layout="constrained")
+        ax = tau.add_subplot()
+        ax.errorbar([r.cell for r in good], [r.fit["tau_c_s"] * 1e6 for r in good],
+                    [r.fit.error("tau_c_s") * 1e6 for r in good], fmt="o", ms=4)
+        ax.set_yscale("log")
+        ax.set_xlabel("cell")
+        ax.set_ylabel("τ_c at base, zero field (µs)")
+        F.integer_ticks(ax)
+        ax.set_title(f"{NAME}: correlation time per cell (T_eff {F.format_value(result.t_eff[result.base_index[0]] if result.base_index else result.t_eff[0], None, 'K')})")
+        out.append(tau)
+    return out

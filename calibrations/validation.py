@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -245,3 +246,50 @@ def table(result: ValidationResult) -> str:
         f"(raw {result.kl_raw_nats:.4f}, finite-sample bias ~{result.kl_bias_nats:.4f}, "
         f"n_eff {result.n_effective:.0f})"
     )
+
+
+def distributions(dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(measured after unmixing, target, measured's stderr, n_eff) over the block's states,
+    computed as :func:`fit` computes them; None if a cell gave no two-level readout."""
+    samples = dataset["samples"].transpose("cell", "point", "sample").values[:, 0]
+    cells = list(_attr(dataset, "block_cells"))
+    theta = np.asarray(_attr(dataset, "theta"), dtype=float)
+    beta = np.asarray(_attr(dataset, "beta"), dtype=float)
+    chain = np.array([[i, i + 1] for i in range(len(cells) - 1)])
+    exact = ising.boltzmann(theta, chain, beta, 1.0)
+    digits = [digitize(samples[c]) for c in cells]
+    if not all(d.ok for d in digits):
+        return None
+    states = np.stack([d.states for d in digits], axis=1)
+    index = ising.state_index(2 * states - 1)
+    raw = np.bincount(index, minlength=2 ** len(cells)) / len(index)
+    p = np.clip(unmix(raw, [d.misassignment for d in digits]), 0.0, None)
+    p /= p.sum()
+    n_eff = float(min(n_effective(states.T)))
+    err = np.sqrt(np.maximum(exact * (1 - exact), 1e-12) / n_eff)
+    return p, exact, err, n_eff
+
+
+def figures(result: ValidationResult, dataset: xr.Dataset | None = None) -> list[Any]:
+    """Measured against target probability of every state of the block, with residuals."""
+    from labstack.calibrations import _figures as F
+
+    if dataset is None or not result.ok:
+        return []
+    found = distributions(dataset)
+    if found is None:
+        return []
+    p, exact, err, _ = found
+    k = np.arange(p.size)
+    kl_text = F.format_value(result.kl_nats, result.kl_err_nats, "nats")
+    fig, (ax,), (rax,) = F.panels_with_residuals(
+        1, f"{NAME}: KL = {kl_text} on cells {result.cells}", cols=1, size=(7.5, 3.6)
+    )
+    ax.bar(k, exact, width=0.8, color="0.8", label="target")
+    ax.errorbar(k, p, err, fmt=".", ms=3, color="C0", label="measured (readout unmixed)")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{p.size} states of {len(result.cells)} cells", fontsize=8)
+    F.residuals(rax, k, (p - exact) / err, "state index (bit i: cell i up)")
+    F.integer_ticks(rax)
+    return [fig]

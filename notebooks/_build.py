@@ -270,6 +270,93 @@ finally:
 ]
 
 
+LAB_SERVICE = [
+    ("md", """# The lab as a service: serve it, connect a notebook, keep it calibrated
+
+`labstack serve` runs the virtual lab as a long-lived process: each instrument speaks SCPI
+on its own loopback TCP port, as LAN instruments do, and the unmodified drivers reach it
+through pyvisa-py. Its clock lives on between calls: with `--speed 3600` an hour of lab
+time passes every wall second while the lab is idle, so calibrations go stale while you
+watch. A notebook, the command line and `labstack watch` can all be connected at once."""),
+    ("code", """import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+work = Path(tempfile.mkdtemp(prefix="labstack-service-"))
+serve = subprocess.Popen(
+    [sys.executable, "-m", "labstack.cli", "serve", "--seed", "7", "--cells", "4",
+     "--speed", "3600", "--dir", str(work / "lab")],
+    stdout=subprocess.PIPE, text=True,
+)
+for line in serve.stdout:  # it prints each instrument's address, then serves until stopped
+    print(line, end="")
+    if line.startswith("serving on"):
+        break
+station_file = work / "lab" / "station.yaml"  # what serve wrote: the sockets' station file"""),
+    ("md", """## Connect a notebook
+The station file `serve` wrote points at the sockets; it opens like any station file.
+Nothing of labstack sits between the drivers and the sockets: the VISA library is pyvisa-py."""),
+    ("code", """from labstack.station import load_station
+
+station = load_station(station_file)
+handle = station.ls372.visa_handle
+print(f"{type(station.ls372).__name__} via {type(handle.visalib).__name__} at {handle.resource_name}")
+t0 = station.clock.now()
+time.sleep(0.5)
+t1 = station.clock.now()
+print(f"lab time ran on by {t1 - t0:.0f} s while this notebook slept 0.5 s")
+print(f"mixing chamber: {station.ls372.ch06.temperature() * 1e3:.2f} mK")"""),
+    ("md", """## Calibrate from here, ask the status by the served clock
+`labstack status --station <station file>` does the same from a shell: the served clock
+lives on, so the status is as of now, not frozen at the last update."""),
+    ("code", """from labstack.session import calibrate_station, calibration_status
+
+data_dir = work / "data"
+report = calibrate_station(station, data_dir=data_dir, progress=False, names=["readout"])
+print(report.render())
+print(calibration_status(station_file, data_dir, names=["readout"]).render())"""),
+    ("md", """## Keep it calibrated
+`labstack watch --station <station file>` runs Optimus `maintain` on a schedule in lab time
+and whenever a calibration goes stale; here the same loop runs in the notebook, every 10
+lab minutes (a sixth of a second at this speed), stopping after three passes (normally it
+runs until Ctrl-C or SIGTERM, which leave the station in its safe state). It opens the
+station itself, so the notebook closes its own first (QCoDeS names instruments per process;
+another process could keep it open). Every pass is recorded for dashboards."""),
+    ("code", """from labstack.service.watch import Watcher, WatchConfig
+
+station.close()
+watcher = Watcher(WatchConfig(station_file, data_dir=data_dir, names=["readout"], every_s=600, max_passes=3))
+watcher.run()"""),
+    ("code", """from labstack.service.status import state_history, watch_passes, watch_status
+
+for p in watch_passes(data_dir):
+    print(f"pass {p['pass']}: {p['trigger']:<10} checked {[c['node'] + ':' + c['outcome'] for c in p['checked']]}, "
+          f"recalibrated {p['recalibrated']}, {p['lab_s']:.0f} s lab in {p['wall_s']:.2f} s wall")
+print("watch:", watch_status(data_dir)["state"])
+print("state versions:", [(v["version"], v["message"]) for v in state_history(data_dir)])"""),
+    ("md", """## Watch the dashboard
+`labstack dashboard --data-dir <data dir>` serves a live page of the same files: the graph,
+the chip, each cell's history with the watch's recalibrations marked, and the node now
+running. Here it runs in the notebook on a free port; open the printed address in a
+browser (the token in it enables pause/resume/abort). Its JSON API shows what the page shows."""),
+    ("code", """import json
+import urllib.request
+
+from labstack.presentation.dashboard.server import DashboardServer
+
+dashboard = DashboardServer(data_dir, port=0).start()
+print(dashboard.banner())
+summary = json.load(urllib.request.urlopen(dashboard.url + "api/summary"))
+print("state version on the page:", summary["state_version"])
+print({n["name"]: n["status"] for n in summary["nodes"]})
+dashboard.stop()"""),
+    ("code", """serve.terminate()  # SIGTERM: the service stops cleanly and frees its ports
+print("service exit code", serve.wait(timeout=30))"""),
+]
+
+
 def build(cells: list[tuple[str, str]], path: Path) -> None:
     nb = nbf.v4.new_notebook()
     nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src) for kind, src in cells]
@@ -282,3 +369,4 @@ if __name__ == "__main__":
     build(CALIBRATE, HERE / "02_calibrate_chip.ipynb")
     build(THERMALIZATION, HERE / "03_thermalization.ipynb")
     build(REPLAY, HERE / "04_replay.ipynb")
+    build(LAB_SERVICE, HERE / "05_lab_service.ipynb")

@@ -112,10 +112,12 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path):
     calibration = sorted(
         r.name for r in GOLDEN_RUNS.iterdir() if '"kind": "calibration"' in (r / "run.json").read_text()
     )[0]
+    before = sorted(p.name for p in GOLDEN_RUNS.iterdir())
     page = write_report(calibration, GOLDEN_RUNS, tmp_path / "report.html")
+    assert sorted(p.name for p in GOLDEN_RUNS.iterdir()) == before  # a report only reads
     text = page.read_text()
     assert text.count("data:image/png;base64,") >= 2  # the S-curves and the raw samples
-    assert "cells.3.bias_offset_V" in text and "bias_scurve" in text
+    assert "bias_offset_V" in text and "<th>cell 3</th>" in text and "bias_scurve" in text
     assert "http://" not in text and "https://" not in text  # self-contained
 
     flags = [

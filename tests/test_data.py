@@ -216,3 +216,41 @@ def test_arrays_appear_in_the_store_whole(tmp_path):
     assert "b" not in ds and list(ds["a"].values) == [0.0, 1.0, 2.0]
     w.close("completed")
     assert not (w.path / ".staging.zarr").exists()
+
+
+def test_store_is_the_zarr_v2_store_zarr_python_writes(tmp_path):
+    """The writer's own files: zarr-python opens them with or without consolidated metadata,
+    their metadata is what zarr-python writes for the same arrays, and a half-filled
+    chunk reads back with its fill value (NaN for floats, 0 for ints)."""
+    import zarr
+
+    w = RunWriter("v2", data_dir=tmp_path, attrs={"note": "x", "nan": math.nan}, flush_every=4)
+    w.add_coord("x", ("x",), np.arange(3.0))
+    w.add_coord("t", (), np.array(2.5))
+    a = w.add_variable("a", (("x", 3), ("y", 7)))
+    n = w.add_variable("n", (("x", 3),), ("k",))
+    for i in range(2):  # the third row is never measured
+        for j in range(7):
+            a.append(10.0 * i + j)
+        n.append(np.array([i, -i], np.int16))
+    w.flush()
+    crashed = zarr.open_group(w.path / "data.zarr", mode="r", zarr_format=2, use_consolidated=False)
+    assert crashed.attrs["note"] == "x" and math.isnan(crashed.attrs["nan"])
+    expected = np.full((3, 7), np.nan)
+    expected[:2] = 10.0 * np.arange(2)[:, None] + np.arange(7)
+    np.testing.assert_array_equal(crashed["a"][...], expected)
+    np.testing.assert_array_equal(crashed["n"][...], [[0, 0], [1, -1], [0, 0]])
+    assert float(crashed["t"][...]) == 2.5
+    run = w.close("completed")
+    ref = zarr.open_group(tmp_path / "ref.zarr", mode="w", zarr_format=2)
+    for name in ("x", "t", "a", "n"):
+        ours = json.loads((run.store_path / name / ".zarray").read_text())
+        theirs_array = ref.create_array(name, shape=tuple(ours["shape"]), chunks=tuple(ours["chunks"]),
+                                        dtype=ours["dtype"], fill_value=crashed[name].fill_value)
+        theirs = json.loads((tmp_path / "ref.zarr" / name / ".zarray").read_text())
+        assert ours == theirs, (name, ours, theirs)
+        assert theirs_array.shape == crashed[name].shape
+    consolidated = zarr.open_group(run.store_path, mode="r", zarr_format=2, use_consolidated=True)
+    assert consolidated.attrs["status"] == "completed"
+    assert sorted(consolidated.array_keys()) == ["a", "n", "t", "x"]
+    np.testing.assert_array_equal(run.dataset()["a"].values, expected)

@@ -36,7 +36,9 @@ def test_calibration_objects_show_as_html_with_plots(virtual_station, tmp_path):
     run_html = to_html(load_run(result.run_id, tmp_path))
     assert PNG in run_html and "samples" in run_html and "seed=7" in run_html
     calibration_html = to_html(load_run(report.run_id, tmp_path))
-    assert "cells.3.bias_offset_V" in calibration_html
+    # values pivoted per cell, to the digits their errors support
+    assert "bias_offset_V" in calibration_html and "<th>cell 3</th>" in calibration_html
+    assert "no stored result" not in to_html(report)
 
 
 

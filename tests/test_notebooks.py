@@ -29,6 +29,8 @@ def test_notebook_executes(path: Path, tmp_path: Path):
         "03_": ["tau measured", "live updates"],
         "04_": ["result: PASS", "named difference: cells.2.bias_offset_V", "same samples without hardware: True",
                 "expected write 'READ?', got write 'FETCH?'"],
+        "05_": ["serving on 127.0.0.1", "lab time ran on by", "via PyVisaLibrary at TCPIP0::127.0.0.1::",
+                "(served lab: as of its clock now)", "labstack watch stopped after 3 pass(es)", "service exit code 0"],
     }
     for phrase in expected.get(path.name[:3], []):
         assert phrase in text, f"{path.name} no longer prints {phrase!r}"

@@ -182,3 +182,119 @@ def test_tabulated_sweeps_equal_the_direct_rule_bit_for_bit() -> None:
         kernels.sweeps_general(b, g0, jt, r0dt, lay.nbr, lay.bounds, frozen, heat_bath, 300, key, 0)
         assert np.array_equal(a, b)
         assert 0 < a.mean() < 1 and np.array_equal(a[[3, 17]], start[[3, 17]])
+
+
+def test_bias_sweep_at_microsecond_sampling_follows_the_swept_width(monkeypatch) -> None:
+    """All bias lines stepped together on a chip with DAC crosstalk, sampled every 5 us.
+
+    This is what the calibration graph's bias S-curve sees, run here on the kinetic
+    fast path (finite steps on the lattice kernel), with the chip's own spread of
+    attempt rates (slow cells take steps of ``r0 dt`` ~ 1e-3). Per cell, P(+1) must be
+    ``sigmoid((V - V0') / w')`` with the swept width ``w' = T / (2 (alpha + X))`` of the
+    ground truth: the widths pooled over the cells agree with ``w'`` to their error and
+    are measurably narrower than the single-line ``T / (2 alpha)``, so a narrowing of
+    that size is crosstalk, not the sampler.
+    """
+    from scipy import optimize, special
+
+    from labstack.sim.lab import VirtualLab
+
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice at 16 cells too
+    lab = VirtualLab.from_description("seed=7,cells=16,crosstalk=0.05")
+    truth, cells = lab.truth, lab.cells
+    lab.coupler_V[:] = truth.couplers.vc0_V  # couplers at their true zero: J = 0
+    lab._graph_dirty = True
+    graph = lab.coupling_graph()
+    assert graph is not None and graph.lattice() is not None
+    t_eff = lab.t_eff()
+    swept, single = truth.swept_scurve_width_V(lab.cryostat.t_chip), truth.scurve_width_V(lab.cryostat.t_chip)
+    assert np.all(swept < 0.97 * single)  # every cell has a crosstalking neighbour line
+    period, n_samples = 5e-6, 1500
+    n_steps, dt = cells._plan(period, t_eff, graph)
+    assert np.isfinite(dt) and cells._resolved(t_eff, dt)  # the kinetic fast path
+    assert cells.attempt_rates(t_eff).min() * dt < 5e-3  # and slow cells take short steps
+    v0 = truth.cells.v0_V * truth.cells.alpha_K_per_V / (truth.cells.alpha_K_per_V
+                                                          + truth.crosstalk_K_per_V.sum(1))
+    volts = np.linspace(-4.0, 4.0, 21)  # in units of three typical widths around the centre
+    p = np.empty((16, len(volts)))
+    n_eff = np.empty_like(p)
+    centre, scale = np.median(v0), np.median(swept)
+    grid = centre + volts * scale * 3.0
+    for k, v in enumerate(grid):
+        lab.bias_V[:] = v
+        h = lab.fields()
+        cells.evolve(2e-4, h, t_eff, graph)
+        up = (cells.sample(n_samples, period, h, t_eff, graph) > 0).astype(float)
+        x = up - up.mean(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.clip(np.nan_to_num((x[1:] * x[:-1]).mean(0) / (x * x).mean(0)), 0.0, 0.99)
+        n_eff[:, k] = n_samples * (1 - rho) / (1 + rho)
+        p[:, k] = up.mean(0)
+    widths, sigmas = [], []
+    for i in range(16):  # binomial errors from the model, not the data (that would bias w down)
+        def model(v, c, w):
+            return special.expit((v - c) / w)
+
+        popt = (v0[i], swept[i])
+        for _ in range(3):
+            q = model(grid, *popt).clip(1e-6, 1 - 1e-6)
+            popt, pcov = optimize.curve_fit(model, grid, p[i], p0=popt, absolute_sigma=True,
+                                            sigma=np.sqrt(q * (1 - q) / n_eff[i]))
+        widths.append(popt[1])
+        sigmas.append(np.sqrt(pcov[1, 1]))
+    widths, sigmas = np.array(widths), np.array(sigmas)
+    pulls = (widths - swept) / sigmas
+    assert np.all(np.abs(pulls) < 4.5), np.round(pulls, 1)
+    ratio = widths / swept
+    mean, sem = ratio.mean(), ratio.std(ddof=1) / np.sqrt(16)
+    assert abs(mean - 1) < 4 * sem, (mean, sem)
+    off = np.mean(widths / single)  # against the single-line width: clearly narrower
+    assert off < 1 - 10 * sem, (off, sem)
+
+
+def test_steps_below_the_lattice_resolution_take_the_exact_kernel(monkeypatch) -> None:
+    """A finite step whose zero-field flip probability the lattice would round goes to the table."""
+    from labstack.sim.lattice import Lattice
+
+    truth = GroundTruth.from_seed(3, 16, "chain")
+    graph = CouplingGraph.build(16, truth.couplers.pairs, np.full(15, 0.01))
+    t_eff, h = 0.035, np.linspace(-0.03, 0.03, 16)
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)
+    lattice_calls = []
+    real = Lattice.sweeps
+    monkeypatch.setattr(Lattice, "sweeps", lambda self, *a, **k: (lattice_calls.append(a[-1] if a else
+                                                                                       k.get("r0dt")),
+                                                                   real(self, *a, **k))[1])
+
+    def run(period: float, fast: bool) -> np.ndarray:
+        monkeypatch.setattr(CellEnsemble, "KINETIC_ON_LATTICE", fast)
+        cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                             np.random.default_rng(4))
+        return cells.sample(200, period, h, t_eff, graph)
+
+    r0 = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                      np.random.default_rng(0)).attempt_rates(t_eff)
+    tiny = 0.5 * CellEnsemble.KINETIC_MIN_R0DT / r0.min()  # one step per sample, below resolution
+    assert np.array_equal(run(tiny, True), run(tiny, False))
+    assert lattice_calls == []
+    normal = 2.0 / r0.max()
+    fast = run(normal, True)
+    assert len(lattice_calls) == 1  # resolved steps do take the lattice
+    assert not np.array_equal(fast, run(normal, False))
+
+
+def test_finite_steps_take_the_lattice_from_64_cells(monkeypatch) -> None:
+    """Small chips' finite steps stay on the table (faster there), larger ones take the lattice."""
+    from labstack.sim.lattice import Lattice
+
+    calls = []
+    real = Lattice.sweeps
+    monkeypatch.setattr(Lattice, "sweeps", lambda self, *a, **k: (calls.append(self.n),
+                                                                   real(self, *a, **k))[1])
+    for n in (16, 63, 64, 100):
+        truth = GroundTruth.from_seed(2, n, "chain")
+        graph = CouplingGraph.build(n, truth.couplers.pairs, np.full(n - 1, 0.01))
+        cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
+                             np.random.default_rng(1))
+        cells.sample(5, 1e-6, np.zeros(n), 0.035, graph)
+    assert calls == [64, 100]

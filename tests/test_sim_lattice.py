@@ -257,3 +257,96 @@ def test_random_words_are_the_splitmix64_stream() -> None:
         words, ref = both(np.uint64(key), np.uint64(counter), 517)
         np.testing.assert_array_equal(words, ref)
     assert len(set(words.tolist())) == 517  # and they are not all the same word
+
+
+def test_kinetic_fast_path_on_a_small_grid_matches_exact_enumeration(monkeypatch) -> None:
+    """The lab's path for finite steps of a grid: the lattice kernel, through CellEnsemble.
+
+    A 3x4 grid with a stuck cell and a spread of attempt rates (slow cells take short
+    steps), sampled every 8 zero-field correlation times of its slowest cell: the
+    state frequencies must follow the exact (conditional) Boltzmann law and reject a
+    temperature 20 % off.
+    """
+    from labstack.sim.lattice import Lattice
+
+    rows, cols, n = 3, 4, 12
+    pairs, h, j, graph = grid_graph(rows, cols, n, seed=8)
+    rng = np.random.default_rng(8)
+    gamma0, barrier = 1e9 * np.exp(rng.normal(0.0, 0.1, n)), rng.normal(0.25, 0.01, n)
+    stuck = np.zeros(n, np.int8)
+    stuck[5] = 1
+    monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice for 12 cells too
+    cells = CellEnsemble(gamma0, barrier, stuck, np.random.default_rng(9))
+    r0 = cells.attempt_rates(T_EFF)[stuck == 0]
+    period = 8.0 / (2.0 * r0.min())
+    _, dt = cells._plan(period, T_EFF, graph)
+    assert np.isfinite(dt) and r0.max() / r0.min() > 1.5
+    kinetic_calls = []
+    real = Lattice.sweeps
+
+    def spy(self, *args, **kwargs):
+        kinetic_calls.append(kwargs.get("r0dt") is not None or args[-1] is not None)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lattice, "sweeps", spy)
+    samples = cells.sample(10_000, period, h, T_EFF, graph)
+    assert kinetic_calls == [True]  # one call, finite steps, on the lattice kernel
+    assert np.all(samples[:, 5] == 1)
+
+    def expected(t_eff: float) -> np.ndarray:
+        p = ising.boltzmann(h, pairs, j, t_eff)
+        p = np.where(ising.all_states(n)[:, 5] > 0, p, 0.0)
+        return p / p.sum()
+
+    counts = np.bincount(ising.state_index(samples), minlength=2**n).astype(float)
+    p = expected(T_EFF)
+    keep = p * len(samples) >= 10
+    obs = np.append(counts[keep], counts[~keep].sum())
+    assert stats.chisquare(obs, np.append(p[keep], p[~keep].sum()) * len(samples)).pvalue > ALPHA
+    cold = expected(0.8 * T_EFF)
+    assert stats.chisquare(obs, np.append(cold[keep], cold[~keep].sum()) * len(samples)).pvalue < 1e-6
+
+
+@pytest.mark.parametrize(("n_samples", "per_sample"), [(12, 2), (2, 20), (1, 37)])
+@pytest.mark.parametrize("kinetic", [False, True])
+def test_probing_serial_against_threads_does_not_change_a_bit(n_samples, per_sample, kinetic):
+    """A long threaded run times a few sweeps each way and finishes the faster way: same bits.
+
+    (12, 2) probes on whole samples, (2, 20) and (1, 37) on the first sample's sweeps.
+    """
+    import numba
+
+    from labstack.sim import lattice
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs two threads")
+    rows, cols = 19, 23
+    _, h, _, graph = grid_graph(rows, cols, seed=11)
+    lat = graph.lattice()
+    stuck = np.zeros(lat.n, np.int8)
+    stuck[[7, 100]] = [1, -1]
+    start = np.where(np.random.default_rng(12).random(lat.n) < 0.5, 1, -1).astype(np.int8)
+    start[stuck != 0] = stuck[stuck != 0]
+    r0dt = np.random.default_rng(13).uniform(0.02, 0.2, lat.n) if kinetic else None
+    probes = []
+    real = lattice_kernels.sweeps_threaded
+
+    def counting(*args):
+        probes.append(args[8])  # the start sweep of each threaded piece
+        return real(*args)
+
+    def run(threads: int) -> tuple[np.ndarray, np.ndarray]:
+        spins, out = start.copy(), np.empty((n_samples, lat.n), np.int8)
+        lat.sweeps(spins, h, T_EFF, stuck, n_samples, per_sample, np.uint64(5), out,
+                   threads=threads, r0dt=r0dt)
+        return spins, out
+
+    serial = run(1)
+    lattice_kernels.sweeps_threaded = counting
+    try:
+        threaded = run(2)
+    finally:
+        lattice_kernels.sweeps_threaded = real
+    assert np.array_equal(serial[0], threaded[0]) and np.array_equal(serial[1], threaded[1])
+    assert lattice.PROBE_SWEEPS in probes or 2 * lattice.PROBE_SWEEPS in probes  # it did probe
+    assert np.array_equal(serial[1][-1], serial[0])

@@ -59,7 +59,15 @@ from labstack.calibrate.spec import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrate.state import STATE_DIRNAME, CalibrationState, StateDiff, StateFileError
+from labstack.calibrate.state import (
+    STATE_DIRNAME,
+    CalibrationState,
+    StateConflictError,
+    StateDamagedError,
+    StateDiff,
+    StateFileError,
+    StateLockedError,
+)
 
 __all__ = [
     "STATE_DIRNAME",
@@ -77,8 +85,11 @@ __all__ = [
     "Spec",
     "StateChange",
     "StateCheck",
+    "StateConflictError",
+    "StateDamagedError",
     "StateDiff",
     "StateFileError",
+    "StateLockedError",
     "Status",
     "Tolerance",
     "Update",

@@ -71,6 +71,7 @@ from typing import Any
 from labstack.calibrate.change import StateChange, plain
 from labstack.calibrate.context import Context
 from labstack.calibrate.dag import check_dependencies, topological_order
+from labstack.calibrate.merged import keep_merged
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import NodeRecord
 from labstack.calibrate.spec import Mode, Spec, Verdict
@@ -261,7 +262,7 @@ class CalibrationGraph:
             self._log("check_data", name, f"skipped -> {verdict.spec}", verdict.reason)
             return verdict
         with self._guard("check_data", name):
-            data = node.acquire(self.context, node.params, Mode.CHECK)
+            data = keep_merged(node.acquire(self.context, node.params, Mode.CHECK), node, self.context, Mode.CHECK)
             results = node.fit(data, node.params)
             verdict = Verdict.coerce(node.check(results, node.params, state))
         run_id = run_id_of(data)
@@ -293,7 +294,9 @@ class CalibrationGraph:
         node = self[name]
         state, clock = self.context.state, self.context.clock
         with self._guard("calibrate", name):
-            data = node.acquire(self.context, node.params, Mode.CALIBRATE)
+            data = keep_merged(
+                node.acquire(self.context, node.params, Mode.CALIBRATE), node, self.context, Mode.CALIBRATE
+            )
             results = node.fit(data, node.params)
             self.results[name] = results
             change = node.update(results, node.params)

@@ -12,7 +12,20 @@ from __future__ import annotations
 
 import argparse
 
-from labstack.cli import calibrate, control, measure, replay, report, runs, sim, state, status
+from labstack.cli import (
+    calibrate,
+    control,
+    dashboard,
+    measure,
+    replay,
+    report,
+    runs,
+    serve,
+    sim,
+    state,
+    status,
+    watch,
+)
 from labstack.cli.exit_codes import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -21,7 +34,7 @@ from labstack.cli.exit_codes import (
     run_command,
 )
 
-COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state)
+COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state, serve, watch, dashboard)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INSTRUMENT", "EXIT_OK", "build_parser", "main"]
 

@@ -34,13 +34,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_progress(cal)
     cal.add_argument("--force", action="store_true", help="recalibrate every node, even those still valid")
     cal.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=-1.0,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another process is writing the calibration state, wait for it (as long as it "
+        "takes, or SECONDS) and continue from its result; default: stop at once with exit code 1",
+    )
+    cal.add_argument(
         "--chips",
         nargs="+",
         metavar="CHIP",
         help="calibrate many chips as Dask tasks: seed=1,seed=2 or seed=1..24 (virtual; "
         "cells=/dead=/... after a seed apply to it), chip.json ground truths, or station files",
     )
-    cal.add_argument("--only", nargs="+", metavar="ROUTINE", help="with --chips: only these routines")
+    cal.add_argument("--only", nargs="+", metavar="ROUTINE", help="only these routines (and what they depend on)")
     cal.add_argument(
         "--set",
         action="append",
@@ -55,17 +65,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.chips:
         return run_chips(args)
-    # every input file is checked before any instrument is opened
-    CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME)
-    station = open_station(args.station, lab=lab_description(args))
-    try:
-        report = calibrate_station(
-            station, data_dir=args.data_dir, progress=not args.no_progress, force=args.force
-        )
-    finally:
-        station.close()
+    # every input file is checked, and the state's writer lock taken, before any instrument is opened
+    state = CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME)
+    wait = None if args.wait is not None and args.wait < 0 else args.wait
+    with state.writer(wait=wait, who="labstack calibrate", on_wait=_print_waiting):
+        station = open_station(args.station, lab=lab_description(args))
+        try:
+            report = calibrate_station(
+                station,
+                data_dir=args.data_dir,
+                progress=not args.no_progress,
+                force=args.force,
+                names=args.only,
+            )
+        finally:
+            station.close()
     print(report.render())
     return EXIT_OK if report.all_ok else EXIT_FAILED
+
+
+def _print_waiting(message: str) -> None:
+    print(f"labstack: {message} ...", file=sys.stderr, flush=True)
 
 
 def run_chips(args: argparse.Namespace) -> int:

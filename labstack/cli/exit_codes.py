@@ -5,7 +5,8 @@ code  meaning
 ====  =======================================================================
 0     the work ran and everything is fine
 1     the work ran but something failed: a cell flagged, a node out of spec,
-      a replay that differs, a run aborted
+      a replay that differs, a run aborted; or it could not start because
+      another process is writing the calibration state (the message names it)
 2     bad input, caught before any instrument was touched: station file,
       ground truth, sequence file, arguments, unknown run or routine, or a
       value the safety layer refused
@@ -22,12 +23,14 @@ from collections.abc import Callable
 
 from pyvisa.errors import VisaIOError
 
-from labstack.calibrate import StateFileError
+from labstack.calibrate import StateConflictError, StateFileError, StateLockedError
 from labstack.data import RunNotFoundError
 from labstack.distributed.specs import ChipSpecError
 from labstack.measure import SequenceError
 from labstack.measure.files import SequenceFileError
 from labstack.safety import InstrumentFault, RunAborted, SafetyError
+from labstack.service import ServerConfigError
+from labstack.service.watch import LabUnreachable, NotSelfRunning
 from labstack.session import ReplayError, UnknownRoutineError
 from labstack.sim.truth import GroundTruthError
 from labstack.station import StationConfigError, UnknownParameterError
@@ -41,9 +44,10 @@ class BadArguments(ValueError):
 
 #: (exception types, exit code, what to print before the message); first match wins
 EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
-    ((VisaIOError, InstrumentFault), EXIT_INSTRUMENT, "instrument error: "),
+    ((VisaIOError, InstrumentFault, LabUnreachable), EXIT_INSTRUMENT, "instrument error: "),
     ((SafetyError,), EXIT_BAD_INPUT, "refused: "),
     ((RunAborted,), EXIT_FAILED, "aborted: "),
+    ((StateLockedError, StateConflictError), EXIT_FAILED, "busy: "),
     (
         (
             BadArguments,
@@ -57,6 +61,8 @@ EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
             UnknownRoutineError,
             ReplayError,
             ChipSpecError,
+            ServerConfigError,
+            NotSelfRunning,
         ),
         EXIT_BAD_INPUT,
         "",

@@ -74,9 +74,13 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    state = _state(args)
-    if not 1 <= args.version <= state.version:
-        raise BadArguments(f"no calibration state version {args.version} to roll back to (current is v{state.version})")
-    new = state.rollback(args.version, clock=WallClock(), message=args.message)
+    # recover: a damaged current version is skipped (its file is kept), so the rollback
+    # its error message offers can be made
+    state = CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME, recover=True)
+    with state.writer(wait=0, who="labstack state rollback"):
+        newest = max(state.version, CalibrationState.current_version(state.path or "."))
+        if not 1 <= args.version <= newest:
+            raise BadArguments(f"no calibration state version {args.version} to roll back to (current is v{newest})")
+        new = state.rollback(args.version, clock=WallClock(), message=args.message)
     print(f"calibration state v{new}: content of v{args.version} ({state.path})")
     return EXIT_OK

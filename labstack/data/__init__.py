@@ -7,7 +7,7 @@ Imports: nothing else of labstack. Imported by measure, session, presentation,
 distributed and cli.
 """
 
-from labstack.data.interop import export_netcdf, import_qcodes_dataset, open_dataset
+from labstack.data.interop import export_netcdf, import_qcodes_dataset, open_dataset, store_dataset
 from labstack.data.runs import (
     DATA_DIR_ENV,
     Run,
@@ -31,4 +31,5 @@ __all__ = [
     "load_run",
     "new_run_id",
     "resolve_data_dir",
+    "store_dataset",
 ]

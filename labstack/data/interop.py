@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
-import zarr
 
 from labstack.data.attrs import attr_value, netcdf_attrs
 from labstack.data.provenance import package_versions
@@ -101,12 +100,42 @@ def import_qcodes_dataset(
         for var in xds.variables.values():
             var.attrs = {k: attr_value(v) for k, v in var.attrs.items()}
         xds.to_zarr(writer.path / STORE_NAME, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
-        writer.group = zarr.open_group(writer.path / STORE_NAME, mode="r+")
+        writer.adopt_store()
     except BaseException as err:
         writer.close("failed", error=f"{type(err).__name__}: {err}")
         raise
     status = "completed" if completed else "failed"
     return writer.close(status, error=None if completed else "the QCoDeS run was not completed")
+
+
+def store_dataset(
+    ds: xr.Dataset,
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+) -> Run:
+    """Store a dataset that exists only in memory as a completed run of its own.
+
+    For data assembled from several runs (a node that measures each temperature as
+    a run and merges them): without it, a value fitted from the merged data would
+    name no dataset on disk that its fit could be re-run on. ``ds.attrs`` are kept
+    (``run_id`` becomes the new run's id); ``metadata`` goes into ``run.json``.
+    """
+    writer = RunWriter(name, data_dir=data_dir, metadata=metadata)
+    stored = ds.copy(deep=False)
+    stored.attrs = {k: attr_value(v) for k, v in ds.attrs.items() if v is not None}
+    stored.attrs.update(name=name, run_id=writer.id)
+    try:
+        for var in stored.variables.values():
+            var.attrs = {k: attr_value(v) for k, v in var.attrs.items()}
+            var.encoding = {}
+        stored.to_zarr(writer.path / STORE_NAME, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
+        writer.adopt_store()
+    except BaseException as err:
+        writer.close("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    return writer.close("completed")
 
 
 def open_dataset(run: Run | str, data_dir: str | os.PathLike[str] | None = None) -> xr.Dataset:

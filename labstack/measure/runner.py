@@ -354,6 +354,7 @@ def run_sequence(
     writer = RunWriter(
         name, data_dir=data_dir, attrs=attrs, metadata=metadata, flush_every=flush_every
     )
+    writer.update_info(points_total=plan.leaf_points)  # progress for readers of run.json (dashboards)
     bar = None
     notify = _Notifier(writer, plan.leaf_points, subscribers)
     try:

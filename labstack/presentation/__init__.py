@@ -4,12 +4,18 @@
   embedded (``labstack report``).
 * :mod:`~labstack.presentation.display`: HTML views of the graph, a calibration, a
   node's result, the state, a run, a replay; registered as IPython formatters.
+* :mod:`~labstack.presentation.figures` (each node's own figures, the chip, the
+  histories), :mod:`~labstack.presentation.graph`, :mod:`~labstack.presentation.tables`
+  (values to the digits their errors support), :mod:`~labstack.presentation.history`
+  and :mod:`~labstack.presentation.results` (a node's result re-fitted from disk):
+  what the report, the notebook and the dashboard share.
+* :mod:`~labstack.presentation.dashboard`: the live web page (``labstack dashboard``).
 
 In a notebook: ``%load_ext labstack.presentation`` (or
 ``labstack.presentation.display.register()``).
 
-Imports: session, calibrate, data (below). Imported only by cli and notebooks:
-nothing below it renders HTML.
+Imports: session, calibrate, station, safety, data, fit (below). Imported only by cli
+and notebooks: nothing below it renders HTML.
 """
 
 from typing import Any

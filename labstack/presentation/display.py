@@ -17,7 +17,9 @@ from typing import Any
 from labstack.calibrate import CalibrationGraph, CalibrationState, StateDiff
 from labstack.calibrate.render import COLUMNS, entries_rows
 from labstack.data import Run
-from labstack.presentation.report import calibration_html, figure_png, run_summary_html, table
+from labstack.presentation.figures import figure_title, node_figures, png_tag
+from labstack.presentation.graph import graph_svg
+from labstack.presentation.report import calibration_html, run_summary_html, table
 from labstack.session import CalibrationReport, NodeResult, ReplayReport
 
 STATUS_CLASS = {"fresh": "ok", "stale": "", "failed": "bad", "never": ""}
@@ -26,50 +28,6 @@ STYLE = (
     "table.ls td,table.ls th{border:1px solid #ddd;padding:2px 8px;text-align:left}"
     "tr.bad td{background:#fdd}tr.ok td{background:#efe}</style>"
 )
-
-
-# ----------------------------------------------------------------- graph
-def graph_svg(order: list[str], deps: dict[str, tuple[str, ...]], status: dict[str, str]) -> str:
-    """Nodes in columns by depth (dependencies to the left), arrows along dependencies."""
-    depth: dict[str, int] = {}
-    for name in order:  # topological: dependencies already placed
-        depth[name] = 1 + max((depth[d] for d in deps[name]), default=-1)
-    columns: dict[int, list[str]] = {}
-    for name in order:
-        columns.setdefault(depth[name], []).append(name)
-    w, h, gap_x, gap_y = 130, 28, 50, 14
-    pos = {
-        name: (10 + col * (w + gap_x), 10 + row * (h + gap_y))
-        for col, names in columns.items()
-        for row, name in enumerate(names)
-    }
-    width = 20 + len(columns) * (w + gap_x)
-    height = 20 + max(len(v) for v in columns.values()) * (h + gap_y) if columns else 40
-    colour = {"fresh": "#cfc", "stale": "#ffd98a", "failed": "#f99", "never": "#ddd"}
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="11">',
-        '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
-        '<path d="M0,0 L8,4 L0,8 z" fill="#666"/></marker></defs>',
-    ]
-    for name in order:
-        x, y = pos[name]
-        for d in deps[name]:
-            dx, dy = pos[d]
-            parts.append(
-                f'<line x1="{dx + w}" y1="{dy + h / 2}" x2="{x}" y2="{y + h / 2}" '
-                'stroke="#666" marker-end="url(#a)"/>'
-            )
-    for name in order:
-        x, y = pos[name]
-        fill = colour.get(status.get(name, ""), "#eee")
-        parts.append(
-            f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="5" fill="{fill}" stroke="#444"/>'
-            f'<text x="{x + w / 2}" y="{y + h / 2 + 4}" text-anchor="middle">'
-            f"{html.escape(name)}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def graph_html(graph: Any) -> str:
@@ -94,17 +52,21 @@ def graph_html(graph: Any) -> str:
 
 # ----------------------------------------------------------------- node results
 def node_result_html(result: NodeResult) -> str:
-    """One node's results: the routine's table and its plot."""
+    """One node's results: the routine's table and its own figures."""
     run = f" <small>run {result.run_id}</small>" if result.run_id else ""
     parts = [f"<h4>{html.escape(result.name)}{run}</h4>", f"<pre>{html.escape(result.table())}</pre>"]
-    fig = result.figure()
-    if fig is not None:
-        parts.append(figure_png(fig))
+    for fig in node_figures(result.name, result.results, result.dataset):
+        parts.append(png_tag(fig, figure_title(fig)))
     return "\n".join(parts)
 
 
 def calibration_report_html(report: Any) -> str:
-    """A finished ``calibrate_station``: node status, flagged items, each node's result."""
+    """A finished ``calibrate_station``: node status, flagged items, each node's result.
+
+    A node's result comes from the graph that ran (``report.graph.results``) with the
+    dataset it was fitted on; a node made of several runs has that dataset stored
+    as one merged run, so every calibrated node displays.
+    """
     rows, classes = [], []
     for name, st in report.status.items():
         did = "calibrated" if name in report.calibrated else "kept (still valid)"
@@ -120,7 +82,7 @@ def calibration_report_html(report: Any) -> str:
         try:
             parts.append(node_result_html(report.result(name)))
         except (KeyError, FileNotFoundError) as exc:
-            parts.append(f"<p>{html.escape(name)}: no stored result ({html.escape(str(exc))})</p>")
+            parts.append(f"<p>{html.escape(name)}: its result cannot be shown ({html.escape(str(exc))})</p>")
     return "\n".join(parts)
 
 

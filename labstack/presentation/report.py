@@ -1,75 +1,85 @@
-"""Self-contained HTML reports of a run or a calibration, plots embedded as PNG.
+"""Self-contained HTML reports of a run or a calibration, written for a physicist.
 
 One file, no external assets (plots are base64 PNG in ``<img>`` tags, the style is
 inline), so a report can be mailed, attached to an issue or opened in any browser
-years later. The same fragments give the notebook display of a run
-(:mod:`labstack.presentation.display`).
+years later.
 
-A calibration run (see :mod:`labstack.session.record`) reports its nodes'
-status, the values it fitted with their uncertainties, and each acquisition it
-made, plotted by the routine's own ``plot(results, dataset)`` when it has one
-(S-curves with their fits for ``bias_scurve``), generically otherwise.
+A calibration's report (see :mod:`labstack.session.record`) shows the graph with
+each node's status, the chip as pictures (health, offsets), then one section per
+node: its values, per cell, to the digits their errors support
+(:mod:`labstack.presentation.tables`), and the node's own figures of its result
+(:func:`labstack.presentation.figures.node_figures`: data, fit, residuals), from
+its stored run re-fitted with the parameters it ran with. Raw variables are plotted
+only for plain runs, where no node knows better.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from labstack.data import Run, load_run, resolve_data_dir
+from labstack.calibrate import STATE_DIRNAME, CalibrationState
+from labstack.data import Run, RunNotFoundError, load_run, resolve_data_dir
+from labstack.presentation.figures import (
+    chip_figure,
+    figure_title,
+    node_figures,
+    png_tag,
+    variable_figure,
+)
+from labstack.presentation.graph import graph_svg
+from labstack.presentation.results import NodeData, node_runs, refit
+from labstack.presentation.tables import entries_html
 from labstack.session.record import session_of
-from labstack.session.run import routines
+from labstack.station.geometry import cell_positions, chip_wiring
 
 REPORT_NAME = "report.html"
 MAX_PLOTS = 8
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
-table.ls { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; margin-top: 1.2em; }
+table.ls { border-collapse: collapse; margin: .5em 0; font-size: .88em; }
 table.ls td, table.ls th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
-table.ls th { background: #f3f3f3; }
-tr.bad td { background: #fdd; } tr.ok td { background: #efe; }
-img.plot { max-width: 100%; border: 1px solid #eee; margin: .3em 0; }
+table.ls th { background: #f3f3f3; font-weight: 600; }
+tr.bad td, td.bad { background: #fdd; } tr.ok td { background: #efe; }
+img.plot { max-width: 100%; border: 1px solid #eee; margin: .3em .3em .3em 0; }
 pre { background: #f7f7f7; padding: .5em; overflow-x: auto; font-size: .85em; }
-.pass { color: #070; font-weight: bold; } .fail { color: #b00; font-weight: bold; }
+.note { color: #555; font-size: .9em; } .fail { color: #b00; font-weight: bold; }
+.pass { color: #070; font-weight: bold; }
 """
 
 
 # ----------------------------------------------------------------- pieces
-def figure_png(fig: Any, dpi: int = 80) -> str:
-    """A matplotlib figure as a base64 PNG ``<img>`` tag; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img class="plot" alt="plot" src="data:image/png;base64,{data}">'
-
-
 def table(rows: list[list[Any]], header: list[str], classes: list[str] | None = None) -> str:
+    """Rows of text as an HTML table (everything escaped)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        cells = "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row)
+        cells = "".join(f"<td>{html.escape('' if c is None else str(c))}</td>" for c in row)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<table class="ls"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
-        return ""
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
+def figures_html(figures: list[Any]) -> str:
+    return "\n".join(png_tag(fig, figure_title(fig)) for fig in figures)
+
+
+def node_section_html(data: NodeData, *, level: int = 3) -> str:
+    """A node's figures of its stored result, or why there are none."""
+    h = f"h{level}"
+    if not data.ok:
+        return f'<p class="note">{html.escape(data.error)}</p>'
+    figures = node_figures(data.name, data.results, data.dataset)
+    if not figures:
+        return f'<p class="note">{html.escape(data.name)} draws no figure of run {data.run_id}.</p>'
+    return f"<{h} class=\"figs\">figures (run {html.escape(str(data.run_id))})</{h}>\n" + figures_html(figures)
 
 
 def _plottable(ds: xr.Dataset) -> list[str]:
@@ -79,66 +89,18 @@ def _plottable(ds: xr.Dataset) -> list[str]:
     ]
 
 
-def variable_figure(da: xr.DataArray) -> Any:
-    """A quick look at one variable: line for 1-D, lines or image for 2-D (more dims averaged)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    extra = list(da.dims[2:])
-    if extra:
-        da = da.mean(dim=extra)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    label = f"{da.name} ({da.attrs.get('units', '')})" if da.attrs.get("units") else str(da.name)
-    if da.ndim == 0:
-        ax.text(0.5, 0.5, f"{float(da):.6g}", ha="center")
-    elif da.ndim == 1:
-        ax.plot(da[da.dims[0]].values, da.values, ".-", ms=3)
-        ax.set_xlabel(da.dims[0])
-        ax.set_ylabel(label)
-    else:
-        x, y = da.dims
-        if da.sizes[y] <= 16:
-            for j in range(da.sizes[y]):
-                ax.plot(da[x].values, da.isel({y: j}).values, lw=1, label=f"{y} {j}")
-            ax.set_xlabel(x)
-            ax.set_ylabel(label)
-            if da.sizes[y] <= 8:
-                ax.legend(fontsize=7)
-        else:
-            mesh = ax.pcolormesh(da[x].values, da[y].values, da.values.T, shading="auto")
-            fig.colorbar(mesh, ax=ax, label=label)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y)
-    if extra:
-        ax.set_title(f"{da.name}, mean over {', '.join(map(str, extra))}", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def routine_figure(run: Run, ds: xr.Dataset) -> Any | None:
-    """The calibration routine's own plot of this run, if it made the run and has one."""
-    name = run.metadata.get("calibration")
-    if not name:
-        return None
-    module = routines().get(name)
-    if module is None or not hasattr(module, "plot"):
-        return None
-    params = None
-    if hasattr(module, "Parameters") and isinstance(run.metadata.get("parameters"), dict):
-        params = module.Parameters(**run.metadata["parameters"])
-    return module.plot(module.fit(ds, params), ds)
-
-
 def run_plots(run: Run, ds: xr.Dataset | None = None) -> list[str]:
+    """A node's run: the node's figures; a plain run: each variable, labelled, none empty."""
     ds = ds if ds is not None else run.dataset()
+    if run.metadata.get("calibration"):
+        data = refit(run)
+        if data.ok:
+            return [png_tag(f, figure_title(f)) for f in node_figures(data.name, data.results, data.dataset)]
     out = []
-    fig = routine_figure(run, ds)
-    if fig is not None:
-        out.append(figure_png(fig))
     for name in _plottable(ds)[:MAX_PLOTS]:
-        out.append(figure_png(variable_figure(ds[name])))
+        fig = variable_figure(ds[name])
+        if fig is not None:
+            out.append(png_tag(fig, figure_title(fig)))
     return out
 
 
@@ -165,7 +127,8 @@ def run_summary_html(run: Run, *, plots: bool = True, level: int = 2) -> str:
     parts.append(table([r for r in rows if r[1] not in (None, "")], ["", ""]))
     if run.metadata:
         meta = {k: v for k, v in run.metadata.items() if k != "runs"}
-        parts.append(f"<pre>{html.escape(json.dumps(meta, indent=1, default=str)[:3000])}</pre>")
+        text = json.dumps(meta, indent=1, default=str)
+        parts.append(f"<details><summary>metadata</summary><pre>{html.escape(text[:3000])}</pre></details>")
     if attrs.get("kind") == "calibration":
         return "\n".join(parts)
     ds = run.dataset()
@@ -196,39 +159,114 @@ def _sequence_text(text: str) -> str:
     return json.dumps(shorten(json.loads(text)), indent=1)
 
 
+# ----------------------------------------------------------------- the chip
+def end_entries(run: Run, data_dir: Path, session: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every entry of the state the calibration ended with (its own results if that is gone)."""
+    chip = run.metadata.get("chip")
+    state_dir = data_dir / "chips" / str(chip) / STATE_DIRNAME if chip else data_dir / STATE_DIRNAME
+    end = session.get("state_end_version")
+    try:
+        if not (state_dir / "current").is_file():  # a report reads; it never creates a state
+            raise FileNotFoundError(state_dir)
+        state = CalibrationState.load(state_dir)
+        view = state if end == state.version else state.at(int(end))
+        return {k: e.to_dict() for k, e in view.entries.items()}
+    except (KeyError, ValueError, TypeError, OSError):
+        return dict(session.get("results", {}))
+
+
+def chip_health(entries: dict[str, dict[str, Any]], n: int) -> list[str]:
+    """Per cell: the readout's verdict, ``flagged`` if any of its values is invalid."""
+    out = []
+    for i in range(n):
+        prefix = f"cells.{i}."
+        verdict = entries.get(prefix + "health", {}).get("value") or "unknown"
+        invalid = any(not e.get("valid", True) for k, e in entries.items() if k.startswith(prefix))
+        out.append("flagged" if verdict == "ok" and invalid else str(verdict))
+    return out
+
+
+def chip_values(entries: dict[str, dict[str, Any]], n: int, suffix: str) -> tuple[list[float | None], list[float | None], str]:
+    values, errors, unit = [], [], ""
+    for i in range(n):
+        e = entries.get(f"cells.{i}.{suffix}")
+        ok = e is not None and e.get("valid", True) and isinstance(e.get("value"), int | float)
+        values.append(float(e["value"]) if ok else None)
+        errors.append(e.get("stderr") if ok else None)
+        unit = unit or (e or {}).get("unit", "")
+    return values, errors, unit
+
+
+def chip_maps(run: Run, entries: dict[str, dict[str, Any]]) -> list[Any]:
+    """The chip coloured by health and by offset V0, laid out from the stored station file."""
+    try:
+        n, pairs = chip_wiring(run.attrs.get("station_file") or "")
+    except Exception:
+        return []
+    positions = cell_positions(n, pairs)
+    out = [chip_figure(positions, pairs, title="chip: health (readout verdict, flagged values)",
+                       health=chip_health(entries, n))]
+    values, errors, unit = chip_values(entries, n, "bias_offset_V")
+    if any(v is not None for v in values):
+        out.append(chip_figure(positions, pairs, title="chip: bias offset V0", values=values, errors=errors,
+                               label="V0", unit=unit or "V"))
+    return out
+
+
+# ----------------------------------------------------------------- calibrations
 def calibration_html(run: Run, data_dir: Path, *, plots: bool = True) -> str:
-    """A recorded calibration: node status, fitted values, then each acquisition."""
+    """A recorded calibration: graph and chip, then each node's values and figures."""
     session = session_of(run) or {}
     parts = [run_summary_html(run, plots=False)]
     status = session.get("status", {})
+    calibrated = set(session.get("calibrated", []))
     if status:
-        rows = [[n, s, "calibrated" if n in session.get("calibrated", []) else "kept"] for n, s in status.items()]
+        order = list(status)
+        deps = _dependencies(order)
+        rows = [[n, s, "calibrated" if n in calibrated else "kept (still valid)"] for n, s in status.items()]
         classes = ["ok" if s == "fresh" else "bad" for s in status.values()]
-        parts += ["<h2>Nodes</h2>", table(rows, ["node", "status", "this run"], classes)]
-    results = session.get("results", {})
-    if results:
-        rows, classes = [], []
-        for key in sorted(results, key=_natural):
-            e = results[key]
-            rows.append([key, e.get("value"), e.get("stderr"), e.get("unit"), "yes" if e.get("valid") else "NO", e.get("note")])
-            classes.append("" if e.get("valid") else "bad")
-        parts.append(
-            f"<h2>Fitted values</h2><p>state v{run.attrs.get('calibration_state_version')} → "
-            f"v{session.get('state_end_version')}</p>"
-        )
-        parts.append(table(rows, ["key", "value", "± stderr", "unit", "valid", "note"], classes))
+        parts += ["<h2>Calibration graph</h2>", graph_svg(order, deps, status), table(rows, ["node", "status", "this run"], classes)]
+    parts.append(
+        f"<p>calibration state v{run.attrs.get('calibration_state_version')} → "
+        f"v{session.get('state_end_version')}</p>"
+    )
+    entries = end_entries(run, data_dir, session)
+    if plots:
+        maps = chip_maps(run, entries)
+        if maps:
+            parts += ["<h2>Chip</h2>", figures_html(maps)]
+    runs: list[Run] = []
+    missing = []
     for rid in session.get("runs", []):
         try:
-            child = load_run(rid, data_dir)
-        except KeyError:
-            parts.append(f"<p>run {html.escape(rid)} is not stored here</p>")
-            continue
-        parts.append(run_summary_html(child, plots=plots, level=3))
+            runs.append(load_run(rid, data_dir))
+        except RunNotFoundError:
+            missing.append(rid)
+    chosen = node_runs(runs)
+    results = session.get("results", {})
+    for name in status or sorted({e.get("node") for e in results.values() if e.get("node")}):
+        mine = {k: e for k, e in results.items() if e.get("node") == name}
+        parts.append(f"<h2>{html.escape(name)} <small>{html.escape(status.get(name, ''))}</small></h2>")
+        if name not in calibrated:
+            parts.append('<p class="note">kept: still valid, not recalibrated in this run.</p>')
+        if mine:
+            parts.append(entries_html(mine))
+        if plots and name in chosen:
+            parts.append(node_section_html(refit(chosen[name])))
+    if runs:
+        rows = [[r.id, r.metadata.get("calibration", r.name), r.metadata.get("mode", ""), r.status,
+                 r.info.get("points_flushed"), "merged from " + ", ".join(r.metadata["derived_from"])
+                 if r.metadata.get("derived_from") else ""] for r in runs]
+        parts += ["<h2>Acquisitions</h2>", table(rows, ["run", "node", "mode", "status", "points", "note"])]
+    parts += [f"<p class=\"note\">run {html.escape(rid)} is not stored here</p>" for rid in missing]
     return "\n".join(parts)
 
 
-def _natural(key: str) -> list[Any]:
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
+def _dependencies(order: list[str]) -> dict[str, tuple[str, ...]]:
+    from labstack.session import routines
+
+    modules = routines()
+    return {n: tuple(d for d in getattr(modules.get(n), "DEPENDS_ON", ()) if d in order) for n in order}
 
 
 # ----------------------------------------------------------------- documents

@@ -11,6 +11,7 @@ replaced on a driver goes through one :class:`~labstack.safety.intercept.Interce
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ from labstack.safety.guard import (
     max_heater_range,
 )
 from labstack.safety.intercept import Interceptors
+from labstack.safety.locks import install_locks
 from labstack.safety.ramp import install_ramp
-from labstack.safety.retry import Hardener
+from labstack.safety.retry import Hardener, no_delay
 
 Find = Callable[[str], Any]
 
@@ -46,6 +48,7 @@ class StationSafety:
     guards: dict[str, ScpiGuard] = field(default_factory=dict)
     hardener: Hardener | None = None
     unguarded: list[str] = field(default_factory=list)  # ramped in software only (unknown dialect)
+    locks: dict[str, threading.RLock] = field(default_factory=dict)  # one exchange at a time
 
 
 def _dialect_channel(parameter: Parameter) -> tuple[str, int] | None:
@@ -81,8 +84,10 @@ def install_safety(
     hardener = Hardener(config.retry, clock, interceptors, on_reconnect=reguard)
     safety.hardener = hardener
     for component in components.values():
-        if isinstance(component, VisaInstrument) and component is not clock:
-            hardener.harden(component)
+        if isinstance(component, VisaInstrument):
+            no_delay(component)  # a message on a raw socket goes out at once
+            if component is not clock:
+                hardener.harden(component)
 
     by_instrument: dict[str, dict[int, Channel]] = {}
     for name in sorted(set(limits) | set(config.ramps)):
@@ -110,6 +115,7 @@ def install_safety(
         safety.guards[instrument_name] = guard
         guard.install(components[instrument_name].visa_handle)
         _heater_validators(heater, interlocks, find)
+    safety.locks = install_locks(components.values(), interceptors)
     return safety
 
 

@@ -10,6 +10,9 @@ layer                     wrapped method                    why
                           ``ask_raw``, ``Parameter.get``    retry, reconnect
 ``guard``                 PyVISA ``Resource.write_raw``     refuse unsafe SCPI on the
                                                             wire, whatever sent it
+``lock``                  ``VisaInstrument.write_raw`` /    one exchange at a time per
+                          ``ask_raw``, ``Parameter.get`` /  instrument across threads
+                          ``set`` (outermost)
 ========================  ================================  =========================
 
 Neither QCoDeS nor PyVISA offers a hook for these, so the only way in is to replace

@@ -96,9 +96,20 @@ def _station_file(attrs: dict[str, Any], out_dir: Path, station: str | None, run
             f"run {run_id} does not record its station file (made before labstack recorded "
             "replay information?); pass station= / --station"
         )
+    if _served(text):  # its sockets are another process's (maybe gone): rebuild its chip here
+        return "virtual"
     path = out_dir / "station.yaml"
     path.write_text(text)
     return str(path)
+
+
+def _served(station_text: str) -> bool:
+    """Whether a stored station file is a served lab's (``labstack serve``)."""
+    try:
+        document = yaml.safe_load(station_text) or {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(document, dict) and bool((document.get("labstack") or {}).get("service"))
 
 
 def _lab_for(attrs: dict[str, Any], truth: str | Path | None, lab: str | None, token: str) -> str:

@@ -13,6 +13,7 @@ runs it made, and the values it fitted (see :mod:`labstack.session.replay`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -150,6 +151,7 @@ def calibrate_station(
     force: bool = False,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     state_dir: str | Path | None = None,
+    lock_wait: float | None = None,
 ) -> CalibrationReport:
     """Bring the station's chip to a calibrated state; redo only what is stale unless ``force``.
 
@@ -158,17 +160,39 @@ def calibrate_station(
     state elsewhere than ``<data_dir>/calibration_state`` (one per chip in a batch).
     The calibration is recorded as a run of its own (``report.run_id``), failed if
     the walk raised.
+
+    The whole walk holds the calibration state's writer lock
+    (:meth:`CalibrationState.writer`): another process calibrating the same state
+    is waited for (``lock_wait`` seconds, None: as long as it takes, 0: not at all,
+    then :class:`~labstack.calibrate.StateLockedError`), and this walk then starts
+    from its result.
     """
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(Path(state_dir)) if state_dir is not None else None
     ctx = Context.create(root, station, progress=progress, state=state)
     graph = build_graph(ctx, names, params)
-    recorder = SessionRecorder(ctx, names=names, force=force, params=params)
-    try:
-        status = graph.calibrate_all(force=force)
-    except BaseException as err:
-        recorder.close(graph, {}, error=err)
-        raise
+    with ctx.state.writer(wait=lock_wait, on_wait=_tell_waiting):
+        recorder = SessionRecorder(ctx, names=names, force=force, params=params)
+        try:
+            status = graph.calibrate_all(force=force)
+        except BaseException as err:
+            recorder.close(graph, {}, error=err)
+            raise
+        return _report(ctx, graph, recorder, status, root)
+
+
+def _tell_waiting(message: str) -> None:
+    logging.getLogger("labstack.session").warning("%s", message)
+
+
+def _report(
+    ctx: Context,
+    graph: CalibrationGraph,
+    recorder: SessionRecorder,
+    status: dict[str, Status],
+    root: Path,
+) -> CalibrationReport:
+    """Tables, flagged entries and the recording run of a finished walk."""
     modules = routines()
     calibrated = sorted(set(graph.calls("calibrate")))
     tables: dict[str, str] = {}
@@ -183,7 +207,7 @@ def calibrate_station(
         if not entry.valid and entry.node:
             flagged.setdefault(entry.node, []).append(key)
     run = recorder.close(graph, status)
-    report = CalibrationReport(
+    return CalibrationReport(
         status=status,
         calibrated=calibrated,
         tables=tables,
@@ -194,4 +218,3 @@ def calibrate_station(
         run_id=run.id,
         graph=graph,
     )
-    return report

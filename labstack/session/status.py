@@ -1,13 +1,17 @@
 """Which calibrations are fresh, stale or failed: the state and the graph, no measurement.
 
 Only the station's clock is opened (no DAC, no thermometer, no sampler), because
-freshness depends on nothing else. A virtual lab's clock restarts at its epoch in
-every process, so for a virtual station the status is evaluated as of the state's
-last update (and says so); on hardware it is evaluated now, by wall time.
+freshness depends on nothing else. An in-process virtual lab's clock restarts at
+its epoch in every process, so for such a station the status is evaluated as of
+the state's last update (and says so); a served lab's clock (``labstack serve``)
+lives on between processes, so its status is evaluated now by that clock, as on
+hardware by wall time.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +25,8 @@ from labstack.data import resolve_data_dir
 from labstack.session.run import build_graph
 from labstack.station import read_station_file
 from labstack.station.lab_station import close_instruments
+
+_aliases = itertools.count()
 
 
 class FrozenClock:
@@ -79,15 +85,23 @@ class StatusReport:
 
 def station_clock(station_file: str | Path, lab: str | None = None) -> tuple[Clock, Any]:
     """The clock a station file names, opening only that instrument; (clock, station or None)."""
+    clock, station, _served = _station_clock(station_file, lab)
+    return clock, station
+
+
+def _station_clock(station_file: str | Path, lab: str | None) -> tuple[Clock, Any, bool]:
     from qcodes.station import Station
 
     spec = read_station_file(station_file, lab=lab)
     name = spec.layout.clock
     if not name:
-        return WallClock(), None
+        return WallClock(), None, False
+    # a name of its own: the station itself may be open in this process (a notebook), and
+    # QCoDeS names instruments process-wide
+    alias = f"{name}_status_{os.getpid()}_{next(_aliases)}"
     station = Station()
-    station.load_config(yaml.safe_dump({"instruments": {name: spec.instruments[name]}}))
-    return station.load_instrument(name), station
+    station.load_config(yaml.safe_dump({"instruments": {alias: spec.instruments[name]}}))
+    return station.load_instrument(alias), station, spec.service() is not None
 
 
 def calibration_status(
@@ -100,10 +114,10 @@ def calibration_status(
     """Each installed routine's status against the state in ``data_dir``."""
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(root / STATE_DIRNAME)
-    clock, station = station_clock(station_file, lab)
+    clock, station, served = _station_clock(station_file, lab)
     try:
-        note = ""
-        if clock.is_virtual:
+        note = "(served lab: as of its clock now)" if served else ""
+        if clock.is_virtual and not served:
             last = state.history()[-1].utc if state.version else None
             at = datetime.fromisoformat(last) if last else clock.utcnow()
             clock = FrozenClock(at if at.tzinfo else at.replace(tzinfo=UTC))
@@ -112,6 +126,7 @@ def calibration_status(
         graph = build_graph(ctx, names)
         status = graph.status()
         reasons = graph.explain()
+        as_of = clock.utcnow().isoformat()  # before the clock instrument is closed
     finally:
         if station is not None:
             close_instruments(station)
@@ -128,4 +143,4 @@ def calibration_status(
                 rec.run_id if rec else None,
             )
         )
-    return StatusReport(nodes, state.version, clock.utcnow().isoformat(), note)
+    return StatusReport(nodes, state.version, as_of, note)

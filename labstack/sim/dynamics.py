@@ -35,11 +35,13 @@ correlated with its past than a real chip would be.
 
 The inner loops are compiled and draw their uniforms from a counter-based stream
 keyed by one 64-bit draw of the ensemble's Generator per call, so results are
-reproducible bit for bit and independent of threads. Heat-bath sweeps of chains
-and grids (long waits, the Gibbs sampler) run on :mod:`labstack.sim.lattice_kernels`
+reproducible bit for bit and independent of threads. Sweeps of chains and grids,
+heat-bath and finite steps alike, run on :mod:`labstack.sim.lattice_kernels`
 (float32 vectors; probabilities good to a few 1e-7 of themselves, resolved to
-2**-31 near 0 and 1); finite steps and other graphs on :mod:`labstack.sim.kernels`
-(53-bit thresholds), 5-10 times slower (see ``CellEnsemble.KINETIC_ON_LATTICE``).
+2**-31 near 0 and 1); other graphs, finite steps of chips under 64 cells (where the
+table is faster) and finite steps so short that a cell's flip probability would
+come near that resolution, on :mod:`labstack.sim.kernels` (53-bit thresholds), 2-5
+times slower on large chips (see ``CellEnsemble.KINETIC_ON_LATTICE``).
 """
 
 from __future__ import annotations
@@ -193,17 +195,35 @@ class CellEnsemble:
     result is the same either way). By default (None) heat-bath sweeps of chains and
     grids (:mod:`labstack.sim.lattice`) use threads from ``LATTICE_THREADS_FROM``
     cells when a call has at least ``THREADED_WORK`` cell updates, since they start
-    one parallel region per call; the tabulated kernel starts one per colour class
+    one parallel region per call; below 128x128 a colour class is a few microseconds
+    of work, so the threads would wait at every phase more than they gain, and on a
+    shared machine a thread that loses its core stalls each phase (64x64: 1.4e9
+    updates/s serial, 0.07-2e9 threaded); the tabulated kernel starts one per colour class
     and sweep, which on a shared 2-core machine made it 2-50x slower than serial up
     to 10^6 cells (bench/bench_sim_vs_thrml.py), so it stays serial below 2M cells.
     """
 
-    KINETIC_ON_LATTICE = False
-    """Kinetic steps of chains and grids on the lattice kernel too. Off: in the full
-    calibration graph its S-curve widths came out ~13 % narrow for a few cells (3 of 3
-    seeds), which the per-update law test does not reproduce; until that is found,
-    the lab's finite steps stay on the exact tabulated kernel."""
-    LATTICE_THREADS_FROM = 4096
+    KINETIC_ON_LATTICE = True
+    """Kinetic (finite) steps of chains and grids on the lattice kernel too.
+
+    It was off because the calibration graph's bias S-curves came out ~13 % narrower
+    than the chip's widths for some cells. That is not the kernel: those S-curves are
+    sampled at <= 100 Hz, which runs heat-bath sweeps whatever this flag says (the
+    widths are the same to 0.1 % with it off), and a bias sweep moves every line at
+    once, so DAC crosstalk narrows them to ``T_eff / (2 (alpha_i + X_i))``
+    (:meth:`GroundTruth.swept_scurve_width_V <labstack.sim.truth.GroundTruth.swept_scurve_width_V>`),
+    10-14 % below the single-line width for a cell with two neighbouring lines."""
+    KINETIC_LATTICE_FROM = 64
+    """Cells from which finite steps take the lattice kernel. Below, the tabulated kernel is
+    faster: the lattice pays ~0.8 us per sweep whatever the size (a 16-cell chain: 52 ns
+    per update against 24; 36-cell grid 32 against 19; 64-cell chain 13 against 20;
+    12x12 grid 7 against 20, lab sampling at 200 kHz)."""
+    KINETIC_MIN_R0DT = 2.0**-20
+    """Shortest step the lattice takes, as ``r0 dt`` of the slowest cell: its decisions
+    resolve probabilities to 2**-31, so a zero-field flip probability ``r0 dt`` below
+    this would be rounded by more than 2**-11 of itself; shorter steps (a catch-up of a
+    few picoseconds) go to the tabulated kernel (53 bits)."""
+    LATTICE_THREADS_FROM = 16384
     THREADED_WORK = 2_000_000
     TABLE_THREADS_FROM = 1 << 21
 
@@ -364,6 +384,11 @@ class CellEnsemble:
         graph = graph if _coupled(graph) else None
         self._run(graph, np.asarray(h, dtype=float), t_eff, 1, n_sweeps, dt, self._key(), None)
 
+    def _resolved(self, t_eff: float, dt: float) -> bool:
+        """Whether every free cell's zero-field flip probability per step is >= KINETIC_MIN_R0DT."""
+        r0 = self.attempt_rates(t_eff)[~self._frozen]
+        return r0.size == 0 or float(r0.min()) * float(dt) >= self.KINETIC_MIN_R0DT
+
     def _run(
         self,
         graph: CouplingGraph | None,
@@ -376,7 +401,8 @@ class CellEnsemble:
         out: np.ndarray | None,
     ) -> None:
         heat_bath = not np.isfinite(dt)
-        on_lattice = heat_bath or self.KINETIC_ON_LATTICE
+        on_lattice = heat_bath or (self.KINETIC_ON_LATTICE and self.n >= self.KINETIC_LATTICE_FROM
+                                   and self._resolved(t_eff, dt))
         lattice = graph.lattice() if graph is not None and on_lattice else None
         if lattice is not None:
             explicit = self.parallel_threshold

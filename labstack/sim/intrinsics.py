@@ -74,3 +74,24 @@ def cpu_relax(typingctx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def thread_nap(typingctx, microseconds):
+    """Sleep ``microseconds`` (int64; POSIX ``usleep``, nothing on Windows).
+
+    For a spin-wait that has waited long: the thread it waits for has probably lost its
+    core to another process (a shared machine). Spinning or yielding keeps this core
+    busy, so the scheduler does not move the waited-for thread here; sleeping idles
+    the core, and the scheduler runs that thread on it.
+    """
+    sig = types.void(microseconds)
+
+    def codegen(context, builder, signature, args):
+        if platform.system() != "Windows":
+            fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "usleep")
+            builder.call(fn, [builder.trunc(args[0], ir.IntType(32))])
+        return context.get_dummy_value()
+
+    return sig, codegen

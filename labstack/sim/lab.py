@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -120,13 +121,22 @@ class VirtualLab:
     #: longest stretch of time integrated at fixed temperature before re-reading the fridge
     THERMAL_CHUNK_S = 5.0
 
-    def __init__(self, truth: GroundTruth, seed: int | None = None, *, drift: bool = True) -> None:
+    def __init__(
+        self,
+        truth: GroundTruth,
+        seed: int | None = None,
+        *,
+        start_utc: datetime | None = None,
+        drift: bool = True,
+    ) -> None:
         self.truth = truth
         self.seed = seed if seed is not None else (truth.seed if truth.seed is not None else 0)
         self.realistic = truth.realism == "realistic"
         # the first four streams are those of every lab before realism (spawn keys 0-3)
         streams = np.random.SeedSequence(self.seed).spawn(8)
-        self.clock = VirtualClock()
+        # start_utc: the calendar time of lab time 0; a lab service restarted on the same
+        # directory continues the calendar, so calibration ages stay meaningful
+        self.clock = VirtualClock(start_utc)
         self.cells = CellEnsemble(
             truth.cells.gamma0_Hz,
             truth.cells.barrier_K,
@@ -196,7 +206,7 @@ class VirtualLab:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_description(cls, description: str) -> VirtualLab:
+    def from_description(cls, description: str, *, start_utc: datetime | None = None) -> VirtualLab:
         """Build a lab from the part of a VISA library path before ``@labstack``.
 
         ``""`` is the default chip (seed 1234, 16 cells, chain); a path to a
@@ -215,7 +225,7 @@ class VirtualLab:
         """
         truth, seed = cls.truth_from_description(description)
         options = _options(description)
-        lab = cls(truth, seed=seed, drift=options.get("drift", "on") == "on")
+        lab = cls(truth, seed=seed, start_utc=start_utc, drift=options.get("drift", "on") == "on")
         try:
             rate = float(options.get("faults", 0.0))
             fault_seed = int(options.get("fault_seed", 0))
@@ -373,14 +383,22 @@ class VirtualLab:
         )
 
     # ------------------------------------------------------------------- time
-    def sleep(self, seconds: float) -> None:
-        """Let simulated time pass: the fridge integrates, cells thermalize, offsets drift."""
+    def sleep(self, seconds: float, *, chunk_s: float | None = None) -> None:
+        """Let simulated time pass: the fridge integrates, cells thermalize, offsets drift.
+
+        ``chunk_s`` (default :attr:`THERMAL_CHUNK_S`) is how long cells run at one
+        temperature; a served lab idling at high speed passes a longer one, since
+        nothing it is asked depends on the fridge's finer steps (labstack.service).
+        """
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds} s)")
+        step = self.THERMAL_CHUNK_S if chunk_s is None else float(chunk_s)
+        if not step > 0:
+            raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
         self._catch_up()
         remaining = float(seconds)
         while remaining > 0:
-            chunk = min(remaining, self.THERMAL_CHUNK_S)
+            chunk = min(remaining, step)
             self.cryostat.advance(chunk, self.clock.now())
             self.clock.sleep(chunk)
             self.readout.advance(chunk)

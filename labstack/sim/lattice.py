@@ -4,13 +4,16 @@ The virtual chips are chains and 2-D grids with cells numbered row by row. When 
 coupling graph fits such a grid (every coupled pair is ``(i, i + 1)`` in one row or
 ``(i, i + C)``), its sweeps (heat-bath and kinetic steps) run on
 :mod:`labstack.sim.lattice_kernels`, which addresses neighbours at constant offsets
-instead of through a table and so vectorises: about 1.6 ns per heat-bath update on
-one core, against 7-15 ns for the tabulated kernel of :mod:`labstack.sim.kernels`,
-which stays for other graphs.
+instead of through a table and so vectorises: 0.7-0.8 ns per heat-bath update and
+1.5-2 ns per kinetic step on one core (AVX-512, 64x64 to 512x512, plus ~0.6 us per
+sweep, which is why chips under 64 cells take their finite steps on the table), against
+7-20 ns for the tabulated kernel of :mod:`labstack.sim.kernels`, which stays for other
+graphs.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numba
@@ -21,6 +24,12 @@ from labstack.sim import lattice_kernels
 
 UP, DOWN, LEFT, RIGHT = range(4)
 _LOG2E = 1.0 / np.log(2.0)
+PROBE_SWEEPS = 4
+"""Sweeps of a probe piece of a threaded run (see :meth:`Lattice._adaptive`)."""
+PIECE_S = 0.02
+"""Seconds of work in a piece of a threaded run once both ways have been timed."""
+EXPLORE_EVERY = 8
+"""Every this many pieces, one is run the other way, so that a change of load is noticed."""
 _STUCK = 1e30
 """|c0| of a stuck cell: ``2**y`` saturates, so its state never changes."""
 
@@ -116,6 +125,52 @@ class Lattice:
         layout[self.cells] = spins > 0
         return layout.reshape(2, self.length)
 
+    @staticmethod
+    def _adaptive(run, n_samples: int, per_sample: int, record: np.ndarray) -> None:
+        """Run the sweeps in timed pieces, each the faster way lately (``run(..., parallel)``).
+
+        Pieces are whole samples when samples are short, else stretches of one sample's
+        sweeps (the sample is recorded after its last stretch). The first two pieces
+        (``PROBE_SWEEPS`` sweeps) time each way; later pieces hold ~``PIECE_S`` seconds
+        of work at the better rate, and every ``EXPLORE_EVERY``-th piece is run the
+        other way (a probe's worth of sweeps) to notice that the machine has changed.
+        """
+        seconds = {False: np.inf, True: np.inf}  # per sweep, latest piece each way
+        tried = {False: False, True: False}
+        pieces = 0
+
+        def next_piece(limit: int) -> tuple[int, bool]:
+            nonlocal pieces
+            pieces += 1
+            if not tried[False] or not tried[True]:
+                return min(limit, PROBE_SWEEPS), tried[False]
+            best = seconds[True] < seconds[False]
+            if pieces % EXPLORE_EVERY == 0:
+                return min(limit, PROBE_SWEEPS), not best
+            return min(limit, max(PROBE_SWEEPS, int(PIECE_S / seconds[best]))), best
+
+        def timed(samples: int, sweeps: int, start: int, rows: np.ndarray, parallel: bool) -> None:
+            elapsed = run(samples, sweeps, start, rows, parallel)
+            seconds[parallel] = elapsed / (samples * sweeps)
+            tried[parallel] = True
+
+        if per_sample < 4 * PROBE_SWEEPS:  # pieces of whole samples
+            j = 0
+            while j < n_samples:
+                sweeps, parallel = next_piece((n_samples - j) * per_sample)
+                m = max(1, sweeps // per_sample)
+                timed(m, per_sample, j * per_sample, record[j:j + m], parallel)
+                j += m
+            return
+        for j in range(n_samples):  # stretches of each long sample
+            done = 0
+            while done < per_sample:
+                sweeps, parallel = next_piece(per_sample - done)
+                last = done + sweeps == per_sample
+                rows = record[j:j + 1] if last else record[:0]
+                timed(1, sweeps, j * per_sample + done, rows, parallel)
+                done += sweeps
+
     def spins_out(self, layout: np.ndarray) -> np.ndarray:
         """+-1 int8 cell spins from the layout."""
         return (2 * layout.reshape(-1)[self.cells] - 1).astype(np.int8)
@@ -137,16 +192,34 @@ class Lattice:
 
         Heat-bath sweeps, or kinetic steps when ``r0dt`` (``r0 dt`` per cell) is given.
         ``threads > 1`` shares the work between that many threads; the bits do not change.
+        A threaded run of at least 4 probes (``PROBE_SWEEPS`` sweeps) is cut in pieces,
+        each timed, run threaded or serially, whichever was faster lately
+        (:meth:`_adaptive`): on a shared machine, where another process holds a core
+        now and then, a threaded sweep waits at every colour phase for a thread that
+        has lost its core and can be several times slower than one thread. The pieces
+        use the run's own random counters (``start``), so the result is the same bits
+        whichever way each piece ran.
         """
         layout = self.spins_in(spins)
         coef = self.coefficients(h, t_eff, stuck, r0dt)
         record = out if out is not None else np.empty((0, self.n), dtype=np.int8)
-        args = (layout, coef, self.stride, self.rows, self.cells, n_samples, sweeps_per_sample,
-                np.uint64(key), 0, record, r0dt is not None)
+        kinetic = r0dt is not None
         threads = min(int(threads), numba.get_num_threads())
-        if threads > 1:
-            n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
-            lattice_kernels.sweeps_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+        n_chunks = int(np.clip(self.rows * self.stride // 2048, threads, 4 * threads))
+
+        def run(samples: int, per_sample: int, start: int, rows: np.ndarray, parallel: bool) -> float:
+            """Sweeps ``start .. start + samples * per_sample`` (counters of the whole run); seconds."""
+            args = (layout, coef, self.stride, self.rows, self.cells, samples, per_sample,
+                    np.uint64(key), start, rows, kinetic)
+            t = time.perf_counter()
+            if parallel:
+                lattice_kernels.sweeps_threaded(*args, threads, n_chunks, np.zeros(16, np.int64))
+            else:
+                lattice_kernels.sweeps(*args)
+            return time.perf_counter() - t
+
+        if threads <= 1 or n_samples * sweeps_per_sample < 4 * PROBE_SWEEPS:
+            run(n_samples, sweeps_per_sample, 0, record, threads > 1)
         else:
-            lattice_kernels.sweeps(*args)
+            self._adaptive(run, n_samples, sweeps_per_sample, record)
         spins[:] = self.spins_out(layout)

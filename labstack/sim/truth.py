@@ -326,6 +326,18 @@ class GroundTruth:
             seed=self.seed,
         )
 
+    def swept_scurve_width_V(self, t_chip_K: float | None = None) -> np.ndarray:
+        """Width of the S-curve measured with every bias line stepped together (bias_scurve).
+
+        Line ``j`` moves cell ``i`` by ``Xt_ij`` K/V, so a common step moves it by
+        ``alpha_i + X_i`` with ``X_i = sum_j Xt_ij``: ``w'_i = T_eff / (2 (alpha_i + X_i))``,
+        narrower than :meth:`scurve_width_V` wherever there is crosstalk.
+        """
+        t_chip = self.cryostat.mc_base_K if t_chip_K is None else t_chip_K
+        xt = self.crosstalk_K_per_V
+        total = self.cells.alpha_K_per_V + (xt.sum(axis=1) if xt is not None else 0.0)
+        return self.noise.t_eff(t_chip) / (2.0 * total)
+
     # ------------------------------------------------------------------- draw
     @classmethod
     def from_seed(

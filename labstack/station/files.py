@@ -91,12 +91,26 @@ class StationFile:
         return f"{self.path}:?"
 
     def lab(self) -> str | None:
-        """The virtual-lab description the file's instruments name (None: no virtual lab)."""
+        """The virtual-lab description the file's instruments name (None: no virtual lab).
+
+        A served lab's station (``labstack serve``) reaches its instruments through
+        pyvisa-py; its ``labstack.service.lab`` names the lab behind the sockets.
+        """
         for spec in self.instruments.values():
             visalib = str((spec.get("init") or {}).get("visalib", ""))
             if visalib.endswith(VISALIB_SUFFIX):
                 return visalib.removesuffix(VISALIB_SUFFIX)
-        return None
+        service = self.service()
+        return str(service["lab"]) if service and service.get("lab") is not None else None
+
+    def service(self) -> dict[str, Any] | None:
+        """The ``labstack.service`` section a served lab's station file carries (None: not served)."""
+        section = (self.document.get("labstack") or {}).get("service")
+        if section is None:
+            return None
+        if not isinstance(section, dict):
+            raise StationConfigError(f"{self.where('labstack', 'service')}: labstack.service: must be a mapping")
+        return section
 
 
 def station_path(name_or_path: str | Path) -> Path:

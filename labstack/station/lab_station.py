@@ -31,12 +31,15 @@ class Provenance:
     """Where a station came from: what a replay needs to build it again.
 
     ``station_text`` is the station file as it was read; ``lab`` the virtual-lab
-    description (``""`` for the default chip, None on hardware).
+    description (``""`` for the default chip, None on hardware); ``service`` the
+    ``labstack.service`` section of a served lab's station (None otherwise): its
+    clock runs on by itself, at ``service["speed"]`` lab seconds per wall second.
     """
 
     source: str = ""
     station_text: str = ""
     lab: str | None = None
+    service: Mapping[str, Any] | None = None
 
 
 class LabStation:

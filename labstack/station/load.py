@@ -53,12 +53,17 @@ def load_station(
     except Exception:
         close_instruments(qcodes)
         raise
+    service = spec.service()
     provenance = Provenance(
         source=str(spec.path),
         station_text=spec.text,
         lab=lab if lab is not None else spec.lab(),
+        service=service,
     )
-    return LabStation(qcodes, layout=layout, clock=clock, safety=safety, provenance=provenance)
+    station = LabStation(qcodes, layout=layout, clock=clock, safety=safety, provenance=provenance)
+    if service is not None:  # every run records which served lab, at which clock speed, it ran on
+        station.run_metadata["lab_service"] = {"lab": service.get("lab"), "speed": service.get("speed", 0.0)}
+    return station
 
 
 def close_station(station: LabStation | Station) -> None:

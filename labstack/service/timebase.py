@@ -1,0 +1,79 @@
+"""Lab time for a served lab: exact for every operation, free-running at ``speed`` while idle.
+
+In one Python process the virtual lab's clock only moves when someone waits or
+acquires, so nothing ever goes stale between two calls. A served lab lives on:
+with ``speed = s`` its clock also runs at ``s`` times wall time while no message is
+being handled (3600: an hour of lab time per wall second), so drift and staleness
+happen between calls while a person watches. Operations keep today's semantics:
+the time spent handling a message (an acquisition's physics, say) is not idle
+time, so a wait or an acquisition still advances the clock by exactly its lab
+duration, and ``speed = 0`` (the default) is the in-process clock exactly, which
+is what makes a served lab replay bit for bit.
+
+Catching up is physics (the fridge integrates, cells thermalize, offsets drift) and
+costs CPU time in proportion to the lab time covered, so it is paced: the server's
+idle ticks cover up to :data:`MAX_STEP_WALL_S` of wall time's worth each, and the
+catch-up before a message only :data:`MESSAGE_STEP_WALL_S` worth, so a message is
+never held up by much physics; what is left is carried to the next call. A long
+pause (a suspended laptop) therefore never blocks the service: its clock lags
+(``lag_s``) until it has caught up. Idle time is integrated in
+:data:`IDLE_CHUNK_S` steps (the fridge and cells at one temperature per step),
+twelve times coarser than an explicit wait, which keeps 10^4 lab seconds per wall
+second affordable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from labstack.sim.lab import VirtualLab
+
+#: fastest supported clock: ~10^5 lab seconds per wall second already costs a core
+MAX_SPEED = 1e5
+#: wall seconds' worth of lab time an idle tick covers at most (the rest is carried)
+MAX_STEP_WALL_S = 0.5
+#: wall seconds' worth of lab time the catch-up before a message covers at most
+MESSAGE_STEP_WALL_S = 0.005
+#: lab seconds at one temperature while idle (an explicit wait uses the lab's finer chunk)
+IDLE_CHUNK_S = 60.0
+
+
+class LabTime:
+    """The served lab's clock policy: exact during exchanges, ``speed`` x wall time when idle."""
+
+    def __init__(self, lab: VirtualLab, speed: float = 0.0, wall: Callable[[], float] = time.monotonic) -> None:
+        if not 0.0 <= speed <= MAX_SPEED:
+            raise ValueError(f"speed {speed!r}: lab seconds per wall second, 0 .. {MAX_SPEED:g}")
+        self.lab = lab
+        self.speed = float(speed)
+        self._wall = wall
+        self._mark = wall()
+        self._debt_s = 0.0  # lab seconds owed but not yet simulated
+
+    @property
+    def lag_s(self) -> float:
+        """Lab seconds the clock is behind ``speed`` x wall time (0 when it keeps up)."""
+        return self._debt_s
+
+    def catch_up(self, max_wall_s: float = MAX_STEP_WALL_S) -> float:
+        """Let the idle time since the last call pass on the lab clock; returns lab seconds added.
+
+        Covers at most ``max_wall_s`` of wall time's worth now (the rest is carried).
+        Call with the lab to oneself (the server's loop), before handling a message
+        and on every idle tick.
+        """
+        if self.speed <= 0:
+            return 0.0
+        now = self._wall()
+        self._debt_s += max(0.0, now - self._mark) * self.speed
+        self._mark = now
+        step = min(self._debt_s, self.speed * max_wall_s)
+        if step > 0:
+            self.lab.sleep(step, chunk_s=IDLE_CHUNK_S)
+            self._debt_s -= step
+        return step
+
+    def exchange_done(self) -> None:
+        """A message was handled: the time it took was work, not idleness."""
+        self._mark = self._wall()

@@ -1,0 +1,318 @@
+"""The served lab: unmodified drivers over real sockets, several clients, the free-running clock, security.
+
+Servers run in a thread of the test process (``LabServer.run_in_thread``): the same
+loop ``labstack serve`` runs in its own process (that one is tested in
+``test_service_watch.py``), with the lab at hand for fault injection.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qcodes.instrument import Instrument
+
+from labstack.cli import main
+from labstack.data import load_run
+from labstack.service import LabServer, ServerConfigError
+from labstack.service.server import MAX_LINE
+from labstack.service.timebase import LabTime
+from labstack.session import calibrate_station
+from labstack.session.record import session_of
+from labstack.visa import open_station
+from tests.service_helpers import RawClient, served_station, wait_for
+from tests.test_safety_fuzz import COMMANDS
+
+LAB = "seed=3,cells=4"
+SMALL = {  # a small graph (readout, cryostat -> bias_scurve) with few points: seconds, not minutes
+    "bias_scurve": {"n_points": 21, "n_samples": 400, "check_points": 11, "check_samples": 200},
+    "cryostat": {"heat_s": 600.0, "cool_s": 1200.0, "interval_s": 10.0, "cool_interval_s": 40.0},
+    "readout": {"n_samples": 500},
+}
+
+
+@pytest.fixture
+def server():
+    srv = LabServer.from_description(LAB).run_in_thread()
+    yield srv
+    srv.stop()
+    Instrument.close_all()
+
+
+def _calibrate(station, data_dir: Path):
+    report = calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"], params=SMALL)
+    session = session_of(load_run(report.run_id, data_dir))
+    datasets = [load_run(run_id, data_dir).dataset() for run_id in session["runs"]]
+    return report, session, datasets
+
+
+def test_unmodified_drivers_calibrate_over_pyvisa_py_and_replay_bit_for_bit(tmp_path):
+    outcomes = []
+    for k in range(2):  # the same description served twice, at speed 0
+        with LabServer.from_description(LAB) as srv:
+            station = served_station(srv, LAB, tmp_path, f"served{k}.yaml")
+            try:
+                handle = station.qdac1.visa_handle
+                assert type(handle.visalib).__module__.startswith("pyvisa_py")  # no labstack backend
+                assert type(station.qdac1).__module__.startswith("qcodes_contrib_drivers")
+                assert handle.resource_name.startswith("TCPIP0::127.0.0.1::")
+                outcomes.append(_calibrate(station, tmp_path / f"data{k}"))
+                assert srv.stats.messages > 1000 and srv.stats.errors == 0
+            finally:
+                station.close()
+    local = open_station("virtual", lab=f"{LAB},instance=served-vs-local")
+    try:
+        outcomes.append(_calibrate(local, tmp_path / "local"))
+    finally:
+        local.close()
+    (report_a, session_a, data_a), (report_b, session_b, data_b), (_, session_c, data_c) = outcomes
+    assert all(str(s) == "fresh" for s in report_a.status.values()), report_a.status
+    assert session_a["results"] and session_a["results"] == session_b["results"] == session_c["results"]
+    assert len(data_a) == len(data_b) == len(data_c) == 3
+    for a, b, c in zip(data_a, data_b, data_c, strict=True):
+        for name in a.data_vars:  # bit for bit: served again, and against the in-process backend
+            assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
+            assert np.array_equal(a[name].values, c[name].values, equal_nan=True), name
+    run = load_run(report_a.run_id, tmp_path / "data0")
+    assert run.metadata.get("kind") == "calibration"
+    assert load_run(session_a["runs"][0], tmp_path / "data0").metadata["lab_service"] == {"lab": LAB, "speed": 0.0}
+
+
+def test_a_thread_reading_temperatures_while_another_calibrates(server, tmp_path):
+    station = served_station(server, LAB, tmp_path)
+    temperatures: list[float] = []
+    idns: list[str] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    ranges: list[str] = []
+    counts: list[int] = []
+
+    def read_temperatures() -> None:  # shares the station (and its sessions) with the calibration
+        try:
+            while not done.is_set():
+                temperatures.append(station.ls372.ch06.temperature())
+                ranges.append(station.ls372.sample_heater.output_range())
+                counts.append(station.sampler.n_samples())  # while the calibration acquires blocks
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    def other_client() -> None:  # a second process would look like this: its own connection
+        client = RawClient(server.ports["sampler"])
+        try:
+            while not done.is_set():
+                idns.append(client.ask("*IDN?"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=read_temperatures), threading.Thread(target=other_client)]
+    for thread in threads:
+        thread.start()
+    try:
+        report = calibrate_station(station, data_dir=tmp_path / "data", progress=False, names=["readout"])
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(10)
+        station.close()
+    assert not errors, errors
+    assert report.status["readout"].value == "fresh"
+    assert len(temperatures) > 20 and all(0.005 < t < 0.1 for t in temperatures), temperatures[:5]
+    assert set(ranges) == {"off"} and all(isinstance(n, int) and n >= 1 for n in counts)
+    assert len(idns) > 20 and set(idns) == {"labstack,VSAMPLER-1,0001,1.0"}
+    hardener = station.safety.hardener
+    assert hardener is not None and hardener.stats.errors == 0  # no exchange was ever torn
+
+
+def test_binary_blocks_partial_messages_and_vanishing_clients(server):
+    a = RawClient(server.ports["sampler"])
+    a.send("SAMP:COUN 16\n")
+    a.send("REA")  # one message in pieces, its answer read back byte by byte
+    time.sleep(0.05)
+    a.send("D?\n")
+    assert a.exactly(1) == b"#"
+    digits = int(a.exactly(1))
+    length = int(b"".join(a.exactly(1) for _ in range(digits)))
+    payload = a.exactly(length)
+    assert a.exactly(1) == b"\n" and length == 16 * 4 * 4  # 16 samples x 4 cells x float32, intact
+    values = np.frombuffer(payload, "<f4")
+    assert np.all(np.isfinite(values)) and values.std() > 0
+    # a client that leaves mid-message: its half message never reaches the instrument
+    b = RawClient(server.ports["sampler"])
+    b.send("SAMP:COUN 99")
+    b.close()
+    c = RawClient(server.ports["sampler"])
+    c.send("*ID")
+    time.sleep(0.05)
+    c.send("N?\nSAMP:COUN?\n")
+    assert c.line() == b"labstack,VSAMPLER-1,0001,1.0\n"
+    assert c.line() == b"16\n"
+    assert c.ask("SYST:ERR?") == '0,"No error"'
+    a.close()
+    c.close()
+
+
+def test_malformed_input_is_queued_as_an_error_and_never_stops_the_server(server):
+    client = RawClient(server.ports["qdac1"])
+    client.send(b"\xff\xfe\x00garbage\r\n")
+    client.send(b"x" * (MAX_LINE + 10) + b"\n")  # longer than any message: refused whole
+    assert re.match(r"-113,", client.ask("SYST:ERR?"))
+    assert client.ask("SYST:ERR?").startswith("-223,")
+    assert client.ask("*IDN?").startswith("QDevil, QDAC-II")
+    client.close()
+
+
+def test_an_idle_client_and_a_flooding_client_do_not_block_a_third(server):
+    idle = RawClient(server.ports["ls372"])  # connects, says nothing
+    flood = socket.create_connection(("127.0.0.1", server.ports["ls372"]))
+    flood.setblocking(False)
+    stop = threading.Event()
+    sent = [0]
+
+    def flooding() -> None:  # queries as fast as the socket takes them, never reads an answer
+        message = b"KRDG? 6\n" * 512
+        while not stop.is_set():
+            try:
+                sent[0] += flood.send(message)
+            except BlockingIOError:
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=flooding)
+    thread.start()
+    try:
+        wait_for(lambda: sent[0] > 1 << 20, 20, "the flooder to push a megabyte")
+        third = RawClient(server.ports["ls372"], timeout=5)
+        latencies = []
+        for _ in range(30):
+            t = time.perf_counter()
+            assert float(third.ask("KRDG? 6")) > 0
+            latencies.append(time.perf_counter() - t)
+        assert max(latencies) < 1.0, latencies
+        third.close()
+    finally:
+        stop.set()
+        thread.join(5)
+        flood.close()
+        idle.close()
+    assert server.stats.messages > 30
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(["qdac1", "ls372", "sampler", "clock"]),
+    chunks=st.lists(st.one_of(COMMANDS.map(lambda c: (c + "\n").encode("utf-8", "replace")), st.binary(max_size=64)), max_size=6),
+    leave_early=st.booleans(),
+)
+def test_fuzzed_socket_input_never_crashes_the_server(fuzz_server, name, chunks, leave_early):
+    server = fuzz_server
+    data = b"".join(chunks)
+    if name == "clock":
+        data = re.sub(rb"(?i)ADV", b"TIME?", data)  # no weeks of lab time
+    if name == "sampler":
+        data = re.sub(rb"(?i)COUN", b"RATE", data)  # no huge acquisitions
+    client = socket.create_connection(("127.0.0.1", server.ports[name]), timeout=5)
+    client.sendall(data)
+    if leave_early:
+        client.close()  # mid-message, answers unread
+    else:
+        client.shutdown(socket.SHUT_WR)  # done: the server answers what it got, then closes
+        client.settimeout(5)
+        while client.recv(65536):
+            pass
+        client.close()
+    probe = RawClient(server.ports[name])
+    assert probe.ask("*IDN?").count(",") == 3  # still serving, answers whole
+    probe.close()
+    assert server._thread is not None and server._thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    srv = LabServer.from_description(LAB + ",instance=fuzz").run_in_thread()
+    yield srv
+    srv.stop()
+
+
+def test_faults_are_injected_over_sockets_and_the_drivers_recover(server, tmp_path):
+    station = served_station(server, LAB, tmp_path)
+    try:
+        truth = station.ls372.ch06.temperature()
+        with server.lock:
+            server.lab.faults.inject("garbled", "ls372")
+            server.lab.faults.inject("dropped", "ls372")
+        assert station.ls372.ch06.temperature() == pytest.approx(truth, rel=0.05)
+        stats = station.safety.hardener.stats
+        assert stats.errors >= 2 and stats.reconnects >= 1 and stats.failures == 0
+        assert {e.kind for e in server.lab.faults.log} >= {"garbled", "dropped"}
+    finally:
+        station.close()
+
+
+def test_the_clock_is_exact_at_speed_0_and_runs_on_at_speed(tmp_path):
+    with LabServer.from_description(LAB) as still:
+        clock = RawClient(still.ports["clock"])
+        t0 = float(clock.ask("CLOC:TIME?"))
+        time.sleep(0.2)
+        assert float(clock.ask("CLOC:TIME?")) == t0  # nothing moves by itself at speed 0
+        clock.send("CLOC:ADV 12.5\n")
+        assert float(clock.ask("CLOC:TIME?")) == t0 + 12.5  # a wait is exactly its duration
+        clock.close()
+    with LabServer.from_description(LAB, speed=3600.0) as running:
+        clock = RawClient(running.ports["clock"])
+        t0, w0 = float(clock.ask("CLOC:TIME?")), time.monotonic()
+        time.sleep(0.3)
+        t1, w1 = float(clock.ask("CLOC:TIME?")), time.monotonic()
+        clock.close()
+    # the clock follows wall time in idle ticks (TICK_S apart) and a little before each message
+    # (the first reading may lag by up to a tick's worth, caught up before the second)
+    assert 0.5 * 3600 * 0.3 < t1 - t0 <= 3600 * (w1 - w0 + 0.2)
+
+
+class _FakeLab:
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float, chunk_s: float | None = None) -> None:
+        self.slept.append(seconds)
+
+
+def test_lab_time_counts_idle_time_only():
+    wall = [100.0]
+    lab = _FakeLab()
+    time_ = LabTime(lab, speed=10.0, wall=lambda: wall[0])  # type: ignore[arg-type]
+    wall[0] += 0.02  # idle
+    time_.catch_up()
+    assert lab.slept == [pytest.approx(0.2)]
+    wall[0] += 1.0
+    time_.catch_up(max_wall_s=0.1)  # paced: a tenth of a second's worth now, the rest carried
+    assert lab.slept[-1] == pytest.approx(1.0) and time_.lag_s == pytest.approx(9.0)
+    time_.catch_up()
+    assert lab.slept[-1] == pytest.approx(5.0) and time_.lag_s == pytest.approx(4.0)
+    time_.catch_up()
+    assert time_.lag_s == pytest.approx(0.0)
+    wall[0] += 3.0  # an exchange that took 3 s of wall time (an acquisition's physics)
+    time_.exchange_done()
+    wall[0] += 0.01
+    time_.catch_up()
+    assert lab.slept[-1] == pytest.approx(0.1)  # only the idle 10 ms after it
+    with pytest.raises(ValueError, match="speed"):
+        LabTime(lab, speed=-1.0)  # type: ignore[arg-type]
+
+
+def test_servers_bind_loopback_unless_told_otherwise(server, capsys):
+    assert server.host == "127.0.0.1"
+    assert all(a.startswith("TCPIP0::127.0.0.1::") for a in server.addresses.values())
+    with pytest.raises(ServerConfigError, match="allow_remote"):
+        LabServer.from_description(LAB, host="0.0.0.0")
+    assert main(["serve", "--seed", "3", "--cells", "4", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err and "not a loopback address" in err
