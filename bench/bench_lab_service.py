@@ -15,6 +15,18 @@ sides. ``ratio`` is the worst of (3 x in-process get / socket get) over the
 parameters and (1.5 x in-process calibration / served calibration): higher is
 better, >= 1 meets both targets.
 
+Where a socket get's time goes is printed layer by layer (a bare socket, pyvisa-py,
+the QCoDeS parameter), next to the floor any Python server has (a minimal echo
+server in its own process), the instrument's own work (its SCPI engine, in
+process) and the same QCoDeS get with its socket pointed at the echo server (the
+floor of the unmodified client stack: what a server that cost nothing would give). A get is one write and one read: the driver's whole Python stack runs in
+the client, then the served instrument loop runs in the server, one after the
+other, with two context switches in between. The same QCoDeS and pyvisa code
+costs about 2.5 times as much between socket round trips as in-process (its caches
+went to the other process meanwhile), and the scheduler decides whether the two
+processes share a core (the fast case) or wake each other across cores (much
+slower on a VM); so gets are timed in interleaved rounds, best of all.
+
     python bench/bench_lab_service.py [--cells 8] [--gets 2000] [--repeat 3]
 """
 
@@ -74,11 +86,48 @@ def time_gets(station, name: str, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def exchange_layers(station, n: int, repeat: int) -> dict[str, float]:
-    """One query through each layer: a bare socket, pyvisa-py, the QCoDeS parameter."""
-    handle = station.ls372.visa_handle
-    host, port = handle.resource_name.split("::")[1:3]
-    sock = socket.create_connection((host, int(port)))
+ECHO_SERVER = """
+import selectors, socket
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+while True:  # one client at a time, each answered '+1.23456E-02' per message until it leaves
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(conn, selectors.EVENT_READ)
+    while True:
+        selector.select(0.05)
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        if not data:
+            break
+        conn.send(b"+1.23456E-02\\r\\n" * data.count(b"\\n"))
+    selector.close()
+    conn.close()
+"""
+ECHO_VALUE = 1.23456e-2
+
+
+def best_of(fn, n: int, repeat: int) -> float:
+    for _ in range(20):
+        fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out.append((time.perf_counter() - t) / n)
+    return min(out)
+
+
+def round_trip(port: int, n: int, repeat: int) -> float:
+    """A bare TCP client's query and answer, ``KRDG? 6`` (best of ``repeat``)."""
+    sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def raw() -> None:
@@ -87,24 +136,52 @@ def exchange_layers(station, n: int, repeat: int) -> dict[str, float]:
         while not data.endswith(b"\n"):
             data += sock.recv(4096)
 
-    def best(fn) -> float:
-        for _ in range(20):
-            fn()
-        out = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            for _ in range(n):
-                fn()
-            out.append((time.perf_counter() - t) / n)
-        return min(out)
+    try:
+        return best_of(raw, n, repeat)
+    finally:
+        sock.close()
 
-    layers = {
-        "bare TCP round trip to the served instrument": best(raw),
-        "pyvisa-py query (write + read)": best(lambda: handle.query("KRDG? 6")),
-        "QCoDeS parameter get (driver, labstack layers)": best(station.ls372.ch06.temperature.get),
+
+def echo_floors(station, n: int, repeat: int) -> tuple[float, float]:
+    """Round trips to a minimal Python echo server in its own process: any Python server's floor.
+
+    Returns (a bare socket's round trip, the QCoDeS get of ``ls372.ch06.temperature``
+    with its socket pointed at the echo server): the second is the floor of the
+    unmodified client stack (QCoDeS, labstack's layers, pyvisa, pyvisa-py) against a
+    server that costs nothing. The station's own socket is put back afterwards.
+    """
+    process = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        bare = round_trip(port, n, repeat)  # the echo server takes one client at a time: this one, then the station
+        handle = station.ls372.visa_handle
+        session = handle.visalib.sessions[handle.session]  # pyvisa-py's TCPIP SOCKET session
+        served, echo = session.interface, socket.create_connection(("127.0.0.1", port))
+        echo.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session.interface = echo
+        try:
+            get = best_of(station.ls372.ch06.temperature.get, n, repeat)
+            # every get was answered by the echo server (a failure would have reconnected to the lab)
+            assert station.ls372.ch06.temperature.get() == ECHO_VALUE and station.ls372.visa_handle is handle
+        finally:
+            session.interface = served
+            echo.close()
+        return bare, get
+    finally:
+        process.kill()
+        process.wait()
+
+
+def exchange_layers(station, n: int, repeat: int) -> dict[str, float]:
+    """One query through each layer: a bare socket, pyvisa-py, the QCoDeS parameter."""
+    handle = station.ls372.visa_handle
+    port = int(handle.resource_name.split("::")[2])
+    return {
+        "bare TCP round trip to the served instrument": round_trip(port, n, repeat),
+        "pyvisa-py query (write + read)": best_of(lambda: handle.query("KRDG? 6"), n, repeat),
+        "QCoDeS parameter get (driver, labstack layers)": best_of(station.ls372.ch06.temperature.get, n, repeat),
     }
-    sock.close()
-    return layers
 
 
 def time_calibration(station, data_dir: Path) -> tuple[float, dict]:
@@ -131,15 +208,22 @@ def main() -> None:
         # no acquisition before the gets, on either side: the simulator's parallel kernels
         # leave threads spinning for a while after they run, which would time them, not I/O
         local = open_station("virtual", lab=f"{lab},instance=bench-gets")
-        for name in PARAMETERS:
-            gets.setdefault(name, {})["in-process"] = min(time_gets(local, name, args.gets) for _ in range(args.repeat))
+        for _ in range(args.repeat):  # interleaved rounds, best of all
+            for name in PARAMETERS:
+                t = time_gets(local, name, args.gets)
+                gets.setdefault(name, {})["in-process"] = min(gets.get(name, {}).get("in-process", t), t)
+        device = local.ls372.visa_handle.visalib.instruments.get("ls372")
+        engine = best_of(lambda: device.handle("KRDG? 6"), args.gets, args.repeat)
         local.close()
         process, station_file = start_service(lab, root / "svc-gets")
         try:
             served = load_station(station_file)
-            for name in PARAMETERS:
-                gets[name]["socket"] = min(time_gets(served, name, args.gets) for _ in range(args.repeat))
+            for _ in range(args.repeat):
+                for name in PARAMETERS:
+                    t = time_gets(served, name, args.gets)
+                    gets[name]["socket"] = min(gets[name].get("socket", t), t)
             layers = exchange_layers(served, args.gets, args.repeat)
+            floor, floor_get = echo_floors(served, args.gets, args.repeat)
             served.close()
         finally:
             stop_service(process)
@@ -153,8 +237,13 @@ def main() -> None:
         ratio = min(get_ratios)
         print()
         print("where a socket get's time goes (ls372 'KRDG? 6', best of the same repeats):")
+        print(f"  {'round trip to a minimal Python echo server':<44} {floor * 1e6:>7.1f} us  (the floor)")
+        print(f"  {'the instrument SCPI engine, in process':<44} {engine * 1e6:>7.1f} us")
         for what, seconds in layers.items():
             print(f"  {what:<44} {seconds * 1e6:>7.1f} us")
+        ls372 = gets["ls372.ch06.temperature"]["in-process"]
+        print(f"  {'the same QCoDeS get to the echo server':<44} {floor_get * 1e6:>7.1f} us  "
+              f"({floor_get / ls372:.2f}x in-process: the unmodified client stack's floor)")
 
         # ---------------------------------------------------------------- calibration
         if not args.no_calibration:

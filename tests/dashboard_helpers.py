@@ -2,16 +2,14 @@
 
 ``FULL_FAST`` calibrates every installed node of a 4-cell chip in a few seconds
 (fewer points, samples and temperatures than a real chip needs, enough for every
-fit to run). :class:`CalibrationLoop` keeps recalibrating a small virtual chip in a
-thread, so a dashboard watching its data directory sees real state changes.
+fit to run). The browser test's chip is kept calibrated by ``labstack watch`` on a
+served lab (``tests/test_dashboard_browser.py``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,41 +45,3 @@ def chromium_or_fail() -> str:
 def launch_browser(playwright: Any) -> Any:
     """Headless Chromium from the system (never a browser Playwright would download)."""
     return playwright.chromium.launch(executable_path=chromium_or_fail(), args=CHROMIUM_ARGS)
-
-
-class CalibrationLoop:
-    """Recalibrates ``names`` of a small virtual chip into ``data_dir`` until stopped.
-
-    ``force=True`` so every round writes new values: a stand-in for ``labstack serve``
-    plus ``labstack watch`` (scheduled maintain), which the browser test can swap in.
-    """
-
-    def __init__(self, data_dir: Path, lab: str, names: list[str], params: dict[str, Any]) -> None:
-        self.data_dir, self.lab, self.names, self.params = data_dir, lab, names, params
-        self.rounds = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="calibration-loop", daemon=True)
-
-    def _run(self) -> None:
-        from labstack.session import calibrate_station
-        from labstack.visa import open_station
-
-        station = open_station("virtual", lab=self.lab)
-        try:
-            while not self._stop.is_set():
-                calibrate_station(station, data_dir=self.data_dir, names=self.names, params=self.params,
-                                  progress=False, force=self.rounds > 0)
-                self.rounds += 1
-        except BaseException as exc:  # reported by the test, never lost in the thread
-            self.error = exc
-        finally:
-            station.close()
-
-    def start(self) -> CalibrationLoop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=120)

@@ -55,3 +55,16 @@ def test_bad_ground_truth_file_exits_2(tmp_path: Path):
 def test_help_lists_subcommands(tmp_path: Path):
     done = run_cli("--help", cwd=tmp_path)
     assert done.returncode == 0 and "calibrate" in done.stdout and "sim" in done.stdout
+
+
+def test_commands_start_without_the_web_stack_and_the_dashboard_defaults_agree():
+    # the CLI's own copy of the dashboard's defaults (so that no other command loads FastAPI,
+    # uvicorn and matplotlib at start) is the dashboard server's
+    code = ("import sys, labstack.cli; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+    from labstack.cli import dashboard
+    from labstack.presentation.dashboard import server
+
+    assert (dashboard.DEFAULT_HOST, dashboard.DEFAULT_PORT) == (server.DEFAULT_HOST, server.DEFAULT_PORT)

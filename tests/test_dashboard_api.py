@@ -64,6 +64,9 @@ def test_api_numbers_equal_the_calibration_state(data_dir):
         assert cells[f"cells.{i}.bias_offset_V"] == format_value(e.value, e.stderr, "V")
     status = {n["name"]: n["status"] for n in summary["nodes"]}
     assert status["bias_scurve"] == "fresh" and status["validation"] == "never"
+    # an in-process virtual lab's clock died with its process: as of the state's last update, and said so
+    assert summary["clock"] == "virtual" and "last state update" in summary["note"]
+    assert summary["as_of"] == state.history()[-1].utc
     bias = next(n for n in summary["nodes"] if n["name"] == "bias_scurve")
     assert bias["calibrated_utc"] == state.node_record("bias_scurve").calibrated_utc and bias["valid_until_utc"]
 

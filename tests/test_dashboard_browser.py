@@ -1,20 +1,24 @@
-"""The dashboard in headless Chromium, against a chip that keeps recalibrating.
+"""The dashboard in headless Chromium, against a served chip that a watch keeps calibrated.
 
-A writer keeps calibrating a 4-cell virtual chip into a data directory; the
-dashboard serves that directory; Playwright drives Debian's Chromium (never a
-downloaded browser). The page must show the state's own numbers, follow a
-recalibration live (the history plot gains points without a reload), show the
-running node, and refuse run control without the token.
+The lab is served at high speed (``LabService``, the ``labstack serve`` machinery, in
+this process so the test can move the chip), ``labstack watch`` runs as its own
+process on the lab's station file and a data directory, and the dashboard serves
+that directory; Playwright drives Debian's Chromium (never a downloaded browser).
 
-Switching the writer to the service: replace the two lines marked WRITER in
-:func:`writer` by ``labstack serve --speed 1000 ...`` and ``labstack watch ...``
-subprocesses on the same ``data_dir`` (``subprocess.Popen``, terminated after the
-yield); nothing else in the test depends on who writes.
+The page must show the state's own numbers, judge node status by the served lab's
+clock (and say so): paused from the page, the watch makes no pass and bias_scurve
+goes stale on the page as the fast clock runs on. Then it must follow a real
+recalibration live: one cell's offset jumps on the served lab, the watch is
+resumed, its stale pass finds the cell out of spec and recalibrates it (the page
+shows the node running), and the history plot gains a point per cell without a
+reload. Run control needs the token.
 """
 
 from __future__ import annotations
 
-import time
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,36 +26,55 @@ import pytest
 from labstack.calibrate import CalibrationState
 from labstack.fit.precision import format_value
 from labstack.presentation.dashboard import DashboardServer
-from tests.conftest import lab_description
-from tests.dashboard_helpers import CalibrationLoop, chromium_or_fail, launch_browser
-from tests.golden.scripts import CALIBRATION_NAMES, CALIBRATION_PARAMS
+from labstack.service import LabService
+from labstack.service.status import watch_passes
+from tests.dashboard_helpers import chromium_or_fail, launch_browser
+from tests.service_helpers import wait_for
 
-FIRST_CALIBRATION_S = 180.0
-RECALIBRATION_S = 120.0
+LAB = "seed=7,cells=4"
+#: bias_scurve's 4 h timeout passes in ~4 s of wall time; readout's and cryostat's 24 h in ~24 s
+SPEED = 3600.0
+#: a small chip's calibration: bias_scurve and what it depends on, few points and samples
+SETTINGS = ("bias_scurve.n_points=21", "bias_scurve.n_samples=400", "bias_scurve.check_points=21",
+            "bias_scurve.check_samples=400", "readout.n_samples=500")
+JUMP_CELL, JUMP_V = 2, 0.1  # a flux jump: this cell's offset V0 moves by 100 mV (tolerance 10 mV)
+FIRST_PASS_S = 120.0
+RECALIBRATION_S = 60.0
 POINTS = "document.querySelectorAll('#history [id^=\"history-cell-\"] use').length"
 
 
+def _passes(data_dir: Path, trigger: str = "") -> list[dict]:
+    return [p for p in watch_passes(data_dir) if p["trigger"].startswith(trigger) and p["outcome"] == "ok"]
+
+
 @pytest.fixture
-def writer(tmp_path: Path):
-    """(data_dir, writer): a chip recalibrating into data_dir until the test ends."""
+def watched(tmp_path: Path):
+    """(data_dir, service, watch): a served chip, and labstack watch starting to keep it calibrated."""
     data_dir = tmp_path / "data"
-    loop = CalibrationLoop(data_dir, lab_description(seed=7, cells=4, instance="dashboard-browser"), CALIBRATION_NAMES, CALIBRATION_PARAMS)  # WRITER
-    loop.start()  # WRITER
-    deadline = time.monotonic() + FIRST_CALIBRATION_S
-    while CalibrationState.current_version(data_dir / "calibration_state") < 3:
-        assert loop.error is None, loop.error
-        assert time.monotonic() < deadline, "the first calibration did not finish"
-        time.sleep(0.2)
-    yield data_dir, loop
-    loop.stop()
-    assert loop.error is None, loop.error
+    service = LabService(LAB, tmp_path / "svc", speed=SPEED).run_in_thread()
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "labstack.cli", "watch", "--station", str(service.station_file),
+         "--data-dir", str(data_dir), "--only", "bias_scurve", "--every", "1e9", "--poll", "0.1",
+         *[arg for setting in SETTINGS for arg in ("--set", setting)]],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        yield data_dir, service, watch
+    finally:
+        if watch.poll() is None:
+            watch.send_signal(signal.SIGTERM)
+        out = watch.communicate(timeout=60)[0]
+        service.stop()
+    assert watch.returncode == 0, out
+    assert "station left in its safe state" in out
 
 
-def test_dashboard_follows_a_recalibrating_chip_in_chromium(writer, tmp_path):
+def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_path):
     chromium_or_fail()
     from playwright.sync_api import sync_playwright
 
-    data_dir, loop = writer
+    data_dir, service, watch = watched
+    # the browser starts and the page opens while the watch makes its first pass
     with DashboardServer(data_dir, port=0) as server, sync_playwright() as pw:
         browser = launch_browser(pw)
         page = browser.new_page(viewport={"width": 1300, "height": 1800})
@@ -59,7 +82,15 @@ def test_dashboard_follows_a_recalibrating_chip_in_chromium(writer, tmp_path):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.goto(f"{server.url}#token={server.dashboard.token}")
-        page.wait_for_function("document.getElementById('history').dataset.version", timeout=60_000)
+
+        def started() -> list[dict]:
+            assert watch.poll() is None, f"labstack watch exited: {watch.communicate()[0]}"
+            return _passes(data_dir, "startup")
+
+        (startup,) = wait_for(started, FIRST_PASS_S, "the watch's startup pass", every=0.1)
+        assert startup["recalibrated"] == ["bias_scurve", "cryostat", "readout"]
+        page.wait_for_function(f"Number(document.getElementById('history').dataset.version) >= "
+                               f"{startup['state_version_after']}", timeout=30_000)
 
         # the numbers on the page are the state's, for the version the page says it shows
         shown = page.evaluate("() => ({"
@@ -78,25 +109,53 @@ def test_dashboard_follows_a_recalibrating_chip_in_chromium(writer, tmp_path):
         assert page.locator("#nodes tr[data-node='bias_scurve'] .status").text_content() in ("fresh", "stale")
         assert page.locator("#graph g[data-node='bias_scurve']").count() == 1
 
-        # the node now running, live
-        page.wait_for_function("!document.getElementById('running').hidden", timeout=60_000)
-        assert page.locator("#running-node").text_content() in ("readout", "cryostat", "bias_scurve")
+        # node status by the served lab's clock, which runs on between passes: the page says so
+        assert page.locator("#clock").get_attribute("data-clock") == "served"
+        assert f"served lab '{LAB}'" in page.locator("#graph-note").text_content()
 
-        # a recalibration reaches the page without a reload: the history plot gains points
-        before = shown["points"]
-        page.wait_for_function(f"{POINTS} > {before}", timeout=RECALIBRATION_S * 1000)
-        after = page.evaluate(POINTS)
-        assert after >= before + 4  # one more V0 per cell
-        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
-
-        # control needs the token: this page has it (from the URL), a fresh one has not
+        # a person pauses the watch from the page (the token came in the URL): with no pass to
+        # verify it, bias_scurve goes stale on the page as the served clock runs on, no new version
         page.click("#control button[data-action='pause']")
         page.wait_for_function("document.getElementById('control-result').textContent.includes('pause requested')")
+        page.wait_for_function("document.querySelector(\"#nodes tr[data-node='bias_scurve'] .status\")"
+                               ".textContent === 'stale'", timeout=30_000)
+        assert "timed out" in page.locator("#nodes tr[data-node='bias_scurve']").text_content()
+        # ... in the newest state: stale by the clock alone
+        current = CalibrationState.current_version(data_dir / "calibration_state")
+        assert page.locator("#state-version").text_content() == f"v{current}"
+
+        # a flux jump on the served lab; on resume the stale pass finds the cell out of spec and recalibrates
+        before = shown["points"]
+        seen = len(watch_passes(data_dir))
+        with service.server.lock:
+            service.server.lab.truth.cells.v0_V[JUMP_CELL] += JUMP_V
         page.click("#control button[data-action='resume']")
         page.wait_for_function("document.getElementById('control-result').textContent.includes('resume requested')")
+        # the node the watch runs, live
+        page.wait_for_function("!document.getElementById('running').hidden && "
+                               "document.getElementById('running-node').textContent === 'bias_scurve'",
+                               timeout=RECALIBRATION_S * 1000)
+
+        # the recalibration reaches the page without a reload: the history plot gains a point per cell
+        page.wait_for_function(f"{POINTS} >= {before + 4}", timeout=RECALIBRATION_S * 1000)
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # never reloaded
+        # the pass's record is appended once its run is closed, just after its versions
+        found = wait_for(lambda: [p for p in watch_passes(data_dir)[seen:] if "bias_scurve" in p["recalibrated"]],
+                         30, "the record of the pass that recalibrated bias_scurve")[0]
+        assert found["trigger"].startswith("stale: bias_scurve") and "timed out" in found["trigger"]
+        # its cheap check saw the cell move (out of spec; bad data if the jump came mid-sweep), so it recalibrated
+        assert any(c["node"] == "bias_scurve" and c["function"] == "check_data"
+                   and c["outcome"] in ("out_of_spec", "bad_data") for c in found["checked"]), found["checked"]
+        new_v0 = CalibrationState.load(data_dir / "calibration_state").at(found["state_version_after"])
+        moved = new_v0.value(f"cells.{JUMP_CELL}.bias_offset_V") - state.value(f"cells.{JUMP_CELL}.bias_offset_V")
+        assert moved == pytest.approx(JUMP_V, abs=0.03)  # the recalibration measured the jump
+
+        watch.send_signal(signal.SIGTERM)  # it stops (safe state, station closed) while the page is checked on
+
+        # control needs the token: this page had it (from the URL), a fresh one has not
         anonymous = browser.new_context().new_page()  # another person: no token
         anonymous.goto(server.url)
-        anonymous.wait_for_function("document.getElementById('history').dataset.version", timeout=60_000)
+        anonymous.wait_for_function("document.getElementById('history').dataset.version", timeout=30_000)
         assert anonymous.locator("#control button[data-action='abort']").is_disabled()
         status = anonymous.evaluate("fetch('/api/control/abort', {method: 'POST'}).then(r => r.status)")
         assert status == 403
@@ -109,4 +168,3 @@ def test_dashboard_follows_a_recalibrating_chip_in_chromium(writer, tmp_path):
     pixels = imread(shot)
     assert pixels.shape[1] == 1300 and pixels[..., :3].std() > 0.05
     assert errors == []
-    assert loop.rounds >= 2

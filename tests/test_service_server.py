@@ -161,13 +161,19 @@ def test_binary_blocks_partial_messages_and_vanishing_clients(server):
     c.close()
 
 
-def test_malformed_input_is_queued_as_an_error_and_never_stops_the_server(server):
+def test_malformed_input_is_queued_as_an_scpi_error_and_never_answered_out_of_turn(server):
     client = RawClient(server.ports["qdac1"])
-    client.send(b"\xff\xfe\x00garbage\r\n")
+    client.send(b"\xff\xfe\x00garbage?\r\n")  # binary junk that looks like a query
+    client.send(b"sour1:volt\x00 0.1\n")  # a NUL inside a command
     client.send(b"x" * (MAX_LINE + 10) + b"\n")  # longer than any message: refused whole
-    assert re.match(r"-113,", client.ask("SYST:ERR?"))
-    assert client.ask("SYST:ERR?").startswith("-223,")
+    client.send(b"NO:SUCH:HEADER?\n")  # well-formed, unknown: a failed query, unanswered
+    # no error line came back out of turn: the next line read is the next query's answer
     assert client.ask("*IDN?").startswith("QDevil, QDAC-II")
+    assert client.ask("*STB?") == "4"  # the status byte says the error queue holds errors
+    errors = [client.ask("SYST:ERR?") for _ in range(5)]
+    assert sorted(e.split(",")[0] for e in errors[:4]) == ["-101", "-101", "-113", "-223"], errors
+    assert errors[4] == '0,"No error"'
+    assert client.ask("*IDN?").startswith("QDevil, QDAC-II")  # and it serves on
     client.close()
 
 

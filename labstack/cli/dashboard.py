@@ -7,8 +7,11 @@ import argparse
 from labstack.cli.exit_codes import EXIT_OK, BadArguments
 from labstack.cli.options import add_data_dir
 from labstack.data import resolve_data_dir
-from labstack.presentation.dashboard import DashboardServer, RemoteBindRefused
-from labstack.presentation.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+
+#: labstack.presentation.dashboard.server's defaults, repeated so that every other command
+#: starts without loading the web stack and matplotlib (tests/test_cli.py checks they agree)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from labstack.presentation.dashboard import DashboardServer, RemoteBindRefused
+
     if not 0 <= args.port <= 65535:
         raise BadArguments(f"--port {args.port}: use 0..65535")
     try:

@@ -7,7 +7,6 @@ import webbrowser
 
 from labstack.cli.exit_codes import EXIT_OK
 from labstack.cli.options import add_data_dir
-from labstack.presentation import write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from labstack.presentation import write_report  # matplotlib: loaded by this command alone
+
     path = write_report(args.run_id, args.data_dir, args.output)
     print(path)
     if args.open:

@@ -19,14 +19,36 @@ on a client:
   more than :data:`MAX_PENDING_OUT` bytes of answers it has not read gets no more
   messages executed until it reads them;
 * a client that connects and says nothing costs nothing;
-* a message longer than :data:`MAX_LINE` is refused whole (an SCPI error ``-223``
-  in the instrument's queue), as is anything the instrument cannot parse; nothing a
-  client sends can stop the loop (an unexpected error in a handler becomes ``-300``).
+* a message that arrives with nothing queued ahead of it (the usual exchange: a
+  host waiting for its answer) is executed as soon as it is read and answered with
+  one ``send``; the round robin and the idle tick cost nothing while there is
+  nothing for them to do, so a socket exchange costs little more than the
+  instrument's own work and the two context switches of a loopback round trip;
+* nothing a client sends can stop the loop (an unexpected error in a handler
+  becomes ``-300``).
 
-Errors are reported the way instruments report them: queued, read with
-``SYST:ERR?``; a query that fails gets no answer, so the host times out, exactly
-as in-process (:mod:`labstack.visa.virtual_lab`). Fault injection
-(:mod:`labstack.sim.faults`, ``faults=`` in the lab description or
+Errors, malformed input included, are reported the way IEEE 488.2 / SCPI-99
+instruments on a raw LAN socket report them: queued in the instrument's error
+queue (the status byte's error-queue bit set, ``*STB?``), read with
+``SYST:ERR?``, and never sent unasked. A raw socket has no channel but the data
+stream and no message framing beyond the newline: a host reads whatever comes next
+as the answer to its next query, so an error line sent on its own would be taken
+for the next answer, and every exchange after it would be off by one (which is
+why 488.2's message exchange protocol has a device send response messages only in
+reply to queries). So:
+
+* a well-formed command the instrument does not know or cannot execute: ``-113``
+  Undefined header, ``-222`` Data out of range, ... (the instrument's own engine);
+* binary junk, a NUL or any control character, a byte outside printable ASCII:
+  ``-101`` Invalid character (the whole message is refused, as a parser rejects
+  it before its header is read);
+* a message longer than :data:`MAX_LINE`: ``-223`` Too much data, refused whole;
+* a query among any of these gets no answer, so the host times out and reads the
+  error queue (the drivers' retry layer does), exactly as in-process
+  (:mod:`labstack.visa.virtual_lab`) and as on hardware. An answer is only ever
+  sent in response to a query that executed.
+
+Fault injection (:mod:`labstack.sim.faults`, ``faults=`` in the lab description or
 ``server.lab.faults`` on demand) acts per message as in-process: a timeout sends
 no answer, a garbled or truncated answer is sent damaged, a dropped connection is
 reset (the client sees ``ECONNRESET``), and a stuck instrument holds its messages
@@ -40,6 +62,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import selectors
 import socket
 import struct
@@ -65,6 +88,9 @@ MAX_PENDING_OUT = 8 << 20
 #: connections accepted per instrument; more are refused at once
 MAX_CONNECTIONS = 64
 READ_CHUNK = 1 << 16
+NEWLINE = ord("\n")
+#: control characters never valid in a program message (tab is white space; CR ends a line)
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 #: wall seconds between idle ticks (clock catch-up, ``on_tick``)
 TICK_S = 0.05
 DEFAULT_HOST = "127.0.0.1"
@@ -98,7 +124,7 @@ def visa_address(host: str, port: int) -> str:
     return f"TCPIP0::{reach}::{port}::SOCKET"
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: a key of the server's queues
 class _Endpoint:
     """One instrument's listening socket and the messages its vanished clients left."""
 
@@ -110,7 +136,7 @@ class _Endpoint:
     connections: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: a key of the server's queues
 class _Connection:
     endpoint: _Endpoint
     sock: socket.socket
@@ -173,6 +199,10 @@ class LabServer:
         self._requested = dict(ports or {})
         self._endpoints: dict[str, _Endpoint] = {}
         self._connections: list[_Connection] = []
+        #: connections with messages waiting (insertion-ordered: round robin), endpoints with a backlog
+        self._queued: dict[_Connection, None] = {}
+        self._backlogged: dict[_Endpoint, None] = {}
+        self._ended = False  # a connection closed or reached its end: reap it
         self._selector: selectors.BaseSelector | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -234,26 +264,38 @@ class LabServer:
 
     # ------------------------------------------------------------------ running
     def serve_forever(self, stop: threading.Event | None = None) -> None:
-        """Run the loop in this thread until ``stop`` (or :meth:`stop`) is set."""
+        """Run the loop in this thread until ``stop`` (or :meth:`stop`) is set.
+
+        A message is executed as soon as it is read and its answer written with one
+        ``send``, when nothing is queued ahead of it; everything else (round robin over
+        queued messages, the idle tick, reaping) costs nothing while there is none of it.
+        """
         self.start()
         if stop is not None:
             self._stop = stop
         selector = self._selector
         assert selector is not None
-        next_tick = time.monotonic()
+        select, monotonic, stopped = selector.select, time.monotonic, self._stop.is_set
+        next_tick = monotonic()
         try:
-            while not self._stop.is_set():
-                timeout = 0.0 if self._has_work() else max(0.0, next_tick - time.monotonic())
-                for key, mask in selector.select(timeout):
-                    if isinstance(key.data, _Endpoint):
-                        self._accept(key.data)
+            while not stopped():
+                if (self._queued or self._backlogged) and self._has_work():
+                    timeout = 0.0
+                else:
+                    timeout = max(0.0, next_tick - monotonic())
+                for key, mask in select(timeout):
+                    target = key.data
+                    if type(target) is _Connection:
+                        self._on_ready(target, mask)
                     else:
-                        self._on_ready(key.data, mask)
-                self._work()
-                if time.monotonic() >= next_tick:
+                        self._accept(target)
+                if self._queued or self._backlogged:
+                    self._work()
+                if monotonic() >= next_tick:
                     self._tick()
-                    next_tick = time.monotonic() + TICK_S
-                self._reap()
+                    next_tick = monotonic() + TICK_S
+                if self._ended:
+                    self._reap()
         finally:
             self._shutdown()
 
@@ -336,10 +378,19 @@ class LabServer:
             return
         if not data:
             conn.eof = True  # answer what was sent, then close (see _reap)
+            self._ended = True
             return
         self.stats.bytes_in += len(data)
+        if (
+            not conn.lines and not conn.partial and not conn.discarding
+            and data.count(b"\n") == 1 and data[-1] == NEWLINE and len(data) <= MAX_LINE
+            and self._may_execute(conn)
+        ):  # one whole message, nothing ahead of it: this pass's message of this connection, now
+            self._execute(conn.endpoint, data[:-1], conn)
+            return
         parts = (bytes(conn.partial) + data).split(b"\n") if conn.partial else data.split(b"\n")
-        conn.partial = bytearray(parts.pop())
+        tail = parts.pop()
+        conn.partial = bytearray(tail) if tail or conn.partial else conn.partial
         for part in parts:
             if conn.discarding:  # the tail of an over-long message
                 conn.discarding = False
@@ -349,10 +400,17 @@ class LabServer:
                 continue
             conn.lines.append(part)
             conn.pending_in += len(part) + 1
+        if conn.lines:
+            self._queued[conn] = None
         if len(conn.partial) > MAX_LINE:
             conn.partial.clear()
             conn.discarding = True
             self._too_long(conn)
+
+    def _may_execute(self, conn: _Connection) -> bool:
+        """Whether ``conn``'s next message may run now (answers read, no older messages held)."""
+        endpoint = conn.endpoint
+        return len(conn.outbox) < MAX_PENDING_OUT and not endpoint.backlog and not self._stuck(endpoint)
 
     def _too_long(self, conn: _Connection) -> None:
         self.stats.errors += 1
@@ -377,8 +435,11 @@ class LabServer:
         if conn.closed:
             return
         conn.closed = True
-        if not reset:
+        self._ended = True
+        self._queued.pop(conn, None)
+        if not reset and conn.lines:
             conn.endpoint.backlog.extend(conn.lines)  # TCP delivered them: the instrument executes them
+            self._backlogged[conn.endpoint] = None
         conn.lines.clear()
         conn.pending_in = 0
         if conn.events and self._selector is not None:
@@ -394,58 +455,71 @@ class LabServer:
         conn.endpoint.connections -= 1
 
     def _reap(self) -> None:
+        """Close connections whose client is done and answered; forget closed ones."""
         keep = []
+        waiting = False  # a client that is done still has answers coming
         for conn in self._connections:
-            if conn.eof and not conn.lines and not conn.outbox and not conn.closed:
-                self._close(conn)
+            if conn.eof and not conn.closed:
+                if not conn.lines and not conn.outbox:
+                    self._close(conn)
+                else:
+                    waiting = True
             if not conn.closed:
                 keep.append(conn)
         self._connections = keep
+        self._ended = waiting
 
     # ------------------------------------------------------------------ messages
     def _has_work(self) -> bool:
-        for endpoint in self._endpoints.values():
-            if endpoint.backlog and not self._stuck(endpoint):
+        for endpoint in self._backlogged:
+            if not self._stuck(endpoint):
                 return True
-        return any(
-            c.lines and not c.closed and len(c.outbox) < MAX_PENDING_OUT and not self._stuck(c.endpoint)
-            for c in self._connections
-        )
+        return any(not c.closed and len(c.outbox) < MAX_PENDING_OUT and not self._stuck(c.endpoint)
+                   for c in self._queued)
 
     def _stuck(self, endpoint: _Endpoint) -> bool:
         return self.lab.faults.is_stuck(endpoint.name)
 
     def _work(self) -> None:
         """One round: at most one message per connection (and per instrument's backlog)."""
-        for endpoint in self._endpoints.values():
-            if endpoint.backlog and not self._stuck(endpoint):
+        for endpoint in list(self._backlogged):
+            if not self._stuck(endpoint):
                 self._execute(endpoint, endpoint.backlog.popleft(), None)
-        for conn in list(self._connections):
-            if conn.closed or not conn.lines or len(conn.outbox) >= MAX_PENDING_OUT:
+            if not endpoint.backlog:
+                self._backlogged.pop(endpoint, None)
+        for conn in list(self._queued):
+            if conn.closed or not conn.lines:
+                self._queued.pop(conn, None)
                 continue
-            if conn.endpoint.backlog or self._stuck(conn.endpoint):
+            if not self._may_execute(conn):
                 continue  # older messages to this instrument go first; a stuck one holds them
             line = conn.lines.popleft()
             conn.pending_in -= len(line) + 1
+            if not conn.lines:
+                self._queued.pop(conn, None)
             self._execute(conn.endpoint, line, conn)
-            if conn.closed:
-                continue
-            try:
-                self._flush(conn)
-            except OSError:
-                self._close(conn, abrupt=True)
-                continue
-            self._interest(conn)
+            if not conn.closed:
+                self._interest(conn)
 
     def _execute(self, endpoint: _Endpoint, line: bytes, conn: _Connection | None) -> None:
-        """Execute one message against the lab, as the in-process backend does."""
-        text = line.decode("ascii", errors="replace").rstrip("\r\n")
+        """Execute one message against the lab, as the in-process backend does; answer at once."""
+        line = line.rstrip(b"\r")
+        if not line.isascii() or _CONTROL.search(line):  # binary junk, a NUL: not a program message
+            self.stats.messages += 1
+            self.stats.errors += 1
+            with self.lock:
+                endpoint.device.errors.append(ScpiError(
+                    -101, "Invalid character; a message held a byte that is not printable ASCII"))
+            return
+        text = line.decode("ascii")
         command = text.strip()
         if not command:
             return
         self.stats.messages += 1
+        clock = self.time
         with self.lock:
-            self.time.catch_up(MESSAGE_STEP_WALL_S)
+            if clock.speed > 0:
+                clock.catch_up(MESSAGE_STEP_WALL_S)
             try:
                 answer = self._answer(endpoint, text, command, conn)
             except Exception as exc:  # a bug in a handler must not take the lab down
@@ -454,23 +528,48 @@ class LabServer:
                 endpoint.device.errors.append(ScpiError(-300, f"Device-specific error; {type(exc).__name__}"))
                 answer = None
             finally:
-                self.time.exchange_done()
+                if clock.speed > 0:
+                    clock.exchange_done()
         if answer and conn is not None and not conn.closed:
-            conn.outbox += answer
+            self._send(conn, answer)
+
+    def _send(self, conn: _Connection, answer: bytes) -> None:
+        """Write ``answer`` with one ``send`` if nothing is waiting before it; keep what does not fit."""
+        if not conn.outbox:
+            try:
+                sent = conn.sock.send(answer)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # reset by the peer: this client is gone
+                self._close(conn, abrupt=True)
+                return
+            self.stats.bytes_out += sent
+            if sent == len(answer):
+                return
+            answer = answer[sent:]
+        conn.outbox += answer
+        self._interest(conn)
 
     def _answer(self, endpoint: _Endpoint, text: str, command: str, conn: _Connection | None) -> bytes | None:
         faults = self.lab.faults
         name = endpoint.name
-        is_query = any(c.split(" ")[0].endswith("?") for c in text.split(";"))
+        if ";" in text:
+            is_query = any(c.split(" ")[0].endswith("?") for c in text.split(";"))
+        else:
+            is_query = text.split(" ", 1)[0].endswith("?")
         fault = faults.decide(name, text[:200], is_query)
         if fault == "dropped":
             if conn is not None:
                 self._close(conn, reset=True)
             return None
         if fault == "stuck":  # it stopped executing: this message waits for it (in lab time)
-            (conn.lines.appendleft if conn is not None else endpoint.backlog.appendleft)(text.encode())
             if conn is not None:
+                conn.lines.appendleft(text.encode())
                 conn.pending_in += len(text) + 1
+                self._queued[conn] = None
+            else:
+                endpoint.backlog.appendleft(text.encode())
+                self._backlogged[endpoint] = None
             return None
         answer = endpoint.device.handle(command)
         if answer is None or fault == "timeout":
@@ -494,6 +593,8 @@ class LabServer:
         for conn in self._connections:
             self._close(conn, reset=True)
         self._connections.clear()
+        self._queued.clear()
+        self._backlogged.clear()
         for endpoint in self._endpoints.values():
             endpoint.sock.close()
         if self._selector is not None:

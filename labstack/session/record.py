@@ -70,7 +70,12 @@ class SessionRecorder:
             SESSION_NAME,
             data_dir=ctx.data_dir,
             attrs=attrs,
-            metadata={"kind": SESSION_KIND, "state_start_version": self.start_version},
+            metadata={
+                "kind": SESSION_KIND,
+                "state_start_version": self.start_version,
+                # a served lab's record (its clock judges this directory's staleness)
+                **{k: v for k, v in ctx.station.run_metadata.items() if k == "lab_service"},
+            },
         )
 
     def close(

@@ -110,13 +110,22 @@ def calibration_status(
     *,
     lab: str | None = None,
     names: list[str] | None = None,
+    clock: Clock | None = None,
+    note: str = "",
 ) -> StatusReport:
-    """Each installed routine's status against the state in ``data_dir``."""
+    """Each installed routine's status against the state in ``data_dir``.
+
+    ``clock`` (with its ``note``): judge by this clock instead of the station's (which is
+    then not opened), e.g. a served lab's read from its service file.
+    """
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(root / STATE_DIRNAME)
-    clock, station, served = _station_clock(station_file, lab)
-    try:
+    if clock is not None:
+        station, served = None, True
+    else:
+        clock, station, served = _station_clock(station_file, lab)
         note = "(served lab: as of its clock now)" if served else ""
+    try:
         if clock.is_virtual and not served:
             last = state.history()[-1].utc if state.version else None
             at = datetime.fromisoformat(last) if last else clock.utcnow()

@@ -62,8 +62,17 @@ def load_station(
     )
     station = LabStation(qcodes, layout=layout, clock=clock, safety=safety, provenance=provenance)
     if service is not None:  # every run records which served lab, at which clock speed, it ran on
-        station.run_metadata["lab_service"] = {"lab": service.get("lab"), "speed": service.get("speed", 0.0)}
+        station.run_metadata["lab_service"] = served_lab_metadata(service)
     return station
+
+
+def served_lab_metadata(service: dict[str, Any]) -> dict[str, Any]:
+    """What a run made on a served lab records of it: the lab, its clock speed and, when the
+    station file names it, the service file whose clock a dashboard judges staleness by."""
+    out: dict[str, Any] = {"lab": service.get("lab"), "speed": service.get("speed", 0.0)}
+    if service.get("service_file"):
+        out["service_file"] = str(service["service_file"])
+    return out
 
 
 def close_station(station: LabStation | Station) -> None:

@@ -8,7 +8,14 @@ the running run acts on it between points.
 
 Live updates: ``GET /api/events`` is a server-sent event stream; each event is the
 watcher's snapshot (:mod:`labstack.presentation.dashboard.live`) whenever it
-changed: progress of the running node, a new state version, a new run.
+changed: progress of the running node, a new state version, a new run, the served
+lab's clock moving on (its service file, rewritten every second).
+
+Node status (``GET /api/nodes``, and in ``/api/summary``) is judged by the clock of
+the data directory's lab, and says which (``clock``, ``note``): a served lab's clock
+now (``labstack serve``: read from its service file, so nodes go stale between
+passes as it runs on), an in-process virtual lab's as of the state's last update
+(that clock lived in the calibrating process), or, on hardware, now.
 
 Everything the page loads is served from this package (``static/``): no CDN, so
 the page works on a lab machine without internet access. Bad input (an unknown
@@ -39,7 +46,13 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from labstack.calibrate import STATE_DIRNAME
 from labstack.data import load_run
 from labstack.presentation.dashboard.live import Watcher
-from labstack.presentation.dashboard.views import cells_view, nodes_view, session_clock, state_view
+from labstack.presentation.dashboard.views import (
+    cells_view,
+    nodes_view,
+    page_clock,
+    session_clock,
+    state_view,
+)
 from labstack.presentation.figures import (
     chip_figure,
     figure_png,
@@ -86,6 +99,8 @@ class Dashboard:
     results: ResultCache = field(init=False)
     stopping: threading.Event = field(default_factory=threading.Event)
     _cache: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    #: the node view last judged, with its (state version, clock tick)
+    nodes_memo: tuple[tuple[str, str], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
@@ -175,16 +190,33 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
     def state() -> dict[str, Any]:
         return state_view(dash.history.refresh())
 
+    def node_status(st: Any) -> dict[str, Any]:
+        snap = dash.watcher.snapshot()
+        kind = session_clock(dash.data_dir, (snap.get("session") or {}).get("id"))
+        served = snap.get("lab_service")
+        if served:  # a served lab's clock runs on: judged afresh (a few ms) at most twice a second,
+            # and at once when its service file changes (the service stopped, say)
+            tick = f"served:{_mtime(served.get('service_file'))}:{time.time() // 0.5}"
+        else:  # on wall time a node can time out with no new version: re-judge every 10 s
+            tick = f"wall:{time.time() // 10}" if kind == "wall" else kind
+        key = (str(st.version), tick)
+        memo = dash.nodes_memo  # one slot: a ticking clock must not crowd the figures out of the cache
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        view = nodes_view(dash.data_dir, st, page_clock(dash.data_dir, st, kind, served))
+        dash.nodes_memo = (key, view)
+        return view
+
+    @app.get("/api/nodes")
+    def nodes() -> dict[str, Any]:
+        st = dash.history.refresh()
+        return {"state_version": st.version, **node_status(st)}
+
     @app.get("/api/summary")
     def summary() -> dict[str, Any]:
         st = dash.history.refresh()
-        snap = dash.watcher.snapshot()
-        clock = session_clock(dash.data_dir, (snap.get("session") or {}).get("id"))
-        # on wall time a node can time out with no new version: re-judge every 10 s
-        tick = str(int(time.time() // 10)) if clock == "wall" else ""
-        nodes = dash.cached(("nodes", str(st.version), clock, tick), lambda: nodes_view(dash.data_dir, st, clock))
-        return {"state_version": st.version, "data_dir": str(dash.data_dir), "clock": clock,
-                **nodes, "cells": cells_view(st), "control_enabled": dash.control,
+        return {"state_version": st.version, "data_dir": str(dash.data_dir),
+                **node_status(st), "cells": cells_view(st), "control_enabled": dash.control,
                 "parameters": {k: p.label for k, p in PARAMETERS.items()},
                 "chip_colours": {k: v[1] or "health" for k, v in CHIP_COLOURS.items()}}
 
@@ -290,6 +322,13 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+def _mtime(path: str | None) -> int | None:
+    try:
+        return Path(path).stat().st_mtime_ns if path else None
+    except OSError:
+        return None
 
 
 def _load(dash: Dashboard, run_id: str) -> Any:

@@ -12,6 +12,12 @@ calibration in another process, a ``labstack calibrate`` in a shell or a service
 ``stat`` per running run, the state pointer) and re-reads only what changed: a
 finished run's ``run.json`` is read once. Each change bumps :attr:`Watcher.seq`;
 the page's event stream sends a new :meth:`Watcher.snapshot` when it moves.
+
+When the newest calibration ran on a served lab (``labstack serve``: its runs record
+``lab_service`` with the service file), the watcher also stats that file, which a
+running service rewrites every second with its lab clock: each rewrite is a change
+(``lab_clock`` in the snapshot), so the page re-judges node status as the served
+clock runs on, between passes as well.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.data.runs import RUN_INDEX, STORE_NAME
 from labstack.safety.control import CONTROL_FILE
+from labstack.service.status import lab_service_of
 
 SESSION_NAME = "calibration"
 
@@ -98,6 +105,11 @@ class Watcher:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _control_mtime: int | None = None
+    #: the served lab's service file (None: the newest calibration is not on a served lab)
+    _lab_service: dict[str, Any] | None = None
+    _service_file: Path | None = None
+    _service_mtime: int | None = None
+    _lab_clock: dict[str, Any] | None = None
 
     def start(self) -> None:
         self.poll()
@@ -127,12 +139,42 @@ class Watcher:
         if control != self._control_mtime:
             self._control_mtime, changed = control, True
         if changed or not self._snapshot:
+            self._lab_service = self._served_lab()
+        if self._poll_service():
+            changed = True
+        if changed or not self._snapshot:
             snapshot = self._build()
             with self._lock:
                 self.seq += 1
                 snapshot["seq"] = self.seq
                 self._snapshot = snapshot
         return changed
+
+    def _served_lab(self) -> dict[str, Any] | None:
+        """The newest calibration's served lab (its ``lab_service`` record), or None."""
+        runs = self.ordered_runs()
+        starts = [i for i, r in enumerate(runs) if _is_session(r)]
+        lab = lab_service_of([r.metadata for r in runs[starts[-1]:]]) if starts else None
+        path = (lab or {}).get("service_file")
+        self._service_file = Path(path) if path else None
+        return lab
+
+    def _poll_service(self) -> bool:
+        """Whether the served lab's service file changed (its clock moved, it stopped)."""
+        if self._service_file is None:
+            changed, self._lab_clock, self._service_mtime = self._lab_clock is not None, None, None
+            return changed
+        mtime = self._mtime(self._service_file)
+        if mtime == self._service_mtime:
+            return False
+        self._service_mtime = mtime
+        try:
+            info = json.loads(self._service_file.read_text())
+        except (OSError, ValueError):
+            info = {}
+        keys = ("status", "lab", "speed", "lab_utc", "updated_utc", "lag_s")
+        self._lab_clock = {k: info.get(k) for k in keys} if isinstance(info, dict) and info else None
+        return True
 
     @staticmethod
     def _mtime(path: Path) -> int | None:
@@ -187,7 +229,7 @@ class Watcher:
 
     def _build(self) -> dict[str, Any]:
         runs = self.ordered_runs()
-        sessions = [r for r in runs if r.info.get("name") == SESSION_NAME and r.metadata.get("kind") == "calibration"]
+        sessions = [r for r in runs if _is_session(r)]
         session = sessions[-1] if sessions else None
         running = None
         node_runs: list[RunEntry] = []
@@ -214,6 +256,8 @@ class Watcher:
             "running": running,
             "runs_digest": f"{len(runs)}:{runs[-1].id if runs else ''}:{','.join(r.id for r in runs if r.status == 'running')}",
             "control": self._control_word(),
+            "lab_service": self._lab_service,
+            "lab_clock": self._lab_clock,
             "time": time.time(),
         }
 
@@ -222,3 +266,8 @@ class Watcher:
             return (self.data_dir / CONTROL_FILE).read_text().strip() or None
         except OSError:
             return None
+
+
+def _is_session(run: RunEntry) -> bool:
+    """A calibration's own record (``labstack calibrate``, a watch pass), not a node's run."""
+    return run.info.get("name") == SESSION_NAME and run.metadata.get("kind") == "calibration"

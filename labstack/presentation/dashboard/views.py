@@ -2,7 +2,8 @@
 
 * :func:`nodes_view`: each node of the graph, its status, last calibration and
   how long it stays valid, judged by the engine's own ``check_state`` logic with
-  no instrument (as ``labstack status`` does);
+  no instrument (as ``labstack status`` does), by the clock :func:`page_clock`
+  picks: a served lab's clock now, read from its service file;
 * :func:`state_view`: every entry of the current state, with the text the page
   prints (value and error to the digits the error supports);
 * :func:`cells_view`: the per-cell table the page shows (the numbers a test
@@ -12,17 +13,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from labstack.calibrate import CalibrationState, Context, Status
-from labstack.clock import WallClock
 from labstack.data.runs import STORE_NAME
 from labstack.fit.precision import format_value
 from labstack.presentation.graph import graph_svg
+from labstack.service.status import StatusClock, status_clock
 from labstack.session import build_graph
-from labstack.session.status import FrozenClock
 
 #: the columns of the per-cell table: (state key suffix, heading)
 CELL_COLUMNS = (
@@ -80,21 +80,21 @@ def session_clock(data_dir: Path, session_id: str | None) -> str:
         return "wall"
 
 
-def nodes_view(data_dir: Path, state: CalibrationState, clock_kind: str, last_utc: str | None = None) -> dict[str, Any]:
-    """Each node's status, why, when it was last calibrated and until when it holds.
+def page_clock(data_dir: Path, state: CalibrationState, session_kind: str, lab_service: Any) -> StatusClock:
+    """The clock the page judges node status by, read now.
 
-    A virtual lab's clock lives in the calibrating process, so for a virtual
-    station the status is as of the state's last update (``last_utc``, default the
-    current version's) and says so; on hardware it is now.
+    A served lab (``lab_service``, the newest calibration's record): its clock now, from
+    its service file, so nodes go stale between passes as its clock runs on. An
+    in-process virtual lab's clock lived in the calibrating process: as of the state's
+    last update. Hardware: now.
     """
-    note = ""
-    if clock_kind == "virtual" and state.version:
-        last = last_utc or state.info().utc
-        at = datetime.fromisoformat(last) if last else datetime.now(UTC)
-        clock: Any = FrozenClock(at if at.tzinfo else at.replace(tzinfo=UTC))
-        note = "virtual lab: status as of the last state update (its clock runs in the calibrating process)"
-    else:
-        clock = WallClock()
+    return status_clock(data_dir, state=state, lab_service=lab_service or None,
+                        kind="wall" if session_kind == "wall" else "virtual")
+
+
+def nodes_view(data_dir: Path, state: CalibrationState, clock_at: StatusClock) -> dict[str, Any]:
+    """Each node's status, why, when it was last calibrated and until when it holds (as of ``clock_at``)."""
+    clock = clock_at.frozen()
     ctx = Context(station=None, clock=clock, data_dir=data_dir, state=state)
     graph = build_graph(ctx)
     status = graph.status()
@@ -127,4 +127,5 @@ def nodes_view(data_dir: Path, state: CalibrationState, clock_kind: str, last_ut
         })
     deps = {n: graph.dependencies(n) for n in order}
     svg = graph_svg(order, deps, {n: status[n].value for n in order})
-    return {"as_of": clock.utcnow().isoformat(), "note": note, "nodes": nodes, "svg": svg}
+    return {"as_of": clock_at.utc.isoformat(), "clock": clock_at.kind, "note": clock_at.note,
+            "nodes": nodes, "svg": svg}

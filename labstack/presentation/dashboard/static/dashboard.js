@@ -42,11 +42,20 @@ function applyLive(snap) {
     text("progress-text", r.points_total ? `${r.points_done} / ${r.points_total} points` : `${r.points_done || 0} points`);
   }
   const s = snap.session;
+  state.hasSession = !!s;  // the chip's layout comes from a calibration's station file
   text("session", s ? `calibration ${s.id}: ${s.status}; nodes touched: ${s.nodes_touched.join(", ") || "none yet"}` : "no calibration yet");
-  if (snap.state_version !== state.version) {
+  const versionChanged = snap.state_version !== state.version;
+  if (versionChanged) {
     state.version = snap.state_version;
     text("state-version", `v${snap.state_version}`);
     refreshState();
+  }
+  // a served lab's clock runs on between passes: re-judge node status as it moves
+  const clock = JSON.stringify(snap.lab_clock || null);
+  if (clock !== state.labClock) {
+    const first = state.labClock === undefined;
+    state.labClock = clock;
+    if (!first && !versionChanged) refreshNodes();
   }
   if (snap.runs_digest !== state.runsDigest) {
     state.runsDigest = snap.runs_digest;
@@ -80,16 +89,33 @@ function coalesced(draw) {
 
 const refreshState = coalesced(drawState);
 const refreshRuns = coalesced(drawRuns);
+const refreshNodes = coalesced(async () => drawNodes(await getJSON("/api/nodes")));
 
-async function drawState() {
-  const s = await getJSON("/api/summary");
-  text("data-dir", s.data_dir);
+// Which clock node status is judged by, in words for the header.
+const CLOCKS = {
+  served: "the served lab's clock, now",
+  virtual: "the last state update (an in-process virtual lab's clock)",
+  wall: "the wall clock, now",
+};
+
+function drawNodes(s) {
+  if (s.state_version < (state.nodesVersion || 0)) return;  // an older answer, overtaken
+  state.nodesVersion = s.state_version;
   text("as-of", utc(s.as_of));
+  text("clock", CLOCKS[s.clock] || s.clock);
+  $("clock").dataset.clock = s.clock;
   text("graph-note", s.note);
   $("graph").innerHTML = s.svg;
   $("nodes").tBodies[0].innerHTML = s.nodes.map((n) => `<tr class="${esc(n.status)}" data-node="${esc(n.name)}">
     <td>${esc(n.name)}</td><td class="status">${esc(n.status)}</td><td>${esc(utc(n.calibrated_utc))}</td>
     <td>${esc(utc(n.valid_until_utc))}</td><td>${n.flagged || ""}</td><td>${esc(n.reason)}</td></tr>`).join("");
+  state.nodesDrawn = { version: s.state_version, asOf: s.as_of, t: Date.now() };
+}
+
+async function drawState() {
+  const s = await getJSON("/api/summary");
+  text("data-dir", s.data_dir);
+  drawNodes(s);
   const cells = $("cells");
   cells.tHead.innerHTML = `<tr><th>cell</th>${s.cells.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`;
   cells.tBodies[0].innerHTML = s.cells.rows.map((row) => `<tr><th>cell ${row.cell}</th>${row.values.map((v) =>
@@ -101,7 +127,8 @@ async function drawState() {
   updateControl();
   await Promise.all([
     inlineSVG("history", `/api/history.svg?param=${$("history-param").value}&v=${s.state_version}`),
-    inlineSVG("chip", `/api/chip.svg?color=${$("chip-colour").value}&v=${s.state_version}`),
+    state.hasSession ? inlineSVG("chip", `/api/chip.svg?color=${$("chip-colour").value}&v=${s.state_version}`)
+      : Promise.resolve(text("chip", "no calibration yet: the chip's layout is unknown")),
   ]);
   $("history").dataset.version = s.state_version;
   state.drawn = { version: s.state_version, t: Date.now() };
