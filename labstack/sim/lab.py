@@ -142,6 +142,7 @@ class VirtualLab:
             truth.cells.barrier_K,
             truth.cells.stuck,
             np.random.default_rng(streams[0]),
+            bounded=truth.dynamics.bounded_kramers,
         )
         self.readout = ReadoutChain(
             truth.cells, truth.amplifier, np.random.default_rng(streams[1]),
