@@ -19,8 +19,13 @@ from labstack.sim.lab import TruthAt, VirtualLab
 
 def runs_of(data_dir: str | Path, calibration: str) -> list[xr.Dataset]:
     """Every stored acquisition of a calibration routine, in the order of lab time (run ids
-    order by wall-clock second only)."""
-    runs = [load_run(r.id, data_dir).dataset() for r in list_runs(data_dir, calibration=calibration)]
+    order by wall-clock second only). A node's merge of its parts, stored as a run of its
+    own (metadata ``derived_from``, :mod:`labstack.calibrate.merged`), took no data: left out."""
+    runs = [
+        load_run(r.id, data_dir).dataset()
+        for r in list_runs(data_dir, calibration=calibration)
+        if "derived_from" not in r.metadata
+    ]
     return sorted(runs, key=lambda ds: float(ds.attrs["clock_start"]))
 
 

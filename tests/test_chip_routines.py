@@ -16,6 +16,7 @@ from scipy.special import ndtr
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context
 from labstack.session import routines
+from labstack.sim.dynamics import correlation_time
 from tests.acquisition_truth import runs_of, truth_at_middle, truth_at_start, within
 from tests.conftest import ACCEPTANCE_SEEDS
 
@@ -161,7 +162,8 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     # correlation time at base, zero field: the Kramers value of the truth at its acquisition
     base_run = runs_of(tmp_path, "thermalization")[0]
     t_eff = truth_at_middle(lab, base_run, "bias_point").t_eff_K
-    true_tau = np.exp(t.cells.barrier_K[live] / t_eff) / (2 * t.cells.gamma0_Hz[live])
+    true_tau = correlation_time(np.zeros(len(live)), t_eff, t.cells.gamma0_Hz[live], t.cells.barrier_K[live],
+                                bounded=t.dynamics.bounded_kramers)
     tau = np.array([state.value(f"cells.{i}.tau_c_s") for i in live])
     assert np.all(np.abs(np.log(tau / true_tau)) < 0.15), np.log(tau / true_tau)
     assert state.value("thermalization.ess_per_s_min") > 1e4

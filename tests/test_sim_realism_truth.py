@@ -111,6 +111,12 @@ BAD = [
     ("noise.t_eff_exponent", lambda d: d["noise"].pop("t_eff_exponent"), "missing key"),
     ("dac.bias_line_tau_s", lambda d: d["dac"]["bias_line_tau_s"].__setitem__(0, float("inf")), "finite"),
     ("thermometry.sensors", lambda d: d["thermometry"]["sensors"].pop("chip"), "must name the sensors"),
+    ("thermometry.sensors.still.noise_rel",
+     lambda d: d["thermometry"]["sensors"]["still"].update(noise_rel=float("inf")), "finite"),
+    ("thermometry.sensors.chip.self_heating_K",
+     lambda d: d["thermometry"]["sensors"]["chip"].pop("self_heating_K"), "missing key"),
+    ("dynamics.bounded_kramers", lambda d: d["dynamics"].pop("bounded_kramers"), "missing key"),
+    ("dynamics.bounded_kramers", lambda d: d["dynamics"].update(bounded_kramers=1), "true or false"),
     ("drift.jump_rate_per_s", lambda d: d["drift"].update(jump_rate_per_s=-1.0), "outside its range"),
     ("realism", lambda d: d.update(realism="very"), "must be one of"),
     ("cryostat.mc_load_W", lambda d: d["cryostat"].update(mc_load_W="1e-6"), "must be a number"),
@@ -118,7 +124,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("key,edit,why", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("key,edit,why", BAD, ids=[f"{b[0]}-{b[2]}" for b in BAD])
 def test_a_bad_field_is_refused_naming_file_line_and_key(tmp_path, key, edit, why):
     path = _broken(tmp_path, edit)
     with pytest.raises(GroundTruthError) as info:
@@ -129,13 +135,19 @@ def test_a_bad_field_is_refused_naming_file_line_and_key(tmp_path, key, edit, wh
     assert key.split(".")[-1] in path.read_text().splitlines()[line - 1] or "missing" in message
 
 
-def test_the_command_line_refuses_a_bad_truth_before_any_instrument(tmp_path, capsys, monkeypatch):
-    path = _broken(tmp_path, lambda d: d["amplifier"].update(gain=float("nan")))
+CLI_BAD = [BAD[0], BAD[1], BAD[2], *[b for b in BAD if b[0].startswith(("thermometry.sensors.", "dynamics."))]]
+
+
+@pytest.mark.parametrize("key,edit,why", CLI_BAD, ids=[f"{b[0]}-{b[2]}" for b in CLI_BAD])
+def test_the_command_line_refuses_a_bad_truth_before_any_instrument(tmp_path, capsys, monkeypatch, key, edit, why):
+    """NaN gain, negative barrier, missing or non-finite realism fields: exit 2, file and key named."""
+    path = _broken(tmp_path, edit)
     opened = []
     monkeypatch.setattr("labstack.visa.stations.load_station", lambda *a, **k: opened.append(a))
     code = main(["calibrate", "--truth", str(path), "--data-dir", str(tmp_path / "data"), "--no-progress"])
+    err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and not opened
-    assert "amplifier.gain" in capsys.readouterr().err
+    assert f"{path}:" in err and f"'{key}'" in err and why in err, err
 
 
 @pytest.mark.parametrize("description", ["realism=perfect", "drift=maybe", "seed=3,realism=ideal,cells=0"])

@@ -615,11 +615,16 @@ class _Checker:
             raise self.fail(where + key, f"entry {index} is {values.ravel()[index]:g}, outside its range {low:g} .. {high:g}")
         return values
 
-    def dataclass(self, mapping: Any, key: str, klass: type, *, required: bool) -> Any:
-        """A section of scalar fields; a missing field is an error only when ``required``."""
+    def dataclass(self, mapping: Any, key: str, klass: type, *, required: bool, where: str = "") -> Any:
+        """A section of scalar fields; a missing field is an error only when ``required``.
+
+        ``where`` is the path of ``mapping`` in the document (``"thermometry.sensors."``),
+        so that errors name the full key.
+        """
         if key not in mapping and not required:
             return klass()
-        section = self.need(mapping, key, "")
+        section = self.need(mapping, key, where)
+        key = where + key
         if not isinstance(section, dict):
             raise self.fail(key, "must be an object")
         known = {f.name for f in fields(klass)}
@@ -674,7 +679,8 @@ def _parse_sections(data: dict[str, Any], source: str, n: int, m: int, *, strict
     if not isinstance(sensors_in, dict) or set(sensors_in) != set(realism_draws.SENSORS):
         raise bad.fail("thermometry.sensors", f"must name the sensors {', '.join(realism_draws.SENSORS)}")
     sensors = {
-        name: bad.dataclass(sensors_in, name, Sensor, required=True) for name in realism_draws.SENSORS
+        name: bad.dataclass(sensors_in, name, Sensor, required=True, where="thermometry.sensors.")
+        for name in realism_draws.SENSORS
     }
     out["thermometry"] = ThermometryTruth(scanner=scanner, sensors=sensors)
     drift = bad.dataclass(data, "drift", DriftTruth, required=True)
