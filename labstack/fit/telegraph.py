@@ -133,6 +133,8 @@ def switching_rates(states: np.ndarray, period: float, min_transitions: int = 20
         if not math.isfinite(first[0]):
             return first
         lam = math.exp(-period / first[1])
+        if not lam < 1.0:  # a decay too slow to tell from none at this sample period: no rate
+            return math.nan, math.nan, math.nan, math.nan
         amplitude = first[2] * (1 - first[2]) * (1 - 2 * first[3]) ** 2
         var_mean = amplitude * (1 + lam) / ((1 - lam) * count)
         return _estimate(mean, cov + var_mean, lags, period)
