@@ -417,10 +417,11 @@ class CellEnsemble:
             r0 = self.attempt_rates(t_eff)
             x = h / t_eff
             with np.errstate(over="ignore", divide="ignore"):
-                total = r0 * 2.0 * np.cosh(x)
                 if self.bounded:  # k / (1 + k / G0), written to stay G0 when k overflows
-                    total = self.gamma0 / (1.0 + self.gamma0 / total)
-                stay = np.exp(-period * total)
+                    total = r0 * 2.0 * np.cosh(x)
+                    stay = np.exp(-period * (self.gamma0 / (1.0 + self.gamma0 / total)))
+                else:  # the unbounded law, its bits as they always were
+                    stay = np.exp(-period * r0 * 2.0 * np.cosh(x))
             p_up = 0.5 * (1.0 + np.tanh(x))
             up = (self.spins > 0).astype(np.uint8)
             buf = np.empty((n_samples, self.n), dtype=np.uint8)

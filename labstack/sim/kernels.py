@@ -105,8 +105,10 @@ def _transition(g: float, r0dt: float, sat: float, heat_bath: bool) -> tuple[flo
     q = x * p  # 1 - p without cancellation
     if heat_bath:
         return p, p
-    two_cosh = (1.0 + x) / np.sqrt(x)  # 2 cosh(g)
-    stay = np.exp(-r0dt * two_cosh / (1.0 + sat * two_cosh))  # exp(-dt (r_up + r_down))
+    exponent = -r0dt * (1.0 + x) / np.sqrt(x)  # -dt (r_up + r_down), 2cosh(g) = (1+x)/sqrt(x)
+    if sat > 0.0:  # bounded law; the unbounded one keeps its exact bits
+        exponent = exponent / (1.0 + sat * (1.0 + x) / np.sqrt(x))
+    stay = np.exp(exponent)
     return p * (1.0 - stay), 1.0 - q * (1.0 - stay)
 
 
