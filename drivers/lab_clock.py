@@ -36,7 +36,10 @@ class VirtualLabClock(VisaInstrument):
         if seconds < 0:
             raise ValueError(f"cannot sleep a negative time ({seconds} s)")
         if seconds > 0:
-            self.write(f"CLOC:ADV {seconds!r}")
+            # answered once the lab has advanced: a served lab reads each instrument's socket
+            # on its own, so a bare write could be overtaken by a write to another
+            # instrument sent after it (a bias set before the wait instead of after)
+            self.ask(f"CLOC:ADV {seconds!r};*OPC?")
 
     def utcnow(self) -> datetime:
         text = self.ask("CLOC:UTC?")

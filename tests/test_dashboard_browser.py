@@ -127,8 +127,9 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         # a flux jump on the served lab; on resume the stale pass finds the cell out of spec and recalibrates
         before = shown["points"]
         seen = len(watch_passes(data_dir))
-        with service.server.lock:
-            service.server.lab.truth.cells.v0_V[JUMP_CELL] += JUMP_V
+        with service.server.lock:  # the chip's own jump mechanism (its truth's V0 is only the start)
+            lab = service.server.lab
+            lab.drift.schedule_jump(JUMP_CELL, JUMP_V, at=lab.clock.now())
         page.click("#control button[data-action='resume']")
         page.wait_for_function("document.getElementById('control-result').textContent.includes('resume requested')")
         # the node the watch runs, live

@@ -77,7 +77,7 @@ def test_unmodified_drivers_calibrate_over_pyvisa_py_and_replay_bit_for_bit(tmp_
     (report_a, session_a, data_a), (report_b, session_b, data_b), (_, session_c, data_c) = outcomes
     assert all(str(s) == "fresh" for s in report_a.status.values()), report_a.status
     assert session_a["results"] and session_a["results"] == session_b["results"] == session_c["results"]
-    assert len(data_a) == len(data_b) == len(data_c) == 3
+    assert len(data_a) == len(data_b) == len(data_c) == 5  # readout, the cryostat's three, bias_scurve
     for a, b, c in zip(data_a, data_b, data_c, strict=True):
         for name in a.data_vars:  # bit for bit: served again, and against the in-process backend
             assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
@@ -450,3 +450,4 @@ def test_every_installed_routine_calibrates_a_served_chip_from_cold(tmp_path):
         assert set(report.calibrated) == set(routines())  # the whole graph, through the sockets
         assert all(s is Status.FRESH for s in report.status.values()), report.status
         assert srv.stats.messages > 1000 and srv.stats.errors == 0
+

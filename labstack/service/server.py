@@ -111,6 +111,10 @@ TICK_S = 0.05
 DEFAULT_HOST = "127.0.0.1"
 
 
+#: writes at the head of one connection executed before any query of a round (see _work)
+WRITES_PER_ROUND = 64
+
+
 class ServerConfigError(ValueError):
     """A server that cannot be set up as asked (address, port); the message says what to do."""
 
@@ -219,6 +223,7 @@ class LabServer:
         self._backlogged: dict[_Endpoint, None] = {}
         self._ended = False  # a connection closed or reached its end: reap it
         self._selector: selectors.BaseSelector | None = None
+        self._batch = False  # several sockets were ready in this wakeup: no message runs on read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = False
@@ -298,12 +303,17 @@ class LabServer:
                     timeout = 0.0
                 else:
                     timeout = max(0.0, next_tick - monotonic())
-                for key, mask in select(timeout):
+                events = select(timeout)
+                # several sockets ready at once: read them all before executing anything,
+                # so that writes go before queries (see _work)
+                self._batch = len(events) > 1
+                for key, mask in events:
                     target = key.data
                     if type(target) is _Connection:
                         self._on_ready(target, mask)
                     else:
                         self._accept(target)
+                self._batch = False
                 if self._queued or self._backlogged:
                     self._work()
                 if monotonic() >= next_tick:
@@ -397,7 +407,7 @@ class LabServer:
             return
         self.stats.bytes_in += len(data)
         if (
-            not conn.lines and not conn.partial and not conn.discarding
+            not self._batch and not conn.lines and not conn.partial and not conn.discarding
             and data.count(b"\n") == 1 and data[-1] == NEWLINE and len(data) <= MAX_LINE
             and self._may_execute(conn)
         ):  # one whole message, nothing ahead of it: this pass's message of this connection, now
@@ -499,6 +509,23 @@ class LabServer:
                 self._execute(endpoint, endpoint.backlog.popleft(), None)
             if not endpoint.backlog:
                 self._backlogged.pop(endpoint, None)
+        # writes before queries: a client that wrote to one instrument and then asked another
+        # sent the write first, but both can be read in one wakeup, and executed in queue order
+        # the query could see the lab before the write (a wait before the bias it waits for).
+        # So the writes at the head of every connection run first (a few: a client writes and
+        # then asks; at most WRITES_PER_ROUND, so a flood of writes holds no one up).
+        for conn in list(self._queued):
+            done = 0
+            while (
+                done < WRITES_PER_ROUND and conn.lines and not conn.closed
+                and not _query_first_line(conn) and self._may_execute(conn)
+            ):
+                line = conn.lines.popleft()
+                conn.pending_in -= len(line) + 1
+                self._execute(conn.endpoint, line, conn)
+                done += 1
+            if not conn.lines:
+                self._queued.pop(conn, None)
         for conn in list(self._queued):
             if conn.closed or not conn.lines:
                 self._queued.pop(conn, None)
@@ -649,6 +676,16 @@ class LabServer:
             "bytes_in": self.stats.bytes_in,
             "bytes_out": self.stats.bytes_out,
         }
+
+
+def _query_first_line(conn: _Connection) -> bool:
+    """Whether ``conn``'s next message asks for an answer (undecodable: treated as one)."""
+    if not conn.lines:
+        return False
+    try:
+        return _is_query(conn.lines[0].decode("ascii"))
+    except UnicodeDecodeError:
+        return True
 
 
 def _is_query(text: str) -> bool:
