@@ -16,6 +16,11 @@ verdict (``dead``, ``stuck_plus``, ``stuck_minus``), or ``no_switching`` if that
 node had no objection; a cell whose fit fails or lands outside the swept range is flagged
 ``fit_failed``. Flags never stop the other cells.
 
+With lock-in readout (the station's readout role) the same sweep is run once per
+preamp relay position and each point is the cell's time-averaged level, read
+three times (:mod:`._lockin`); it is fitted with
+:func:`labstack.fit.fit_mean_scurve`, whose V0 and w mean the same as above.
+
 Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 :func:`fit` (dataset -> results, no instrument: re-fit any stored run) and
 :func:`update` (results -> calibration-state entries).
@@ -24,7 +29,7 @@ Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,11 +45,14 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells
-from labstack.fit import ScurveResult, fit_scurve, logistic
+from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
 from labstack.measure import Sweep
 
 NAME = "bias_scurve"
+#: single shots from a sampler, or time-averaged levels from lock-ins
+READOUT_KINDS = ("sampler", "lockin")
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
 # known, settled base temperature (and a warmed-up fridge recalibrates them)
 DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
@@ -66,6 +74,8 @@ class Parameters:
     check_samples: int = 1000
     #: how far V0 may move before the cell is out of spec
     tolerance_V: float = 0.01
+    #: how a lock-in readout is driven (used only when the readout role is lock-ins)
+    lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
 
 
 # ------------------------------------------------------------------- acquire
@@ -75,6 +85,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = station.layout
     full = mode is Mode.CALIBRATE
     n_points = params.n_points if full else params.check_points
+    if _lockin.is_lockin(layout):
+        return _acquire_lockin(ctx, params, mode, np.linspace(params.v_start, params.v_stop, n_points))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     idle_couplers(ctx, layout)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
@@ -91,9 +103,29 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     return run(ctx, NAME, sequence, meta)
 
 
+def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndarray) -> xr.Dataset:
+    """The same sweep read by lock-ins: each cell's mean level (cell, bias, read)."""
+    layout = ctx.station.layout
+    settings = _lockin.as_settings(params.lockin)
+    idle_couplers(ctx, layout)
+    chain = _lockin.prepare(
+        ctx, settings, {b: params.v_stop for b in layout.bias}, {b: params.v_start for b in layout.bias}
+    )
+    health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
+    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
+    ds = _lockin.sweep(ctx, settings, {b: volts for b in layout.bias}, volts, "bias", run, NAME, meta, chain)
+    ds.attrs.update(calibration=NAME, health=json.dumps(health))
+    return ds
+
+
 # ----------------------------------------------------------------------- fit
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveResult]:
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
+    if "level" in dataset:  # lock-in readout: time-averaged levels
+        levels = dataset["level"].transpose("cell", "bias", "read").values
+        volts = dataset["bias"].values
+        health = json.loads(dataset.attrs.get("health", "{}"))
+        return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
     volts = dataset["bias"].values
     health = json.loads(dataset.attrs.get("health", "{}"))

@@ -249,6 +249,14 @@ class VirtualLab:
             self.coupler_V[index] = volts
             self._graph_dirty = True
 
+    def set_coupler(self, k: int, volts: float) -> None:
+        """Coupler ``k``'s line at ``volts``, whatever source drives it (a second DAC family)."""
+        if not 0 <= k < self.coupler_V.size:
+            return  # an output wired to nothing
+        self._catch_up()
+        self.coupler_V[k] = volts
+        self._graph_dirty = True
+
     # ---------------------------------------------------------------- readout
     def acquire(self, n_samples: int, period: float, cells: np.ndarray | None = None) -> np.ndarray:
         """Sample every cell ``n_samples`` times, ``period`` s apart; (n_samples, n_cells) float32.
