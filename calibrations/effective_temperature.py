@@ -174,7 +174,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
 
 def _fit_cell(volts: np.ndarray, data: np.ndarray, cell: int, lockin: bool) -> Any:
     """One S-curve: single shots (sampler) or time-averaged levels (lock-in)."""
-    return fit_mean_scurve(volts, data, cell=cell) if lockin else fit_scurve(volts, data, cell=cell)
+    return fit_mean_scurve(volts, data, cell=cell, baseline=False) if lockin else fit_scurve(volts, data, cell=cell)
 
 
 # ----------------------------------------------------------------------- fit

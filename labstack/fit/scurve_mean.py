@@ -6,6 +6,14 @@ A lock-in reads a cell's line averaged over its filter window, so each reading i
 S-curve (:func:`labstack.fit.scurve.fit_scurve`), with no threshold and no
 misassignment, since averaging is linear.
 
+Drift. A time average carries the readout offset's slow drift straight into the
+level (a single-shot threshold does not care), and a sweep takes many minutes, so a
+drift of 1 % of the amplitude over a sweep moves V0 by about a standard error. The
+model therefore has a linear baseline over the sweep, ``+ d (V - V_mid) / span``
+(the points are taken in order, so V is time), fixed by the flat tails. A short
+sweep that barely reaches the tails (a few widths either side) cannot fix it and
+drifts little: ``baseline=False`` leaves it out.
+
 Errors come from the readings themselves. Each point is read ``m`` times, far
 enough apart to be independent; the spread of a reading has two parts, the
 cell's flips averaged over the window (``4 A^2 P (1 - P) / N_eff``, largest at the
@@ -13,6 +21,9 @@ switching point) and a white floor (amplifier noise, drift) ``s0^2``. Both are
 estimated from all points' sample variances at once (non-negative least squares
 against ``P (1 - P)`` from a first fit), and the weighted fit of the point means
 then has absolute errors, ``sigma_k^2 = (4 A^2 P_k (1 - P_k) / N_eff + s0^2) / m``.
+The two noise parameters are a maximum-likelihood fit of the sample variances, each
+``sigma_k^2 chi^2_(m-1) / (m - 1)``: a least-squares fit of variances with two degrees
+of freedom each is led by the few large ones and can lose the floor altogether.
 """
 
 from __future__ import annotations
@@ -27,20 +38,32 @@ from labstack.fit.result import FitResult
 from labstack.fit.scurve import ScurveResult
 
 
-def mean_level(v: np.ndarray, v0: float, w: float, c: float, a: float) -> np.ndarray:
-    return c + a * np.tanh((np.asarray(v) - v0) / (2 * w))
+def mean_level(v: np.ndarray, v0: float, w: float, c: float, a: float, d: float = 0.0, mid: float = 0.0, span: float = 1.0) -> np.ndarray:
+    v = np.asarray(v)
+    return c + a * np.tanh((v - v0) / (2 * w)) + d * (v - mid) / span
 
 
-def _noise_model(s2: np.ndarray, q: np.ndarray, amp: float) -> tuple[float, float]:
-    """(1 / N_eff, s0^2) from per-point sample variances ``s2`` and ``q = P (1 - P)``."""
-    design = np.column_stack([4 * amp**2 * q, np.ones_like(q)])
-    coef, _ = optimize.nnls(design, s2)
-    inv_n, floor = float(coef[0]), float(coef[1])
-    peak = 4 * amp**2 * 0.25 * inv_n
-    return inv_n, max(floor, 1e-4 * peak, 1e-30)
+def _noise_model(s2: np.ndarray, q: np.ndarray, amp: float, m: int) -> tuple[float, float]:
+    """(1 / N_eff, s0^2) from per-point sample variances ``s2`` (``m`` reads) and ``q = P (1 - P)``.
+
+    Maximum likelihood with ``s2_k ~ sigma_k^2 chi^2_(m-1) / (m-1)``, ``sigma_k^2 = 4 A^2 q_k / N + s0^2``.
+    """
+    flips = 4 * amp**2 * q
+    scale = max(float(np.mean(s2)), 1e-300)
+
+    def nll(x: np.ndarray) -> float:
+        var = (np.exp(x[0]) * flips + np.exp(x[1])) / scale
+        return float(np.sum(s2 / scale / var + np.log(var)))
+
+    start = np.log([max(scale / max(float(flips.max()), 1e-300), 1e-12), max(float(np.median(s2)), scale * 1e-6)])
+    best = optimize.minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6})
+    inv_n, floor = float(np.exp(best.x[0])), float(np.exp(best.x[1]))
+    return inv_n, max(floor, 1e-6 * inv_n * amp**2, 1e-30)
 
 
-def fit_mean_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: str = "") -> ScurveResult:
+def fit_mean_scurve(
+    volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: str = "", *, baseline: bool = True
+) -> ScurveResult:
     """Fit one cell from its time-averaged readings ``(points, reads)`` in volts."""
     volts = np.asarray(volts, float)
     readings = np.asarray(readings, float)
@@ -63,35 +86,44 @@ def fit_mean_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, heal
     rising = volts[(p_guess > 0.16) & (p_guess < 0.84)]
     w_guess = max(float(np.ptp(rising)) / 4 if rising.size > 1 else np.diff(volts).mean(), 1e-4)
     span = float(volts.max() - volts.min())
-    lo = [volts.min() - span, 1e-6, -np.inf, -np.inf]
-    hi = [volts.max() + span, span, np.inf, np.inf]
-    p0 = [v0_guess, w_guess, c0, a0]
+    mid = float(volts.mean())
+
+    def model(v: np.ndarray, v0: float, w: float, c: float, a: float, *d: float) -> np.ndarray:
+        return mean_level(v, v0, w, c, a, d[0] if d else 0.0, mid, span)
+
+    lo = [volts.min() - span, 1e-6, -np.inf, -np.inf] + [-np.inf] * baseline
+    hi = [volts.max() + span, span, np.inf, np.inf] + [np.inf] * baseline
+    p0 = [v0_guess, w_guess, c0, a0] + [0.0] * baseline
     try:
-        popt, _ = optimize.curve_fit(mean_level, volts, y, p0=p0, bounds=(lo, hi))
+        popt, _ = optimize.curve_fit(model, volts, y, p0=p0, bounds=(lo, hi))
         for _ in range(2):  # weights from the noise model at the current fit, then refit
             p = logistic(volts, popt[0], popt[1])
-            inv_n, floor = _noise_model(s2, p * (1 - p), popt[3])
+            inv_n, floor = _noise_model(s2, p * (1 - p), popt[3], m)
             sigma = np.sqrt((4 * popt[3] ** 2 * p * (1 - p) * inv_n + floor) / m)
             popt, pcov = optimize.curve_fit(
-                mean_level, volts, y, p0=popt, sigma=sigma, absolute_sigma=True, bounds=(lo, hi)
+                model, volts, y, p0=popt, sigma=sigma, absolute_sigma=True, bounds=(lo, hi)
             )
     except (RuntimeError, ValueError) as exc:
         return ScurveResult(cell, FitResult.failed("mean_logistic", f"fit did not converge: {exc}"), flag="fit_failed")
-    residual = (y - mean_level(volts, *popt)) / sigma
-    dof = len(volts) - 4
+    residual = (y - model(volts, *popt)) / sigma
+    dof = len(volts) - (5 if baseline else 4)
     errors = np.sqrt(np.diag(pcov))
-    v0, w, c, a = (float(x) for x in popt)
+    if not baseline:
+        popt, errors = np.append(popt, 0.0), np.append(errors, 0.0)
+        pcov = np.pad(pcov, ((0, 1), (0, 1)))
+    v0, w, c, a, d = (float(x) for x in popt)
+    baseline = d * (volts - mid) / span
     fit = FitResult(
         model="mean_logistic",
-        values={"v0_V": v0, "width_V": w, "level_V": c, "amp_V": a},
-        stderr={"v0_V": float(errors[0]), "width_V": float(errors[1]), "level_V": float(errors[2]), "amp_V": float(errors[3])},
+        values={"v0_V": v0, "width_V": w, "level_V": c, "amp_V": a, "drift_V": d},
+        stderr={k: float(e) for k, e in zip(("v0_V", "width_V", "level_V", "amp_V", "drift_V"), errors, strict=True)},
         chi2_reduced=float(np.sum(residual**2) / dof) if dof > 0 else math.nan,
         dof=dof,
         absolute_sigma=True,
         covariance=pcov,
-        names=("v0_V", "width_V", "level_V", "amp_V"),
+        names=("v0_V", "width_V", "level_V", "amp_V", "drift_V"),
         extra={
-            "p": ((y - c + a) / (2 * a)).tolist(),
+            "p": ((y - baseline - c + a) / (2 * a)).tolist(),
             "p_err": (sigma / abs(2 * a)).tolist(),
             "readout_levels_V": [c - abs(a), c + abs(a)],
             "noise_V": math.sqrt(floor),
