@@ -139,3 +139,20 @@ def test_a_routine_that_needs_single_shots_says_so(station, tmp_path: Path) -> N
     ctx = Context.create(tmp_path, station, progress=False)
     with pytest.raises(UnknownRoutineError, match="thermalization: needs sampler readout; this station's readout role is lockin"):
         build_graph(ctx, ["thermalization"])
+
+
+def test_real_dac_lines_without_ramps_are_refused_unless_ramps_are_off(tmp_path: Path) -> None:
+    from labstack.station import read_station_file
+
+    text = station_path("hardware_example").read_text()
+    assert read_station_file("hardware_example").layout.safety.ramps  # shipped with ramps
+    unramped = text.replace("    qdac2.ch01-ch15.dc_constant_V: {max_step: 0.01, rate_V_per_s: 0.1}\n", "", 1)
+    path = tmp_path / "lab.yaml"
+    path.write_text(unramped)
+    line = 1 + unramped.splitlines().index("  ramps:                       # conservative: 10 mV steps, 0.1 V/s")
+    with pytest.raises(StationConfigError, match=rf"lab.yaml:{line}: labstack.chip.couplers: qdac2.ch01.dc_constant_V drives a real DAC line without a ramp"):
+        read_station_file(path)
+    start = unramped.index("  ramps:")
+    end = unramped.index("  interlocks:")
+    path.write_text(unramped[:start] + "  ramps: off\n" + unramped[end:])
+    assert read_station_file(path).layout.safety.ramps_off

@@ -178,6 +178,7 @@ def read_station_file(
         path = Path(source or str(name_or_path))
     document, lines = _parse(path, text)
     layout = _layout(path, document, lines)
+    _check_real_lines_ramped(path, lines, document, layout)
     instruments_section = document.get("instruments")
     if not isinstance(instruments_section, dict) or not instruments_section:
         raise StationConfigError(f"{path}:{lines.get(('instruments',), 1)}: 'instruments' must map names to instruments")
@@ -330,6 +331,30 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
         limits=limits,
         safety=safety,
     )
+
+
+def _check_real_lines_ramped(path: Path, lines: Lines, document: dict[str, Any], layout: ChipLayout) -> None:
+    """Refuse real (non-virtual) bias and coupler lines without a ramp, unless ``ramps: off``.
+
+    A lab that copies a station file and forgets the ramps would otherwise jump its
+    DACs by volts in one step. Virtual instruments (``@labstack``, a served lab) are
+    exempt: nothing physical is at the end of their lines.
+    """
+    section = document.get("labstack") or {}
+    instruments = document.get("instruments") or {}
+    if layout.safety.ramps_off or section.get("service") is not None or not isinstance(instruments, dict):
+        return
+    for key, names in ((("labstack", "chip", "bias"), layout.bias), (("labstack", "chip", "couplers"), layout.couplers)):
+        for name in names:
+            spec = instruments.get(name.split(".")[0])
+            visalib = str(((spec or {}).get("init") or {}).get("visalib", "")) if isinstance(spec, dict) else ""
+            if visalib.endswith(VISALIB_SUFFIX) or name in layout.safety.ramps:
+                continue
+            line = lines.get(("labstack", "ramps")) or lines.get(key, "?")
+            raise StationConfigError(
+                f"{path}:{line}: {'.'.join(key)}: {name} drives a real DAC line without a ramp; add it to "
+                "labstack.ramps (max_step, rate_V_per_s) or write 'ramps: off' to run unramped on purpose"
+            )
 
 
 def _check_references(path: Path, lines: dict[tuple[str, ...], int], layout: ChipLayout, names: set[str]) -> None:
