@@ -63,10 +63,15 @@ class VirtualInstruments:
         return self._frontend
 
     def names(self) -> list[str]:
+        """The default station's instruments (what ``labstack serve`` serves)."""
         dacs = [f"qdac{k}" for k in range(1, self.lab.wiring.n_dacs + 1)]
+        return [*dacs, "ls372", "sampler", "clock"]
+
+    def second_lab_names(self) -> list[str]:
+        """The lock-in lab's instruments (``oxford_lockin.yaml``), opened on demand."""
         lockins = [f"lockin{k}" for k in range(1, self.n_lockins + 1)]
         smus = [f"smu{k}" for k in range(1, self.n_smus + 1)]
-        return [*dacs, "ls372", "sampler", "clock", *lockins, "preamp", *smus]
+        return [*lockins, "preamp", *smus]
 
     def get(self, name: str) -> ScpiDevice:
         if name not in self._devices:
@@ -96,4 +101,5 @@ class VirtualInstruments:
             k = int(match.group(1))
             first = (k - 1) * SMU_CHANNELS
             return VirtualB2962A(lambda ch, v: self.lab.set_coupler(first + ch - 1, v), serial=k)
-        raise KeyError(f"no virtual instrument {name!r}; this lab has {', '.join(self.names())}")
+        have = ", ".join([*self.names(), *self.second_lab_names()])
+        raise KeyError(f"no virtual instrument {name!r}; this lab has {have}")
