@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from labstack.calibrate import Context
+from labstack.calibrations._common import settle_time
 from labstack.measure import Read, Sweep, Trace
 from labstack.station import ChipLayout
 
@@ -177,7 +178,8 @@ def sweep(
             continue
         _select(station, layout, line)
         body = [Trace("read", settings.reads, 2 * window, tuple(reads))]
-        sequence = Sweep(dim, dict(setpoints), body=tuple(body), settle=window, coord=coord)
+        # a whole filter window, or the lines' measured settling if that is longer
+        sequence = Sweep(dim, dict(setpoints), body=tuple(body), settle=settle_time(ctx, window), coord=coord)
         ds = run(ctx, name, sequence, {**metadata, "lockin_line": line, "lockin": dict(chain)})
         check_overload(station, layout)
         run_ids.append(ds.attrs["run_id"])

@@ -60,14 +60,14 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.measure import Sweep
 
 NAME = "crosstalk"
 #: needs a sampler: it reads every cell at once at each of many bias points, with single-shot thresholds (a lock-in gives time averages)
 READOUT_KINDS = ("sampler",)
-DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
 
 
@@ -139,7 +139,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "point",
         {name: volts[:, i] for i, name in enumerate(layout.bias)},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=np.arange(len(volts)),
     )
     meta = {

@@ -41,6 +41,21 @@ def routines() -> dict[str, ModuleType]:
     return {ep.name: ep.load() for ep in entry_points(group=ROUTINES_GROUP)}
 
 
+def dependencies(module: ModuleType, kind: str | None) -> tuple[str, ...]:
+    """What a routine depends on with this readout kind: its ``DEPENDS_ON_BY_READOUT[kind]``
+    if it names one (a lock-in path may not need what single shots do), else ``DEPENDS_ON``."""
+    by_kind = getattr(module, "DEPENDS_ON_BY_READOUT", {})
+    if kind is not None and kind in by_kind:
+        return tuple(by_kind[kind])
+    return tuple(getattr(module, "DEPENDS_ON", ()))
+
+
+def readout_kind(station: Any) -> str | None:
+    """The station's readout kind, or None for a station without a chip layout."""
+    layout = station.layout if getattr(station, "has_layout", False) else None
+    return None if layout is None else layout.readout_role.kind
+
+
 def unavailable_routines(station: Any, available: Mapping[str, ModuleType]) -> dict[str, str]:
     """Routines this station's roles cannot serve, each with why (a routine's ``READOUT_KINDS``).
 
@@ -60,7 +75,7 @@ def unavailable_routines(station: Any, available: Mapping[str, ModuleType]) -> d
     while changed:  # what depends on an unavailable routine is unavailable too
         changed = False
         for name, module in available.items():
-            blocked = [d for d in getattr(module, "DEPENDS_ON", ()) if d in out]
+            blocked = [d for d in dependencies(module, kind) if d in out]
             if name not in out and blocked:
                 out[name] = f"depends on {', '.join(blocked)}, which cannot run here"
                 changed = True
@@ -88,8 +103,9 @@ def build_graph(
     refused = [f"{n}: {unavailable[n]}" for n in wanted if n in unavailable]
     if refused:
         raise UnknownRoutineError("cannot calibrate on this station: " + "; ".join(refused))
+    kind = readout_kind(ctx.station)
     for name in wanted:  # grows while it is walked: dependencies of dependencies
-        for dep in getattr(available[name], "DEPENDS_ON", ()):
+        for dep in dependencies(available[name], kind):
             if dep in available and dep not in wanted:
                 wanted.append(dep)
     graph = CalibrationGraph(ctx)
@@ -100,7 +116,7 @@ def build_graph(
     for name in wanted:
         module = available[name]
         overrides = params.get(name)
-        graph.add_module(module, module.Parameters(**overrides) if overrides else None)
+        graph.add_module(module, module.Parameters(**overrides) if overrides else None, depends_on=dependencies(module, kind))
     graph.validate()
     return graph
 
