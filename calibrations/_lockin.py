@@ -159,11 +159,22 @@ def sweep(
     name: str,
     metadata: Mapping[str, Any],
     chain: Mapping[str, Any],
+    park: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Run the sweep once per relay position; every cell's line level, (cell, ``dim``, read).
 
     ``run(ctx, name, sequence, metadata)`` stores each part (the routine's own runner),
     and the merged dataset's ``run_id`` joins the parts' ids with ``+``.
+
+    ``park`` (bias line -> volts where its cell holds one state) adds, per relay
+    position, the same sweep with the cells read held there: variable ``leak``. A
+    readout line carries a few per cent of its neighbours' lines (readout crosstalk,
+    0.5 - 3 %); a lock-in averages that with the cell's own level, so with every line
+    swept together each neighbour's switching puts a step into the line at the
+    neighbour's V0, which moves a fitted V0 by several standard errors and widens the
+    curve. With the cell frozen the line reads its neighbours' leak alone (plus a
+    constant), along the same sweep of the same chip, and ``level - leak``, read by
+    read, is the cell's own curve; its scatter holds both runs' noise.
     """
     station, layout = ctx.station, ctx.station.layout
     role = layout.readout_role
@@ -171,6 +182,7 @@ def sweep(
     window = settings.window_s
     reads = [Read(f"{li}.X", name=f"X{k}") for k, li in enumerate(role.lockins)]
     levels = np.full((n, len(coord), settings.reads), np.nan)
+    leaks = np.full_like(levels, np.nan)
     run_ids = []
     for line in range(1, role.lines_per_lockin + 1):
         cells = [(k, c) for k in range(len(role.lockins)) for c in [k * role.lines_per_lockin + line - 1] if c < n]
@@ -178,16 +190,25 @@ def sweep(
             continue
         _select(station, layout, line)
         body = [Trace("read", settings.reads, 2 * window, tuple(reads))]
-        # a whole filter window, or the lines' measured settling if that is longer
-        sequence = Sweep(dim, dict(setpoints), body=tuple(body), settle=settle_time(ctx, window), coord=coord)
-        ds = run(ctx, name, sequence, {**metadata, "lockin_line": line, "lockin": dict(chain)})
-        check_overload(station, layout)
-        run_ids.append(ds.attrs["run_id"])
-        for k, c in cells:
-            scale = settings.excitation_V * chain["chain_gain"][k]
-            levels[c] = ds[f"X{k}"].transpose(dim, "read").values / scale
+        parts = [(levels, dict(setpoints), {})]
+        if park is not None:
+            read = {layout.bias[c] for _, c in cells if c < len(layout.bias)}
+            frozen = {b: (np.full(len(coord), float(park[b])) if b in read and b in park else v) for b, v in setpoints.items()}
+            parts.append((leaks, frozen, {"lockin_leak": True}))
+        for out, points, extra in parts:
+            # a whole filter window, or the lines' measured settling if that is longer
+            sequence = Sweep(dim, points, body=tuple(body), settle=settle_time(ctx, window), coord=coord)
+            ds = run(ctx, name, sequence, {**metadata, "lockin_line": line, "lockin": dict(chain), **extra})
+            check_overload(station, layout)
+            run_ids.append(ds.attrs["run_id"])
+            for k, c in cells:
+                scale = settings.excitation_V * chain["chain_gain"][k]
+                out[c] = ds[f"X{k}"].transpose(dim, "read").values / scale
+    variables = {"level": (("cell", dim, "read"), levels, {"units": "V", "long_name": "line level per volt of excitation"})}
+    if park is not None:
+        variables["leak"] = (("cell", dim, "read"), leaks, {"units": "V", "long_name": "the line with its cell held (neighbours' leak)"})
     return xr.Dataset(
-        {"level": (("cell", dim, "read"), levels, {"units": "V", "long_name": "line level per volt of excitation"})},
+        variables,
         coords={dim: coord},
         attrs={"run_id": "+".join(run_ids), "readout_kind": "lockin", "lockin": str(dict(chain))},
     )

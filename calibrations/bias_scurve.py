@@ -19,7 +19,11 @@ node had no objection; a cell whose fit fails or lands outside the swept range i
 With lock-in readout (the station's readout role) the same sweep is run once per
 preamp relay position and each point is the cell's time-averaged level, read
 three times (:mod:`._lockin`); it is fitted with
-:func:`labstack.fit.fit_mean_scurve`, whose V0 and w mean the same as above.
+:func:`labstack.fit.fit_mean_scurve`, whose V0 and w mean the same as above. A
+line's mean level also carries a few per cent of its neighbouring lines (readout
+crosstalk), which a threshold ignores but an average does not: each relay position
+is swept again with the cells it reads held at ``v_start``, and that reading, the
+neighbours' leak along the same sweep, is subtracted read by read before the fit.
 
 Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 :func:`fit` (dataset -> results, no instrument: re-fit any stored run) and
@@ -116,7 +120,11 @@ def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndar
     )
     health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
     meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
-    ds = _lockin.sweep(ctx, settings, {b: volts for b in layout.bias}, volts, "bias", run, NAME, meta, chain)
+    # each relay position is swept a second time with the cells it reads held at the
+    # sweep's low end (every curve the sweep can fit is at -1 there), which measures
+    # their neighbours' readout leak along the same sweep (``_lockin.sweep``)
+    park = {b: params.v_start for b in layout.bias}
+    ds = _lockin.sweep(ctx, settings, {b: volts for b in layout.bias}, volts, "bias", run, NAME, meta, chain, park=park)
     ds.attrs.update(calibration=NAME, health=json.dumps(health))
     return ds
 
@@ -126,6 +134,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
     if "level" in dataset:  # lock-in readout: time-averaged levels
         levels = dataset["level"].transpose("cell", "bias", "read").values
+        if "leak" in dataset:  # the neighbours' readout leak, measured with the cell held
+            levels = levels - dataset["leak"].transpose("cell", "bias", "read").values
         volts = dataset["bias"].values
         health = json.loads(dataset.attrs.get("health", "{}"))
         return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]

@@ -14,7 +14,11 @@ arrangement simulated here (and described in the README):
   must take into account;
 * the lock-in demodulates: ``X + iY = G H(f) e^{-i 2 pi f tau_line} e^{-i phase}
   * excitation * <level>`` averaged over its output filter's window, plus the
-  preamplifier's input noise in the filter's equivalent noise bandwidth.
+  preamplifier's input noise and the cryogenic amplifier's noise at ``f`` (white
+  plus 1/f) in the filter's equivalent noise bandwidth. The amplifier's output
+  offset drift and its 1/f noise below a hertz are at DC, which demodulation at a kHz
+  rejects (:meth:`labstack.sim.readout.ReadoutChain.carrier`); readout crosstalk and
+  gain drift multiply the carrier and stay.
 
 Cell ``c`` is read by lock-in ``c // LINES_PER_CHANNEL + 1`` on input
 ``c % LINES_PER_CHANNEL + 1`` of preamp channel ``c // LINES_PER_CHANNEL + 1``.
@@ -103,8 +107,8 @@ class LockinFrontEnd:
         if w is not None and w[0] == now and w[1] == window_s and np.array_equal(w[2], lines):
             return w[3]
         n = draws(window_s)
-        volts = self.lab.acquire(n, window_s / n)
-        levels = volts.astype(np.float64).mean(axis=0)
+        volts = self.lab.acquire(n, window_s / n, carrier=True)
+        levels = volts.mean(axis=0)
         self._window = (self.lab.clock.now(), window_s, lines, levels)
         return levels
 
@@ -130,7 +134,9 @@ class LockinFrontEnd:
             preamp.overloaded = True
             signal *= PREAMP_MAX_OUTPUT_V / (abs(signal) * math.sqrt(2))
         rng = self.lab.instrument_rng
-        noise_rms = PREAMP_NOISE_V_PER_RTHZ * abs(preamp.response(frequency_Hz)) * math.sqrt(enbw)
+        # the preamp's input noise and the cryogenic amplifier's noise at the reference
+        density = math.hypot(PREAMP_NOISE_V_PER_RTHZ, self.lab.readout.noise_density_at(frequency_Hz))
+        noise_rms = density * abs(preamp.response(frequency_Hz)) * math.sqrt(enbw)
         noise = complex(*(rng.normal(0.0, noise_rms, 2)))
         demodulated = (signal + noise) * complex(np.exp(-1j * np.deg2rad(phase_deg)))
         return demodulated, clipped
