@@ -16,6 +16,15 @@ verdict (``dead``, ``stuck_plus``, ``stuck_minus``), or ``no_switching`` if that
 node had no objection; a cell whose fit fails or lands outside the swept range is flagged
 ``fit_failed``. Flags never stop the other cells.
 
+With lock-in readout (the station's readout role) the same sweep is run once per
+preamp relay position and each point is the cell's time-averaged level, read
+three times (:mod:`._lockin`); it is fitted with
+:func:`labstack.fit.fit_mean_scurve`, whose V0 and w mean the same as above. A
+line's mean level also carries a few per cent of its neighbouring lines (readout
+crosstalk), which a threshold ignores but an average does not: each relay position
+is swept again with the cells it reads held at ``v_start``, and that reading, the
+neighbours' leak along the same sweep, is subtracted read by read before the fit.
+
 Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 :func:`fit` (dataset -> results, no instrument: re-fit any stored run) and
 :func:`update` (results -> calibration-state entries).
@@ -24,7 +33,7 @@ Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,11 +49,14 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
-from labstack.fit import ScurveResult, fit_scurve, logistic
+from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
 from labstack.measure import Sweep
 
 NAME = "bias_scurve"
+#: single shots from a sampler, or time-averaged levels from lock-ins
+READOUT_KINDS = ("sampler", "lockin")
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
 # known, settled base temperature (and a warmed-up fridge recalibrates them)
 DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
@@ -69,6 +81,8 @@ class Parameters:
     check_samples: int = 1000
     #: how far V0 may move before the cell is out of spec
     tolerance_V: float = 0.01
+    #: how a lock-in readout is driven (used only when the readout role is lock-ins)
+    lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
 
 
 # ------------------------------------------------------------------- acquire
@@ -78,6 +92,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = station.layout
     full = mode is Mode.CALIBRATE
     n_points = params.n_points if full else params.check_points
+    if _lockin.is_lockin(layout):
+        return _acquire_lockin(ctx, params, mode, np.linspace(params.v_start, params.v_stop, n_points))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     idle_couplers(ctx, layout)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
@@ -94,9 +110,35 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     return run(ctx, NAME, sequence, meta)
 
 
+def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndarray) -> xr.Dataset:
+    """The same sweep read by lock-ins: each cell's mean level (cell, bias, read)."""
+    layout = ctx.station.layout
+    settings = _lockin.as_settings(params.lockin)
+    idle_couplers(ctx, layout)
+    chain = _lockin.prepare(
+        ctx, settings, {b: params.v_stop for b in layout.bias}, {b: params.v_start for b in layout.bias}
+    )
+    health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
+    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
+    # each relay position is swept a second time with the cells it reads held at the
+    # sweep's low end (every curve the sweep can fit is at -1 there), which measures
+    # their neighbours' readout leak along the same sweep (``_lockin.sweep``)
+    park = {b: params.v_start for b in layout.bias}
+    ds = _lockin.sweep(ctx, settings, {b: volts for b in layout.bias}, volts, "bias", run, NAME, meta, chain, park=park)
+    ds.attrs.update(calibration=NAME, health=json.dumps(health))
+    return ds
+
+
 # ----------------------------------------------------------------------- fit
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveResult]:
     """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
+    if "level" in dataset:  # lock-in readout: time-averaged levels
+        levels = dataset["level"].transpose("cell", "bias", "read").values
+        if "leak" in dataset:  # the neighbours' readout leak, measured with the cell held
+            levels = levels - dataset["leak"].transpose("cell", "bias", "read").values
+        volts = dataset["bias"].values
+        health = json.loads(dataset.attrs.get("health", "{}"))
+        return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
     volts = dataset["bias"].values
     health = json.loads(dataset.attrs.get("health", "{}"))

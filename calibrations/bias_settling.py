@@ -56,6 +56,9 @@ from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Step, Trace, Wait
 
 NAME = "bias_settling"
+#: needs a sampler: the cells are the voltmeter, read in single shots milliseconds after a
+#: step; a lock-in averages over its filter window (seconds), far longer than the line settles
+READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
 TIMEOUT_S = 7 * 24 * 3600.0  # wiring and filters do not change without someone opening the fridge
 

@@ -56,6 +56,8 @@ from labstack.fit import FitResult
 from labstack.measure import Sweep
 
 NAME = "couplers"
+#: needs a sampler: it measures spin-spin correlations, which need simultaneous single shots of neighbours (a lock-in gives time averages)
+READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("crosstalk", "effective_temperature")
 TIMEOUT_S = 8 * 3600.0
 T_EFF_EXPONENT = 2.0  # design knowledge: T_eff = (T_chip^n + T_x^n)^(1/n)

@@ -65,6 +65,8 @@ from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.measure import Sweep
 
 NAME = "crosstalk"
+#: needs a sampler: it reads every cell at once at each of many bias points, with single-shot thresholds (a lock-in gives time averages)
+READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
 

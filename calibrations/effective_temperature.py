@@ -32,7 +32,9 @@ Samples are taken slower than the slowest cell's correlation time
 (``sample_rate_Hz`` = 50 Hz), so each is an independent draw; the binomial
 errors still use the lag-1 autocorrelation (:func:`labstack.fit.two_level.effective_count`).
 Each S-curve is fitted exactly as the bias S-curve node fits its own
-(:func:`labstack.fit.scurve.fit_scurve`), so the widths mean the same thing.
+(:func:`labstack.fit.scurve.fit_scurve`), so the widths mean the same thing. With
+lock-in readout each point is the cell's time-averaged level (:mod:`._lockin`),
+fitted by :func:`labstack.fit.fit_mean_scurve`, as the bias S-curve node does then.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
+from labstack.calibrations import _lockin
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
@@ -70,11 +73,15 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
-from labstack.fit import FitResult, fit_scurve
+from labstack.fit import FitResult, fit_mean_scurve, fit_scurve
 from labstack.measure import Sweep
 
 NAME = "effective_temperature"
+READOUT_KINDS = ("sampler", "lockin")
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat", "bias_settling")
+#: with lock-in readout every point waits a whole filter window (:mod:`._lockin`, seconds),
+#: far beyond any line's settling, and bias_settling (single shots) cannot run: no need of it
+DEPENDS_ON_BY_READOUT: dict[str, tuple[str, ...]] = {"lockin": ("bias_scurve", "cryostat")}
 TIMEOUT_S = 24 * 3600.0
 
 
@@ -95,6 +102,8 @@ class Parameters:
     #: a cell is out of spec when its base width moved by more than this fraction
     tolerance_rel: float = 0.05
     limits_V: tuple[float, float] = (-1.5, 1.5)
+    #: how a lock-in readout is driven (used only when the readout role is lock-ins)
+    lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
 
 
 # ------------------------------------------------------------------- acquire
@@ -109,9 +118,17 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         raise RuntimeError("no cell has a calibrated S-curve to centre on")
     thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
     colour = two_colouring(n, layout.coupler_pairs)
-    read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
-    sampler = ctx.station.components[layout.readout]
-    idle_couplers(ctx, layout)
+    lockin = _lockin.is_lockin(layout)
+    settings = _lockin.as_settings(params.lockin)
+    if lockin:
+        n_reads = settings.reads
+        idle_couplers(ctx, layout)
+        high = {b: params.limits_V[1] * 0.6 for b in layout.bias}
+        chain = _lockin.prepare(ctx, settings, high, {b: -v for b, v in high.items()})
+    else:
+        read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+        n_reads = int(ctx.station.components[layout.readout].n_samples())
+        idle_couplers(ctx, layout)
     temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
     k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
     w_pred = np.where(good, width, 0.05)
@@ -122,7 +139,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
         grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
-        samples = np.zeros((n, params.n_points, int(sampler.n_samples())), dtype=np.float32)
+        samples = np.zeros((n, params.n_points, n_reads), dtype=np.float64 if lockin else np.float32)
         for c in np.unique(colour):
             active = good & (colour == c)
             if not active.any():
@@ -134,6 +151,12 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                     setpoints[name] = grids[i]
                 else:
                     setpoints[name] = np.full(params.n_points, parked[i] if good[i] else 0.0)
+            meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}
+            if lockin:
+                ds = _lockin.sweep(ctx, settings, setpoints, np.arange(params.n_points), "point", run, NAME, meta, chain)
+                run_ids.append(ds.attrs["run_id"])
+                samples[active] = ds["level"].transpose("cell", "point", "read").values[active]
+                continue
             seq = Sweep(
                 "point",
                 setpoints,
@@ -141,7 +164,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 settle=settle_time(ctx, params.settle_s),
                 coord=np.arange(params.n_points),
             )
-            meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}
             ds = run(ctx, NAME, seq, meta)
             run_ids.append(ds.attrs["run_id"])
             data = ds["samples"].transpose("cell", "point", "sample").values
@@ -150,13 +172,16 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):
-            r = fit_scurve(grids[i], samples[i], cell=i)
+            r = _fit_cell(grids[i], samples[i], i, lockin)
             if r.ok:
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
     return xr.Dataset(
         {
-            "samples": (("temperature", "cell", "point", "sample"), np.stack([b[2] for b in blocks])),
+            ("level" if lockin else "samples"): (
+                ("temperature", "cell", "point", "read" if lockin else "sample"),
+                np.stack([b[2] for b in blocks]),
+            ),
             "bias": (("temperature", "cell", "point"), np.stack([b[1] for b in blocks]), {"units": "V"}),
             "T_chip": (("temperature",), np.array([b[0] for b in blocks]), {"units": "K"}),
             "threshold": (("cell",), thresholds, {"units": "V"}),
@@ -164,6 +189,11 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         },
         attrs={"run_id": "+".join(run_ids), "calibration": NAME},
     )
+
+
+def _fit_cell(volts: np.ndarray, data: np.ndarray, cell: int, lockin: bool) -> Any:
+    """One S-curve: single shots (sampler) or time-averaged levels (lock-in)."""
+    return fit_mean_scurve(volts, data, cell=cell, baseline=False) if lockin else fit_scurve(volts, data, cell=cell)
 
 
 # ----------------------------------------------------------------------- fit
@@ -300,7 +330,8 @@ def with_calibration_error(
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     """Fit a merged effective-temperature dataset (pure)."""
-    samples = dataset["samples"].values
+    lockin = "level" in dataset
+    samples = dataset["level" if lockin else "samples"].values
     bias = dataset["bias"].values
     t_chip = dataset["T_chip"].values.astype(float)
     measured = dataset["measured"].values.astype(bool)
@@ -310,7 +341,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     flags: dict[int, str] = {}
     for k in range(n_t):
         for i in np.flatnonzero(measured):
-            r = fit_scurve(bias[k, i], samples[k, i], cell=int(i))
+            r = _fit_cell(bias[k, i], samples[k, i], int(i), lockin)
             if r.ok:
                 widths[k, i], errors[k, i] = r.fit["width_V"], r.fit.error("width_V")
             else:

@@ -39,6 +39,13 @@ spread includes the cell-to-cell scatter), and the most likely one is reported w
 its posterior probability: with offsets scattered by a few tenths of the amplitude
 the call is a best guess, not a certainty, and the table says how sure it is.
 Both kinds are flagged invalid; neither stops the other cells.
+
+With lock-in readout (the station's readout role) there are no single shots: each
+line's time-averaged level at ``v_low`` and ``v_high`` is read ``reads`` times
+(:mod:`._lockin`), the two means are the levels and the reads' spread the noise.
+A time average has no assignment fidelity, leak contrast or amplifier bandwidth
+(the lock-in's filter is far narrower than the amplifier's), so none is stored; the
+threshold is the midpoint, for routines that need one. Broken cells are called as above.
 """
 
 from __future__ import annotations
@@ -63,11 +70,13 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Sweep, Trace
 
 NAME = "readout"
+READOUT_KINDS = ("sampler", "lockin")
 DEPENDS_ON: tuple[str, ...] = ()
 TIMEOUT_S = 24 * 3600.0
 
@@ -101,6 +110,8 @@ class Parameters:
     #: how far a level may move (V) before the readout is out of spec: a 1 mV shift of
     #: a 5 mV half-separation moves the threshold error from 1e-9 to ~1e-5
     tolerance_V: float = 1e-3
+    #: how a lock-in readout is driven (used only when the readout role is lock-ins)
+    lockin: _lockin.LockinSettings = field(default_factory=lambda: _lockin.LockinSettings(reads=8))
 
 
 @dataclass
@@ -128,6 +139,13 @@ def line_volts(n_cells: int, params: Parameters) -> np.ndarray:
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """The four configurations, a trace of the wander, and a fast look at the noise."""
     layout = ctx.station.layout
+    if _lockin.is_lockin(layout):
+        volts2 = np.array([params.v_low, params.v_high])
+        settings = _lockin.as_settings(params.lockin)
+        idle_couplers(ctx, layout)
+        chain = _lockin.prepare(ctx, settings, {b: params.v_high for b in layout.bias}, {b: params.v_low for b in layout.bias})
+        meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params)}
+        return _lockin.sweep(ctx, settings, {b: volts2 for b in layout.bias}, volts2, "bias", run, NAME, meta, chain)
     n_samples = params.n_samples if mode is Mode.CALIBRATE else params.check_samples
     read = sample_cells(ctx.station, layout, params.sample_rate_Hz, n_samples)
     idle_couplers(ctx, layout)
@@ -271,6 +289,24 @@ def fit_cell(
     return CellReadout(cell, result, level_V=level, detail={"separation_sigma": separation})
 
 
+def fit_cell_lockin(levels: np.ndarray, cell: int, params: Parameters) -> CellReadout:
+    """Levels of one cell from its time-averaged reads ``(bias point, read)`` (lock-in readout)."""
+    m = levels.shape[1]
+    means = levels.mean(axis=1)
+    noise = float(np.sqrt(levels.var(axis=1, ddof=1).mean())) if m > 1 else math.nan
+    err = noise / math.sqrt(m)
+    level = float(levels.mean())
+    separation = abs(means[-1] - means[0]) / err if err > 0 else 0.0
+    if not math.isfinite(separation) or separation < 2 * params.min_separation_sigma:
+        why = f"levels {separation:.1f} sigma apart in the mean"
+        return CellReadout(cell, FitResult.failed("two_levels_mean", f"one readout level only ({why})"), health="", level_V=level)
+    lo, hi = float(means[0]), float(means[-1])
+    values = {"mu0": lo, "mu1": hi, "amp_V": 0.5 * (hi - lo), "offset_V": 0.5 * (hi + lo), "noise_V": noise, "threshold": 0.5 * (hi + lo)}
+    errors = {"mu0": err, "mu1": err, "amp_V": err / math.sqrt(2), "offset_V": err / math.sqrt(2), "noise_V": noise / math.sqrt(2 * 2 * (m - 1)), "threshold": err / math.sqrt(2)}
+    fit = FitResult("two_levels_mean", values, errors, chi2_reduced=1.0, dof=2 * (m - 1), absolute_sigma=True)
+    return CellReadout(cell, fit, level_V=level, detail={"separation_sigma": separation})
+
+
 def classify(broken: list[CellReadout], healthy: list[CellReadout]) -> None:
     """Call each one-level cell dead, stuck at +1 or stuck at -1 (see the module docstring)."""
     if len(healthy) < 3:
@@ -315,6 +351,11 @@ def _log_predictive(x: float, mu: float, sd: float, n: int) -> float:
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     """Fit every cell of a stored readout run. Pure: needs no instrument."""
     params = params or Parameters()
+    if "level" in dataset:  # lock-in readout: time-averaged levels
+        levels = dataset["level"].transpose("cell", "bias", "read").values
+        lockin_cells = [fit_cell_lockin(levels[i], i, params) for i in range(levels.shape[0])]
+        classify([r for r in lockin_cells if not r.health], [r for r in lockin_cells if r.ok])
+        return ReadoutResult(lockin_cells, FitResult.failed("lowpass", "lock-in readout: the amplifier's bandwidth is not measured"))
     samples = dataset["samples"].transpose("cell", "config", "sample").values.astype(float)
     configs = np.asarray(_attr(dataset, "configs"), dtype=float)
     n_cells = samples.shape[0]
@@ -408,7 +449,7 @@ def update(result: ReadoutResult, params: Parameters | None = None) -> StateChan
         prefix = f"cells.{r.cell}"
         change.set(f"{prefix}.health", r.health, None, "", note=r.fit.message if not r.ok else "")
         if r.ok:
-            change.add_fit(prefix, r.fit, KEYS)
+            change.add_fit(prefix, r.fit, {k: v for k, v in KEYS.items() if k in r.fit.values})
             noises.append(r.fit["noise_V"])
         else:
             for suffix, unit in KEYS.values():
@@ -433,7 +474,7 @@ def table(result: ReadoutResult) -> str:
             lines.append(
                 f"{r.cell:>4}  {f['amp_V'] * 1e3:>6.3f} ± {f.error('amp_V') * 1e3:<5.3f}"
                 f"  {f['offset_V'] * 1e3:>6.3f} ± {f.error('offset_V') * 1e3:<5.3f}"
-                f"  {f['leak_V'] * 1e3:>+8.3f}  {f['fidelity']:>10.6f}  ok"
+                f"  {f.values.get('leak_V', math.nan) * 1e3:>+8.3f}  {f.values.get('fidelity', math.nan):>10.6f}  ok"
             )
         else:
             lines.append(f"{r.cell:>4}  {'—':>14}  {'—':>14}  {'—':>8}  {'—':>10}  {r.fit.message}")

@@ -81,6 +81,8 @@ from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
 
 NAME = "thermalization"
+#: needs a sampler: it measures switching times from the autocorrelation of single shots (a lock-in gives time averages)
+READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("effective_temperature", "cryostat", "bias_scurve")
 TIMEOUT_S = 24 * 3600.0
 

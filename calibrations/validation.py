@@ -37,6 +37,8 @@ from labstack.fit import ising
 from labstack.measure import Sweep
 
 NAME = "validation"
+#: needs a sampler: it compares sampled joint distributions of cells, which need single shots (a lock-in gives time averages)
+READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("couplers", "crosstalk")
 TIMEOUT_S = 3600.0
 

@@ -19,6 +19,7 @@ from labstack.fit.lsq import derived, fit_curve
 from labstack.fit.percell import failures, fit_each
 from labstack.fit.result import FitResult
 from labstack.fit.scurve import ScurveResult, fit_scurve
+from labstack.fit.scurve_mean import fit_mean_scurve
 from labstack.fit.settling import fit_settling, settling
 from labstack.fit.two_level import effective_count, two_level_threshold
 
@@ -34,6 +35,7 @@ __all__ = [
     "fit_each",
     "fit_linear",
     "fit_logistic",
+    "fit_mean_scurve",
     "fit_scurve",
     "fit_settling",
     "fit_two_gaussians",

@@ -5,6 +5,7 @@
     labstack:
       ramps:                         # per DAC parameter: largest jump and average rate
         qdac1.ch01-ch16.dc_constant_V: {max_step: 0.05, rate_V_per_s: 1.0}
+      # ramps: off                   # the only way to run real DAC lines unramped
       safe_state:
         dac_V: 0.0                   # where ramped DACs go on abort
         heater_off: true             # heater range 0 on abort
@@ -76,6 +77,8 @@ class SafeState:
 @dataclass
 class SafetyConfig:
     ramps: dict[str, RampSpec] = field(default_factory=dict)
+    #: the file says ``ramps: off``: real DAC lines may run without ramps (otherwise refused)
+    ramps_off: bool = False
     interlocks: Interlocks = field(default_factory=Interlocks)
     suspenders: list[SuspenderSpec] = field(default_factory=list)
     safe_state: SafeState = field(default_factory=SafeState)
@@ -117,7 +120,8 @@ def parse_safety(
     config = SafetyConfig()
     root = ("labstack",)
 
-    ramps = _mapping(section.get("ramps"), (*root, "ramps"), fail)
+    config.ramps_off = section.get("ramps") is False  # YAML ``ramps: off``
+    ramps = _mapping(None if config.ramps_off else section.get("ramps"), (*root, "ramps"), fail)
     for name, spec in ramps.items():
         key = (*root, "ramps", str(name))
         spec = _mapping(spec, key, fail)

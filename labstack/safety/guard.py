@@ -161,6 +161,71 @@ class QDac2Dialect(Dialect):
         return f"sour{channel}:volt?"
 
 
+class KeysightB2962ADialect(Dialect):
+    """Keysight B2962A two-channel source as driven by QCoDeS's ``KeysightB2962A``.
+
+    A guarded channel may only be moved by ``SOURce<n>:VOLT``; switching it to current
+    mode would drive the line at a voltage nothing checks, and a reset would jump it to
+    0 V, so both are refused while the channel is away from 0 V by more than a step.
+    """
+
+    SET = re.compile(r":?SOUR(?:CE)?(\d):VOLT(?:AGE)?(?::LEV(?:EL)?)?(?::IMM(?:EDIATE)?)?\s+(.*)", re.I)
+    MODE = re.compile(r":?SOUR(?:CE)?(\d):FUNC(?:TION)?:MODE\s+(\S+)", re.I)
+    RESET = re.compile(r"\*RST", re.I)
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        m = self.SET.fullmatch(command)
+        if m:
+            ch = int(m.group(1))
+            if ch not in guard.channels:
+                return Decision()
+            try:
+                return Decision(ch, float(m.group(2).strip()))
+            except ValueError:
+                return Decision(refuse=f"ch{ch}: refused {command!r}: {m.group(2).strip()!r} is not a voltage")
+        m = self.MODE.fullmatch(command)
+        if m and int(m.group(1)) in guard.channels and not m.group(2).upper().startswith("VOLT"):
+            return Decision(refuse=f"ch{m.group(1)}: refused {command!r}: only voltage mode is guarded")
+        if self.RESET.fullmatch(command):
+            away = [
+                c.name for c in guard.channels.values()
+                if c.ramp is not None and (c.known is None or abs(c.known) > c.ramp.max_step)
+            ]
+            if away:
+                return Decision(refuse=f"refused *RST: {', '.join(away)} would jump to 0 V")
+        return Decision()
+
+    def read_query(self, channel: int) -> str:
+        return f"SOURCE{channel}:VOLT?"
+
+
+class SR86xDialect(Dialect):
+    """The sine output of a Stanford Research SR86x lock-in, which excites a cold readout line.
+
+    Channel 1 is the amplitude (``SLVL``, V rms), channel 2 the DC offset (``SOFF``):
+    both are limited, stepped and rate-limited like a DAC, since the line they drive
+    ends at the chip.
+    """
+
+    SET = re.compile(r"(SLVL|SOFF)\s+(.*)", re.I)
+    CHANNELS = {"SLVL": 1, "SOFF": 2}
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        m = self.SET.fullmatch(command)
+        if not m:
+            return Decision()
+        ch = self.CHANNELS[m.group(1).upper()]
+        if ch not in guard.channels:
+            return Decision()
+        try:
+            return Decision(ch, float(m.group(2).strip()))
+        except ValueError:
+            return Decision(refuse=f"refused {command!r}: {m.group(2).strip()!r} is not a voltage")
+
+    def read_query(self, channel: int) -> str:
+        return {1: "SLVL?", 2: "SOFF?"}[channel]
+
+
 class Lakeshore372Dialect(Dialect):
     """Lake Shore 372 heater commands, against the station's interlocks."""
 

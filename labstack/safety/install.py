@@ -24,9 +24,12 @@ from labstack.clock import Clock
 from labstack.safety.config import SafetyConfig
 from labstack.safety.guard import (
     Channel,
+    Dialect,
+    KeysightB2962ADialect,
     Lakeshore372Dialect,
     QDac2Dialect,
     ScpiGuard,
+    SR86xDialect,
     max_heater_range,
 )
 from labstack.safety.intercept import Interceptors
@@ -51,13 +54,20 @@ class StationSafety:
     locks: dict[str, threading.RLock] = field(default_factory=dict)  # one exchange at a time
 
 
-def _dialect_channel(parameter: Parameter) -> tuple[str, int] | None:
-    """(instrument name, channel number) if labstack knows the parameter's SCPI dialect."""
+def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | None:
+    """(instrument name, channel number, dialect) if labstack knows the parameter's SCPI dialect."""
     root = parameter.root_instrument
-    if type(root).__name__ == "QDac2" and parameter.name == "dc_constant_V":
+    models = {type(root).__name__, *(k.__name__ for k in type(root).__mro__)}
+    if "QDac2" in models and parameter.name == "dc_constant_V":
         number = getattr(parameter.instrument, "_channum", None)
         if isinstance(number, int):
-            return root.name, number
+            return root.name, number, QDac2Dialect
+    if "KeysightB2962A" in models and parameter.name == "source_voltage":
+        number = getattr(parameter.instrument, "channel", None)
+        if isinstance(number, int):
+            return root.name, number, KeysightB2962ADialect
+    if "SR86x" in models and parameter.name in ("amplitude", "sine_outdc"):
+        return root.name, 1 if parameter.name == "amplitude" else 2, SR86xDialect
     return None
 
 
@@ -90,6 +100,7 @@ def install_safety(
                 hardener.harden(component)
 
     by_instrument: dict[str, dict[int, Channel]] = {}
+    dialects: dict[str, type[Dialect]] = {}
     for name in sorted(set(limits) | set(config.ramps)):
         parameter = find(name)
         low, high = limits.get(name, (-math.inf, math.inf))
@@ -100,10 +111,11 @@ def install_safety(
             safety.unguarded.append(name)
         else:
             by_instrument.setdefault(where[0], {})[where[1]] = channel
+            dialects[where[0]] = where[2]
         if channel.ramp is not None:
             install_ramp(parameter, channel, clock, interceptors)
     for instrument_name, channels in by_instrument.items():
-        guard = ScpiGuard(instrument_name, QDac2Dialect(), clock, interceptors, channels)
+        guard = ScpiGuard(instrument_name, dialects[instrument_name](), clock, interceptors, channels)
         safety.guards[instrument_name] = guard
         guard.install(components[instrument_name].visa_handle)
 

@@ -41,6 +41,47 @@ def routines() -> dict[str, ModuleType]:
     return {ep.name: ep.load() for ep in entry_points(group=ROUTINES_GROUP)}
 
 
+def dependencies(module: ModuleType, kind: str | None) -> tuple[str, ...]:
+    """What a routine depends on with this readout kind: its ``DEPENDS_ON_BY_READOUT[kind]``
+    if it names one (a lock-in path may not need what single shots do), else ``DEPENDS_ON``."""
+    by_kind = getattr(module, "DEPENDS_ON_BY_READOUT", {})
+    if kind is not None and kind in by_kind:
+        return tuple(by_kind[kind])
+    return tuple(getattr(module, "DEPENDS_ON", ()))
+
+
+def readout_kind(station: Any) -> str | None:
+    """The station's readout kind, or None for a station without a chip layout."""
+    layout = station.layout if getattr(station, "has_layout", False) else None
+    return None if layout is None else layout.readout_role.kind
+
+
+def unavailable_routines(station: Any, available: Mapping[str, ModuleType]) -> dict[str, str]:
+    """Routines this station's roles cannot serve, each with why (a routine's ``READOUT_KINDS``).
+
+    A routine that needs single shots cannot run on lock-in readout; one that depends
+    on such a routine cannot either.
+    """
+    layout = station.layout if getattr(station, "has_layout", False) else None
+    if layout is None:
+        return {}
+    kind = layout.readout_role.kind
+    out: dict[str, str] = {}
+    for name, module in available.items():
+        kinds = tuple(getattr(module, "READOUT_KINDS", (kind,)))
+        if kind not in kinds:
+            out[name] = f"needs {' or '.join(kinds)} readout; this station's readout role is {kind}"
+    changed = True
+    while changed:  # what depends on an unavailable routine is unavailable too
+        changed = False
+        for name, module in available.items():
+            blocked = [d for d in dependencies(module, kind) if d in out]
+            if name not in out and blocked:
+                out[name] = f"depends on {', '.join(blocked)}, which cannot run here"
+                changed = True
+    return out
+
+
 def build_graph(
     ctx: Context,
     names: list[str] | None = None,
@@ -50,14 +91,21 @@ def build_graph(
 
     ``params`` overrides fields of a routine's ``Parameters``, by routine name
     (``{"bias_scurve": {"n_points": 21}}``): a small chip in a test needs fewer points.
+    Routines the station's roles cannot serve (:func:`unavailable_routines`) are left
+    out of the default; naming one is an error that says which role it needs.
     """
     available = routines()
-    wanted = list(names or sorted(available))
+    unavailable = unavailable_routines(ctx.station, available)
+    wanted = list(names or sorted(n for n in available if n not in unavailable))
     missing = [n for n in wanted if n not in available]
     if missing:
         raise UnknownRoutineError(f"no calibration routine(s) {missing}; installed: {sorted(available)}")
+    refused = [f"{n}: {unavailable[n]}" for n in wanted if n in unavailable]
+    if refused:
+        raise UnknownRoutineError("cannot calibrate on this station: " + "; ".join(refused))
+    kind = readout_kind(ctx.station)
     for name in wanted:  # grows while it is walked: dependencies of dependencies
-        for dep in getattr(available[name], "DEPENDS_ON", ()):
+        for dep in dependencies(available[name], kind):
             if dep in available and dep not in wanted:
                 wanted.append(dep)
     graph = CalibrationGraph(ctx)
@@ -68,7 +116,7 @@ def build_graph(
     for name in wanted:
         module = available[name]
         overrides = params.get(name)
-        graph.add_module(module, module.Parameters(**overrides) if overrides else None)
+        graph.add_module(module, module.Parameters(**overrides) if overrides else None, depends_on=dependencies(module, kind))
     graph.validate()
     return graph
 
@@ -110,6 +158,8 @@ class CalibrationReport:
     run_id: str = ""
     #: the graph that ran (its fit results feed :meth:`result`)
     graph: CalibrationGraph | None = field(default=None, repr=False)
+    #: routines the station's roles cannot serve, each with why (not run, not failed)
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_ok(self) -> bool:
@@ -122,6 +172,8 @@ class CalibrationReport:
         for name, status in self.status.items():
             did = "calibrated" if name in self.calibrated else "kept (still valid)"
             lines.append(f"{name:<20} {status.value:<7} {did}")
+        for name, why in self.unavailable.items():
+            lines.append(f"{name:<20} not run  {why}")
         for name, keys in self.flagged.items():
             if keys:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
@@ -217,4 +269,5 @@ def _report(
         data_dir=str(root),
         run_id=run.id,
         graph=graph,
+        unavailable={n: w for n, w in unavailable_routines(ctx.station, modules).items() if n not in graph},
     )

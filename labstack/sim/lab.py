@@ -437,11 +437,23 @@ class VirtualLab:
             self.coupler_V[index] = volts
             self._graph_dirty = True
 
+    def set_coupler(self, k: int, volts: float) -> None:
+        """Coupler ``k``'s line at ``volts``, whatever source drives it (a second DAC family)."""
+        if not 0 <= k < self.coupler_V.size:
+            return  # an output wired to nothing
+        self._catch_up()
+        self.coupler_V[k] = volts
+        self._graph_dirty = True
+
     # ---------------------------------------------------------------- readout
-    def acquire(self, n_samples: int, period: float, cells: np.ndarray | None = None) -> np.ndarray:
+    def acquire(
+        self, n_samples: int, period: float, cells: np.ndarray | None = None, *, carrier: bool = False
+    ) -> np.ndarray:
         """Sample every cell ``n_samples`` times, ``period`` s apart; (n_samples, n_cells) float32.
 
-        Simulated time advances by ``n_samples * period``.
+        Simulated time advances by ``n_samples * period``. ``carrier``: what a lock-in
+        demodulates instead, float64 and without the amplifier's baseband noise and
+        offset drift (:meth:`labstack.sim.readout.ReadoutChain.carrier`).
         """
         self._catch_up()
         if self.dacs is not None and self.dacs.settling():
@@ -459,8 +471,8 @@ class VirtualLab:
         self.cryostat.advance(duration, self.clock.now())
         self.clock.sleep(duration)
         self._cells_time = self.clock.now()
-        volts = self.readout.voltages(spins, period)
-        self.readout.advance(duration, flicker=False)
+        volts = self.readout.carrier(spins) if carrier else self.readout.voltages(spins, period)
+        self.readout.advance(duration, flicker=carrier)
         self._record_readout()
         if cells is not None:
             volts = volts[:, cells]

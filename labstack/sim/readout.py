@@ -84,6 +84,29 @@ class ReadoutChain:
         """(amplitude, offset) each channel reads now: what a readout calibration should find."""
         return self.amp * self.gain_factor, self.offset + self.drift
 
+    def carrier(self, spins: np.ndarray) -> np.ndarray:
+        """What a lock-in demodulates from ``spins`` (n_samples, n_cells): float64, no noise.
+
+        The line's transmission, ``offset_i + gain * (amp_i s_i + leak)``, crosstalk
+        included, scaled by an excitation at the reference frequency. The amplifier's
+        output-offset drift and its 1/f noise sit at DC and below a hertz, far from a
+        kHz reference, so demodulation rejects them; its noise at the reference is
+        :meth:`noise_density_at`. The MHz low-pass is flat at a kHz reference.
+        """
+        signal = self.amp * spins.astype(np.float64)
+        if self.realistic and self.crosstalk.size and np.any(self.crosstalk):
+            leak = np.zeros_like(signal)
+            leak[:, 1:] += self.crosstalk * signal[:, :-1]
+            leak[:, :-1] += self.crosstalk * signal[:, 1:]
+            signal = signal + leak
+        return self.offset + self.gain_factor * signal
+
+    def noise_density_at(self, frequency_Hz: float) -> float:
+        """Output-referred amplifier noise density (V/sqrt(Hz)) at ``frequency_Hz``: white plus 1/f."""
+        white = 2 * self.amplifier.noise_rms_V**2 / (np.pi * self.amplifier.bandwidth_Hz)
+        corner = self.amplifier.flicker_corner_Hz if self.realistic else 0.0
+        return float(self.gain_factor * np.sqrt(white * (1.0 + corner / max(frequency_Hz, 1e-12))))
+
     def voltages(self, spins: np.ndarray, period: float) -> np.ndarray:
         """Voltages (n_samples, n_cells) float32 for sampled ``spins`` taken every ``period`` s."""
         signal = self.amp * spins.astype(np.float64)

@@ -10,8 +10,10 @@ and what the hardware may be given::
         bias: [qdac1.ch01-ch16]          # cell i is the i-th channel listed
         bias_parameter: dc_constant_V
         couplers: [qdac2.ch01-ch15]      # optional
+        coupler_parameter: dc_constant_V # default: bias_parameter (another DAC family differs)
         coupler_pairs: chain             # or an explicit list of [i, j]
-      readout: sampler                   # instrument returning (cell, sample) arrays
+      readout: sampler                   # instrument returning (cell, sample) arrays, or
+      # readout: {kind: lockin, lockins: [lockin1-lockin4], preamp: preamp, lines_per_lockin: 4}
       thermometry:
         instrument: ls372
         mixing_chamber: ch06
@@ -21,7 +23,8 @@ and what the hardware may be given::
       limits:                            # only ever narrow a driver's range
         qdac1.ch01-ch16.dc_constant_V: [-1.5, 1.5]
 
-plus the safety sections of :mod:`labstack.safety.config`. QCoDeS's own ``limits:``
+plus the safety sections of :mod:`labstack.safety.config`. Which instrument fills
+which role, and which models can, is :mod:`labstack.station.roles`. QCoDeS's own ``limits:``
 key under an instrument's ``parameters:`` *replaces* the driver's validator and could
 widen a range the driver protects, so it is refused here with the file and line.
 """
@@ -37,6 +40,7 @@ from typing import Any
 import yaml
 
 from labstack.safety.config import SafetyConfig, parse_safety
+from labstack.station.roles import Readout, check_roles, parse_readout
 
 #: the PyVISA backend of the virtual lab: ``visalib: "<lab description>@labstack"``
 VISALIB_SUFFIX = "@labstack"
@@ -56,13 +60,34 @@ class ChipLayout:
     bias: list[str]
     couplers: list[str] = field(default_factory=list)
     coupler_pairs: list[tuple[int, int]] = field(default_factory=list)
+    #: the sampler's instrument name ("" when the readout is lock-ins: see ``readout_role``)
     readout: str = "sampler"
+    readout_role: Readout = field(default_factory=Readout)
     thermometer_mc: str | None = None
     thermometer_chip: str | None = None
     heater: str | None = None
     clock: str | None = None
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    #: the thermometry instrument (None: no thermometry role)
+    thermometry: str | None = None
+
+    def roles(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """(station-file key, instrument, role) of every role assignment in the file."""
+        out = [(("labstack", "chip", "bias"), n.split(".")[0], "bias") for n in self.bias]
+        out += [(("labstack", "chip", "couplers"), n.split(".")[0], "couplers") for n in self.couplers]
+        r = self.readout_role
+        if r.kind == "sampler":
+            out.append((("labstack", "readout"), r.instrument, "readout.sampler"))
+        else:
+            out += [(("labstack", "readout", "lockins"), n, "readout.lockin") for n in r.lockins]
+            if r.preamp:
+                out.append((("labstack", "readout", "preamp"), r.preamp, "preamp"))
+        if self.thermometry:
+            out.append((("labstack", "thermometry", "instrument"), self.thermometry, "thermometry"))
+        if self.clock:
+            out.append((("labstack", "clock"), self.clock, "clock"))
+        return out
 
 
 @dataclass
@@ -153,6 +178,7 @@ def read_station_file(
         path = Path(source or str(name_or_path))
     document, lines = _parse(path, text)
     layout = _layout(path, document, lines)
+    _check_real_lines_ramped(path, lines, document, layout)
     instruments_section = document.get("instruments")
     if not isinstance(instruments_section, dict) or not instruments_section:
         raise StationConfigError(f"{path}:{lines.get(('instruments',), 1)}: 'instruments' must map names to instruments")
@@ -175,6 +201,13 @@ def read_station_file(
             init = spec.setdefault("init", {})
             init["visalib"] = wrap_visalib(name, str(init.get("visalib") or ""))
     _check_references(path, lines, layout, set(instruments_section))
+
+    def role_error(key: tuple[str, ...], message: str) -> StationConfigError:
+        line = lines.get(key) or lines.get(key[:-1]) or lines.get(("labstack",), "?")
+        return StationConfigError(f"{path}:{line}: {'.'.join(key)}: {message}")
+
+    types = {name: str(spec.get("type", "")) for name, spec in instruments_section.items()}
+    check_roles(layout.roles(), types, role_error)
     return StationFile(path, text, document, lines, layout)
 
 
@@ -242,9 +275,10 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
     except (TypeError, ValueError):
         raise fail(("labstack", "chip", "cells"), "must be a whole number") from None
     parameter = chip.get("bias_parameter", "dc_constant_V")
+    coupler_parameter = chip.get("coupler_parameter", parameter)
     try:
         bias = [f"{c}.{parameter}" for c in _expand_list(chip.get("bias"))]
-        couplers = [f"{c}.{parameter}" for c in _expand_list(chip.get("couplers"))]
+        couplers = [f"{c}.{coupler_parameter}" for c in _expand_list(chip.get("couplers"))]
     except ValueError as exc:
         raise fail(("labstack", "chip", "bias"), str(exc)) from None
     if n_cells and len(bias) != n_cells:
@@ -281,12 +315,15 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
         for name in names:
             limits[name] = (lo, hi)
     safety = parse_safety(section, fail, expand_channels)
+    readout = parse_readout(section.get("readout"), fail, expand_channels)
     return ChipLayout(
         n_cells=n_cells or len(bias),
         bias=bias,
         couplers=couplers,
         coupler_pairs=pairs,
-        readout=str(section.get("readout", "sampler")),
+        readout=readout.instrument,
+        readout_role=readout,
+        thermometry=str(inst) if inst else None,
         thermometer_mc=f"{inst}.{thermo['mixing_chamber']}.temperature" if inst and thermo.get("mixing_chamber") else None,
         thermometer_chip=f"{inst}.{thermo['chip']}.temperature" if inst and thermo.get("chip") else None,
         heater=f"{inst}.{thermo['heater']}" if inst and thermo.get("heater") else None,
@@ -296,10 +333,36 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
     )
 
 
+def _check_real_lines_ramped(path: Path, lines: Lines, document: dict[str, Any], layout: ChipLayout) -> None:
+    """Refuse real (non-virtual) bias and coupler lines without a ramp, unless ``ramps: off``.
+
+    A lab that copies a station file and forgets the ramps would otherwise jump its
+    DACs by volts in one step. Virtual instruments (``@labstack``, a served lab) are
+    exempt: nothing physical is at the end of their lines.
+    """
+    section = document.get("labstack") or {}
+    instruments = document.get("instruments") or {}
+    if layout.safety.ramps_off or section.get("service") is not None or not isinstance(instruments, dict):
+        return
+    for key, names in ((("labstack", "chip", "bias"), layout.bias), (("labstack", "chip", "couplers"), layout.couplers)):
+        for name in names:
+            spec = instruments.get(name.split(".")[0])
+            visalib = str(((spec or {}).get("init") or {}).get("visalib", "")) if isinstance(spec, dict) else ""
+            if visalib.endswith(VISALIB_SUFFIX) or name in layout.safety.ramps:
+                continue
+            line = lines.get(("labstack", "ramps")) or lines.get(key, "?")
+            raise StationConfigError(
+                f"{path}:{line}: {'.'.join(key)}: {name} drives a real DAC line without a ramp; add it to "
+                "labstack.ramps (max_step, rate_V_per_s) or write 'ramps: off' to run unramped on purpose"
+            )
+
+
 def _check_references(path: Path, lines: dict[tuple[str, ...], int], layout: ChipLayout, names: set[str]) -> None:
     refs = [("labstack", "chip", "bias", n) for n in layout.bias]
     refs += [("labstack", "chip", "couplers", n) for n in layout.couplers]
-    refs += [("labstack", "readout", layout.readout)]
+    refs += [(*key, name) for key, name, _role in layout.roles() if key[:2] == ("labstack", "readout")]
+    if layout.thermometry:
+        refs.append(("labstack", "thermometry", "instrument", layout.thermometry))
     if layout.clock:
         refs.append(("labstack", "clock", layout.clock))
     refs += [("labstack", "limits", n) for n in layout.limits]

@@ -12,14 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pyvisa.constants import StatusCode
+from pyvisa.errors import VisaIOError
 from qcodes.station import Station
 from qcodes.validators import Numbers
 
 from labstack.clock import Clock, WallClock
 from labstack.safety.install import StationSafety, install_safety
-from labstack.station.files import StationConfigError, StationFile, read_station_file
+from labstack.station.files import (
+    VISALIB_SUFFIX,
+    StationConfigError,
+    StationFile,
+    read_station_file,
+)
 from labstack.station.lab_station import LabStation, Provenance, close_instruments
 from labstack.station.parameters import find_parameter
+from labstack.station.roles import roles_of
 
 
 def load_station(
@@ -45,7 +53,7 @@ def load_station(
     qcodes.load_config(spec.qcodes_yaml())
     try:
         for name in spec.instruments:
-            qcodes.load_instrument(name)
+            _load_instrument(qcodes, spec, name)
         _apply_limits(qcodes, spec)
         layout = spec.layout
         clock: Clock = qcodes.components[layout.clock] if layout.clock else WallClock()
@@ -64,6 +72,23 @@ def load_station(
     if service is not None:  # every run records which served lab, at which clock speed, it ran on
         station.run_metadata["lab_service"] = served_lab_metadata(service)
     return station
+
+
+def _load_instrument(qcodes: Station, spec: StationFile, name: str) -> None:
+    """Open one instrument; one the virtual lab has no twin for is named with its roles."""
+    try:
+        qcodes.load_instrument(name)
+    except VisaIOError as exc:
+        visalib = str((spec.instruments[name].get("init") or {}).get("visalib", ""))
+        if exc.error_code != StatusCode.error_resource_not_found or not visalib.endswith(VISALIB_SUFFIX):
+            raise
+        roles = roles_of(spec.layout.roles(), name) or ["no role in labstack:"]
+        kind = str(spec.instruments[name].get("type", "")).rsplit(".", 1)[-1]
+        raise StationConfigError(
+            f"{spec.where('instruments', name)}: instrument '{name}' ({kind}) has no virtual twin in the "
+            f"virtual lab (address {spec.instruments[name].get('address')}); it was meant to be: "
+            f"{'; '.join(roles)}. Give it a twin (labstack/sim/instruments/) or a hardware address."
+        ) from None
 
 
 def served_lab_metadata(service: dict[str, Any]) -> dict[str, Any]:

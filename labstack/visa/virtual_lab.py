@@ -63,7 +63,7 @@ class LabstackVisaLibrary(LabstackLibrary):
 
     # -------------------------------------------------------------- sessions
     def list_resources(self, session: VISARMSession, query: str = "?*::INSTR") -> tuple[str, ...]:
-        names = tuple(resource_name(name) for name in self.instruments.names())
+        names = tuple(resource_name(name) for name in [*self.instruments.names(), *self.instruments.second_lab_names()])
         return rname.filter(names, query) if query not in ("?*::INSTR", "?*") else names
 
     def open(
