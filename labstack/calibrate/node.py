@@ -21,7 +21,15 @@ Optimus's node (Kelly et al., arXiv:1803.03226):
 A node is usually one module in ``calibrations/`` that defines ``NAME``,
 ``DEPENDS_ON``, ``TIMEOUT_S``, a ``Parameters`` dataclass and the four functions;
 :meth:`Node.from_module` reads exactly those names (nothing is guessed from
-signatures).
+signatures), plus three optional ones:
+
+``PER_CELL = True``
+    ``acquire`` honours ``ctx.selection`` (cell -> reason, or None for all): when
+    ``check`` finds only some cells out of spec, the engine recalibrates those
+    alone and keeps only their ``cells.<i>.`` entries from ``update``.
+``FIXED_POINT = "group"`` and ``CONVERGES = ("cells.*.bias_offset_V", ...)``
+    the node belongs to a fixed-point group (:mod:`labstack.calibrate.fixed_point`)
+    whose members are calibrated again until the listed state keys stop moving.
 """
 
 from __future__ import annotations
@@ -60,6 +68,11 @@ class Node:
     params: Any = None
     doc: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: acquire honours ``ctx.selection``: out-of-spec cells are recalibrated alone
+    per_cell: bool = False
+    #: the fixed-point group this node belongs to, and the state keys it converges
+    fixed_point: str | None = None
+    converges: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -67,6 +80,7 @@ class Node:
         if isinstance(self.depends_on, str):
             raise TypeError(f"{self.name}: depends_on must be a sequence of names, not a string")
         self.depends_on = tuple(self.depends_on)
+        self.converges = tuple(self.converges)
         if self.name in self.depends_on:
             raise ValueError(f"node {self.name!r} depends on itself")
         if not self.timeout_s > 0:
@@ -95,6 +109,9 @@ class Node:
             timeout_s=float(getattr(module, "TIMEOUT_S", math.inf)),
             params=params,
             doc=(module.__doc__ or "").strip(),
+            per_cell=bool(getattr(module, "PER_CELL", False)),
+            fixed_point=getattr(module, "FIXED_POINT", None),
+            converges=tuple(getattr(module, "CONVERGES", ())),
         )
         fields.update(overrides)
         return cls(**fields)
