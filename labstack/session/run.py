@@ -110,6 +110,8 @@ class CalibrationReport:
     run_id: str = ""
     #: the graph that ran (its fit results feed :meth:`result`)
     graph: CalibrationGraph | None = field(default=None, repr=False)
+    #: each fixed-point group this walk iterated: its last pass's summary
+    convergence: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_ok(self) -> bool:
@@ -122,6 +124,7 @@ class CalibrationReport:
         for name, status in self.status.items():
             did = "calibrated" if name in self.calibrated else "kept (still valid)"
             lines.append(f"{name:<20} {status.value:<7} {did}")
+        lines += list(self.convergence.values())
         for name, keys in self.flagged.items():
             if keys:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
@@ -217,4 +220,5 @@ def _report(
         data_dir=str(root),
         run_id=run.id,
         graph=graph,
+        convergence={g: r.last.summary() for g, r in graph.convergence.items() if r.last is not None},
     )
