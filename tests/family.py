@@ -156,23 +156,22 @@ def inspect(chip: ChipSpec, station: Any, report: Any) -> dict[str, Any]:
     n = truth.n_cells
     dead = truth.cells.dead | (truth.cells.stuck != 0)
     xt_sum = truth.crosstalk_K_per_V.sum(axis=1) if truth.crosstalk_K_per_V is not None else np.zeros(n)
-    datasets: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
 
-    def dataset(run_id: str) -> Any:
-        if run_id not in datasets:
-            datasets[run_id] = load_run(run_id, data_dir).dataset()
-        return datasets[run_id]
+    def run(run_id: str) -> Any:
+        if run_id not in runs:
+            runs[run_id] = load_run(run_id, data_dir)
+        return runs[run_id]
 
     def run_times(run_id: str) -> list[float]:
-        """Lab times a run spans: its own, or those of the runs it was merged from."""
-        ds = dataset(run_id)
-        parts = ds.attrs.get("derived_from")
+        """Lab times a run's points span: its own, or those of the runs it was merged from."""
+        parts = run(run_id).metadata.get("derived_from")
         if parts:
-            parts = parts.split("+") if isinstance(parts, str) else list(parts)
-            starts = [float(dataset(p).attrs["clock_start"]) for p in parts]
-            return [min(starts), max(starts)]
+            spans = [run_times(p) for p in parts]
+            return [min(s[0] for s in spans), max(s[1] for s in spans)]
+        ds = run(run_id).dataset()
         start = float(ds.attrs["clock_start"])
-        clocks = [v for v in ds.coords if str(v).endswith("_clock")]
+        clocks = [v for v in ds.variables if str(v).endswith("_clock")]
         if clocks:
             times = start + np.asarray(ds[clocks[0]].values, dtype=float).ravel()
             return [float(times.min()), float(times.max())]
@@ -180,8 +179,8 @@ def inspect(chip: ChipSpec, station: Any, report: Any) -> dict[str, Any]:
 
     def crossing(run_id: str, cell: int, fitted: float) -> Any:
         """The truth when the S-curve sweep crossed ``fitted`` (where its curve is decided)."""
-        ds = dataset(run_id)
-        if "bias" in ds.coords and "bias_clock" in ds.coords:
+        ds = run(run_id).dataset()
+        if "bias" in ds.variables and "bias_clock" in ds.variables and not run(run_id).metadata.get("derived_from"):
             volts = np.asarray(ds["bias"].values, dtype=float)
             times = float(ds.attrs["clock_start"]) + np.asarray(ds["bias_clock"].values, dtype=float)
             if volts.ndim > 1:  # per-cell grids (cell, point)

@@ -209,3 +209,26 @@ def test_compare_is_in_units_of_the_standard_errors():
     # unchanged version: not re-measured, not compared
     same = compare(group, before, before, passes=2)
     assert same.compared == 0 and same.converged
+
+
+def test_groups_declared_by_nodes_and_a_carried_member_only_checked_after_pass_one(ctx):
+    """A member that converges nothing itself (it only sits between two that do) is
+    measured in pass 1 and afterwards only checked, not re-measured every pass."""
+    lab, toys = LoopLab(n_cells=6, k=0.5, m=0.5, seed=8), ToyLab()
+    offsets = loop_node(lab, "offsets")
+    middle = toy_node(toys, "middle", ("offsets",), timeout_s=3600)
+    toys.deps["middle"] = ()  # the toy judges its data by toy ancestors only; offsets is none
+    zeros = loop_node(lab, "zeros", ("middle",))
+    offsets.fixed_point, offsets.converges = "loop", ("cells.*.offset",)
+    zeros.fixed_point, zeros.converges = "loop", ("cells.*.zero",)
+    middle.fixed_point = "loop"
+    g = CalibrationGraph(ctx, [offsets, middle, zeros])
+    group = g.groups["loop"]
+    assert group.members == ("offsets", "middle", "zeros") and group.carried == ("middle",)
+    assert group.keys == ("cells.*.offset", "cells.*.zero")
+    g.calibrate_all()
+    passes = ctx.state.value("fixed_point.loop.passes")
+    assert passes >= 3 and ctx.state.value("fixed_point.loop.converged") is True
+    modes = [mode for name, mode in toys.acquisitions if name == "middle"]
+    assert modes == ["calibrate"] + ["check"] * (passes - 1)
+    assert len([c for c in lab.calls if c[0] == "offsets"]) == passes

@@ -33,7 +33,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labstack.calibrate.spec import family_n_sigma
@@ -60,6 +60,10 @@ class FixedPoint:
     max_rms: float = 1.5
     #: how often a member that raised is retried within a pass before the walk gives up
     retries: int = 1
+    #: members that only sit between others (for the order), converging nothing of their
+    #: own: after pass 1 they are checked (check_data) and recalibrated only if out of
+    #: spec, instead of re-measured every pass
+    carried: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -70,6 +74,9 @@ class FixedPoint:
             raise ValueError(f"fixed-point group {self.name!r} watches no keys")
         if self.max_passes < 1:
             raise ValueError(f"{self.name}: max_passes must be >= 1, got {self.max_passes}")
+        stray = set(self.carried) - set(self.members)
+        if stray:
+            raise ValueError(f"{self.name}: carried {sorted(stray)} are not members")
 
     def watches(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.keys)
@@ -171,25 +178,30 @@ def groups_from_nodes(nodes: Iterable[Any], configured: Mapping[str, FixedPoint]
     """Groups declared by nodes (``node.fixed_point``, ``node.converges``) merged with explicit ones.
 
     A group configured explicitly wins on its settings; nodes that name it join its
-    members and add the keys they converge.
+    members and add the keys they converge. A node that names a group but converges
+    no keys of its own is *carried* (see :attr:`FixedPoint.carried`).
     """
     members: dict[str, list[str]] = {}
     keys: dict[str, list[str]] = {}
+    carried: dict[str, list[str]] = {}
     for node in nodes:
         g = getattr(node, "fixed_point", None)
         if g:
             members.setdefault(g, []).append(node.name)
             keys.setdefault(g, []).extend(k for k in node.converges if k not in keys.get(g, []))
+            if not node.converges:
+                carried.setdefault(g, []).append(node.name)
     out = dict(configured)
     for g, names in members.items():
         base = configured.get(g)
         if base is None:
-            out[g] = FixedPoint(g, tuple(names), tuple(keys[g]) or ("*",))
+            out[g] = FixedPoint(g, tuple(names), tuple(keys[g]) or ("*",), carried=tuple(carried.get(g, ())))
         else:
-            all_members = tuple(dict.fromkeys(base.members + tuple(names)))
-            all_keys = tuple(dict.fromkeys(base.keys + tuple(keys[g])))
-            out[g] = FixedPoint(
-                g, all_members, all_keys, base.max_passes, base.n_sigma, base.max_rms, base.retries
+            out[g] = replace(
+                base,
+                members=tuple(dict.fromkeys(base.members + tuple(names))),
+                keys=tuple(dict.fromkeys(base.keys + tuple(keys[g]))),
+                carried=tuple(dict.fromkeys(base.carried + tuple(carried.get(g, ())))),
             )
     return out
 

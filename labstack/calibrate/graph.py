@@ -65,7 +65,8 @@ Two extensions, for what a DAG cannot say:
 * **Fixed-point groups** (:mod:`labstack.calibrate.fixed_point`). Maintaining any
   member maintains the whole group: pass 1 is the ordinary walk over the members
   in DAG order; if it recalibrated anything, the members are calibrated again
-  (fully, or per cell if pass 1 only touched some cells) until the watched keys
+  (fully, or per cell if pass 1 only touched some cells; a *carried* member, one
+  that converges nothing itself, is only checked) until the watched keys
   move by no more than noise, at most ``max_passes`` times. A member that raises
   is retried in the same pass (``retries``) from where the pass stood: nodes
   already calibrated in it keep their results. The state records the passes, the
@@ -636,9 +637,10 @@ class CalibrationGraph:
             self._maintained[name] = False
             return False
         node = self[name]
-        if cells is None or node.per_cell:
+        carried = name in group.carried
+        if not carried and (cells is None or node.per_cell):
             result = self._calibrate_retrying(group, name, cells, n_pass)
-        else:  # a per-cell pass: a whole-chip member is only checked, and redone if it moved
+        else:  # carried, or a per-cell pass on a whole-chip member: checked, redone if it moved
             verdict = self.check_data(name)
             result = True if verdict.spec is Spec.IN_SPEC else self._calibrate_retrying(
                 group, name, self._cells_to_redo(name, verdict), n_pass
