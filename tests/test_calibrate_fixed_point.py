@@ -221,7 +221,7 @@ def test_groups_declared_by_nodes_and_a_carried_member_only_checked_after_pass_o
     zeros = loop_node(lab, "zeros", ("middle",))
     offsets.fixed_point, offsets.converges = "loop", ("cells.*.offset",)
     zeros.fixed_point, zeros.converges = "loop", ("cells.*.zero",)
-    middle.fixed_point = "loop"
+    middle.fixed_point, middle.carried = "loop", True
     g = CalibrationGraph(ctx, [offsets, middle, zeros])
     group = g.groups["loop"]
     assert group.members == ("offsets", "middle", "zeros") and group.carried == ("middle",)

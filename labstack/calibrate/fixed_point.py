@@ -178,8 +178,8 @@ def groups_from_nodes(nodes: Iterable[Any], configured: Mapping[str, FixedPoint]
     """Groups declared by nodes (``node.fixed_point``, ``node.converges``) merged with explicit ones.
 
     A group configured explicitly wins on its settings; nodes that name it join its
-    members and add the keys they converge. A node that names a group but converges
-    no keys of its own is *carried* (see :attr:`FixedPoint.carried`).
+    members, add the keys they converge, and say whether they are *carried*
+    (``node.carried``, see :attr:`FixedPoint.carried`).
     """
     members: dict[str, list[str]] = {}
     keys: dict[str, list[str]] = {}
@@ -189,7 +189,7 @@ def groups_from_nodes(nodes: Iterable[Any], configured: Mapping[str, FixedPoint]
         if g:
             members.setdefault(g, []).append(node.name)
             keys.setdefault(g, []).extend(k for k in node.converges if k not in keys.get(g, []))
-            if not node.converges:
+            if getattr(node, "carried", False):
                 carried.setdefault(g, []).append(node.name)
     out = dict(configured)
     for g, names in members.items():

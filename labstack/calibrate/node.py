@@ -27,9 +27,11 @@ signatures), plus three optional ones:
     ``acquire`` honours ``ctx.selection`` (cell -> reason, or None for all): when
     ``check`` finds only some cells out of spec, the engine recalibrates those
     alone and keeps only their ``cells.<i>.`` entries from ``update``.
-``FIXED_POINT = "group"`` and ``CONVERGES = ("cells.*.bias_offset_V", ...)``
+``FIXED_POINT = "group"`` and ``CONVERGES = ("couplers.*.zero_coupling_V", ...)``
     the node belongs to a fixed-point group (:mod:`labstack.calibrate.fixed_point`)
-    whose members are calibrated again until the listed state keys stop moving.
+    whose members are calibrated again until the listed state keys stop moving;
+    ``CARRIED = True``: the node only sits between members (for the order) and is
+    checked, not re-measured, after the first pass.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class Node:
     #: the fixed-point group this node belongs to, and the state keys it converges
     fixed_point: str | None = None
     converges: tuple[str, ...] = ()
+    #: in its fixed point only checked after the first pass (it converges nothing)
+    carried: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -112,6 +116,7 @@ class Node:
             per_cell=bool(getattr(module, "PER_CELL", False)),
             fixed_point=getattr(module, "FIXED_POINT", None),
             converges=tuple(getattr(module, "CONVERGES", ())),
+            carried=bool(getattr(module, "CARRIED", False)),
         )
         fields.update(overrides)
         return cls(**fields)
