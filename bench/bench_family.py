@@ -14,7 +14,7 @@ stderr), the pooled table, T_x and exponent pulls, validation KL, flags, fixed-p
 passes, every failed criterion, and ``ratio: <worst pooled fraction within 3 sigma /
 0.95>`` (>= 1 when every accepted parameter reaches 95 %).
 
-    python bench/bench_family.py [--fresh] [--only N] [--workers 2] [--save out.json] [--baseline base.json]
+    python bench/bench_family.py [--fresh] [--only N | --pick 1,9,14] [--workers 2] [--save out.json] [--baseline base.json]
 
 ``--fresh`` draws the same shapes with new seeds (tests/family.py: fresh_family);
 ``--baseline`` prints each parameter's median stderr against a saved run's, by chip size.
@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="new seeds, same shapes")
     parser.add_argument("--only", type=int, default=None, help="first N chips only")
+    parser.add_argument("--pick", default=None, help="comma-separated indices into the family")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'serial'")
     parser.add_argument("--save", default=None, help="write the inspections as JSON")
@@ -52,6 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     members = family.fresh_family() if args.fresh else family.FAMILY
     members = members[: args.only] if args.only else members
+    if args.pick:
+        members = tuple(members[int(k)] for k in args.pick.split(","))
     tmp = tempfile.TemporaryDirectory()
     root = Path(args.data_dir or tmp.name)
     truths = root / "truths"
@@ -60,10 +63,19 @@ def main() -> None:
     print(f"family: {len(chips)} chips, {sum(m.cells for m in members)} cells; "
           f"labstack calibrate --chips {truths}/*.json (as a batch of {args.workers} workers)")
     t0 = time.perf_counter()
+    progress = Path(args.save).with_suffix(".jsonl") if args.save else None
+    if progress is not None:
+        progress.write_text("")
+
+    def done(r) -> None:
+        print(f"  {r.chip_id}: {r.seconds:.0f} s {r.summary[:100]}", flush=True)
+        if progress is not None and r.inspection is not None:  # kept even if the batch is stopped
+            with progress.open("a") as f:
+                f.write(json.dumps(r.inspection) + "\n")
+
     report = calibrate_chips(
         chips, root / "data", scheduler=args.scheduler, n_workers=args.workers,
-        inspect=family.inspect,
-        on_result=lambda r: print(f"  {r.chip_id}: {r.seconds:.0f} s {r.summary[:100]}", flush=True),
+        inspect=family.inspect, on_result=done,
     )
     wall = time.perf_counter() - t0
     broken = [r for r in report.results if r.inspection is None]

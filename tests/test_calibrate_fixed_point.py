@@ -232,3 +232,13 @@ def test_groups_declared_by_nodes_and_a_carried_member_only_checked_after_pass_o
     modes = [mode for name, mode in toys.acquisitions if name == "middle"]
     assert modes == ["calibrate"] + ["check"] * (passes - 1)
     assert len([c for c in lab.calls if c[0] == "offsets"]) == passes
+
+
+def test_a_declared_group_without_its_converging_members_is_no_loop(ctx):
+    lab = LoopLab(n_cells=4, seed=9)
+    offsets = loop_node(lab, "offsets")
+    offsets.fixed_point = "loop"  # declares the group, converges nothing itself
+    g = CalibrationGraph(ctx, [offsets])
+    assert g.groups == {}
+    g.calibrate_all()
+    assert len(lab.calls) == 1 and "fixed_point.loop.passes" not in ctx.state

@@ -179,7 +179,9 @@ def groups_from_nodes(nodes: Iterable[Any], configured: Mapping[str, FixedPoint]
 
     A group configured explicitly wins on its settings; nodes that name it join its
     members, add the keys they converge, and say whether they are *carried*
-    (``node.carried``, see :attr:`FixedPoint.carried`).
+    (``node.carried``, see :attr:`FixedPoint.carried`). A declared group none of whose
+    nodes in the graph converges a key is no loop (e.g. a graph of the S-curve node
+    alone): its nodes are walked as ordinary nodes.
     """
     members: dict[str, list[str]] = {}
     keys: dict[str, list[str]] = {}
@@ -195,7 +197,9 @@ def groups_from_nodes(nodes: Iterable[Any], configured: Mapping[str, FixedPoint]
     for g, names in members.items():
         base = configured.get(g)
         if base is None:
-            out[g] = FixedPoint(g, tuple(names), tuple(keys[g]) or ("*",), carried=tuple(carried.get(g, ())))
+            if not keys[g]:
+                continue  # none of its converging members is in this graph: no loop to close
+            out[g] = FixedPoint(g, tuple(names), tuple(keys[g]), carried=tuple(carried.get(g, ())))
         else:
             out[g] = replace(
                 base,
