@@ -269,7 +269,8 @@ def _still(lab: Any) -> Any:
 
     def at(t: float) -> Any:
         c = lab.truth.cells
-        return SimpleNamespace(v0_V=c.v0_V, alpha_K_per_V=c.alpha_K_per_V, t_eff_K=lab.t_eff)
+        t_eff = lab.t_eff() if callable(lab.t_eff) else lab.t_eff
+        return SimpleNamespace(v0_V=c.v0_V, alpha_K_per_V=c.alpha_K_per_V, t_eff_K=float(t_eff))
 
     return at
 
