@@ -242,3 +242,21 @@ def test_a_declared_group_without_its_converging_members_is_no_loop(ctx):
     assert g.groups == {}
     g.calibrate_all()
     assert len(lab.calls) == 1 and "fixed_point.loop.passes" not in ctx.state
+
+
+def test_forced_walk_recalibrates_the_group_from_a_full_pass(ctx):
+    lab = LoopLab(n_cells=6, k=0.5, m=0.5, seed=10)
+    g, _ = loop_graph(ctx, lab)
+    g.calibrate_all()
+    first = ctx.state.value("fixed_point.loop.passes")
+    n = len(lab.calls)
+    g.clear_log()
+    g.calibrate_all(force=True)
+    again = lab.calls[n:]
+    # pass 1 of a forced walk calibrates every member (no cheap checks); the loop was at its
+    # fixed point, so pass 1 moves nothing beyond noise from the stored values: done
+    assert all(mode == "calibrate" and cells == tuple(range(6)) for _, mode, cells in again)
+    assert [name for name, _, _ in again] == ["offsets", "zeros"]
+    assert ctx.state.value("fixed_point.loop.passes") == 1 < first
+    assert ctx.state.value("fixed_point.loop.converged") is True
+    assert g.convergence["loop"].last.compared == 12
