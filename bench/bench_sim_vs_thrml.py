@@ -1,32 +1,43 @@
 """Benchmark: labstack's simulator against thrml on the same 2-D grid Ising model.
 
-Run: ``python bench/bench_sim_vs_thrml.py [--quick]``. Prints cell updates per second
-for both samplers from 32x32 to 512x512, a scaling table of this simulator up to
-10^6 cells, and as its last line ``ratio: <labstack / thrml updates per second>``, the
-smallest ratio over the grids both ran (so the worst case, not the best).
+Run: ``python bench/bench_sim_vs_thrml.py [--quick] [--scaling]``. Prints cell updates
+per second of both samplers on 64x64 to 512x512 grids, first with CHAINS independent
+chains each (the headline), then with one chain each (for the record), and as its last
+line ``ratio: <labstack / thrml updates per second>``, the smallest ratio of the
+CHAINS table over 64x64..512x512 (the worst case, not the best). ``--scaling`` adds a
+table of this simulator's single-chain sweeps up to 10^6 cells.
 
-What is compared: one "update" is one cell resampled by block Gibbs (heat-bath) on a
-two-colour checkerboard, which is what thrml does; the same model (random fields
-h ~ N(0, 15 mK), couplings J ~ N(12, 12 mK), T_eff = 35 mK; thrml: beta = 1/T_eff,
-biases h, weights J; tests/test_sim_thrml.py checks the two sample the same law), the
-same number of sweeps, one chain each, on the CPU with the threads each chooses:
-XLA's intra-op pool for thrml (all cores), ours from 16384 cells (all cores).
+What is compared: one "update" is one cell of one chain resampled by block Gibbs
+(heat-bath) on a two-colour checkerboard, which is what thrml does; the same model
+(random fields h ~ N(0, 15 mK), couplings J ~ N(12, 12 mK), T_eff = 35 mK; thrml:
+beta = 1/T_eff, biases h, weights J; tests/test_sim_thrml.py checks the two sample
+the same law), the same number of chains and sweeps, on the CPU with the threads each
+chooses: XLA's intra-op pool for thrml (all cores); for labstack one thread per block
+of 32 replicas (all cores).
 
-thrml runs its recommended fast path: ``sample_states`` under ``jax.jit`` (one
-chain, so no ``jax.vmap``, which made the same chain ~3.6x slower), compiled by a
-first call and then only the compiled program timed with fresh keys
-(:meth:`PeerModel.compiled`); its initial states are made outside the timing. Ours is compiled before timing too, and its
-timing includes its per-call set-up (coefficients, layout). Best of 3, wall clock.
-Two workloads each: "sampling" records a sample every 2 sweeps (1000 samples; 100
-at 512x512), "long" runs many sweeps between 10 samples; the ratio divides the
-better of ours by the better of thrml's, so it does not flatter us.
+Several chains: labstack runs them as replicas (labstack.sim.replicas: a new API for
+independent chains at fixed h, J, T_eff, not the virtual lab's one-chip time series;
+each cell's 16 heat-bath probabilities are tabulated once, then every update is a
+table look-up; tests/test_sim_replicas.py checks its law against exact enumeration).
+The table is built once per (h, J, T_eff) and is not in the timed calls; its build
+time is printed ("table ms"). thrml gets the same number of chains its best way:
+``jax.vmap`` of ``sample_states`` under ``jax.jit`` over groups of 1, 8, 16 or all
+CHAINS chains (a group of g chains is one compiled program; all CHAINS chains are
+CHAINS / g calls of it, so its rate is the group's rate), and the best group and mode
+is the one compared. Its programs are compiled by a first call and only compiled calls
+with fresh keys are timed (:meth:`PeerModel.compiled`), initial states made outside.
 
-The machine may be shared: both sides then lose, unevenly (a thread that loses its
-core stalls the phase of a threaded sweep), so run it more than once and read the
-spread. Our sweeps of chains and grids run on labstack.sim.lattice_kernels (float32
-vectors). The scaling table also gives this simulator's physical update (the exact
-two-state step over a finite dt, which the virtual lab uses between closely spaced
-samples) and the serial and threaded heat-bath sweeps.
+One chain: thrml's ``sample_states`` under ``jax.jit`` (no vmap) against labstack's
+CellEnsemble heat-bath sweeps (labstack.sim.lattice_kernels, float32 vectors, threads
+from 16384 cells), whose timing includes its per-call set-up (coefficients, layout).
+
+Two workloads each, best of 3, wall clock: "sampling" records every chain's state
+every 2 sweeps (a few hundred MB of samples at most per call: 10 to 1000 samples),
+"long" runs many sweeps between 10 samples (labstack replicas: no samples); a ratio
+divides the better of ours by the better of thrml's, so it does not flatter us.
+
+The machine may be shared: both sides then lose, unevenly, so run it more than once and
+read the spread.
 """
 
 from __future__ import annotations
@@ -39,9 +50,16 @@ import time
 import numpy as np
 
 from labstack.sim.dynamics import CellEnsemble, CouplingGraph
+from labstack.sim.replicas import Replicas
 from labstack.sim.truth import _coupler_pairs
 
 T_EFF = 0.035
+CHAINS = 64
+"""Chains per side in the headline table: two blocks of 32 replicas, one per core here."""
+THRML_GROUPS = (1, 8, 16, CHAINS)
+"""Chains per compiled thrml program tried (vmapped when > 1); thrml's best is compared."""
+SAMPLE_BYTES = 1 << 27
+"""Bytes of recorded samples per "sampling" call (int8 or bool per cell and chain)."""
 
 
 def grid(side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, CouplingGraph]:
@@ -97,6 +115,29 @@ class Ours:
         return self.n * 2 * n_samples / best_of(run)
 
 
+class OurReplicas:
+    """``chains`` replicas of one grid (labstack.sim.replicas); the table is built here, untimed."""
+
+    def __init__(self, side: int, chains: int) -> None:
+        _, h, _, graph = grid(side)
+        self.n, self.chains = side * side, chains
+        start = time.perf_counter()
+        self.replicas = Replicas(graph, h, T_EFF, chains, np.random.default_rng(1))
+        self.table_s = time.perf_counter() - start  # the table and the initial layout
+        self.replicas.sweeps(2)  # compile
+
+    def long_rate(self, target_s: float) -> float:
+        k = sweeps_for(self.replicas.sweeps, target_s)
+        return self.chains * self.n * k / best_of(lambda: self.replicas.sweeps(k))
+
+    def sampling_rate(self, n_samples: int) -> float:
+        def run() -> None:
+            self.replicas.sample(n_samples, 2)
+
+        run()
+        return self.chains * self.n * 2 * n_samples / best_of(run)
+
+
 def thrml_rates(side: int, n_samples: int, target_s: float, chains: int = 1) -> tuple[float, float]:
     """thrml updates/s (all chains): (sampling: a sample every 2 sweeps; long: 10 samples).
 
@@ -124,26 +165,52 @@ def thrml_rates(side: int, n_samples: int, target_s: float, chains: int = 1) -> 
     return sampling, rate(10, per_sample)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller grids only")
-    args = parser.parse_args()
-    thrml_sides = [32, 64, 128] if args.quick else [32, 64, 128, 256, 512]
-    our_sides = [64, 128, 256, 512] if args.quick else [64, 128, 256, 512, 1000]
-    auto = CellEnsemble(np.ones(1), np.ones(1), np.zeros(1), np.random.default_rng()).parallel_threshold
-    import jax
-    import thrml  # noqa: F401
+def thrml_best(side: int, n_samples: int, target_s: float) -> tuple[float, str]:
+    """thrml's best rate for CHAINS chains over groups THRML_GROUPS and both modes, and where."""
+    best, where = 0.0, ""
+    for group in THRML_GROUPS:
+        sampling, long = thrml_rates(side, n_samples, target_s, group)
+        for rate, mode in ((sampling, "sampling"), (long, "long")):
+            if rate > best:
+                best, where = rate, f"{group}x {mode}"
+    return best, where
 
+
+def header(jax_version: str) -> None:
     print(f"# {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-          f"jax {jax.__version__} ({jax.default_backend()}), thrml 0.1.4; best of 3, wall clock")
-    print("# thrml: sample_states under jax.jit, compiled before timing (XLA's CPU threads);"
-          " labstack: numba, compiled before timing (threads from 16384 cells)")
-    print("# sampling = one chain, a recorded sample every 2 sweeps (1000 samples, 100 at 512x512);"
-          " long = one chain, 10 samples")
-    print(f"\n{'grid':>11} {'cells':>8} {'thrml sampling':>15} {'thrml long':>11} "
+          f"jax {jax_version}, thrml 0.1.4; best of 3, wall clock; updates/s over all chains")
+
+
+def replicas_table(sides: list[int]) -> dict[int, float]:
+    """The headline: CHAINS chains each; returns the ratio per side."""
+    print(f"\n{CHAINS} chains each. thrml: jit(vmap(sample_states)) over groups of {THRML_GROUPS}"
+          " chains (best group and mode); labstack: Replicas (32 per block, a thread per block)")
+    print(f"{'grid':>11} {'cells':>8} {'samples':>7} {'thrml best':>11} {'(group, mode)':>15} "
+          f"{'labstack sampling':>18} {'labstack long':>14} {'table ms':>9} {'ratio':>6}")
+    ratios: dict[int, float] = {}
+    for side in sides:
+        n = side * side
+        n_samples = int(np.clip(SAMPLE_BYTES // (CHAINS * n), 10, 1000))
+        t_best, where = thrml_best(side, n_samples, 0.5)
+        ours = OurReplicas(side, CHAINS)
+        o_sampling = ours.sampling_rate(n_samples)
+        o_long = ours.long_rate(0.5)
+        ratios[side] = max(o_sampling, o_long) / t_best
+        print(f"{side:>5}x{side:<5} {n:>8} {n_samples:>7} {t_best:>11.3e} {where:>15} "
+              f"{o_sampling:>18.3e} {o_long:>14.3e} {1e3 * ours.table_s:>9.1f} {ratios[side]:>6.1f}",
+              flush=True)
+    return ratios
+
+
+def one_chain_table(sides: list[int]) -> dict[int, float]:
+    """One chain each: thrml jitted (no vmap) against CellEnsemble's heat-bath sweeps."""
+    auto = CellEnsemble(np.ones(1), np.ones(1), np.zeros(1), np.random.default_rng()).parallel_threshold
+    print("\nOne chain each. thrml: jit(sample_states); labstack: CellEnsemble heat-bath sweeps"
+          " (sampling: 1000 samples, 100 at 512x512)")
+    print(f"{'grid':>11} {'cells':>8} {'thrml sampling':>15} {'thrml long':>11} "
           f"{'labstack sampling':>18} {'labstack long':>14} {'ratio':>6}")
     ratios: dict[int, float] = {}
-    for side in thrml_sides:
+    for side in sides:
         ours = Ours(side, auto)
         n_samples = 1000 if side < 512 else 100  # 1000 samples of 512x512 would be 262 MB
         t_sampling, t_long = thrml_rates(side, n_samples, 0.5)
@@ -151,23 +218,41 @@ def main() -> None:
         o_long = ours.sweep_rate(np.inf, 0.5)
         ratios[side] = max(o_sampling, o_long) / max(t_sampling, t_long)
         print(f"{side:>5}x{side:<5} {side * side:>8} {t_sampling:>15.3e} {t_long:>11.3e} "
-              f"{o_sampling:>18.3e} {o_long:>14.3e} {ratios[side]:>6.1f}")
-    print("# ratio = best labstack mode / best thrml mode; the last line gives the smallest,"
-          " 32x32 included")
-    target = [r for side, r in ratios.items() if 64 <= side <= 512]
-    if target:
-        print(f"# smallest from 64x64 to 512x512: {min(target):.1f}")
+              f"{o_sampling:>18.3e} {o_long:>14.3e} {ratios[side]:>6.1f}", flush=True)
+    return ratios
 
-    print("\nlabstack scaling (long chain). Gibbs = heat-bath sweeps; physical = exact two-state"
+
+def scaling_table(sides: list[int]) -> None:
+    auto = CellEnsemble(np.ones(1), np.ones(1), np.zeros(1), np.random.default_rng()).parallel_threshold
+    print("\nlabstack scaling (one long chain). Gibbs = heat-bath sweeps; physical = exact two-state"
           " step, dt = 1 ns (threads as chosen)")
     print(f"{'grid':>11} {'cells':>8} {'Gibbs serial':>13} {'Gibbs threads':>14} "
           f"{'ns/update':>10} {'physical':>11} {'ns/update':>10}")
-    for side in our_sides:
+    for side in sides:
         serial = Ours(side, 10**12).sweep_rate(np.inf, 0.4)
         threads = Ours(side, 1).sweep_rate(np.inf, 0.4)
         physical = Ours(side, auto).sweep_rate(1e-9, 0.4)
         print(f"{side:>5}x{side:<5} {side * side:>8} {serial:>13.3e} {threads:>14.3e} "
               f"{1e9 / max(serial, threads):>10.2f} {physical:>11.3e} {1e9 / physical:>10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="64x64 and 128x128 only")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also this simulator's single-chain sweeps up to 10^6 cells")
+    args = parser.parse_args()
+    sides = [64, 128] if args.quick else [64, 128, 256, 512]
+    import jax
+    import thrml  # noqa: F401
+
+    header(f"{jax.__version__} ({jax.default_backend()})")
+    ratios = replicas_table(sides)
+    one = one_chain_table(sides)
+    print(f"# one chain: smallest ratio {min(one.values()):.1f} (not the headline: thrml and labstack"
+          f" both run {CHAINS} chains above)")
+    if args.scaling:
+        scaling_table(sides + [1000])
     print(f"ratio: {min(ratios.values()):.2f}")
 
 

@@ -53,6 +53,15 @@ def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) ->
     return result.dataset()
 
 
+def settle_time(ctx: Context, settle_s: float) -> float:
+    """How long a sweep waits after setting a point: its own ``settle_s``, or longer if the
+    bias lines were measured to need it (``dac.settle_s``, :mod:`.bias_settling`)."""
+    key = "dac.settle_s"
+    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
+        return max(float(settle_s), float(ctx.state.value(key)))
+    return float(settle_s)
+
+
 def cell_values(ctx: Context, n_cells: int, key: str, default: float = math.nan) -> np.ndarray:
     """``cells.<i>.<key>`` for every cell; ``default`` where missing or flagged invalid."""
     out = np.full(n_cells, default, dtype=float)

@@ -40,7 +40,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.fit import ScurveResult, fit_scurve, logistic
 from labstack.measure import Sweep
 
@@ -48,7 +48,10 @@ NAME = "bias_scurve"
 # readout: thresholds and dead/stuck verdicts; cryostat: widths are only meaningful at a
 # known, settled base temperature (and a warmed-up fridge recalibrates them)
 DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
-TIMEOUT_S = 4 * 3600.0
+# offsets wander by up to ~1 mV per sqrt(hour) (flux noise): 8 h keeps them within a
+# third of the check's 10 mV tolerance, and a cold calibration of a realistic fridge
+# (plateaus settling over tens of minutes) finishes within it
+TIMEOUT_S = 8 * 3600.0
 
 
 @dataclass
@@ -82,7 +85,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "bias",
         {name: volts for name in layout.bias},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=volts,
     )
     # the readout node's verdict on each cell, so the fit can say dead or stuck

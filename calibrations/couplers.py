@@ -49,7 +49,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import run, sample_cells
+from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import FitResult
@@ -130,7 +130,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "point",
         {name: volts[:, k] for k, name in enumerate(layout.couplers)},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=np.arange(len(volts)),
     )
     meta = {

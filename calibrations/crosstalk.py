@@ -60,12 +60,12 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.measure import Sweep
 
 NAME = "crosstalk"
-DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
 
 
@@ -137,7 +137,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "point",
         {name: volts[:, i] for i, name in enumerate(layout.bias)},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=np.arange(len(volts)),
     )
     meta = {

@@ -20,13 +20,25 @@ holds any temperature, ``I = sqrt((T^2 - T_base^2) / K)``, which
 
 The chip follows the MC as a first-order lag, ``dT_chip/dt = (T_mc - T_chip) / tau_chip``:
 its thermometer trace is fitted as the lag of the fitted MC curve, one parameter
-``tau_chip`` (plus its starting temperature). Thermometer errors are relative (a resistance
+``tau_chip`` plus its starting temperature and the relative calibration difference
+of the two sensors, ``d sqrt(10 mK / T)`` (two RuOx curves each a few % off at 10 mK:
+left out, it would pose as lag). Thermometer errors are relative (a resistance
 bridge's), so every fit is made on ``ln T``, where they are uniform, and the
 standard errors are scaled by the residuals.
+
+Thermometers share one scanner, so the two are read in turn, each after switching
+the scanner to it and waiting its pause (:func:`labstack.calibrations.fridge.fresh_read_steps`):
+every reading's time is known (the repetition's start plus its waits), and the fits
+use those times rather than the trace's nominal ones. The calibration curve's own
+uncertainty (the certificate's, :data:`~labstack.calibrations.fridge.CALIBRATION_REL_10MK`)
+is added to every result: to the temperatures directly, to the heating coefficient
+through both temperatures of the same sensor, and to the time constants by refitting
+the traces with the readings moved by one sigma of it.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,9 +58,18 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations._common import run
-from labstack.calibrations.fridge import HEATER_RANGES_A, heater, output_index, set_heater_current
+from labstack.calibrations.fridge import (
+    CALIBRATION_REL_10MK,
+    HEATER_RANGES_A,
+    calibration_rel,
+    fresh_read_steps,
+    heater,
+    output_index,
+    scan_all,
+    set_heater_current,
+)
 from labstack.fit import FitResult, fit_curve
-from labstack.measure import Read, Sequence, Set, Trace
+from labstack.measure import Sequence, Set, Step, Trace
 
 NAME = "cryostat"
 DEPENDS_ON: tuple[str, ...] = ()
@@ -60,7 +81,10 @@ class Parameters:
     heater_percent: float = 35.0  # 0.35 mA: warms a 10 mK fridge to ~40 mK
     baseline_s: float = 50.0
     heat_s: float = 1500.0
-    cool_s: float = 3000.0  # three time constants at base: enough to fix T_inf and tau
+    #: the cool-down lasts at least this long, and at least ``cool_taus`` time constants at
+    #: base as the warm-up predicts them (a fridge's heat capacity and cooling power vary)
+    cool_s: float = 3000.0
+    cool_taus: float = 3.5
     interval_s: float = 5.0
     cool_interval_s: float = 20.0
     #: cheap check: a baseline only (base temperature still where it was?)
@@ -69,6 +93,8 @@ class Parameters:
     #: how well a reading's time stamp matches the temperature it reports (bridge filter,
     #: integration step); added in quadrature to the time constants' statistical errors
     timing_uncertainty_s: float = 0.5
+    #: 1-sigma calibration-curve error of the RuOx sensors at 10 mK (their certificate)
+    calibration_rel_10mK: float = CALIBRATION_REL_10MK
 
 
 # ------------------------------------------------------------------- acquire
@@ -80,30 +106,66 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     thermometers = {"T_mc": layout.thermometer_mc}
     if layout.thermometer_chip:
         thermometers["T_chip"] = layout.thermometer_chip
+    offsets: dict[str, float] = {}  # when, after its repetition starts, each reading is taken
 
-    def reads(phase: str) -> list[Read]:
-        return [Read(p, name=f"{name}_{phase}") for name, p in thermometers.items()]
+    def reads(phase: str) -> list[Step]:
+        steps: list[Step] = []
+        elapsed = 0.0
+        for name, p in thermometers.items():
+            more, wait = fresh_read_steps(ctx, p, f"{name}_{phase}")
+            steps += more
+            elapsed += wait
+            offsets[name] = elapsed
+        return steps
 
     channel = heater(ctx)
     set_heater_current(ctx, 0.0)
+    base_steps = reads("base")
+    interval = max(params.interval_s, offsets[list(thermometers)[-1]])
+    cool_interval = max(params.cool_interval_s, interval)
     if mode is Mode.CHECK:
-        seq = Sequence((Trace("t_base", params.check_points, params.interval_s, reads("base")),))
-        return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params)})
+        seq = Sequence((Trace("t_base", params.check_points, interval, base_steps),))
+        try:
+            return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params), "read_offset_s": offsets})
+        finally:
+            scan_all(ctx)
     current = HEATER_RANGES_A[params.heater_range] * params.heater_percent / 100
     channel.output_range(params.heater_range)
     channel.write(f"MOUT {output_index(channel)},{params.heater_percent:.4f}")
     mode_param = f"{layout.heater}.mode"
-    seq = Sequence(
+    warm = Sequence(
         (
-            Trace("t_base", max(2, int(params.baseline_s / params.interval_s)), params.interval_s, reads("base")),
+            Trace("t_base", max(2, int(params.baseline_s / interval)), interval, base_steps),
             Set(mode_param, "open_loop"),
-            Trace("t_heat", int(params.heat_s / params.interval_s) + 1, params.interval_s, reads("heat")),
-            Set(mode_param, "off"),
-            Trace("t_cool", int(params.cool_s / params.cool_interval_s) + 1, params.cool_interval_s, reads("cool")),
+            Trace("t_heat", int(params.heat_s / interval) + 1, interval, reads("heat")),
         )
     )
-    meta = {"mode": str(mode), "parameters": asdict(params), "heater_current_A": current}
-    return run(ctx, NAME, seq, meta)
+    meta = {"mode": str(mode), "parameters": asdict(params), "heater_current_A": current, "read_offset_s": offsets}
+    try:
+        first = run(ctx, NAME, warm, meta)
+        cool_s = max(params.cool_s, params.cool_taus * predicted_tau_base(first))
+        cool = Sequence(
+            (
+                Set(mode_param, "off"),
+                Trace("t_cool", int(cool_s / cool_interval) + 1, cool_interval, reads("cool")),
+            )
+        )
+        second = run(ctx, NAME, cool, {**meta, "cool_s": cool_s})
+    finally:
+        scan_all(ctx)
+    attrs = {**first.attrs, "run_id": f"{first.attrs['run_id']}+{second.attrs['run_id']}"}
+    return xr.merge([first, second], combine_attrs="drop").assign_attrs(attrs)
+
+
+def predicted_tau_base(warm: xr.Dataset) -> float:
+    """The mixing chamber's time constant at base, from the warm-up alone: ``tau`` scales as
+    ``1 / T`` (:meth:`C / (2 a T)`), so ``tau_base = tau_hot T_hot / T_base``."""
+    t = _reading_times(warm, "heat", "T_mc")
+    hot = fit_dilution(t, warm["T_mc_heat"].values.astype(float))
+    base = float(warm["T_mc_base"].values.astype(float).mean())
+    if not hot.success or base <= 0:
+        return 0.0
+    return float(hot["tau"] * hot["T_inf"] / base)
 
 
 # ----------------------------------------------------------------------- fit
@@ -143,20 +205,51 @@ def _lag_exact(grid_drive: np.ndarray, step: float, tau: float, start: float) ->
     return out
 
 
+def lag_guess(t: np.ndarray, T_chip: np.ndarray, mc_model) -> float:  # noqa: ANN001
+    """A starting chip lag from the data: the delay at which the chip reaches the MC curve's
+    halfway point after it (the delay of a first-order lag is its time constant)."""
+    grid = np.linspace(0.0, float(t.max()), 2000)
+    mc = mc_model(grid)
+    half = 0.5 * (mc[0] + mc[-1])
+    rising = mc[-1] > mc[0]
+    t_mc = grid[int(np.argmax(mc >= half if rising else mc <= half))]
+    crossed = (T_chip >= half) if rising else (T_chip <= half)
+    if not crossed.any():
+        return float(np.ptp(t)) / 10
+    return float(max(t[int(np.argmax(crossed))] - t_mc, 1.0))
+
+
 def fit_chip(t: np.ndarray, T_chip: np.ndarray, mc_model) -> FitResult:  # noqa: ANN001
-    """Fit ``tau_chip`` and the chip's starting temperature against the fitted MC curve."""
+    """Fit ``tau_chip``, the chip's temperature at the MC curve's origin and the two sensors'
+    calibration difference ``d`` against the fitted MC curve (``t`` from that origin)."""
     t = np.asarray(t, float)
 
-    def model(tt: np.ndarray, tau: float, start: float) -> np.ndarray:
+    def model(tt: np.ndarray, tau: float, start: float, d: float) -> np.ndarray:
         step = min(tau / 10, 1.0)
         grid = np.arange(0.0, tt.max() + 2 * step, step)
-        return np.log(np.interp(tt, grid, _lag_exact(mc_model(grid), step, tau, start)))
+        lagged = np.interp(tt, grid, _lag_exact(mc_model(grid), step, tau, start))
+        return np.log(lagged) + np.log1p(d * np.sqrt(0.010 / lagged))
 
-    t0 = t - t[0]
+    guess = lag_guess(t, np.asarray(T_chip, float), mc_model)
     return fit_curve(
-        model, t0, np.log(np.asarray(T_chip, float)), [30.0, float(T_chip[0])], names=("tau", "T_start"),
-        bounds=([1e-2, 1e-5], [1e5, 10.0]), model_name="chip_lag",
+        model, t, np.log(np.asarray(T_chip, float)), [guess, float(T_chip[0]), 0.0], names=("tau", "T_start", "d"),
+        bounds=([1e-2, 1e-5, -0.5], [1e5, 10.0, 0.5]), model_name="chip_lag",
     )
+
+
+def _shifted(T: np.ndarray, rel_10mK: float, sign: float) -> np.ndarray:
+    """Readings moved by ``sign`` sigma of the calibration curve's error model."""
+    return np.asarray(T, float) / (1 + sign * calibration_rel(T, rel_10mK))
+
+
+def calibration_spread(fit_one, T: np.ndarray, names: tuple[str, ...], rel_10mK: float) -> dict[str, float]:  # noqa: ANN001
+    """Half the spread of each fitted value when the readings move by +-1 sigma of the curve's error."""
+    out = {name: 0.0 for name in names}
+    fits = [fit_one(_shifted(T, rel_10mK, s)) for s in (-1.0, 1.0)]
+    if all(f.success for f in fits):
+        for name in names:
+            out[name] = 0.5 * abs(fits[1][name] - fits[0][name])
+    return out
 
 
 @dataclass
@@ -175,23 +268,53 @@ class CryostatResult:
         return self.derived.success
 
 
+def _reading_times(dataset: xr.Dataset, phase: str, name: str) -> np.ndarray:
+    """Lab time (s since the run began) of each reading of ``name`` in a trace ``phase``."""
+    offsets = dataset.attrs.get("read_offset_s", "{}")
+    offsets = json.loads(offsets) if isinstance(offsets, str) else dict(offsets)
+    clock = f"t_{phase}_clock"
+    start = dataset[clock].values if clock in dataset else dataset[f"t_{phase}"].values
+    return np.asarray(start, float) + float(offsets.get(name, 0.0))
+
+
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult:
     """Fit a stored cryostat run (pure)."""
+    params = params or Parameters()
+    rel = params.calibration_rel_10mK
     base = dataset["T_mc_base"].values.astype(float)
-    baseline, baseline_err = float(base.mean()), float(base.std(ddof=1) / math.sqrt(base.size))
+    baseline = float(base.mean())
+    baseline_err = math.hypot(float(base.std(ddof=1) / math.sqrt(base.size)), float(calibration_rel(baseline, rel)) * baseline)
     if "t_heat" not in dataset.dims:  # a check run: baseline only
         empty = FitResult.failed("dilution_settling", "baseline only")
         derived = FitResult("cryostat", {"mc_base_K": baseline}, {"mc_base_K": baseline_err})
         return CryostatResult(empty, empty, None, None, 0.0, baseline, baseline_err, derived)
     current = float(dataset.attrs.get("heater_current_A", math.nan))
-    t_heat, t_cool = dataset["t_heat"].values, dataset["t_cool"].values
-    heat = fit_dilution(t_heat, dataset["T_mc_heat"].values)
-    cool = fit_dilution(t_cool, dataset["T_mc_cool"].values)
+    t_heat, t_cool = _reading_times(dataset, "heat", "T_mc"), _reading_times(dataset, "cool", "T_mc")
+    T_heat, T_cool = dataset["T_mc_heat"].values.astype(float), dataset["T_mc_cool"].values.astype(float)
+    heat = fit_dilution(t_heat, T_heat)
+    cool = fit_dilution(t_cool, T_cool)
     chip_heat = chip_cool = None
-    if "T_chip_heat" in dataset and heat.success:
-        chip_heat = fit_chip(t_heat, dataset["T_chip_heat"].values, lambda g: dilution_settling(g, heat["T_inf"], heat["T0"], heat["tau"]))
-    if "T_chip_cool" in dataset and cool.success:
-        chip_cool = fit_chip(t_cool, dataset["T_chip_cool"].values, lambda g: dilution_settling(g, cool["T_inf"], cool["T0"], cool["tau"]))
+    sys_err: dict[str, float] = {}
+    if heat.success and cool.success:  # the calibration curve's error, through the time constants
+        sys_err["mc_tau_hot_s"] = calibration_spread(lambda T: fit_dilution(t_heat, T), T_heat, ("tau",), rel)["tau"]
+        sys_err["mc_tau_base_s"] = calibration_spread(lambda T: fit_dilution(t_cool, T), T_cool, ("tau",), rel)["tau"]
+    for phase, mc_fit, t_mc in (("heat", heat, t_heat), ("cool", cool, t_cool)):
+        if f"T_chip_{phase}" not in dataset or not mc_fit.success:
+            continue
+        t_chip = _reading_times(dataset, phase, "T_chip") - t_mc[0]
+        T_chip = dataset[f"T_chip_{phase}"].values.astype(float)
+
+        def mc_model(g: np.ndarray, f: FitResult = mc_fit) -> np.ndarray:
+            return dilution_settling(g, f["T_inf"], f["T0"], f["tau"])
+
+        chip = fit_chip(t_chip, T_chip, mc_model)
+        if chip.success:
+            spread = calibration_spread(lambda T, tc=t_chip, m=mc_model: fit_chip(tc, T, m), T_chip, ("tau",), rel)
+            chip.stderr["tau"] = math.hypot(chip.error("tau"), spread["tau"])
+        if phase == "heat":
+            chip_heat = chip
+        else:
+            chip_cool = chip
     if not (heat.success and cool.success):
         why = heat.message if not heat.success else cool.message
         derived = FitResult.failed("cryostat", f"settling fit failed: {why}")
@@ -200,9 +323,18 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult
     th, eth = heat["T_inf"], heat.error("T_inf")
     k = (th**2 - tb**2) / current**2
     ek = math.hypot(2 * th * eth, 2 * tb * etb) / current**2
+    # one sensor's curve error e moves both temperatures by e sqrt(10 mK / T): the same e
+    s_b, s_h = float(calibration_rel(tb, rel)), float(calibration_rel(th, rel))
+    ek_cal = 2 * abs(th**2 * s_h - tb**2 * s_b) / current**2
     values = {"mc_base_K": tb, "mc_tau_base_s": cool["tau"], "heating_K2_per_A2": k, "mc_hot_K": th, "mc_tau_hot_s": heat["tau"]}
-    errors = {"mc_base_K": etb, "mc_tau_base_s": cool.error("tau"), "heating_K2_per_A2": ek, "mc_hot_K": eth, "mc_tau_hot_s": heat.error("tau")}
-    timing = (params or Parameters()).timing_uncertainty_s
+    errors = {
+        "mc_base_K": math.hypot(etb, s_b * tb),
+        "mc_tau_base_s": math.hypot(cool.error("tau"), sys_err.get("mc_tau_base_s", 0.0)),
+        "heating_K2_per_A2": math.hypot(ek, ek_cal),
+        "mc_hot_K": math.hypot(eth, s_h * th),
+        "mc_tau_hot_s": math.hypot(heat.error("tau"), sys_err.get("mc_tau_hot_s", 0.0)),
+    }
+    timing = params.timing_uncertainty_s
     for name in ("mc_tau_base_s", "mc_tau_hot_s"):
         errors[name] = math.hypot(errors[name], timing)
     chips = [c for c in (chip_heat, chip_cool) if c is not None and c.success]

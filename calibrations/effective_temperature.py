@@ -1,10 +1,19 @@
-"""Effective temperature: S-curve widths vs chip temperature -> bias gain alpha_i and noise floor T_x.
+"""Effective temperature: S-curve widths vs chip temperature -> gains alpha_i, noise floor T_x, exponent n.
 
 An isolated cell's S-curve has logistic width ``w = T_eff / (2 alpha)`` with
-``T_eff = (T_chip^n + T_x^n)^(1/n)`` (``n`` is design knowledge, 2 by default).
+``T_eff = (T_chip^n + T_x^n)^(1/n)``. How the excess noise combines with the
+chip's temperature (``n``: 2 for noises that add in quadrature, 5 for electrons
+heated against phonons) is a property of the chip, measured here, not assumed.
 Widths measured at a few chip temperatures (the cryostat node's calibrated
-heater holds each one) fix every cell's gain ``alpha_i`` and the excess-noise
-floor ``T_x`` that all cells share, in one joint weighted fit.
+heater holds each one) fix every cell's gain ``alpha_i``, the excess-noise floor
+``T_x`` and ``n``, all cells sharing the last two, in one joint weighted fit. ``n``
+shows only where ``T_chip`` is near ``T_x``, so the default temperatures put two
+plateaus in 25-35 mK; the fit starts ``n`` from the best of a grid, not from a
+value assumed. The chip thermometer's calibration-curve error (its certificate's,
+:data:`~labstack.calibrations.fridge.CALIBRATION_REL_10MK`) scales every
+temperature the fit sees, and no width can tell it from the gains: the fit is
+repeated with the readings moved by one sigma of it, and half the spread is added
+to each error.
 
 Each temperature's S-curves are measured on per-cell grids centred on the
 calibrated ``V0_i`` and scaled by the width expected there. The expected width
@@ -52,28 +61,35 @@ from labstack.calibrations._common import (
     idle_couplers,
     run,
     sample_cells,
+    settle_time,
     two_colouring,
 )
-from labstack.calibrations.fridge import chip_temperature, plateaus
+from labstack.calibrations.fridge import (
+    CALIBRATION_REL_10MK,
+    calibration_rel,
+    chip_temperature,
+    plateaus,
+)
 from labstack.fit import FitResult, fit_scurve
 from labstack.measure import Sweep
 
 NAME = "effective_temperature"
-DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat")
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat", "bias_settling")
 TIMEOUT_S = 24 * 3600.0
 
 
 @dataclass
 class Parameters:
     #: chip temperatures (K); 0 means base (heater off)
-    temperatures_K: tuple[float, ...] = (0.0, 0.05, 0.08)
+    temperatures_K: tuple[float, ...] = (0.0, 0.025, 0.035, 0.05, 0.08)
     n_points: int = 9
     span_widths: float = 3.5
     n_samples: int = 400
     sample_rate_Hz: float = 50.0
     settle_s: float = 0.05
     park_widths: float = 10.0
-    t_eff_exponent: float = 2.0
+    #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
+    calibration_rel_10mK: float = CALIBRATION_REL_10MK
     #: cheap check: base temperature only, fewer samples
     check_samples: int = 200
     #: a cell is out of spec when its base width moved by more than this fraction
@@ -122,7 +138,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 "point",
                 setpoints,
                 body=[read],
-                settle=params.settle_s,
+                settle=settle_time(ctx, params.settle_s),
                 coord=np.arange(params.n_points),
             )
             meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}
@@ -146,7 +162,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "threshold": (("cell",), thresholds, {"units": "V"}),
             "measured": (("cell",), good),
         },
-        attrs={"run_id": "+".join(run_ids), "calibration": NAME, "t_eff_exponent": params.t_eff_exponent},
+        attrs={"run_id": "+".join(run_ids), "calibration": NAME},
     )
 
 
@@ -169,17 +185,53 @@ def t_eff(t_chip: np.ndarray, t_x: float, n: float) -> np.ndarray:
     return (np.asarray(t_chip) ** n + t_x**n) ** (1 / n)
 
 
-def fit_widths(t_chip: np.ndarray, widths: np.ndarray, errors: np.ndarray, n: float) -> FitResult:
+#: exponents and excess temperatures (relative to a first guess) the fit's start is
+#: chosen among: a grid, not an assumption
+EXPONENT_GRID = np.linspace(1.0, 8.0, 29)
+T_X_GRID = np.geomspace(0.5, 2.0, 41)
+
+
+def profile_start(
+    t_chip: np.ndarray, w: np.ndarray, e: np.ndarray, m: np.ndarray, tx0: float
+) -> tuple[float, float]:
+    """(T_x, n) minimising chi2 over a grid, each cell's ``1 / (2 alpha)`` solved exactly.
+
+    The width is linear in ``u_i = 1 / (2 alpha_i)``, ``w_ki = T_eff(T_k) u_i``, so at
+    fixed ``(T_x, n)`` every ``u_i`` is a weighted mean and the chi2 is exact.
+    """
+    wt = np.where(m, 1.0 / np.where(m, e, 1.0) ** 2, 0.0)
+    best = (np.inf, tx0, 2.0)
+    for n in EXPONENT_GRID:
+        for tx in tx0 * T_X_GRID:
+            c = t_eff(t_chip, tx, n)[:, None]
+            u = np.sum(wt * c * np.where(m, w, 0.0), axis=0) / np.sum(wt * c * c, axis=0)
+            chi2 = float(np.sum(wt * (np.where(m, w, 0.0) - c * u) ** 2))
+            if chi2 < best[0]:
+                best = (chi2, float(tx), float(n))
+    return best[1], best[2]
+
+
+def fit_widths(
+    t_chip: np.ndarray,
+    widths: np.ndarray,
+    errors: np.ndarray,
+    n: float | None = None,
+    start: FitResult | None = None,
+) -> FitResult:
     """Joint weighted fit of ``w_ki = T_eff(T_k) / (2 alpha_i)`` over cells and temperatures.
 
-    Parameters ``alpha_<i>`` per cell (columns of ``widths``) and ``t_excess_K``;
-    covariance from the Jacobian with the widths' own errors (absolute sigma).
+    Parameters ``alpha_<i>`` per cell (columns of ``widths``), ``t_excess_K`` and, unless
+    ``n`` is given, ``t_eff_exponent``; covariance from the Jacobian with the widths' own
+    errors (absolute sigma). ``start``: a fit of the same data to start from (else a grid).
     """
     ok = np.isfinite(widths) & np.isfinite(errors) & (errors > 0)
     cols = np.flatnonzero(ok.sum(axis=0) >= 2)
     if cols.size == 0:
         return FitResult.failed("t_eff", "no cell has widths at two temperatures")
     w, e, m = widths[:, cols], errors[:, cols], ok[:, cols]
+    free_n = n is None
+    if free_n and len(np.unique(np.round(t_chip, 5))) < 3:
+        return FitResult.failed("t_eff", "the exponent needs widths at three temperatures or more")
     hottest = int(np.argmax(t_chip))
     # start: alpha from the hottest point as if T_x = 0, T_x from the coldest
     a0 = np.where(m[hottest], t_chip[hottest] / (2 * np.where(m[hottest], w[hottest], 1.0)), 0.3)
@@ -187,27 +239,63 @@ def fit_widths(t_chip: np.ndarray, widths: np.ndarray, errors: np.ndarray, n: fl
     tx0 = float(np.nanmedian(np.where(m[coldest], 2 * a0 * w[coldest], np.nan)))
     tx0 = max(tx0**2 - t_chip[coldest] ** 2, 1e-8) ** 0.5
 
-    def resid(p: np.ndarray) -> np.ndarray:
-        model = t_eff(t_chip, p[-1], n)[:, None] / (2 * p[None, :-1])
+    def resid_at(p: np.ndarray, exponent: float) -> np.ndarray:
+        model = t_eff(t_chip, p[cols.size], exponent)[:, None] / (2 * p[None, : cols.size])
         return ((model - w) / e)[m]
 
-    sol = optimize.least_squares(resid, np.append(a0, tx0), x_scale="jac", method="lm" if m.sum() > cols.size + 1 else "trf")
+    def resid(p: np.ndarray) -> np.ndarray:
+        return resid_at(p, p[-1] if free_n else float(n))
+
+    p0 = np.append(a0, tx0)
+    if free_n and start is not None and start.success:
+        p0 = np.array([start[f"alpha_{c}"] for c in cols] + [start["t_excess_K"], start["t_eff_exponent"]])
+    elif free_n:  # the exponent's start: the best of a grid, alpha solved exactly at each point
+        tx_start, n_start = profile_start(t_chip, w, e, m, tx0)
+        c = t_eff(t_chip, tx_start, n_start)[:, None]
+        wt = np.where(m, 1.0 / np.where(m, e, 1.0) ** 2, 0.0)
+        u = np.sum(wt * c * np.where(m, w, 0.0), axis=0) / np.sum(wt * c * c, axis=0)
+        p0 = np.concatenate([1.0 / (2 * u), [tx_start, n_start]])
+    n_par = cols.size + 1 + free_n
+    method = "lm" if m.sum() > n_par else "trf"
+    sol = optimize.least_squares(resid, p0, x_scale="jac", method=method)
     if not sol.success and sol.status <= 0:
         return FitResult.failed("t_eff", f"no convergence: {sol.message}")
-    dof = int(m.sum()) - cols.size - 1
+    dof = int(m.sum()) - n_par
     try:
         cov = np.linalg.inv(sol.jac.T @ sol.jac)
     except np.linalg.LinAlgError:
         return FitResult.failed("t_eff", "singular fit: temperatures too close together")
     err = np.sqrt(np.diag(cov))
-    names = tuple(f"alpha_{c}" for c in cols) + ("t_excess_K",)
+    names = tuple(f"alpha_{c}" for c in cols) + ("t_excess_K",) + (("t_eff_exponent",) if free_n else ())
     chi2 = float(np.sum(sol.fun**2) / dof) if dof > 0 else math.nan
     values = {k: float(v) for k, v in zip(names, sol.x, strict=True)}
     values["t_excess_K"] = abs(values["t_excess_K"])
+    stderr = {k: float(v) for k, v in zip(names, err, strict=True)}
+    if not free_n:
+        values["t_eff_exponent"], stderr["t_eff_exponent"] = float(n), 0.0
     return FitResult(
-        "t_eff", values, {k: float(v) for k, v in zip(names, err, strict=True)},
+        "t_eff", values, stderr,
         chi2_reduced=chi2, dof=dof, absolute_sigma=True, covariance=cov, names=names,
     )
+
+
+def with_calibration_error(
+    t_chip: np.ndarray, widths: np.ndarray, errors: np.ndarray, fitted: FitResult, rel_10mK: float
+) -> FitResult:
+    """``fitted`` with the thermometer's calibration-curve error added to every parameter:
+    refit with the readings moved by +-1 sigma of its model, half the spread in quadrature."""
+    if not fitted.success or rel_10mK <= 0:
+        return fitted
+    shifted = []
+    for sign in (-1.0, 1.0):
+        f = fit_widths(t_chip / (1 + sign * calibration_rel(t_chip, rel_10mK)), widths, errors, start=fitted)
+        if not f.success:
+            return fitted
+        shifted.append(f)
+    for name in fitted.names:
+        spread = 0.5 * abs(shifted[1][name] - shifted[0][name])
+        fitted.stderr[name] = math.hypot(fitted.stderr[name], spread)
+    return fitted
 
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
@@ -227,10 +315,10 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
                 widths[k, i], errors[k, i] = r.fit["width_V"], r.fit.error("width_V")
             else:
                 flags[int(i)] = f"S-curve at {t_chip[k] * 1e3:.1f} mK: {r.fit.message}"
-    n = float(dataset.attrs.get("t_eff_exponent", 2.0))
     if n_t < 2:  # a check run: widths only
         return Result(widths, errors, t_chip, FitResult.failed("t_eff", "one temperature: widths only"), [], flags)
-    joint = fit_widths(t_chip, widths, errors, n)
+    rel = (params or Parameters()).calibration_rel_10mK
+    joint = with_calibration_error(t_chip, widths, errors, fit_widths(t_chip, widths, errors), rel)
     cells = [int(name.split("_")[1]) for name in joint.names if name.startswith("alpha_")] if joint.success else []
     for i in np.flatnonzero(measured):
         if int(i) not in cells:
@@ -250,10 +338,12 @@ def check(result: Result, params: Parameters, state: CalibrationState) -> Verdic
         return Verdict(Spec.BAD_DATA, "no calibrated T_x")
     t_x_entry = state.get("noise.t_excess_K")
     t_x = float(t_x_entry.value)
-    n = float(state.value("noise.t_eff_exponent", params.t_eff_exponent))
+    n = float(state.value("noise.t_eff_exponent"))
     t_now = float(t_eff(result.t_chip[0], t_x, n))
-    # d T_eff / d T_x = (T_x / T_eff)^(n - 1)
-    t_now_err = (t_x / t_now) ** (n - 1) * float(t_x_entry.stderr or 0.0)
+    # d T_eff / d T_x = (T_x / T_eff)^(n - 1); the exponent's error by a finite difference
+    n_err = float(state.get("noise.t_eff_exponent").stderr or 0.0)
+    from_n = 0.5 * abs(float(t_eff(result.t_chip[0], t_x, n + n_err)) - float(t_eff(result.t_chip[0], t_x, n - n_err)))
+    t_now_err = math.hypot((t_x / t_now) ** (n - 1) * float(t_x_entry.stderr or 0.0), from_n)
     rows = []
     for i in range(result.widths.shape[1]):
         key = f"cells.{i}.alpha_K_per_V"
@@ -280,7 +370,7 @@ def update(result: Result, params: Parameters | None = None) -> StateChange:
         return change.fail(result.alpha.message)
     f = result.alpha
     change.set("noise.t_excess_K", f["t_excess_K"], f.error("t_excess_K"), "K", note="t_eff")
-    change.set("noise.t_eff_exponent", params.t_eff_exponent, 0.0, "", note="design value")
+    change.set("noise.t_eff_exponent", f["t_eff_exponent"], f.error("t_eff_exponent"), "", note="t_eff")
     for i in result.cells:
         change.set(f"cells.{i}.alpha_K_per_V", f[f"alpha_{i}"], f.error(f"alpha_{i}"), "K/V", note="t_eff")
     for i, why in result.flags.items():
@@ -296,6 +386,7 @@ def table(result: Result) -> str:
     if f.success:
         lines.append(
             f"T_x = {f['t_excess_K'] * 1e3:.2f} ± {f.error('t_excess_K') * 1e3:.2f} mK, "
+            f"n = {f['t_eff_exponent']:.2f} ± {f.error('t_eff_exponent'):.2f}, "
             f"chi2_red {f.chi2_reduced:.2f} ({f.dof} dof)"
         )
         lines.append(f"{'cell':>4}  {'alpha (K/V)':>18}  widths (mV)")

@@ -7,6 +7,19 @@ hold the mixing chamber at a temperature by an open-loop current, which is all
 the effective-temperature and thermalization nodes need: they read the chip
 thermometer after each wait and use that reading, so the wait only has to make
 the temperature steady during a measurement, not exact.
+
+Thermometers sit on a scanner (a Lake Shore 372 measures one channel at a time; the
+others report the reading they had when it left them). A fresh reading therefore
+means: enable the channel, disable the other thermometers, wait the channel's
+*pause* (the driver's ``pause`` parameter), then read (:func:`fresh_read_steps`,
+:func:`read_fresh`); afterwards the scan is restored (:func:`scan_all`). Every
+reading a routine uses is one it knows the age of.
+
+Thermometer calibration: a RuOx sensor's calibration curve is uncertain by a few
+per cent at 10 mK, less when warmer (:data:`CALIBRATION_REL_10MK`, from the sensor's
+certificate; ``sqrt(10 mK / T)``). No measurement on the chip can remove it, so a
+routine adds it to the error of whatever it derives from a temperature
+(:func:`calibration_rel`).
 """
 
 from __future__ import annotations
@@ -18,6 +31,12 @@ from typing import Any
 import numpy as np
 
 from labstack.calibrate import Context
+from labstack.measure import Read, Set, Step, Wait
+
+#: 1-sigma relative error of a RuOx calibration curve at 10 mK (the sensor's certificate)
+CALIBRATION_REL_10MK = 0.015
+#: margin after a scanner's pause before a reading counts as fresh (s)
+SCAN_MARGIN_S = 0.5
 
 #: Lake Shore 372 sample-heater ranges: QCoDeS range name -> full-scale current (A)
 HEATER_RANGES_A = {
@@ -98,14 +117,68 @@ def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
     return heat_to(ctx, 0.0, settle_taus=settle_taus)
 
 
+def calibration_rel(temperature_K: float | np.ndarray, rel_10mK: float = CALIBRATION_REL_10MK) -> np.ndarray:
+    """Relative 1-sigma calibration error of a RuOx reading at ``temperature_K``."""
+    return rel_10mK * np.sqrt(0.010 / np.maximum(np.asarray(temperature_K, dtype=float), 1e-6))
+
+
+def thermometers(ctx: Context) -> list[str]:
+    """The station's thermometer parameters (mixing chamber, chip), dotted names."""
+    layout = ctx.station.layout
+    return [name for name in (layout.thermometer_mc, layout.thermometer_chip) if name]
+
+
+def channel_of(thermometer: str) -> str:
+    """``ls372.ch06`` of ``ls372.ch06.temperature``."""
+    return thermometer.rsplit(".", 1)[0]
+
+
+def scan_pause(ctx: Context, thermometer: str) -> float:
+    """Seconds a scanned channel needs after switching before its reading is valid (0 if none)."""
+    try:
+        return float(ctx.station.parameter(f"{channel_of(thermometer)}.pause").get())
+    except LookupError:
+        return 0.0
+
+
+def scan_only(ctx: Context, thermometer: str) -> list[Step]:
+    """Steps that make ``thermometer``'s channel the only one scanned among the station's."""
+    others = [t for t in thermometers(ctx) if channel_of(t) != channel_of(thermometer)]
+    steps: list[Step] = [Set(f"{channel_of(thermometer)}.enabled", True)]
+    return steps + [Set(f"{channel_of(t)}.enabled", False) for t in others]
+
+
+def fresh_read_steps(ctx: Context, thermometer: str, name: str) -> tuple[list[Step], float]:
+    """Steps that read ``thermometer`` freshly (scan to it, wait its pause), and their duration."""
+    wait = scan_pause(ctx, thermometer) + SCAN_MARGIN_S
+    return [*scan_only(ctx, thermometer), Wait(wait), Read(thermometer, name=name)], wait
+
+
+def scan_all(ctx: Context) -> None:
+    """Every station thermometer's channel scanned again (after :func:`read_fresh`)."""
+    for t in thermometers(ctx):
+        ctx.station.parameter(f"{channel_of(t)}.enabled").set(True)
+
+
+def read_fresh(ctx: Context, thermometer: str, n: int = 1) -> float:
+    """Mean of ``n`` fresh readings of ``thermometer``: scanned alone, after its pause."""
+    for step in scan_only(ctx, thermometer):
+        assert isinstance(step, Set)
+        ctx.station.parameter(str(step.param)).set(step.value)
+    ctx.clock.sleep(scan_pause(ctx, thermometer) + SCAN_MARGIN_S)
+    param = ctx.station.parameter(thermometer)
+    value = float(np.mean([param.get() for _ in range(n)]))
+    scan_all(ctx)
+    return value
+
+
 def chip_temperature(ctx: Context, n: int = 5) -> float:
-    """Mean of ``n`` chip-thermometer readings (MC thermometer if the chip has none)."""
+    """Mean of ``n`` fresh chip-thermometer readings (MC thermometer if the chip has none)."""
     layout = ctx.station.layout
     name = layout.thermometer_chip or layout.thermometer_mc
     if name is None:
         raise RuntimeError("station has no thermometer in its labstack.thermometry section")
-    param = ctx.station.parameter(name)
-    return float(np.mean([param.get() for _ in range(n)]))
+    return read_fresh(ctx, name, n)
 
 
 def plateaus(ctx: Context, temperatures_K: Iterable[float], *, settle_taus: float = 5.0) -> Iterator[float]:

@@ -3,8 +3,11 @@
 A cell sampled every ``Delta`` is a two-state Markov chain with
 ``P(0->1) = a = p (1 - lambda)`` and ``P(1->0) = b = (1 - p)(1 - lambda)``,
 ``lambda = exp(-Delta / tau_c)`` (exact for the telegraph process at any
-``Delta``). Counting transitions gives ``a`` and ``b`` (binomial errors), hence
-``tau_c = -Delta / ln(1 - a - b)`` and the Kramers rates ``r_up = p / tau_c``,
+``Delta``). A perfect readout could count transitions; a real one misreads a sample
+now and then, and each misreading counts as two switches, so ``tau_c`` and ``p``
+come from the decay of the states' autocovariance at lags of three samples and more,
+where misreadings do not reach (:func:`labstack.fit.telegraph.switching_rates`),
+with jackknife errors. The Kramers rates are ``r_up = p / tau_c``,
 ``r_down = (1 - p) / tau_c``. Their geometric mean ``r0 = sqrt(r_up r_down) =
 Gamma0 exp(-dU / T_eff)`` does not depend on the bias, so every bias point at a
 temperature measures the same ``r0`` (a model check), and ``ln r0`` against
@@ -12,16 +15,39 @@ temperature measures the same ``r0`` (a model check), and ``ln r0`` against
 ``T_eff`` comes from the chip thermometer and the calibrated ``T_x``; the
 uncertainty of ``T_x`` is propagated by refitting with ``T_x +- sigma``.
 
-Reported per cell: ``gamma0_Hz``, ``barrier_K``, the correlation time at base
-and zero field ``tau_c_s`` and the effective samples per second there,
-``1 / (2 tau_c)`` (the integrated autocorrelation time of a telegraph signal is
-``2 tau_c``).
+Bounded tilt. The chips' total rate saturates at the attempt rate:
+``1 / tau_c = k_b = k / (1 + k / Gamma0)`` with ``k = r0 / sqrt(p (1 - p))`` the
+unbounded total (:mod:`labstack.sim.dynamics`), so the geometric mean measured at a
+point, ``m = sqrt(p (1 - p)) / tau_c``, is ``r0 / (1 + k / Gamma0)`` with
+``k / Gamma0 = exp(-dU / T_eff) / sqrt(p (1 - p))``: a little below ``r0``, the more
+the warmer (about ``2 exp(-dU / T_eff)``, a few 1e-4 at base, a few 1e-3 on the warm
+plateaus; it would tilt the Arrhenius line). The fit takes ``ln r0 = ln m +
+ln(1 + exp(-dU / T_eff) / sqrt(p (1 - p)))`` with ``dU`` from the line itself,
+refitted until it stops moving (``bounded_kramers``; the law, not its numbers, is what
+the lab knows). The correction uses the point's ``p`` and the line's ``dU``, not its
+measured ``tau_c``, whose noise it would amplify by ``1 / (1 - k_b / Gamma0)``.
 
-Sampling: 4 MHz. The amplifier's low-pass (0.16 us) then leaves ``a = 0.21`` of
-the previous reading in each sample, so even a one-sample dwell crosses the
-threshold (that needs ``a < 1/2``; at 10 MHz it is 0.54 and short dwells vanish).
-Cells faster than about ``Delta / 4`` at some temperature lose that point (too
-few non-flips); the rest fit on what remains.
+Reported per cell: ``gamma0_Hz``, ``barrier_K``, the correlation time at base
+and zero field ``tau_c_s = 1 / (2 r0) + 1 / Gamma0`` (``r0`` from the base points themselves)
+and the effective samples per second there, ``1 / (2 tau_c)`` (the integrated
+autocorrelation time of a telegraph signal is ``2 tau_c``).
+
+Temperatures. The lever arm of the Arrhenius line is ``1 / T_eff``, not
+``1 / T_chip``: with the excess noise floor, warming the chip a little may barely
+move ``T_eff``, and warming it a lot makes the cells too fast to resolve. So the
+plateaus are chosen in ``T_eff`` (``t_eff_steps`` times the base value) and turned
+into chip temperatures with the calibrated ``T_x`` and exponent ``n``.
+
+Sampling: as fast as the readout allows. The amplifier's low-pass (its time
+constant ``tau_a`` from the readout node) leaves ``a = exp(-Delta / tau_a)`` of the
+previous reading in each sample; a one-sample dwell crosses the threshold only if
+``a < 1/2``, so ``Delta = tau_a ln(1 / max_memory)`` (``a = 0.25``: 4.5 MHz at a
+1 MHz bandwidth), at most 10 MHz. Cells faster than about ``Delta / 4`` at some
+temperature lose that point (too few non-flips); the rest fit on what remains.
+
+Uncertainty: besides the counting errors, ``T_eff`` carries those of ``T_x``, of the
+exponent and of the chip thermometer's calibration curve; each is propagated by
+refitting with it moved by one sigma, half the spread added in quadrature.
 """
 
 from __future__ import annotations
@@ -43,9 +69,15 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
-from labstack.calibrations.fridge import chip_temperature, plateaus
-from labstack.fit import FitResult, fit_linear
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations.fridge import (
+    CALIBRATION_REL_10MK,
+    calibration_rel,
+    chip_temperature,
+    plateaus,
+)
+from labstack.fit import FitResult, fit_linear, two_level_threshold
+from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
 
 NAME = "thermalization"
@@ -55,12 +87,18 @@ TIMEOUT_S = 24 * 3600.0
 
 @dataclass
 class Parameters:
-    #: chip temperatures (K); 0 is base (heater off)
-    temperatures_K: tuple[float, ...] = (0.0, 0.02, 0.028)
+    #: plateaus above base, as multiples of the base effective temperature
+    t_eff_steps: tuple[float, ...] = (1.08, 1.16)
+    #: chip temperatures (K, 0 = base) instead of the T_eff steps, when given
+    temperatures_K: tuple[float, ...] | None = None
     #: bias points in S-curve widths from V0, measured at base
     bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
     n_samples: int = 20000
+    #: sample rate when the readout's bandwidth is not calibrated
     sample_rate_Hz: float = 4e6
+    #: fraction of the previous reading the amplifier's low-pass may leave in a sample
+    max_memory: float = 0.25
+    max_rate_Hz: float = 10e6
     settle_s: float = 1e-3
     #: a point needs this many transitions of each kind to count
     min_transitions: int = 20
@@ -70,6 +108,31 @@ class Parameters:
     #: time constants to wait at each temperature: an acquisition lasts milliseconds
     #: and the chip thermometer is read right before it, so steady beats exact
     settle_taus: float = 3.0
+    #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
+    calibration_rel_10mK: float = CALIBRATION_REL_10MK
+    #: the escape law: total rate saturating at the attempt rate (module docstring)
+    bounded_kramers: bool = True
+    #: refits of the bounded-law correction (on a real chip it moves dU by ~1e-3 the first time)
+    bounded_refits: int = 6
+
+
+def sample_rate(ctx: Context, params: Parameters) -> float:
+    """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
+    key = "readout.lowpass_tau_s"
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return params.sample_rate_Hz
+    tau = float(ctx.state.value(key))
+    return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
+
+
+def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:
+    """Chip temperatures whose T_eff is ``steps`` times that at ``t_base_K`` (0 = base)."""
+    base = (t_base_K**n + t_x**n) ** (1 / n)
+    out = [0.0]
+    for k in steps:
+        target = k * base
+        out.append(float((target**n - t_x**n) ** (1 / n)))
+    return out
 
 
 # ------------------------------------------------------------------- acquire
@@ -80,12 +143,18 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     alpha = cell_values(ctx, n, "alpha_K_per_V")
     good = np.isfinite(v0) & np.isfinite(alpha)
     t_x = float(ctx.state.value("noise.t_excess_K"))
-    n_exp = float(ctx.state.value("noise.t_eff_exponent", 2.0))
-    thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
-    read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
+    n_exp = float(ctx.state.value("noise.t_eff_exponent"))
+    rate = sample_rate(ctx, params)
+    read = sample_cells(ctx.station, layout, rate, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sampler = ctx.station.components[layout.readout]
     idle_couplers(ctx, layout)
-    temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
+    t_base = float(ctx.state.value("cryostat.mc_base_K"))
+    if mode is not Mode.CALIBRATE:
+        temps = [0.0]
+    elif params.temperatures_K is not None:
+        temps = [float(t) for t in params.temperatures_K]
+    else:
+        temps = plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps)
     blocks, run_ids = [], []
     for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus):
         t_chip = chip_temperature(ctx)
@@ -100,13 +169,18 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "bias_point",
             setpoints,
             body=[read],
-            settle=params.settle_s,
+            settle=settle_time(ctx, params.settle_s),
             coord=np.asarray(ks, dtype=float),
         )
         meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
         ds = run(ctx, NAME, seq, meta)
         run_ids.append(ds.attrs["run_id"])
-        states = ds["samples"].transpose("bias_point", "cell", "sample").values > thresholds[None, :, None]
+        # each cell split halfway between the two levels of this very run: the readout offset
+        # has drifted since the readout node ran, and a threshold off-centre misreads one
+        # state more than the other, which the rate estimate does not allow for
+        readings = ds["samples"].transpose("bias_point", "cell", "sample").values
+        thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(n)])
+        states = readings > thresholds[None, :, None]
         for j, k in enumerate(ks):
             blocks.append((t_chip, float(k), states[j]))
     return xr.Dataset(
@@ -120,36 +194,23 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "run_id": "+".join(run_ids),
             "calibration": NAME,
             "sample_period_s": 1.0 / float(sampler.sample_rate()),
+            "temperatures_K": temps,
             "t_excess_K": t_x,
             "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
             "t_eff_exponent": n_exp,
+            "t_eff_exponent_err": float(ctx.state.get("noise.t_eff_exponent").stderr or 0.0),
         },
     )
 
 
 # ----------------------------------------------------------------------- fit
 def rate_estimate(states: np.ndarray, period: float, min_transitions: int = 20) -> tuple[float, float, float, float]:
-    """(ln r0, its stderr, tau_c, p) from a 0/1 series sampled every ``period``; nan if unusable."""
-    s = states.astype(bool)
-    prev, nxt = s[:-1], s[1:]
-    n0, n1 = int((~prev).sum()), int(prev.sum())
-    n01, n10 = int((~prev & nxt).sum()), int((prev & ~nxt).sum())
-    bad = (math.nan,) * 4
-    if min(n01, n10) < min_transitions or min(n0 - n01, n1 - n10) < min_transitions:
-        return bad
-    a, b = n01 / n0, n10 / n1
-    total = a + b
-    if total >= 1:
-        return bad
-    lam = 1 - total
-    tau = -period / math.log(lam)
-    p = a / total
-    ln_r0 = 0.5 * math.log(a) + 0.5 * math.log(b) - math.log(total) - math.log(tau)
-    g = 1 / (lam * -math.log(lam))  # d ln(-ln(1-s)) / ds
-    da = 0.5 / a - 1 / total + g
-    db = 0.5 / b - 1 / total + g
-    var = da**2 * a * (1 - a) / n0 + db**2 * b * (1 - b) / n1
-    return ln_r0, math.sqrt(var), tau, p
+    """(ln r0, its stderr, tau_c, p) from a 0/1 series sampled every ``period``; nan if unusable.
+
+    Misreadings included: :func:`labstack.fit.telegraph.switching_rates`.
+    """
+    r = switching_rates(states, period, min_transitions)
+    return r.ln_r0, r.ln_r0_err, r.tau_c_s, r.p_up
 
 
 @dataclass
@@ -189,6 +250,26 @@ def _arrhenius(inv_t: np.ndarray, ln_r0: np.ndarray, err: np.ndarray) -> FitResu
     )
 
 
+def bounded_ln_r0(
+    inv_t: np.ndarray, ln_m: np.ndarray, err: np.ndarray, p_up: np.ndarray, refits: int
+) -> np.ndarray:
+    """``ln r0`` per point under the bounded law: ``ln m + ln(1 + exp(-dU / T) / sqrt(p (1 - p)))``.
+
+    ``dU`` comes from the Arrhenius line through the corrected points, found by
+    fixed-point refits (on a real chip the correction moves it by ~1e-3 of itself, so
+    they converge at once).
+    """
+    ln_r0 = ln_m.copy()
+    use = np.isfinite(ln_m)
+    spread = np.sqrt(np.clip(p_up * (1.0 - p_up), 1e-12, None))
+    for _ in range(refits):
+        line = _arrhenius(inv_t[use], ln_r0[use], err[use])
+        if not line.success:
+            break
+        ln_r0 = ln_m + np.log1p(np.exp(-line["barrier_K"] * inv_t) / spread)
+    return ln_r0
+
+
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     """Rates per point and an Arrhenius line per cell (pure)."""
     params = params or Parameters()
@@ -199,9 +280,12 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     period = float(dataset.attrs["sample_period_s"])
     t_x, t_x_err = float(dataset.attrs["t_excess_K"]), float(dataset.attrs["t_excess_err_K"])
     n_exp = float(dataset.attrs["t_eff_exponent"])
+    n_err = float(dataset.attrs.get("t_eff_exponent_err", 0.0))
+    cal = calibration_rel(t_chip, params.calibration_rel_10mK)
 
-    def teff(tx: float) -> np.ndarray:
-        return (t_chip**n_exp + tx**n_exp) ** (1 / n_exp)
+    def teff(tx: float, n: float = n_exp, scale: float = 0.0) -> np.ndarray:
+        tc = t_chip / (1 + scale * cal)
+        return (tc**n + tx**n) ** (1 / n)
 
     t_eff = teff(t_x)
     base = [j for j in range(len(t_chip)) if t_chip[j] <= t_chip.min() * 1.05]
@@ -210,6 +294,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
         est = np.array([rate_estimate(states[j, i], period, params.min_transitions) for j in range(len(t_chip))])
         ln_r0, err = est[:, 0], est[:, 1]
         use = np.isfinite(ln_r0)
+        if params.bounded_kramers and measured[i] and len({round(t, 6) for t in t_chip[use]}) >= 2:
+            ln_r0 = bounded_ln_r0(1 / t_eff, ln_r0, err, est[:, 3], params.bounded_refits)
         if not measured[i]:
             cells.append(CellResult(i, FitResult.failed("arrhenius_rate", "no calibrated bias"), ln_r0, err, "not_measured"))
             continue
@@ -218,19 +304,35 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
             cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points"))
             continue
         f = _arrhenius(1 / t_eff[use], ln_r0[use], err[use])
-        if f.success and t_x_err > 0:  # systematic from T_x, by refitting at T_x +- sigma
+        if f.success:  # systematics of T_eff (T_x, exponent, thermometer), by refitting at +- sigma
+            moved = [
+                [teff(t_x + s * t_x_err) for s in (-1, 1)],
+                [teff(t_x, n_exp + s * n_err) for s in (-1, 1)],
+                [teff(t_x, n_exp, s) for s in (-1, 1)],
+            ]
             for name in ("barrier_K", "ln_gamma0"):
-                shifts = [_arrhenius(1 / teff(t_x + s)[use], ln_r0[use], err[use])[name] - f[name] for s in (-t_x_err, t_x_err)]
-                sys = 0.5 * (abs(shifts[0]) + abs(shifts[1]))
-                f.stderr[name] = math.hypot(f.stderr[name], sys)
+                for pair in moved:
+                    shifts = [_arrhenius(1 / te[use], ln_r0[use], err[use])[name] - f[name] for te in pair]
+                    f.stderr[name] = math.hypot(f.stderr[name], 0.5 * (abs(shifts[0]) + abs(shifts[1])))
             f.stderr["gamma0_Hz"] = f["gamma0_Hz"] * f.stderr["ln_gamma0"]
         if f.success:
-            r0_base = f["gamma0_Hz"] * math.exp(-f["barrier_K"] / float(t_eff[base[0]]))
-            f.values["tau_c_s"] = 1 / (2 * r0_base)
-            f.values["ess_per_s"] = r0_base
-            rel = math.sqrt(f.error("ln_gamma0") ** 2)  # dominated by the intercept's error at base
+            # the rate at base as the base points measured it (their weighted mean): no model,
+            # no T_eff; from the line only if no base point was measurable
+            at_base = [j for j in base if use[j]]
+            if at_base:
+                w = 1 / err[at_base] ** 2
+                ln_base = float(np.sum(w * ln_r0[at_base]) / w.sum())
+                rel = float(1 / math.sqrt(w.sum()))
+            else:
+                x_base = 1 / float(t_eff[base[0]])
+                ln_base = f["ln_gamma0"] - f["barrier_K"] * x_base
+                rel = f.error("ln_gamma0")
+            r0_base = math.exp(ln_base)
+            saturation = 1 / f["gamma0_Hz"] if params.bounded_kramers else 0.0
+            f.values["tau_c_s"] = 1 / (2 * r0_base) + saturation
+            f.values["ess_per_s"] = 1 / (2 * f.values["tau_c_s"])
             f.stderr["tau_c_s"] = f.values["tau_c_s"] * rel
-            f.stderr["ess_per_s"] = r0_base * rel
+            f.stderr["ess_per_s"] = f.values["ess_per_s"] * rel
         cells.append(CellResult(i, f, ln_r0, err, "" if f.success else "fit_failed"))
     return Result(cells, t_eff, ks, base)
 

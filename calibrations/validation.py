@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
-from labstack.calibrations._common import run, sample_cells
+from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import ising
@@ -121,7 +121,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "point",
         {name: np.array([v]) for name, v in zip(layout.bias, bias, strict=True)},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=np.arange(1),
     )
     meta = {

@@ -1,7 +1,8 @@
 """QCoDeS driver for the virtual lab's clock: the station clock of a virtual station.
 
 It implements :class:`labstack.clock.Clock` over SCPI, so waiting for a fridge
-to settle on the virtual lab advances simulated time instead of sleeping.
+to settle on the virtual lab advances simulated time instead of sleeping. It knows
+time only: nothing of the chip (its seed, its truth) is reachable through it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class VirtualLabClock(VisaInstrument):
         self.time: Parameter = self.add_parameter(
             "time", label="Simulated time", unit="s", get_cmd="CLOC:TIME?", get_parser=float
         )
-        self.seed: Parameter = self.add_parameter("seed", label="Chip seed", get_cmd="LAB:SEED?", get_parser=int)
         self.connect_message()
 
     def now(self) -> float:

@@ -14,6 +14,10 @@ from labstack.visa import open_station
 
 _instances = itertools.count()
 
+#: realistic chips every acceptance test runs on; fixed before the routines were adapted
+#: to the realistic chip, never to be picked to make a test pass
+ACCEPTANCE_SEEDS = (5, 11, 21)
+
 
 def lab_description(**options: object) -> str:
     """A description that gives a lab of its own (PyVISA shares one lab per string)."""

@@ -18,7 +18,8 @@ from tests.golden.scripts import CALIBRATION_PARAMS
 
 FULL_FAST: dict[str, dict[str, Any]] = {
     **CALIBRATION_PARAMS,
-    "effective_temperature": {"temperatures_K": (0.0, 0.08), "n_samples": 200, "n_points": 7},
+    # three temperatures: the exponent of T_eff is measured, which two cannot do
+    "effective_temperature": {"temperatures_K": (0.0, 0.03, 0.08), "n_samples": 200, "n_points": 7},
     "thermalization": {"temperatures_K": (0.0, 0.028), "n_samples": 8000},
     "crosstalk": {"n_samples": 400},
     "couplers": {"n_points": 5, "n_samples": 1500},

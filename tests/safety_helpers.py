@@ -72,9 +72,9 @@ class ChipRecorder:
         self.writes: list[tuple[float, int, int, float]] = []
         original = lab.set_dac
 
-        def record(dac: int, channel: int, volts: float) -> None:
+        def record(dac: int, channel: int, volts: float, **options: object) -> None:
             self.writes.append((lab.clock.now(), dac, channel, float(volts)))
-            original(dac, channel, volts)
+            original(dac, channel, volts, **options)  # slew rate and filter, as the QDAC sets them
 
         lab.set_dac = record
 

@@ -24,7 +24,7 @@ def test_ground_truth_then_calibrate_that_chip_through_the_cli(tmp_path: Path):
     assert made.returncode == 0, made.stderr
     truth = GroundTruth.load(tmp_path / "chip.json")
     assert truth.n_cells == 16 and truth.seed == 42
-    assert json.loads((tmp_path / "chip.json").read_text())["format"] == "labstack-ground-truth/1"
+    assert json.loads((tmp_path / "chip.json").read_text())["format"] == "labstack-ground-truth/2"  # a realistic chip, the default
 
     done = run_cli("calibrate", "--truth", "chip.json", "--data-dir", "data", "--no-progress", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

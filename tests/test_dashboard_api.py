@@ -8,11 +8,14 @@ sockets against uvicorn on a free loopback port.
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from qcodes.instrument import Instrument
 
 from labstack.calibrate import CalibrationState
@@ -24,6 +27,7 @@ from labstack.presentation.dashboard import (
     RemoteBindRefused,
     create_app,
 )
+from labstack.presentation.dashboard.app import MAX_BODY
 from labstack.presentation.dashboard.live import leaf_points
 from labstack.safety.control import CONTROL_FILE
 from labstack.session import calibrate_station
@@ -139,6 +143,50 @@ def _raw(port: int, payload: bytes) -> bytes:
 def test_malformed_http_gets_4xx_and_the_server_stays_up(server, payload):
     answer = _raw(server.port, payload)
     assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+    ok = httpx.get(f"{server.url}api/live", timeout=10)
+    assert ok.status_code == 200 and "state_version" in ok.json()
+
+
+def test_wrong_methods_and_oversized_bodies_get_4xx_and_change_nothing(server, data_dir):
+    token = {"X-Labstack-Token": server.dashboard.token}
+    control = data_dir / CONTROL_FILE
+    assert httpx.get(f"{server.url}api/control/pause", headers=token, timeout=10).status_code == 405
+    assert httpx.delete(f"{server.url}api/state", headers=token, timeout=10).status_code == 405
+    assert httpx.put(f"{server.url}api/control/abort", headers=token, timeout=10).status_code == 405
+    big = b'{"reason": "' + b"x" * (MAX_BODY + 1) + b'"}'
+    declared = httpx.post(f"{server.url}api/control/pause", headers=token, content=big, timeout=10)
+    assert declared.status_code == 413 and str(MAX_BODY) in declared.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(64):
+            yield b"x" * 4096
+
+    streamed = httpx.post(f"{server.url}api/control/pause", headers=token, content=chunks(), timeout=10)
+    assert streamed.status_code == 413
+    wrong = httpx.post(f"{server.url}api/control/pause", headers={"X-Labstack-Token": "x"}, content=big, timeout=10)
+    assert wrong.status_code == 403  # the token is checked before the body is read
+    assert not control.exists()
+    ok = httpx.get(f"{server.url}api/live", timeout=10)
+    assert ok.status_code == 200 and "state_version" in ok.json()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(
+    st.binary(min_size=1, max_size=256),
+    st.tuples(st.sampled_from([b"GET", b"POST", b"PUT", b"\xff\xfe", b""]), st.binary(max_size=64),
+              st.sampled_from([b" HTTP/1.1\r\n", b" HTTP/9\r\n", b"\r\n"]), st.binary(max_size=128))
+    .map(b"".join),
+))
+def test_fuzzed_http_never_stops_the_dashboard(server, data_dir, payload):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # that is all: a complete request or not
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    # nothing, or an error status (random bytes are never a request this server accepts)
+    assert answer == b"" or re.match(rb"HTTP/1\.1 4\d\d ", answer), answer[:200]
+    assert not (data_dir / CONTROL_FILE).exists()
     ok = httpx.get(f"{server.url}api/live", timeout=10)
     assert ok.status_code == 200 and "state_version" in ok.json()
 

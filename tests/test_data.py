@@ -25,6 +25,7 @@ from labstack.data import (
     resolve_data_dir,
 )
 from labstack.data.layout import box_shape, flat_boxes, sweep_chunks
+from labstack.data.store import STAGING_SUFFIX, consolidated_metadata
 from labstack.measure import Read, Sweep, run_sequence
 from labstack.station import LabStation
 
@@ -210,13 +211,43 @@ def test_arrays_appear_in_the_store_whole(tmp_path):
         if entry.is_dir():
             assert "_ARRAY_DIMENSIONS" in json.loads((entry / ".zattrs").read_text())
     # as if SIGKILL struck between writing .zarray and .zattrs of a new variable
-    (w.path / ".staging.zarr" / "b").mkdir()
-    (w.path / ".staging.zarr" / "b" / ".zarray").write_text((store / "a" / ".zarray").read_text())
+    (w.path / f".b{STAGING_SUFFIX}").mkdir()
+    (w.path / f".b{STAGING_SUFFIX}" / ".zarray").write_text((store / "a" / ".zarray").read_text())
     ds = load_run(w.id, tmp_path).dataset()
     assert "b" not in ds and list(ds["a"].values) == [0.0, 1.0, 2.0]
     w.close("completed")
-    assert not (w.path / ".staging.zarr").exists()
+    assert not [p for p in w.path.iterdir() if p.name.endswith(STAGING_SUFFIX)]
+    assert sorted(p.name for p in w.path.iterdir()) == ["data.zarr", "run.json"]
 
+
+
+@pytest.mark.parametrize("status_at_start", [False, True])
+def test_closing_metadata_matches_the_files(tmp_path, status_at_start):
+    """The closing .zattrs and .zmetadata are spliced from the text written at creation;
+    they must say exactly what the files say, also when a closing key was already there
+    (then the attributes are encoded afresh)."""
+    attrs = {"snapshot": json.dumps({"a": [1, 2, "\\ \" é"]}), "nan": math.nan, "n": 3}
+    if status_at_start:
+        attrs["status"] = "planned"
+    w = RunWriter("meta", data_dir=tmp_path, attrs=attrs, info={"points_total": 2})
+    assert w.run.info["points_total"] == 2
+    w.add_coord("x", ("x",), np.arange(2.0), {"units": "V"})
+    v = w.add_variable("v", (("x", 2),))
+    v.append(1.0)
+    run = w.close("completed", {"end_utc": "2026-01-01T00:00:00+00:00"}, points_flushed=1)
+    store = run.store_path
+    zattrs = json.loads((store / ".zattrs").read_text())
+    assert zattrs["status"] == "completed" and zattrs["end_utc"].startswith("2026")
+    assert zattrs["snapshot"] == attrs["snapshot"] and math.isnan(zattrs["nan"])
+    assert list(zattrs) == list(w.attrs)  # same keys, same order as the writer's attributes
+    written = json.loads((store / ".zmetadata").read_text())
+    from_files = consolidated_metadata(store)
+    assert written.keys() == from_files.keys()
+    assert json.dumps(written["metadata"], sort_keys=True) == json.dumps(
+        from_files["metadata"], sort_keys=True
+    )
+    assert sorted(p.name for p in run.path.iterdir()) == ["data.zarr", "run.json"]
+    assert run.dataset()["v"].values[0] == 1.0 and run.info["points_total"] == 2
 
 def test_store_is_the_zarr_v2_store_zarr_python_writes(tmp_path):
     """The writer's own files: zarr-python opens them with or without consolidated metadata,

@@ -1,4 +1,8 @@
-"""Runs pause, resume and abort from Python and the CLI; suspenders wait on the station clock."""
+"""Runs pause, resume and abort from Python and the CLI; suspenders wait on the station clock.
+
+On the ideal chip (``realism=ideal``: DAC lines without filters, thermometers that read the
+stage): what is under test is the safety logic, which compares exact values.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def _sweep(action, n=8):
 
 
 def test_pause_and_resume_from_another_thread(virtual_station, tmp_path):
-    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4, realism="ideal")
     control = station.control
 
     def at(k):
@@ -42,7 +46,7 @@ def test_pause_and_resume_from_another_thread(virtual_station, tmp_path):
 
 
 def test_abort_from_the_cli_leaves_the_station_safe_and_keeps_the_data(virtual_station, tmp_path):
-    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4, realism="ideal")
     station.parameter("qdac1.ch02.dc_constant_V")(0.3)
     station.components["ls372"].sample_heater.output_range("100μA")
     data_dir = tmp_path / "data"
@@ -67,7 +71,7 @@ def test_abort_from_the_cli_leaves_the_station_safe_and_keeps_the_data(virtual_s
 
 
 def test_suspender_waits_on_the_station_clock_until_back_in_band(virtual_station, tmp_path):
-    station, lab = virtual_station(str(write_station(tmp_path, SUSPENDER)), seed=7, cells=4)
+    station, lab = virtual_station(str(write_station(tmp_path, SUSPENDER)), seed=7, cells=4, realism="ideal")
 
     def at(k):
         if k == 3:
@@ -85,7 +89,7 @@ def test_suspender_waits_on_the_station_clock_until_back_in_band(virtual_station
 
 
 def test_interlock_trip_aborts_and_switches_the_heater_off(virtual_station, tmp_path):
-    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4, realism="ideal")
     station.components["ls372"].sample_heater.output_range("100μA")
 
     def at(k):

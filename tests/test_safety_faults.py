@@ -1,4 +1,8 @@
-"""Faults the virtual lab injects are retried, reconnected or reported cleanly, never silently."""
+"""Faults the virtual lab injects are retried, reconnected or reported cleanly, never silently.
+
+On the ideal chip (``realism=ideal``: DAC lines without filters, thermometers that read the
+stage): what is under test is the safety logic, which compares exact values.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from labstack.sim.faults import COMM_KINDS
 
 @pytest.fixture
 def station_lab(virtual_station, tmp_path):
-    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    station, lab = virtual_station(str(write_station(tmp_path)), seed=7, cells=4, realism="ideal")
     station.components["sampler"].n_samples(50)
     return station, lab
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from qcodes.instrument import Instrument
 
+from labstack.calibrate import Status
 from labstack.cli import main
 from labstack.data import load_run
 from labstack.service import LabServer, ServerConfigError
-from labstack.service.server import MAX_LINE
+from labstack.service.server import MAX_LINE, _is_query
 from labstack.service.timebase import LabTime
-from labstack.session import calibrate_station
+from labstack.session import calibrate_station, routines
 from labstack.session.record import session_of
 from labstack.visa import open_station
 from tests.service_helpers import RawClient, served_station, wait_for
@@ -161,20 +163,44 @@ def test_binary_blocks_partial_messages_and_vanishing_clients(server):
     c.close()
 
 
-def test_malformed_input_is_queued_as_an_scpi_error_and_never_answered_out_of_turn(server):
+def test_a_malformed_query_is_answered_with_its_error_and_a_malformed_command_only_queued(server):
     client = RawClient(server.ports["qdac1"])
-    client.send(b"\xff\xfe\x00garbage?\r\n")  # binary junk that looks like a query
-    client.send(b"sour1:volt\x00 0.1\n")  # a NUL inside a command
-    client.send(b"x" * (MAX_LINE + 10) + b"\n")  # longer than any message: refused whole
-    client.send(b"NO:SUCH:HEADER?\n")  # well-formed, unknown: a failed query, unanswered
-    # no error line came back out of turn: the next line read is the next query's answer
+    client.send(b"\xff\xfe\x00garbage?\r\n")  # binary junk that looks like a query: its error, at once
+    assert client.line() == b'-101,"Invalid character; a message held a byte that is not printable ASCII"\n'
+    client.send("sour1:volt? ü\n".encode())  # UTF-8, not ASCII: refused whole
+    assert client.line().startswith(b"-101,")
+    client.send(b"sour1:volt\x00 0.1\n")  # a NUL inside a command: queued, never answered
+    client.send(b"x" * (MAX_LINE + 10) + b"\n")  # longer than any message, not a query: queued only
+    client.send(b"NO:SUCH:HEADER?\n")  # well-formed, unknown: a failed query answered with its error
+    assert client.line() == b'-113,"Undefined header"\n'
+    client.send(b"*IDN? " + b"x" * (MAX_LINE + 10) + b"\n")  # an over-long query
+    assert client.line().startswith(b'-223,"Too much data')
+    client.send(b"sour1:volt 99\n")  # out of range: a failed command, queued only
+    # no command was answered: the next line read is the next query's answer, in step
     assert client.ask("*IDN?").startswith("QDevil, QDAC-II")
     assert client.ask("*STB?") == "4"  # the status byte says the error queue holds errors
-    errors = [client.ask("SYST:ERR?") for _ in range(5)]
-    assert sorted(e.split(",")[0] for e in errors[:4]) == ["-101", "-101", "-113", "-223"], errors
-    assert errors[4] == '0,"No error"'
-    assert client.ask("*IDN?").startswith("QDevil, QDAC-II")  # and it serves on
+    errors = [client.ask("SYST:ERR?") for _ in range(8)]
+    assert [e.split(",")[0] for e in errors[:7]] == ["-101", "-101", "-101", "-223", "-113", "-223", "-222"], errors
+    assert errors[7] == '0,"No error"'
+    ls372 = RawClient(server.ports["ls372"])  # replies end as the instrument's answers end
+    assert ls372.ask("KRDG? 6;NOPE?") == '-113,"Undefined header"' and ls372.buffer == b""
+    assert float(ls372.ask("KRDG? 6")) > 0
+    ls372.close()
     client.close()
+
+
+def test_a_driver_reads_a_failed_query_at_once_and_works_on(server, tmp_path):
+    station = served_station(server, LAB, tmp_path)
+    try:
+        ls372 = station.ls372
+        # the reply a pyvisa-py host reads (a timeout would raise): the error, also in the queue
+        assert ls372.ask("NO:SUCH:HEADER?") == '-113,"Undefined header"'
+        assert ls372.ask("SYST:ERR?") == '-113,"Undefined header"'
+        assert station.qdac1.ask("sour1:volt? \x01").startswith("-101,")
+        assert ls372.ch06.temperature() > 0 and station.qdac1.ch01.dc_constant_V() == 0.0  # in step
+        assert station.safety.hardener.stats.errors == 0  # nothing timed out, nothing was retried
+    finally:
+        station.close()
 
 
 def test_an_idle_client_and_a_flooding_client_do_not_block_a_third(server):
@@ -212,32 +238,120 @@ def test_an_idle_client_and_a_flooding_client_do_not_block_a_third(server):
     assert server.stats.messages > 30
 
 
+def test_a_client_that_floods_and_vanishes_holds_no_one_up(server):
+    port = server.ports["ls372"]
+    flood = socket.create_connection(("127.0.0.1", port))
+    flood.sendall(b"KRDG? 6\n" * (1 << 17))  # a megabyte of queries, none of their answers read
+    wait_for(lambda: sum(len(c.lines) for c in server._connections) > 50_000, 20, "the server to read the flood")
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    flood.close()  # reset: what it sent and was not executed yet stays the instrument's to execute
+    backlog = server._endpoints["ls372"].backlog
+    wait_for(lambda: len(backlog) > 0, 20, "the vanished client's messages to become the backlog")
+    third = RawClient(port, timeout=20)
+    for _ in range(5):
+        assert float(third.ask("KRDG? 6")) > 0
+    assert len(backlog) > 1000  # answered in turn with the backlog, not after it
+    third.close()
+
+
+#: what a fuzzing client sends: SCPI-like commands, random bytes, non-UTF-8 text, over-long lines
+CHUNKS = st.one_of(
+    COMMANDS.map(lambda c: (c + "\n").encode("utf-8", "replace")),
+    st.binary(max_size=64),
+    st.text(max_size=24).map(lambda t: (t + "?\n").encode("utf-16-le")),
+    st.tuples(st.sampled_from([b"", b"*IDN? ", b"SOUR1:VOLT ", b";"]), st.integers(MAX_LINE - 8, MAX_LINE + 8))
+    .map(lambda t: t[0] + b"x" * t[1] + b"\n"),
+)
+
+
+def _queries(data: bytes) -> int:
+    """How many replies ``data`` asks for: one per message that is a query (see the server's docstring)."""
+    count = 0
+    for raw in data.split(b"\n")[:-1]:  # whole messages only
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        text = line.decode("ascii", "replace")
+        if len(raw) > MAX_LINE:  # refused whole; its first command says whether it asked
+            text = raw[:256].decode("ascii", "replace").split(";", 1)[0]
+        count += _is_query(text)
+    return count
+
+
+def _tame(name: str, data: bytes) -> bytes:
+    if name == "clock":
+        return re.sub(rb"(?i)ADV", b"TIME?", data)  # no weeks of lab time
+    if name == "sampler":
+        return re.sub(rb"(?i)COUN", b"RATE", data)  # no huge acquisitions
+    return data
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(["qdac1", "ls372", "sampler", "clock"]),
-    chunks=st.lists(st.one_of(COMMANDS.map(lambda c: (c + "\n").encode("utf-8", "replace")), st.binary(max_size=64)), max_size=6),
+    chunks=st.lists(CHUNKS, max_size=6),
     leave_early=st.booleans(),
 )
+@example(name="qdac1", chunks=[b"\xff\xfe\x00garbage?\r\n", b"*IDN? " + b"x" * (MAX_LINE + 1) + b"\n"], leave_early=False)
 def test_fuzzed_socket_input_never_crashes_the_server(fuzz_server, name, chunks, leave_early):
     server = fuzz_server
-    data = b"".join(chunks)
-    if name == "clock":
-        data = re.sub(rb"(?i)ADV", b"TIME?", data)  # no weeks of lab time
-    if name == "sampler":
-        data = re.sub(rb"(?i)COUN", b"RATE", data)  # no huge acquisitions
-    client = socket.create_connection(("127.0.0.1", server.ports[name]), timeout=5)
+    data = _tame(name, b"".join(chunks))
+    client = socket.create_connection(("127.0.0.1", server.ports[name]), timeout=10)
     client.sendall(data)
     if leave_early:
         client.close()  # mid-message, answers unread
-    else:
+    elif name == "sampler":  # binary blocks: read to the end
         client.shutdown(socket.SHUT_WR)  # done: the server answers what it got, then closes
-        client.settimeout(5)
         while client.recv(65536):
             pass
+        client.close()
+    else:  # text answers: exactly one line per query message, then the probe's own answer
+        client.sendall(b"\n*IDN?\n")  # (the newline ends whatever half message came before)
+        reader = RawClient.__new__(RawClient)
+        reader.sock, reader.buffer = client, b""
+        replies = [reader.line() for _ in range(_queries(data))]
+        assert reader.line().count(b",") == 3, replies  # in step: the probe's answer comes next
         client.close()
     probe = RawClient(server.ports[name])
     assert probe.ask("*IDN?").count(",") == 3  # still serving, answers whole
     probe.close()
+    assert server._thread is not None and server._thread.is_alive()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.lists(CHUNKS, min_size=1, max_size=4).map(b"".join).filter(len), half=st.binary(min_size=1, max_size=32).filter(lambda b: b"\n" not in b))
+def test_a_client_flooding_junk_and_one_saying_half_a_message_do_not_block_a_third(fuzz_server, junk, half):
+    server = fuzz_server
+    port = server.ports["ls372"]
+    idle = socket.create_connection(("127.0.0.1", port))
+    idle.sendall(half)  # half a message, then nothing
+    flood = socket.create_connection(("127.0.0.1", port))
+    flood.setblocking(False)
+    stop = threading.Event()
+    message = junk * max(1, 4096 // len(junk))
+    sent = [0]
+
+    def flooding() -> None:  # as fast as the socket takes it, never reading a reply
+        while not stop.is_set():
+            try:
+                sent[0] += flood.send(message)
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=flooding)
+    thread.start()
+    third = RawClient(port, timeout=10)
+    try:
+        wait_for(lambda: sent[0] > 64 << 10, 20, "the flooder to push 64 KiB")
+        for _ in range(10):  # answered, whole and in step, while the flood goes on
+            assert float(third.ask("KRDG? 6")) > 0
+            assert third.ask("NOPE?") == '-113,"Undefined header"'
+    finally:
+        stop.set()
+        thread.join(5)
+        third.close()
+        flood.close()
+        idle.close()
     assert server._thread is not None and server._thread.is_alive()
 
 
@@ -322,3 +436,17 @@ def test_servers_bind_loopback_unless_told_otherwise(server, capsys):
     assert main(["serve", "--seed", "3", "--cells", "4", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "--allow-remote" in err and "not a loopback address" in err
+
+
+def test_every_installed_routine_calibrates_a_served_chip_from_cold(tmp_path):
+    description = "seed=5,cells=4"
+    with LabServer.from_description(description) as srv:
+        station = served_station(srv, description, tmp_path)
+        try:
+            report = calibrate_station(station, data_dir=tmp_path / "data", progress=False)
+        finally:
+            station.close()
+            Instrument.close_all()
+        assert set(report.calibrated) == set(routines())  # the whole graph, through the sockets
+        assert all(s is Status.FRESH for s in report.status.values()), report.status
+        assert srv.stats.messages > 1000 and srv.stats.errors == 0

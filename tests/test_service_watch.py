@@ -21,7 +21,7 @@ from labstack.service.status import overview, state_timeline, watch_passes
 from labstack.session import calibration_status
 from tests.service_helpers import RawClient, read_json, wait_for
 
-LAB = "seed=3,cells=4"
+LAB = "seed=3,cells=4,realism=ideal"  # the watch loop under test, on the quick ideal chip
 SPEED = 40000.0  # readout's 24 h timeout comes every ~2 s of wall time
 
 

@@ -172,14 +172,16 @@ def test_tabulated_sweeps_equal_the_direct_rule_bit_for_bit() -> None:
     frozen[[3, 17]] = True
     start = (rng.random(side * side) < 0.5).astype(np.uint8)
     key = np.uint64(12345)
-    for heat_bath in (True, False):
+    # heat bath; finite steps with the unbounded law (sat = 0) and the bounded one
+    for heat_bath, bound in ((True, 0.0), (False, 0.0), (False, 1e-3)):
         r0dt = np.zeros(side * side) if heat_bath else 1e6 * rng.uniform(0.5, 2, side * side) * dt
+        sat = np.full(side * side, bound)
         pin = np.where(frozen, start, -1).astype(np.int8)
         tab = kernels.table(side * side, heat_bath)
-        kernels.fill_table(tab, g0, jt, r0dt, pin, heat_bath)
+        kernels.fill_table(tab, g0, jt, r0dt, sat, pin, heat_bath)
         a, b = start.copy(), start.copy()
-        kernels.sweeps_table(a, tab, lay.nbr, lay.bounds, 300, key, 0, g0, jt, r0dt, pin, heat_bath)
-        kernels.sweeps_general(b, g0, jt, r0dt, lay.nbr, lay.bounds, frozen, heat_bath, 300, key, 0)
+        kernels.sweeps_table(a, tab, lay.nbr, lay.bounds, 300, key, 0, g0, jt, r0dt, sat, pin, heat_bath)
+        kernels.sweeps_general(b, g0, jt, r0dt, sat, lay.nbr, lay.bounds, frozen, heat_bath, 300, key, 0)
         assert np.array_equal(a, b)
         assert 0 < a.mean() < 1 and np.array_equal(a[[3, 17]], start[[3, 17]])
 

@@ -18,6 +18,11 @@ def add_station_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="virtual lab only: draw the chip from this seed")
     p.add_argument("--cells", type=int, help="virtual lab only: number of cells")
     p.add_argument("--truth", help="virtual lab only: ground-truth JSON file of the chip")
+    p.add_argument(
+        "--realism",
+        choices=["realistic", "ideal"],
+        help="virtual lab only: the realistic chip (the default) or the ideal one of the same seed",
+    )
 
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -29,14 +34,18 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def lab_description(args: argparse.Namespace) -> str | None:
-    """The virtual-lab description from --seed/--cells/--truth, or None to keep the station's."""
+    """The virtual-lab description from --seed/--cells/--truth/--realism, or None to keep the station's."""
+    realism = getattr(args, "realism", None)
     if getattr(args, "truth", None):
-        return str(Path(args.truth).resolve())
+        path = str(Path(args.truth).resolve())
+        return f"truth={path},realism={realism}" if realism else path
     parts = []
     if getattr(args, "seed", None) is not None:
         parts.append(f"seed={args.seed}")
     if getattr(args, "cells", None) is not None:
         parts.append(f"cells={args.cells}")
+    if realism:
+        parts.append(f"realism={realism}")
     return ",".join(parts) if parts else None
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import xarray as xr
 import zarr
 
+from labstack.data.files import write_atomic
+
 DATA_DIR_ENV = "LABSTACK_DATA_DIR"
 DEFAULT_DATA_DIR = "labstack_data"
 RUN_INDEX = "run.json"
@@ -41,7 +43,8 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``data_dir`` if given, else ``$LABSTACK_DATA_DIR``, else ``./labstack_data``."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or Path.cwd() / DEFAULT_DATA_DIR
-    return Path(data_dir).expanduser().resolve()
+    # what Path.resolve() does, without its per-call overhead (every run resolves it)
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(data_dir))))
 
 
 def new_run_id(when: datetime | None = None) -> str:
@@ -52,9 +55,7 @@ def new_run_id(when: datetime | None = None) -> str:
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Replace ``path`` with ``data`` so a concurrent reader (or a kill) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, default=str).encode())
 
 
 def _pid_alive(pid: int) -> bool:

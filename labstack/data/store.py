@@ -7,10 +7,11 @@ Crash-safety rests on three facts:
   points arrive; only chunk files change during the run;
 * every file (chunk, metadata) is written to a temporary name and renamed into place,
   so it is either the old or the new version, never half of one;
-* a new array (``.zarray`` and ``.zattrs``) is created in a staging group next to the
-  store and its directory renamed into the store in one step, so a reader or a kill
-  never meets an array without its dimension names (xarray would refuse the whole
-  store);
+* a new array (``.zarray`` and ``.zattrs``) is written in a staging directory next to
+  the store (in the run folder, which no zarr reader lists) and renamed into the store
+  in one step, so a reader or a kill never meets an array without its dimension names
+  (xarray would refuse the whole store); the store itself (``.zgroup`` and ``.zattrs``
+  with the snapshot) appears the same way, whole;
 * ``run.json`` is replaced atomically too.
 
 A SIGKILL at any instant therefore leaves a store that opens and holds every point
@@ -29,15 +30,23 @@ rename) instead of through zarr-python, whose every call hops to its I/O thread 
 back. That hop cost ~1 ms per operation and made the two dozen operations of a short
 run (~20 ms) its largest cost; the files are the same as zarr-python's (same chunking,
 compressor and metadata), and zarr-python and xarray read them (tested).
+
+Fixed cost: a short sweep spends most of its time creating files, and on a busy disk
+each new file or directory costs tens to hundreds of microseconds. So a run creates
+no file it does not keep (no staging group to make and remove, ``points_total`` in
+the first ``run.json``), writes staged files without temporary names (nobody sees
+them until the rename), and encodes each piece of metadata once: the closing
+``.zattrs`` and ``.zmetadata`` are spliced from the JSON text written at creation
+(the snapshot can be megabytes), not encoded again.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
 import os
-import secrets
 import shutil
 import socket
 from collections.abc import Mapping
@@ -48,6 +57,7 @@ from typing import Any, Final
 import numcodecs
 import numpy as np
 
+from labstack.data.files import write_atomic, write_file
 from labstack.data.layout import box_shape, flat_boxes, sweep_chunks
 from labstack.data.runs import (
     RUN_FORMAT,
@@ -60,7 +70,8 @@ from labstack.data.runs import (
 )
 
 ZARR_FORMAT: Final = 2
-STAGING_NAME = ".staging.zarr"
+STAGING_SUFFIX = ".staging"
+"""A directory ``<run>/.<name>.staging`` is an array (or the store) not yet in place."""
 DEFAULT_FLUSH_EVERY = 10_000
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 
@@ -77,16 +88,38 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename (never half a file)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def _encode(data: Any) -> str:
+    return json.dumps(data, default=_json_default)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    _write_atomic(path, json.dumps(data, default=_json_default).encode())
+    write_atomic(path, _encode(data).encode())
+
+
+def _extend_json(text: str, keys: set[str], extra: Mapping[str, Any]) -> str | None:
+    """The JSON object ``text`` (with top-level ``keys``) plus the items of ``extra``.
+
+    Spliced as text, so a large object is not encoded again; None when a key of
+    ``extra`` is already in ``text`` (the caller re-encodes the whole object).
+    """
+    if not extra:
+        return text
+    if keys.intersection(extra):
+        return None
+    tail = _encode(dict(extra))
+    return tail if text == "{}" else f"{text[:-1]}, {tail[1:]}"
+
+
+def _consolidated_text(metadata: Mapping[str, str]) -> str:
+    """The ``.zmetadata`` document from each key's JSON text (as ``json.dumps`` lays it out)."""
+    body = ", ".join(f"{json.dumps(key)}: {text}" for key, text in metadata.items())
+    return f'{{"metadata": {{{body}}}, "zarr_consolidated_format": 1}}'
+
+
+@functools.cache
+def _codec() -> Any:
+    """The one compressor object (it holds only its settings; made once, not per array)."""
+    return numcodecs.get_codec(dict(COMPRESSOR))
 
 
 def _fill_json(fill: Any) -> Any:
@@ -108,14 +141,18 @@ class _V2Array:
     every element has been written is dropped from memory.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], chunks: tuple[int, ...],
+    def __init__(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...],
                  dtype: np.dtype, fill_value: Any) -> None:
         self.path = path
+        self.staged = True  # in its staging directory: chunks are written without a rename
         self.shape = tuple(int(n) for n in shape)
         self.chunks = tuple(int(c) for c in chunks) if self.shape else ()
         self.dtype = np.dtype(dtype)
         self.fill_value = fill_value
-        self.codec = numcodecs.get_codec(dict(COMPRESSOR))
+        self.codec = _codec()
+        # one chunk holds the whole array (coordinates, short sweeps): written in one go
+        self._whole = self.chunks == self.shape and all(n > 0 for n in self.shape)
+        self._whole_key = ".".join("0" for _ in self.shape) or "0"
         self._open: dict[tuple[int, ...], list[Any]] = {}  # chunk index -> [data, elements left]
 
     def metadata(self) -> dict[str, Any]:
@@ -131,6 +168,11 @@ class _V2Array:
             "zarr_format": ZARR_FORMAT,
         }
 
+    def _covers(self, box: tuple[slice, ...]) -> bool:
+        """Whether ``box`` (leading dims; the rest taken whole) is the whole array."""
+        return all(s.start in (0, None) and s.stop == n and s.step in (1, None)
+                   for s, n in zip(box, self.shape, strict=False))
+
     def _new_chunk(self, index: tuple[int, ...]) -> list[Any]:
         data = np.full(self.chunks, 0 if self.fill_value is None else self.fill_value, self.dtype)
         valid = math.prod(min(c, n - i * c) for i, c, n in zip(index, self.chunks, self.shape,
@@ -140,6 +182,12 @@ class _V2Array:
     def __setitem__(self, box: Any, value: Any) -> None:
         """Write ``value`` into the hyper-rectangle ``box`` (slices, or ``...`` for all)."""
         box = () if box is Ellipsis else tuple(box)
+        if self._whole and not self._open and self._covers(box):
+            whole = np.asarray(value, dtype=self.dtype)
+            if whole.shape == self.shape:
+                write = write_file if self.staged else write_atomic
+                write(f"{self.path}/{self._whole_key}", self.codec.encode(np.ascontiguousarray(whole)))
+                return
         box = box + tuple(slice(0, n) for n in self.shape[len(box):])  # trailing dims whole
         value = np.broadcast_to(np.asarray(value, dtype=self.dtype), tuple(
             s.stop - s.start for s in box))
@@ -151,18 +199,19 @@ class _V2Array:
                 lo, hi = max(s.start, i * c), min(s.stop, (i + 1) * c)
                 inside.append(slice(lo - i * c, hi - i * c))
                 source.append(slice(lo - s.start, hi - s.start))
-            key = ".".join(map(str, index)) if index else "0"
+            key = f"{self.path}/{'.'.join(map(str, index)) if index else '0'}"
+            write = write_file if self.staged else write_atomic
             part = value[tuple(source)]
             if index not in self._open and part.shape == self.chunks:
                 # a whole chunk in one write (block reads): no fill, no copy into a buffer
-                _write_atomic(self.path / key, self.codec.encode(np.ascontiguousarray(part)))
+                write(key, self.codec.encode(np.ascontiguousarray(part)))
                 continue
             entry = self._open.get(index)
             if entry is None:
                 entry = self._open[index] = self._new_chunk(index)
             entry[0][tuple(inside)] = part
             entry[1] -= math.prod(sl.stop - sl.start for sl in inside)
-            _write_atomic(self.path / key, self.codec.encode(np.ascontiguousarray(entry[0])))
+            write(key, self.codec.encode(np.ascontiguousarray(entry[0])))
             if entry[1] <= 0:
                 del self._open[index]
 
@@ -303,13 +352,15 @@ class RunWriter:
         flush_every: int = DEFAULT_FLUSH_EVERY,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         created: datetime | None = None,
+        info: Mapping[str, Any] | None = None,
     ) -> None:
+        """``info``: further fields of the first ``run.json`` (e.g. ``points_total``),
+        so that a run does not rewrite its index just after creating it."""
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1 point, got {flush_every}")
         self.flush_every = int(flush_every)
         self.chunk_bytes = int(chunk_bytes)
         root = resolve_data_dir(data_dir)
-        root.mkdir(parents=True, exist_ok=True)
         created = created or datetime.now(UTC)
         while True:
             self.id = new_run_id(created)
@@ -319,16 +370,23 @@ class RunWriter:
                 break
             except FileExistsError:
                 continue
+            except FileNotFoundError:  # the data dir's first run
+                root.mkdir(parents=True, exist_ok=True)
         self.store = self.path / STORE_NAME
-        self.store.mkdir()
-        _write_json(self.store / ".zgroup", {"zarr_format": ZARR_FORMAT})
         self.attrs: dict[str, Any] = {"run_id": self.id, **dict(attrs or {})}
-        _write_json(self.store / ".zattrs", self.attrs)
+        # JSON text of every metadata document as written, for the closing .zmetadata
+        group_text = _encode({"zarr_format": ZARR_FORMAT})
+        self._metadata: dict[str, str] = {".zgroup": group_text}
+        self._attrs_text = _encode(self.attrs)
+        self._attrs_keys = set(self.attrs)
+        self._dir, self._store_dir = os.fspath(self.path), os.fspath(self.store)
+        staged = self._stage(STORE_NAME)
+        write_file(f"{staged}/.zgroup", group_text.encode())
+        write_file(f"{staged}/.zattrs", self._attrs_text.encode())
+        os.rename(staged, self._store_dir)
         self.variables: dict[str, Variable] = {}
         self._arrays: dict[str, _V2Array] = {}
-        self._metadata: dict[str, Any] = {".zgroup": {"zarr_format": ZARR_FORMAT}}
         self._adopted = False
-        self._staging: Path | None = None
         self._dims: dict[str, tuple[int, str]] = {}
         self.info: dict[str, Any] = {
             "format": RUN_FORMAT,
@@ -340,6 +398,7 @@ class RunWriter:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "points_flushed": 0,
+            **dict(info or {}),
         }
         self._write_info()
 
@@ -363,23 +422,46 @@ class RunWriter:
         dtype: np.dtype,
         fill_value: Any,
         attributes: Mapping[str, Any],
+        data: np.ndarray | None = None,
     ) -> _V2Array:
-        """Create array ``name`` in staging, then move it into the store atomically."""
-        if self._staging is None:
-            self._staging = self.path / STAGING_NAME  # outside the store, same file system
-            self._staging.mkdir(exist_ok=True)
-        staged = self._staging / name
-        staged.mkdir()
+        """Create array ``name`` in staging, then move it into the store atomically.
+
+        ``data`` (a coordinate's values, the whole array) is written before the move,
+        so the array appears with its values.
+        """
+        staged = self._stage(name)
         array = _V2Array(staged, shape, chunks if chunks is not None else shape, dtype, fill_value)
-        meta, dim_attrs = array.metadata(), dict(attributes)
-        _write_json(staged / ".zarray", meta)
-        _write_json(staged / ".zattrs", dim_attrs)
-        os.rename(staged, self.store / name)
-        array.path = self.store / name
+        meta_text = _encode(array.metadata())
+        attrs_text = _encode(dict(attributes))
+        write_file(f"{staged}/.zarray", meta_text.encode())
+        write_file(f"{staged}/.zattrs", attrs_text.encode())
+        if data is not None:
+            array[...] = data
+        placed = f"{self._store_dir}/{name}"
+        os.rename(staged, placed)
+        array.path, array.staged = placed, False
         self._arrays[name] = array
-        self._metadata[f"{name}/.zarray"] = meta
-        self._metadata[f"{name}/.zattrs"] = json.loads(json.dumps(dim_attrs, default=_json_default))
+        self._metadata[f"{name}/.zarray"] = meta_text
+        self._metadata[f"{name}/.zattrs"] = attrs_text
         return array
+
+    def _stage(self, name: str) -> str:
+        """A fresh staging directory for ``name`` in the run folder (outside the store,
+        on the same file system); a leftover of an interrupted creation is replaced."""
+        staged = f"{self._dir}/.{name}{STAGING_SUFFIX}"
+        try:
+            os.mkdir(staged)
+        except FileExistsError:
+            shutil.rmtree(staged)
+            os.mkdir(staged)
+        return staged
+
+    def _remove_leftovers(self) -> None:
+        """Remove staging directories an interrupted array creation left in the run folder."""
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(STAGING_SUFFIX):
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     def adopt_store(self) -> None:
         """The store was rewritten by another writer (xarray): read its metadata at close."""
@@ -408,15 +490,15 @@ class RunWriter:
             self._claim_dim(dim, size, name)
         if name in self._arrays:
             raise ValueError(f"{name!r} is already in the run's dataset")
-        z = self._create_array(
+        self._create_array(
             name,
             shape=arr.shape,
             chunks=arr.shape or None,
             dtype=arr.dtype,
             fill_value=_fill_value(arr.dtype),
             attributes=_dim_attrs(dims, attrs),
+            data=arr,
         )
-        z[...] = arr
 
     def add_variable(
         self,
@@ -465,16 +547,18 @@ class RunWriter:
             group_attrs = self.store / ".zattrs"
             if self._adopted:
                 self.attrs = json.loads(group_attrs.read_text())
-            self.attrs.update(final)
-            _write_json(group_attrs, self.attrs)
-            if self._adopted:
-                consolidated = consolidated_metadata(self.store)
+                self.attrs.update(final)
+                _write_json(group_attrs, self.attrs)
+                consolidated = _encode(consolidated_metadata(self.store))
             else:
-                meta = {**self._metadata, ".zattrs": json.loads(json.dumps(self.attrs, default=_json_default))}
-                consolidated = {"metadata": meta, "zarr_consolidated_format": 1}
-            _write_json(self.store / ".zmetadata", consolidated)
-            if self._staging is not None:
-                shutil.rmtree(self._staging, ignore_errors=True)
+                text = _extend_json(self._attrs_text, self._attrs_keys, final)
+                self.attrs.update(final)
+                if text is None:
+                    text = _encode(self.attrs)
+                write_atomic(group_attrs, text.encode())
+                consolidated = _consolidated_text({**self._metadata, ".zattrs": text})
+            write_atomic(self.store / ".zmetadata", consolidated.encode())
+            self._remove_leftovers()
             self.info.update(info)
             self.info["status"] = status
             if error is not None:

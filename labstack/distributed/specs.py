@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 CHIPS_DIRNAME = "chips"
-VIRTUAL_KEYS = ("cells", "topology", "dead", "stuck", "crosstalk")
+VIRTUAL_KEYS = ("cells", "topology", "dead", "stuck", "crosstalk", "realism", "drift")
 _SEED_RANGE = re.compile(r"^(-?\d+)(?:\.\.(-?\d+))?$")
 
 
@@ -45,8 +45,8 @@ def parse_chips(
     """Chips from ``--chips`` entries (each entry may hold several, comma-separated).
 
     - ``seed=7`` is a virtual chip drawn from seed 7 (id ``seed-7``); ``seed=1..24``
-      is 24 of them; ``cells=``, ``topology=``, ``dead=``, ``stuck=``, ``crosstalk=``
-      after a seed apply to the chip(s) of that seed; ``defaults`` to every virtual chip.
+      is 24 of them; ``cells=``, ``topology=``, ``dead=``, ``stuck=``, ``crosstalk=``,
+      ``realism=`` and ``drift=`` after a seed apply to the chip(s) of that seed; ``defaults`` to every virtual chip.
     - ``chip.json`` (or ``truth=chip.json``) is the virtual chip of that ground truth.
     - ``lab.yaml`` (or any token without ``=``) is a station file or shipped station
       name: a real chip, or a station file whose own ``visalib`` describes the lab.

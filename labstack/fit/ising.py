@@ -67,8 +67,14 @@ def rate_matrix(
     t_eff: float,
     gamma0: np.ndarray,
     barrier: np.ndarray,
+    bounded: bool = False,
 ) -> np.ndarray:
-    """Generator ``Q`` (rows: from, columns: to; rows sum to 0) of single-cell Kramers flips."""
+    """Generator ``Q`` (rows: from, columns: to; rows sum to 0) of single-cell Kramers flips.
+
+    ``bounded``: each cell's total rate ``k = r_up + r_down`` at its local field is
+    ``k / (1 + k / G0)`` (the bounded tilt of :mod:`labstack.sim.dynamics`), split in
+    the same ratio ``exp(2 h / T)``.
+    """
     n = len(h)
     s = all_states(n).astype(float)
     coupling = np.zeros((n, n))
@@ -81,7 +87,11 @@ def rate_matrix(
     for i in range(n):
         target = rows ^ (1 << i)
         new_spin = -s[:, i]
-        q[rows, target] = gamma0[i] * np.exp(-(barrier[i] - new_spin * h_loc[:, i]) / t_eff)
+        rate = gamma0[i] * np.exp(-(barrier[i] - new_spin * h_loc[:, i]) / t_eff)
+        if bounded:
+            total = 2.0 * gamma0[i] * np.exp(-barrier[i] / t_eff) * np.cosh(h_loc[:, i] / t_eff)
+            rate = rate / (1.0 + total / gamma0[i])
+        q[rows, target] = rate
     q[rows, rows] = -q.sum(axis=1)
     return q
 

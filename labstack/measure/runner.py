@@ -352,9 +352,13 @@ def run_sequence(
         attrs["coordinates"] = " ".join(extra)
     t0 = attrs["clock_start"]
     writer = RunWriter(
-        name, data_dir=data_dir, attrs=attrs, metadata=metadata, flush_every=flush_every
+        name,
+        data_dir=data_dir,
+        attrs=attrs,
+        metadata=metadata,
+        flush_every=flush_every,
+        info={"points_total": plan.leaf_points},  # progress for readers of run.json (dashboards)
     )
-    writer.update_info(points_total=plan.leaf_points)  # progress for readers of run.json (dashboards)
     bar = None
     notify = _Notifier(writer, plan.leaf_points, subscribers)
     try:

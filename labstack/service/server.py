@@ -14,6 +14,9 @@ on a client:
 
 * round robin: each pass executes at most one message per connection, so a client
   that floods waits behind everyone else's next message, not the other way round;
+  the messages a client left unexecuted when its connection broke (TCP delivered
+  them: the instrument executes them, answers discarded) take one turn per pass
+  too, so a client that floods and vanishes holds no one up either;
 * a connection with more than :data:`MAX_PENDING_IN` bytes of messages not yet
   executed is no longer read (TCP pushes back on that client alone), and one with
   more than :data:`MAX_PENDING_OUT` bytes of answers it has not read gets no more
@@ -27,26 +30,33 @@ on a client:
 * nothing a client sends can stop the loop (an unexpected error in a handler
   becomes ``-300``).
 
-Errors, malformed input included, are reported the way IEEE 488.2 / SCPI-99
-instruments on a raw LAN socket report them: queued in the instrument's error
-queue (the status byte's error-queue bit set, ``*STB?``), read with
-``SYST:ERR?``, and never sent unasked. A raw socket has no channel but the data
-stream and no message framing beyond the newline: a host reads whatever comes next
-as the answer to its next query, so an error line sent on its own would be taken
-for the next answer, and every exchange after it would be off by one (which is
-why 488.2's message exchange protocol has a device send response messages only in
-reply to queries). So:
+Errors, malformed input included, are queued in the instrument's error queue as
+IEEE 488.2 / SCPI-99 instruments queue them (the status byte's error-queue bit set,
+``*STB?``; read with ``SYST:ERR?``), and a *query* that fails is also answered at
+once with its error, as its reply line, so a host reads why instead of waiting out
+its timeout:
 
-* a well-formed command the instrument does not know or cannot execute: ``-113``
+* a well-formed message the instrument does not know or cannot execute: ``-113``
   Undefined header, ``-222`` Data out of range, ... (the instrument's own engine);
-* binary junk, a NUL or any control character, a byte outside printable ASCII:
-  ``-101`` Invalid character (the whole message is refused, as a parser rejects
-  it before its header is read);
-* a message longer than :data:`MAX_LINE`: ``-223`` Too much data, refused whole;
-* a query among any of these gets no answer, so the host times out and reads the
-  error queue (the drivers' retry layer does), exactly as in-process
-  (:mod:`labstack.visa.virtual_lab`) and as on hardware. An answer is only ever
-  sent in response to a query that executed.
+* binary junk, a NUL or any control character, a byte outside printable ASCII (so
+  any non-UTF-8 text): ``-101`` Invalid character (the whole message is refused, as
+  a parser rejects it before its header is read);
+* a message longer than :data:`MAX_LINE`: ``-223`` Too much data, refused whole.
+
+A message is a query when one of its commands' headers ends in ``?`` (for a refused
+message: read as ASCII with anything else replaced; for an over-long one: its first
+command). A failed query's reply is that error's line, e.g.
+``-113,"Undefined header"`` or ``-101,"Invalid character; ..."``, ended as the
+instrument ends its answers; the error stays queued for ``SYST:ERR?`` too. A raw
+socket's only framing is the newline and a host takes whatever line comes next as
+the answer to its next query, so exactly one line answers each query message and
+nothing ever answers a command message (488.2's rule that a device speaks only when
+asked): a failed command is only queued, and every exchange after it stays in step.
+The drivers read such a reply as one they cannot parse, and labstack's retry layer
+asks again and then names the instrument and command. (The in-process backend,
+:mod:`labstack.visa.virtual_lab`, leaves a failed query unanswered, as hardware does;
+no driver query of a healthy exchange fails, so the two give the same data.) A
+query silenced by an injected ``timeout`` fault stays silent.
 
 Fault injection (:mod:`labstack.sim.faults`, ``faults=`` in the lab description or
 ``server.lab.faults`` on demand) acts per message as in-process: a timeout sends
@@ -91,6 +101,11 @@ READ_CHUNK = 1 << 16
 NEWLINE = ord("\n")
 #: control characters never valid in a program message (tab is white space; CR ends a line)
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: a queued line starting with this byte stands for an over-long message (its start follows);
+#: no real line can hold it, and the check that refuses control characters catches it
+_OVERLONG = b"\n"
+#: bytes of an over-long message kept to tell whether it was a query
+_OVERLONG_HEAD = 256
 #: wall seconds between idle ticks (clock catch-up, ``on_tick``)
 TICK_S = 0.05
 DEFAULT_HOST = "127.0.0.1"
@@ -396,28 +411,24 @@ class LabServer:
                 conn.discarding = False
                 continue
             if len(part) > MAX_LINE:
-                self._too_long(conn)
-                continue
+                part = _OVERLONG + part[:_OVERLONG_HEAD]
             conn.lines.append(part)
             conn.pending_in += len(part) + 1
-        if conn.lines:
-            self._queued[conn] = None
-        if len(conn.partial) > MAX_LINE:
+        if len(conn.partial) > MAX_LINE:  # refused now, in its place; the rest is dropped as it comes
+            conn.lines.append(_OVERLONG + bytes(conn.partial[:_OVERLONG_HEAD]))
+            conn.pending_in += _OVERLONG_HEAD + 2
             conn.partial.clear()
             conn.discarding = True
-            self._too_long(conn)
+        if conn.lines:
+            self._queued[conn] = None
 
     def _may_execute(self, conn: _Connection) -> bool:
-        """Whether ``conn``'s next message may run now (answers read, no older messages held)."""
-        endpoint = conn.endpoint
-        return len(conn.outbox) < MAX_PENDING_OUT and not endpoint.backlog and not self._stuck(endpoint)
+        """Whether ``conn``'s next message may run now (its answers read, its instrument not stuck).
 
-    def _too_long(self, conn: _Connection) -> None:
-        self.stats.errors += 1
-        with self.lock:
-            conn.endpoint.device.errors.append(
-                ScpiError(-223, f"Too much data; a message longer than {MAX_LINE} bytes was refused")
-            )
+        A vanished client's backlog does not hold it: that takes its turn in the round robin.
+        """
+        endpoint = conn.endpoint
+        return len(conn.outbox) < MAX_PENDING_OUT and not self._stuck(endpoint)
 
     def _flush(self, conn: _Connection) -> None:
         while conn.outbox:
@@ -478,7 +489,8 @@ class LabServer:
                    for c in self._queued)
 
     def _stuck(self, endpoint: _Endpoint) -> bool:
-        return self.lab.faults.is_stuck(endpoint.name)
+        faults = self.lab.faults
+        return bool(faults.stuck_until) and faults.is_stuck(endpoint.name)
 
     def _work(self) -> None:
         """One round: at most one message per connection (and per instrument's backlog)."""
@@ -503,13 +515,10 @@ class LabServer:
 
     def _execute(self, endpoint: _Endpoint, line: bytes, conn: _Connection | None) -> None:
         """Execute one message against the lab, as the in-process backend does; answer at once."""
-        line = line.rstrip(b"\r")
-        if not line.isascii() or _CONTROL.search(line):  # binary junk, a NUL: not a program message
-            self.stats.messages += 1
-            self.stats.errors += 1
-            with self.lock:
-                endpoint.device.errors.append(ScpiError(
-                    -101, "Invalid character; a message held a byte that is not printable ASCII"))
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if not line.isascii() or _CONTROL.search(line):  # binary junk, a NUL, an over-long message
+            self._refuse(endpoint, line, conn)
             return
         text = line.decode("ascii")
         command = text.strip()
@@ -533,6 +542,22 @@ class LabServer:
         if answer and conn is not None and not conn.closed:
             self._send(conn, answer)
 
+    def _refuse(self, endpoint: _Endpoint, line: bytes, conn: _Connection | None) -> None:
+        """Queue the error of a message no parser would read; answer it at once if it was a query."""
+        if line[:1] == _OVERLONG:
+            error = ScpiError(-223, f"Too much data; a message longer than {MAX_LINE} bytes was refused")
+            head = line[1:].decode("ascii", "replace").split(";", 1)[0]
+            query = _is_query(head)
+        else:
+            error = ScpiError(-101, "Invalid character; a message held a byte that is not printable ASCII")
+            query = _is_query(line.decode("ascii", "replace"))
+        self.stats.messages += 1
+        self.stats.errors += 1
+        with self.lock:
+            endpoint.device.errors.append(error)
+        if query and conn is not None and not conn.closed:
+            self._send(conn, _error_line(error, endpoint.device))
+
     def _send(self, conn: _Connection, answer: bytes) -> None:
         """Write ``answer`` with one ``send`` if nothing is waiting before it; keep what does not fit."""
         if not conn.outbox:
@@ -553,10 +578,7 @@ class LabServer:
     def _answer(self, endpoint: _Endpoint, text: str, command: str, conn: _Connection | None) -> bytes | None:
         faults = self.lab.faults
         name = endpoint.name
-        if ";" in text:
-            is_query = any(c.split(" ")[0].endswith("?") for c in text.split(";"))
-        else:
-            is_query = text.split(" ", 1)[0].endswith("?")
+        is_query = _is_query(text)
         fault = faults.decide(name, text[:200], is_query)
         if fault == "dropped":
             if conn is not None:
@@ -571,8 +593,15 @@ class LabServer:
                 endpoint.backlog.appendleft(text.encode())
                 self._backlogged[endpoint] = None
             return None
-        answer = endpoint.device.handle(command)
-        if answer is None or fault == "timeout":
+        device = endpoint.device
+        errors = device.errors
+        newest = errors[-1] if errors else None
+        answer = device.handle(command)
+        if answer is None:
+            if is_query and fault is None and errors and errors[-1] is not newest:
+                return _error_line(errors[-1], device)  # a failed query: its error is its reply
+            return None
+        if fault == "timeout":
             return None
         if fault in ("garbled", "truncated"):
             answer = faults.corrupt(answer, fault, endpoint.device.read_termination.encode())
@@ -620,6 +649,22 @@ class LabServer:
             "bytes_in": self.stats.bytes_in,
             "bytes_out": self.stats.bytes_out,
         }
+
+
+def _is_query(text: str) -> bool:
+    """Whether a message asks for an answer: one of its commands' headers ends in ``?``."""
+    if ";" in text:
+        return any(c.strip().split(" ", 1)[0].endswith("?") for c in text.split(";"))
+    return text.strip().split(" ", 1)[0].endswith("?")
+
+
+def _error_line(error: ScpiError, device: ScpiDevice) -> bytes:
+    """The reply line of a failed query: the error as ``SYST:ERR?`` shows it, ended as answers are.
+
+    One line, whatever the error's text holds: a second line would answer the next query.
+    """
+    text = str(error).replace("\r", " ").replace("\n", " ")
+    return text.encode("ascii", "replace") + device.read_termination.encode()
 
 
 def _reset(sock: socket.socket) -> None:

@@ -72,6 +72,21 @@ def fresh_lab(description: str | None, token: str) -> str:
     return ",".join([*items, instance])
 
 
+def stored_description(recorded: str) -> str:
+    """A recorded lab description as the chip it was: runs stored before the virtual chip
+    had realism levels never name one, and they were made on the ideal chip.
+
+    Descriptions recorded since name theirs (``realism=``), and one that gives a
+    ground-truth file leaves it to the file (format 1 files are ideal chips).
+    """
+    text = recorded.strip()
+    items = [i for i in (p.strip() for p in text.split(",")) if i]
+    keys = {i.partition("=")[0].strip() for i in items}
+    if text.endswith(".json") or "truth" in keys or "realism" in keys:
+        return text
+    return ",".join([*items, "realism=ideal"])
+
+
 def _station_file(attrs: dict[str, Any], out_dir: Path, station: str | None, run_id: str) -> str:
     if station is not None:
         return station
@@ -110,7 +125,7 @@ def _lab_for(attrs: dict[str, Any], truth: str | Path | None, lab: str | None, t
         )
     if recorded.strip().endswith(".json") and not Path(recorded).exists():
         raise ReplayError(f"the run's chip file {recorded} is gone; give truth= / --truth")
-    return fresh_lab(recorded, token)
+    return fresh_lab(stored_description(recorded), token)
 
 
 def _check_no_open_instruments(station_file: str) -> None:

@@ -16,10 +16,17 @@ integrated in sub-steps of at most a tenth of it (exact for a mixing chamber tha
 is linear over the sub-step). Upper stages (50 K, 4 K, still, cold plate) are held at
 their nominal temperatures by the pulse tube and still; their thermometers read them
 with a little noise. Pure numpy, no instruments.
+
+A realistic lab adds the power its bias lines dissipate (``bias_power_W``, set by the
+lab from the DAC outputs, :attr:`CryostatTruth.bias_heating_W_per_V2`) to the load, and
+records the temperatures after every control step (:meth:`Cryostat.history_at`), which
+is what a scanned thermometer's held reading of an earlier time reports.
 """
 
 from __future__ import annotations
 
+import bisect
+from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -59,7 +66,26 @@ class Cryostat:
         self.t_mc = truth.mc_base_K
         self.t_chip = truth.mc_base_K
         self.heater_power_W = 0.0
+        self.bias_power_W = 0.0
         self.controller: HeaterPower | None = None
+        self._history: tuple[array, array, array] | None = None
+
+    def record_history(self, now: float = 0.0) -> None:
+        """Keep (time, T_mc, T_chip) after every control step from now on."""
+        self._history = (array("d", [now]), array("d", [self.t_mc]), array("d", [self.t_chip]))
+
+    def history_at(self, t: float) -> tuple[float, float]:
+        """(T_mc, T_chip) at lab time ``t`` from the history (linear between control steps)."""
+        if self._history is None:
+            return self.t_mc, self.t_chip
+        times, mc, chip = self._history
+        k = bisect.bisect_right(times, t)
+        if k == 0:
+            return mc[0], chip[0]
+        if k >= len(times):
+            return mc[-1], chip[-1]
+        w = (t - times[k - 1]) / (times[k] - times[k - 1])
+        return mc[k - 1] + w * (mc[k] - mc[k - 1]), chip[k - 1] + w * (chip[k] - chip[k - 1])
 
     def stage_temperature(self, stage: str) -> float:
         if stage == "mixing_chamber":
@@ -84,11 +110,16 @@ class Cryostat:
                 step = duration - t
             self._hold_power(step)
             t += step
+            if self._history is not None:
+                times, mc, chip = self._history
+                times.append(now + t)
+                mc.append(self.t_mc)
+                chip.append(self.t_chip)
 
     def _hold_power(self, duration: float) -> None:
         """Exact mixing chamber over ``duration`` at the present heater power; chip in sub-steps."""
         tr = self.truth
-        power = self.heater_power_W + tr.mc_load_W
+        power = self.heater_power_W + tr.mc_load_W + self.bias_power_W
         n_sub = max(1, int(np.ceil(duration / (0.1 * tr.chip_tau_s))))
         h = duration / n_sub
         lag = np.exp(-h / tr.chip_tau_s)

@@ -6,6 +6,27 @@ couplings included). Its escape rates are ``r_up = G0 exp(-(dU - h)/T)`` and
 (Boltzmann) and the correlation time is ``tau_c = 1 / (r_up + r_down)``: longest at
 ``h = 0`` and Arrhenius in ``1/T``.
 
+Bounded tilt (realistic chips, ``bounded=True``). The law above lets the total rate
+``k = r_up + r_down = 2 G0 exp(-dU/T) cosh(h/T)`` grow without limit once ``|h|``
+nears the barrier, faster than the attempt rate ``G0`` itself. A real cell cannot:
+once the barrier is tilted away, escape is limited by the relaxation within the
+well it leaves, which happens at the attempt rate. Escape is then two steps in
+series, reaching the barrier (rate ``G0``) and crossing it (rate ``k``), whose
+times add: ``1 / k_b = 1 / k + 1 / G0``, i.e. ::
+
+    k_b = k / (1 + k / G0),   r_up = k_b sigmoid(2h/T),   r_down = k_b sigmoid(-2h/T).
+
+``k_b`` equals ``k`` to ``k / G0`` (below 1e-3 where the cells are read, ``|h| ~
+T``), rises monotonically in ``|h|`` and saturates at ``G0``, never above it. The
+split between up and down is kept: ``r_up / r_down = exp(2h/T)`` exactly, so
+``P(+1) = sigmoid(2h/T)`` and detailed balance with respect to the Boltzmann
+distribution hold for any field, and equilibrium statistics (heat-bath sweeps,
+enumeration) do not depend on the law at all. Only times change. The ideal chip
+keeps the unbounded law (``bounded=False``), so its recorded runs replay the same.
+In the compiled kernels the bound enters as ``z -> z / (1 + s 2cosh(h/T))`` with
+``z = r0 dt 2cosh(h/T)`` and ``s = exp(-dU/T) = r0 / G0`` per cell (``s = 0``:
+the unbounded law, bit for bit).
+
 For a cell whose field is constant over a step ``dt`` the two-state master
 equation is solved exactly: ``P(up at t+dt) = p + (s_t - p) exp(-dt / tau_c)`` with
 ``s_t in {0, 1}``. Isolated cells take that step once per call, whatever its length.
@@ -51,25 +72,64 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 
 from labstack.sim import kernels
 from labstack.sim.lattice import Lattice
 
 
+def _log_two_cosh(x: np.ndarray) -> np.ndarray:
+    """``ln(2 cosh x)`` without overflow for any ``x``."""
+    ax = np.abs(x)
+    return ax + np.log1p(np.exp(-2.0 * ax))
+
+
 def kramers_rates(
-    h_loc: np.ndarray, t_eff: float, gamma0: np.ndarray, barrier: np.ndarray
+    h_loc: np.ndarray,
+    t_eff: float,
+    gamma0: np.ndarray,
+    barrier: np.ndarray,
+    bounded: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Escape rates (up, down) in 1/s for local fields ``h_loc`` (K) at ``t_eff`` (K)."""
-    r_up = gamma0 * np.exp(-(barrier - h_loc) / t_eff)
-    r_down = gamma0 * np.exp(-(barrier + h_loc) / t_eff)
-    return r_up, r_down
+    """Escape rates (up, down) in 1/s for local fields ``h_loc`` (K) at ``t_eff`` (K).
+
+    ``bounded``: the total rate saturates at ``gamma0`` (module docstring), the ratio
+    ``r_up / r_down = exp(2 h / T)`` stays that of the unbounded law.
+    """
+    h_loc = np.asarray(h_loc, dtype=float)
+    gamma0 = np.asarray(gamma0, dtype=float)
+    barrier = np.asarray(barrier, dtype=float)
+    if not bounded:
+        r_up = gamma0 * np.exp(-(barrier - h_loc) / t_eff)
+        r_down = gamma0 * np.exp(-(barrier + h_loc) / t_eff)
+        return r_up, r_down
+    total = bounded_total_rate(h_loc, t_eff, gamma0, barrier)
+    x = 2.0 * h_loc / t_eff
+    return total * expit(x), total * expit(-x)
+
+
+def bounded_total_rate(
+    h_loc: np.ndarray, t_eff: float, gamma0: np.ndarray, barrier: np.ndarray
+) -> np.ndarray:
+    """``k_b = k / (1 + k / G0)`` with ``k = 2 G0 exp(-dU/T) cosh(h/T)``, in 1/s, for any field.
+
+    Written as ``G0 / (1 + G0 / k)`` with ``ln(k / G0)`` computed in logs, so that a
+    field of many barriers neither overflows nor loses the saturation.
+    """
+    ln_ratio = -np.asarray(barrier, dtype=float) / t_eff + _log_two_cosh(np.asarray(h_loc, dtype=float) / t_eff)
+    with np.errstate(over="ignore"):
+        return np.asarray(gamma0, dtype=float) / (1.0 + np.exp(-ln_ratio))
 
 
 def correlation_time(
-    h_loc: np.ndarray, t_eff: float, gamma0: np.ndarray, barrier: np.ndarray
+    h_loc: np.ndarray,
+    t_eff: float,
+    gamma0: np.ndarray,
+    barrier: np.ndarray,
+    bounded: bool = False,
 ) -> np.ndarray:
-    """tau_c = 1 / (r_up + r_down) in seconds."""
-    r_up, r_down = kramers_rates(h_loc, t_eff, gamma0, barrier)
+    """tau_c = 1 / (r_up + r_down) in seconds (``bounded``: ``1/k + 1/G0``)."""
+    r_up, r_down = kramers_rates(h_loc, t_eff, gamma0, barrier, bounded)
     return 1.0 / (r_up + r_down)
 
 
@@ -190,7 +250,8 @@ class CellEnsemble:
     Keyword options (see the module docstring for why): ``step_fraction`` bounds the
     chance a neighbour flips within one step, ``window_attempts`` sets the longest
     stretch simulated step by step (in attempt times ``1/r0`` of the slowest cell),
-    ``long_wait_sweeps`` the heat-bath sweeps that replace a longer stretch, and
+    ``long_wait_sweeps`` the heat-bath sweeps that replace a longer stretch,
+    ``bounded`` the escape law (the bounded Kramers tilt of the module docstring), and
     ``parallel_threshold`` the cell count from which sweeps use all threads (the
     result is the same either way). By default (None) heat-bath sweeps of chains and
     grids (:mod:`labstack.sim.lattice`) use threads from ``LATTICE_THREADS_FROM``
@@ -239,6 +300,7 @@ class CellEnsemble:
         window_attempts: float = 20.0,
         long_wait_sweeps: int = 400,
         parallel_threshold: int | None = None,
+        bounded: bool = False,
     ) -> None:
         self.gamma0 = np.asarray(gamma0, dtype=float)
         self.barrier = np.asarray(barrier, dtype=float)
@@ -256,6 +318,7 @@ class CellEnsemble:
         self.window_attempts = float(window_attempts)
         self.long_wait_sweeps = int(long_wait_sweeps)
         self.parallel_threshold = parallel_threshold
+        self.bounded = bool(bounded)
 
     @property
     def n(self) -> int:
@@ -265,6 +328,24 @@ class CellEnsemble:
     def attempt_rates(self, t_eff: float) -> np.ndarray:
         """``r0 = G0 exp(-dU / T_eff)`` per cell (1/s): the rate scale at zero field."""
         return self.gamma0 * np.exp(-self.barrier / t_eff)
+
+    def saturation(self, t_eff: float) -> np.ndarray:
+        """``s = r0 / G0 = exp(-dU / T_eff)`` per cell with the bounded law, zeros without.
+
+        The kernels divide the unbounded ``z = r0 dt 2cosh(h/T)`` by ``1 + s 2cosh(h/T)``
+        (``1 + k / G0``); ``s = 0`` leaves it as it was, bit for bit.
+        """
+        if not self.bounded:
+            return np.zeros(self.n)
+        return np.exp(-self.barrier / t_eff)
+
+    def _longest_zero_field_time(self, t_eff: float) -> float:
+        """``2 tau_c(h = 0)`` of the slowest free cell: ``1 / r0``, plus ``2 / G0`` when bounded."""
+        free = ~self._frozen
+        r0 = self.attempt_rates(t_eff)[free]
+        if not self.bounded:
+            return 1.0 / float(r0.min())
+        return float(np.max(1.0 / r0 + 2.0 / self.gamma0[free]))
 
     def max_substep(self, h: np.ndarray, t_eff: float, graph: CouplingGraph | None) -> float:
         """Largest step for coupled cells that keeps the dynamics step-independent."""
@@ -281,7 +362,7 @@ class CellEnsemble:
         if r0.size == 0:
             return 0, np.inf
         max_dt = self.step_fraction / float(r0.max())
-        window = self.window_attempts / float(r0.min())
+        window = self.window_attempts * self._longest_zero_field_time(t_eff)
         if duration > window:
             return self._long_wait_sweeps(t_eff, graph), np.inf
         n_sweeps = max(1, int(np.ceil(duration / max_dt)))
@@ -335,8 +416,12 @@ class CellEnsemble:
         if not _coupled(graph):
             r0 = self.attempt_rates(t_eff)
             x = h / t_eff
-            with np.errstate(over="ignore"):
-                stay = np.exp(-period * r0 * 2.0 * np.cosh(x))
+            with np.errstate(over="ignore", divide="ignore"):
+                if self.bounded:  # k / (1 + k / G0), written to stay G0 when k overflows
+                    total = r0 * 2.0 * np.cosh(x)
+                    stay = np.exp(-period * (self.gamma0 / (1.0 + self.gamma0 / total)))
+                else:  # the unbounded law, its bits as they always were
+                    stay = np.exp(-period * r0 * 2.0 * np.cosh(x))
             p_up = 0.5 * (1.0 + np.tanh(x))
             up = (self.spins > 0).astype(np.uint8)
             buf = np.empty((n_samples, self.n), dtype=np.uint8)
@@ -410,8 +495,9 @@ class CellEnsemble:
             big = n_samples * n_sweeps * self.n >= (self.THREADED_WORK if explicit is None else 0)
             threads = numba.get_num_threads() if many and big else 1
             r0dt = None if heat_bath else self.attempt_rates(t_eff) * float(dt)
+            sat = None if heat_bath else self.saturation(t_eff)
             lattice.sweeps(self.spins, h, t_eff, self.stuck, n_samples, n_sweeps, key, out,
-                           threads, r0dt)
+                           threads, r0dt, sat)
             return
         lay = graph.layout() if graph is not None else Layout.isolated(self.n)
         order = lay.order
@@ -419,6 +505,7 @@ class CellEnsemble:
         g0 = np.ascontiguousarray(h[order] / t_eff)
         jt = lay.j / t_eff
         r0dt = np.zeros(self.n) if heat_bath else self.attempt_rates(t_eff)[order] * float(dt)
+        sat = np.zeros(self.n) if heat_bath else np.ascontiguousarray(self.saturation(t_eff)[order])
         frozen = np.ascontiguousarray(self._frozen[order])
         threshold = self.parallel_threshold
         parallel = self.n >= (self.TABLE_THREADS_FROM if threshold is None else threshold)
@@ -427,8 +514,8 @@ class CellEnsemble:
             tab = kernels.table(self.n, heat_bath)
             fill = kernels.fill_table_parallel if parallel else kernels.fill_table
             pin = np.where(frozen, up, -1).astype(np.int8)
-            fill(tab, g0, jt, r0dt, pin, heat_bath)
-            exact = (g0, jt, r0dt, pin, heat_bath)
+            fill(tab, g0, jt, r0dt, sat, pin, heat_bath)
+            exact = (g0, jt, r0dt, sat, pin, heat_bath)
             if buf is not None and not parallel:
                 kernels.sample_table(up, tab, lay.nbr, lay.bounds, n_samples, n_sweeps, key, buf, *exact)
             else:
@@ -440,7 +527,7 @@ class CellEnsemble:
         else:
             for k in range(n_samples):
                 kernels.sweeps_general(
-                    up, g0, jt, r0dt, lay.nbr, lay.bounds, frozen, heat_bath, n_sweeps, key,
+                    up, g0, jt, r0dt, sat, lay.nbr, lay.bounds, frozen, heat_bath, n_sweeps, key,
                     k * n_sweeps,
                 )
                 if buf is not None:

@@ -18,6 +18,8 @@ Update rule: over a step ``dt`` with its neighbours frozen, a cell follows the e
 two-state solution ``P(up) = p + (s - p) exp(-dt (r_up + r_down))`` with
 ``p = sigmoid(2 g)``, ``g = h_loc / T_eff``, ``r_up + r_down = 2 r0 cosh(g)`` and
 ``r0 = Gamma0 exp(-dU / T_eff)``; ``dt = inf`` is the heat-bath (Gibbs) update.
+With the bounded Kramers law (:mod:`labstack.sim.dynamics`) the total rate is
+``k / (1 + s k / r0)``, ``s = r0 / Gamma0`` per cell (``sat``; 0 for the unbounded law).
 Fields and temperature are fixed during a call, so ``P(up)`` depends only on the
 cell, its own bit and its neighbours' bits. For degree <= 4 (chains, grids) it is
 tabulated once per call, ``tab[i, s << 4 | config]``, and an update is a table
@@ -92,35 +94,41 @@ def _threshold(probability: float) -> np.uint64:
 
 
 @njit(inline="always", cache=True)
-def _transition(g: float, r0dt: float, heat_bath: bool) -> tuple[float, float]:
-    """(P(up next | down), P(up next | up)) for a cell at reduced field ``g`` over a step."""
+def _transition(g: float, r0dt: float, sat: float, heat_bath: bool) -> tuple[float, float]:
+    """(P(up next | down), P(up next | up)) for a cell at reduced field ``g`` over a step.
+
+    ``sat = exp(-dU / T)`` bounds the total rate at the attempt rate (0: unbounded).
+    """
     g = min(max(g, -300.0), 300.0)
     x = np.exp(-2.0 * g)
     p = 1.0 / (1.0 + x)  # P(up) in equilibrium, sigmoid(2g)
     q = x * p  # 1 - p without cancellation
     if heat_bath:
         return p, p
-    stay = np.exp(-r0dt * (1.0 + x) / np.sqrt(x))  # exp(-dt (r_up + r_down)), 2cosh(g) = (1+x)/sqrt(x)
+    exponent = -r0dt * (1.0 + x) / np.sqrt(x)  # -dt (r_up + r_down), 2cosh(g) = (1+x)/sqrt(x)
+    if sat > 0.0:  # bounded law; the unbounded one keeps its exact bits
+        exponent = exponent / (1.0 + sat * (1.0 + x) / np.sqrt(x))
+    stay = np.exp(exponent)
     return p * (1.0 - stay), 1.0 - q * (1.0 - stay)
 
 
 @njit(cache=True)  # not inlined: keeps the hot loop small, it is called on ties only
-def _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath) -> np.uint64:
+def _cell_threshold(i, own, config, g0, jt, r0dt, sat, pin, heat_bath) -> np.uint64:
     """Exact 53-bit threshold of ``P(up next)`` for cell ``i`` with own bit and neighbour bits."""
     if pin[i] >= 0:
         return _threshold(float(pin[i]))
     g = g0[i]
     for k in range(TABLE_DEGREE):
         g += jt[i, k] if (config >> k) & 1 else -jt[i, k]
-    from_down, from_up = _transition(g, r0dt[i], heat_bath)
+    from_down, from_up = _transition(g, r0dt[i], sat[i], heat_bath)
     return _threshold(from_up if own else from_down)
 
 
 @njit(inline="always", cache=True)
-def _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath) -> None:
+def _fill_row(i, tab, g0, jt, r0dt, sat, pin, heat_bath) -> None:
     width = tab.shape[1]
     for idx in range(width):
-        t = _cell_threshold(i, idx >> TABLE_DEGREE, idx & 15, g0, jt, r0dt, pin, heat_bath)
+        t = _cell_threshold(i, idx >> TABLE_DEGREE, idx & 15, g0, jt, r0dt, sat, pin, heat_bath)
         tab[i, idx] = min(t >> _S21, _MAX32)
 
 
@@ -138,27 +146,28 @@ def table(n: int, heat_bath: bool) -> np.ndarray:
 
 
 @njit(cache=True)
-def fill_table(tab, g0, jt, r0dt, pin, heat_bath) -> None:
-    """Upper 32 bits of each 53-bit threshold (``g0 = h/T``, ``jt = J/T`` padded, ``r0dt = r0 dt``).
+def fill_table(tab, g0, jt, r0dt, sat, pin, heat_bath) -> None:
+    """Upper 32 bits of each 53-bit threshold (``g0 = h/T``, ``jt = J/T`` padded, ``r0dt = r0 dt``,
+    ``sat = r0 / Gamma0`` or 0).
 
     ``pin[i]`` is -1 for a free cell, 0 or 1 for a stuck one (its bit).
     """
     for i in range(tab.shape[0]):
-        _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath)
+        _fill_row(i, tab, g0, jt, r0dt, sat, pin, heat_bath)
 
 
 @njit(cache=True, parallel=True)
-def fill_table_parallel(tab, g0, jt, r0dt, pin, heat_bath) -> None:
+def fill_table_parallel(tab, g0, jt, r0dt, sat, pin, heat_bath) -> None:
     """:func:`fill_table` with the cells split between threads (same result)."""
     for i in prange(tab.shape[0]):
-        _fill_row(i, tab, g0, jt, r0dt, pin, heat_bath)
+        _fill_row(i, tab, g0, jt, r0dt, sat, pin, heat_bath)
 
 
 @njit(cache=True)
-def sweeps_table(up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, pin, heat_bath):
+def sweeps_table(up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, sat, pin, heat_bath):
     """``n_sweeps`` colour-class sweeps in place; sweep ``k`` uses counters of sweep ``start + k``.
 
-    ``g0, jt, r0dt, pin, heat_bath`` are the table's inputs, read only on a tie. The
+    ``g0, jt, r0dt, sat, pin, heat_bath`` are the table's inputs, read only on a tie. The
     update is written out in each loop rather than called: a call per update that
     passes arrays costs reference counting and made the loop ~5x slower.
     """
@@ -178,12 +187,12 @@ def sweeps_table(up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, pin, 
                 if hi != t:
                     up[i] = hi < t
                 else:  # upper 32 bits tie (p = 2**-32): decide on all 53 bits
-                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath)
+                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, sat, pin, heat_bath)
 
 
 @njit(cache=True, parallel=True)
 def sweeps_table_parallel(
-    up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, pin, heat_bath
+    up, tab, nbr, bounds, n_sweeps, key, start, g0, jt, r0dt, sat, pin, heat_bath
 ):
     """Same result as :func:`sweeps_table`, each colour class split between threads.
 
@@ -207,18 +216,18 @@ def sweeps_table_parallel(
                 if hi != t:
                     up[i] = hi < t
                 else:  # upper 32 bits tie (p = 2**-32): decide on all 53 bits
-                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, pin, heat_bath)
+                    up[i] = bits < _cell_threshold(i, own, config, g0, jt, r0dt, sat, pin, heat_bath)
 
 
 @njit(cache=True)
 def sample_table(
-    up, tab, nbr, bounds, n_samples, sweeps_per_sample, key, out, g0, jt, r0dt, pin, heat_bath
+    up, tab, nbr, bounds, n_samples, sweeps_per_sample, key, out, g0, jt, r0dt, sat, pin, heat_bath
 ):
     """Record ``up`` into ``out[k]`` after every ``sweeps_per_sample`` sweeps."""
     for k in range(n_samples):
         sweeps_table(
             up, tab, nbr, bounds, sweeps_per_sample, key, k * sweeps_per_sample,
-            g0, jt, r0dt, pin, heat_bath,
+            g0, jt, r0dt, sat, pin, heat_bath,
         )
         out[k, :] = up
 
@@ -229,6 +238,7 @@ def sweeps_general(
     g0: np.ndarray,
     jt: np.ndarray,
     r0dt: np.ndarray,
+    sat: np.ndarray,
     nbr: np.ndarray,
     bounds: np.ndarray,
     frozen: np.ndarray,
@@ -248,7 +258,7 @@ def sweeps_general(
                 g = g0[i]
                 for k in range(nbr.shape[1]):
                     g += jt[i, k] * (2.0 * up[nbr[i, k]] - 1.0)
-                from_down, from_up = _transition(g, r0dt[i], heat_bath)
+                from_down, from_up = _transition(g, r0dt[i], sat[i], heat_bath)
                 p = from_up if up[i] else from_down
                 up[i] = bits53(key, base + uint64(i)) < _threshold(p)
 

@@ -40,7 +40,7 @@ class Lattice:
 
     ``cells[i]`` is cell ``i``'s index in the flattened ``(2, length)`` spin array;
     ``coef_index[i]`` the flat indices of its constant, its up, down, left and right
-    couplings and its ``r0 dt`` in the ``(2, 7, length)`` coefficient array; ``j_dir[i]`` the
+    couplings, its ``r0 dt`` and its ``r0 / Gamma0`` in the ``(2, 8, length)`` coefficient array; ``j_dir[i]`` the
     couplings (kelvin) to those four neighbours, 0 where there is none.
     """
 
@@ -86,7 +86,7 @@ class Lattice:
         slot = (r + 1) * stride + c // 2 + 1
         parity = c & 1  # horizontal neighbours at slots m - 1 + parity and m + parity
         coef_slot = np.stack([np.zeros(n, np.int64), np.full(n, 1), np.full(n, 2),
-                              3 + parity, 4 + parity, np.full(n, 6)], axis=1)
+                              3 + parity, 4 + parity, np.full(n, 6), np.full(n, 7)], axis=1)
         coef_index = ((q[:, None] * lattice_kernels.N_COEF + coef_slot) * length + slot[:, None])
         j_dir = np.zeros((n, 4))
         vertical = ~horizontal
@@ -97,12 +97,18 @@ class Lattice:
         return cls(n, rows, cols, stride, q * length + slot, coef_index, j_dir)
 
     def coefficients(
-        self, h: np.ndarray, t_eff: float, stuck: np.ndarray, r0dt: np.ndarray | None = None
+        self,
+        h: np.ndarray,
+        t_eff: float,
+        stuck: np.ndarray,
+        r0dt: np.ndarray | None = None,
+        sat: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``(2, 7, length)`` float32: ``y = c0 + sum c_k s_k = -2 log2(e) h_loc / T_eff`` per slot.
+        """``(2, 8, length)`` float32: ``y = c0 + sum c_k s_k = -2 log2(e) h_loc / T_eff`` per slot.
 
-        With spins ``s`` in {0, 1}, ``h_loc = h + sum_k J_k (2 s_k - 1)``; the last
-        row is ``r0 dt`` for kinetic steps (zero for the heat bath). Stuck cells
+        With spins ``s`` in {0, 1}, ``h_loc = h + sum_k J_k (2 s_k - 1)``; the last two
+        rows are ``r0 dt`` for kinetic steps (zero for the heat bath) and the bounded
+        Kramers law's ``r0 / Gamma0`` (``sat``; zero: the unbounded law). Stuck cells
         (``stuck`` = +-1) get ``c0 = -+1e30``, no couplings and ``r0 dt = 0``.
         """
         scale = -2.0 * _LOG2E / t_eff
@@ -117,6 +123,8 @@ class Lattice:
         coef[self.coef_index[:, 1:5]] = c_dir
         if r0dt is not None:
             coef[self.coef_index[:, 5]] = np.where(frozen, 0.0, r0dt)
+        if sat is not None:
+            coef[self.coef_index[:, 6]] = sat
         return coef.reshape(2, lattice_kernels.N_COEF, self.length)
 
     def spins_in(self, spins: np.ndarray) -> np.ndarray:
@@ -187,10 +195,12 @@ class Lattice:
         out: np.ndarray | None,
         threads: int = 1,
         r0dt: np.ndarray | None = None,
+        sat: np.ndarray | None = None,
     ) -> None:
         """Run the sweeps, updating ``spins`` (+-1 int8, cell order) and filling ``out``.
 
-        Heat-bath sweeps, or kinetic steps when ``r0dt`` (``r0 dt`` per cell) is given.
+        Heat-bath sweeps, or kinetic steps when ``r0dt`` (``r0 dt`` per cell) is given,
+        with the bounded Kramers law when ``sat`` (``r0 / Gamma0`` per cell) is.
         ``threads > 1`` shares the work between that many threads; the bits do not change.
         A threaded run of at least 4 probes (``PROBE_SWEEPS`` sweeps) is cut in pieces,
         each timed, run threaded or serially, whichever was faster lately
@@ -201,7 +211,7 @@ class Lattice:
         whichever way each piece ran.
         """
         layout = self.spins_in(spins)
-        coef = self.coefficients(h, t_eff, stuck, r0dt)
+        coef = self.coefficients(h, t_eff, stuck, r0dt, sat)
         record = out if out is not None else np.empty((0, self.n), dtype=np.int8)
         kinetic = r0dt is not None
         threads = min(int(threads), numba.get_num_threads())

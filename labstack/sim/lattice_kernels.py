@@ -61,8 +61,9 @@ SPINS_BEFORE_YIELD = 2000
 NAP_US = 20
 """Microseconds a thread that has waited long sleeps between polls of the phase counter."""
 
-N_COEF = 7
-"""Per slot: the constant, five neighbour weights, and ``r0 dt`` for kinetic steps."""
+N_COEF = 8
+"""Per slot: the constant, five neighbour weights, ``r0 dt`` for kinetic steps and the
+bounded Kramers law's ``s = r0 / Gamma0`` (0: unbounded; :mod:`labstack.sim.dynamics`)."""
 _FM = {"contract"}  # fused multiply-add only: no reassociation, so the bits stay defined
 _F = np.float32
 _YMIN, _YMAX, _HALF, _ONE_F, _ZERO_F = _F(-126.0), _F(126.0), _F(0.5), _F(1.0), _F(0.0)
@@ -173,7 +174,7 @@ def _update(own, other, coef, words32, lo, hi, stride, kinetic):
 def _views(own, other, coef, lo, hi, stride):
     """The slices of slots ``lo:hi`` one class update reads and writes, all indexed from 0."""
     return (own[lo:hi], coef[0, lo:hi], coef[1, lo:hi], coef[2, lo:hi], coef[3, lo:hi],
-            coef[4, lo:hi], coef[5, lo:hi], coef[6, lo:hi], other[lo - stride : hi - stride],
+            coef[4, lo:hi], coef[5, lo:hi], coef[6, lo:hi], coef[7, lo:hi], other[lo - stride : hi - stride],
             other[lo + stride : hi + stride], other[lo - 1 : hi - 1], other[lo:hi],
             other[lo + 1 : hi + 1])
 
@@ -186,9 +187,10 @@ def _update_views(views, words32, kinetic):
     flip with ``F w / (1 + x)``, ``F = 1 - exp(-z)``, ``z = r0 dt (a + 1/a)``,
     ``a = 2**(y/2)`` (so ``a + 1/a = 2 cosh(h_loc / T)``) and ``w = x`` when up, 1
     when down; the odds against are ``1 + x e^-z`` or ``x + e^-z``, both free of
-    cancellation. ``r0dt`` holds ``r0 dt`` per slot (``coef[6]``).
+    cancellation. ``r0dt`` holds ``r0 dt`` per slot (``coef[6]``); the bounded law divides
+    ``z`` by ``1 + s (a + 1/a)`` with ``s = r0 / Gamma0`` (``coef[7]``, 0: unchanged).
     """
-    out, c0, cu, cd, cl, cc, cr, r0dt, su, sd, sl, sc, sr = views
+    out, c0, cu, cd, cl, cc, cr, r0dt, sat, su, sd, sl, sc, sr = views
     if not kinetic:
         for k in range(out.shape[0]):  # indices from 0: no negative-index checks, so LLVM vectorises
             y = _field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k)
@@ -198,7 +200,8 @@ def _update_views(views, words32, kinetic):
         half_y = _HALF * _field(c0, cu, cd, cl, cc, cr, su, sd, sl, sc, sr, k)
         a = _exp2_in_range(min(max(half_y, _F(-63.0)), _F(63.0)))  # within exp2's range
         x = a * a
-        z = r0dt[k] * (a + _ONE_F / a)
+        two_cosh = a + _ONE_F / a
+        z = r0dt[k] * two_cosh / (_ONE_F + sat[k] * two_cosh)
         flip, stay = _flip_and_stay(z)
         is_up = out[k] > _HALF
         odds_for = flip * x if is_up else flip
@@ -232,7 +235,7 @@ def _record(flat, cells, lo, hi, row):
 def sweeps(spins, coef, stride, rows, cells, n_samples, sweeps_per_sample, key, start, out, kinetic):
     """``n_samples`` x ``sweeps_per_sample`` sweeps in place, serially.
 
-    ``spins (2, L)`` and ``coef (2, 7, L)`` float32 in the lattice layout; sweep ``k``
+    ``spins (2, L)`` and ``coef (2, 8, L)`` float32 in the lattice layout; sweep ``k``
     of the run uses the counters of sweep ``start + k``. If ``out`` has rows, row
     ``j`` gets the +-1 spins (cell order) after sample ``j``'s sweeps.
 

@@ -75,8 +75,6 @@ class LabStation:
             read=self.read,
             safe_state=self.safe_state,
         )
-        self._seed: int | None = None
-        self._seed_known = False
 
     @classmethod
     def of(cls, station: LabStation | Station | None, *, clock: Clock | None = None) -> LabStation:
@@ -140,16 +138,12 @@ class LabStation:
     # ------------------------------------------------------------- provenance
     @property
     def seed(self) -> int | None:
-        """The virtual chip's seed as its clock instrument reports it (None on hardware)."""
-        if not self._seed_known:
-            self._seed, self._seed_known = self._query_seed(), True
-        return self._seed
+        """The ``seed=`` of the virtual-lab description, read from its text (None on hardware,
+        and for a chip given as a ground-truth file).
 
-    def _query_seed(self) -> int | None:
-        name = self._layout.clock if self._layout is not None else None
-        clock = self.qcodes.components.get(name) if name else None
-        parameter = getattr(clock, "parameters", {}).get("seed") if clock is not None else None
-        return int(parameter.get()) if parameter is not None else None
+        Never asked of an instrument: no instrument answers with anything of the chip's truth.
+        """
+        return description_seed(self.provenance.lab)
 
     # ------------------------------------------------------------- safety
     def safe_state(self) -> list[str]:
@@ -191,6 +185,20 @@ class LabStation:
     def __repr__(self) -> str:
         cells = f"{self._layout.n_cells} cells, " if self._layout is not None else ""
         return f"<LabStation {self.provenance.source or 'unnamed'}: {cells}{', '.join(self.components)}>"
+
+
+def description_seed(description: str | None) -> int | None:
+    """The whole number after ``seed=`` in a lab description's ``key=value`` list, if any."""
+    if not description or description.strip().endswith(".json"):
+        return None
+    for item in description.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "seed":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
 
 
 def close_instruments(station: Station) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -141,14 +142,26 @@ def open_station(
     (:func:`virtual_station_yaml`). Every input is checked before any instrument opens.
     """
     if lab is not None and station_path(station) == station_path("virtual") and not fits_default_virtual(lab):
-        return load_station(
+        opened = load_station(
             station,
             text=virtual_station_yaml(lab),
             source=f"<virtual station for '{lab}'>",
             lab=lab,
             wrap_visalib=wrap_visalib,
         )
-    return load_station(station, lab=lab, wrap_visalib=wrap_visalib)
+    else:
+        opened = load_station(station, lab=lab, wrap_visalib=wrap_visalib)
+    return _explicit_provenance(opened)
+
+
+def _explicit_provenance(station: LabStation) -> LabStation:
+    """Record the virtual chip with its seed, size and realism written out
+    (:meth:`VirtualLab.recorded_description`), so a run replays the same chip
+    whatever the defaults are then."""
+    origin = station.provenance
+    if origin.lab is not None:
+        station.provenance = replace(origin, lab=VirtualLab.recorded_description(origin.lab))
+    return station
 
 
 # ------------------------------------------------------------------- stations

@@ -19,7 +19,8 @@ passes as it runs on), an in-process virtual lab's as of the state's last update
 
 Everything the page loads is served from this package (``static/``): no CDN, so
 the page works on a lab machine without internet access. Bad input (an unknown
-parameter, a malformed run id or body) gets a 4xx answer naming what was wrong;
+parameter, a malformed run id or body, a wrong token or method, a body over
+:data:`MAX_BODY`) gets a 4xx answer naming what was wrong;
 a failure inside one request is that request's 500, never the server's end.
 """
 
@@ -67,6 +68,8 @@ from labstack.presentation.results import ResultCache
 from labstack.safety.control import COMMANDS, write_command
 from labstack.station.geometry import cell_positions, chip_wiring
 
+#: largest body a change request may carry (a reason is a line of text): more is 413, unread
+MAX_BODY = 16 << 10
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 TOKEN_HEADER = "X-Labstack-Token"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -305,7 +308,7 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         if action not in COMMANDS:
             raise HTTPException(404, f"unknown action {action!r}; use one of {list(COMMANDS)}")
         reason = ""
-        body = await request.body()
+        body = await _small_body(request)
         if body:
             try:
                 payload = json.loads(body)
@@ -322,6 +325,20 @@ def create_app(dash: Dashboard, *, allowed_hosts: list[str] | None = None) -> Fa
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+async def _small_body(request: Request) -> bytes:
+    """The request's body if it is at most :data:`MAX_BODY` bytes; 413 otherwise, without reading the rest."""
+    too_big = HTTPException(413, f"the body is limited to {MAX_BODY} bytes (a JSON object with a 'reason')")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():  # a chunked body declares no length: count as it comes
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise too_big
+    return bytes(body)
 
 
 def _mtime(path: str | None) -> int | None:

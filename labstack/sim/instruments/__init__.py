@@ -41,9 +41,14 @@ class VirtualInstruments:
             dac = int(match.group(1))
             if not 1 <= dac <= self.lab.wiring.n_dacs:
                 raise KeyError(f"this virtual lab has qdac1..qdac{self.lab.wiring.n_dacs}, not {name}")
-            return VirtualQDac2(lambda ch, v, dac=dac: self.lab.set_dac(dac, ch, v), serial=dac)
+            return VirtualQDac2(
+                lambda ch, v, slew, filt, dac=dac: self.lab.set_dac(
+                    dac, ch, v, slew_V_per_s=slew, filter_name=filt
+                ),
+                serial=dac,
+            )
         if name == "ls372":
-            return VirtualLakeshore372(self.lab.cryostat)
+            return VirtualLakeshore372(self.lab)
         if name == "sampler":
             return VirtualSampler(self.lab)
         if name == "clock":

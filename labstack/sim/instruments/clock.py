@@ -5,8 +5,9 @@ SCPI::
     CLOCk:TIME?          simulated seconds since the lab started
     CLOCk:ADVance <s>    let <s> seconds pass (cells thermalize, fridge integrates)
     CLOCk:UTC?           simulated calendar time, ISO 8601 UTC
-    LAB:SEED?            seed the virtual chip was drawn from
-    LAB:CELLs?           number of cells
+
+Nothing about the chip: no instrument answers with the seed or any ground-truth
+quantity (a run's provenance records the lab description from the lab object).
 """
 
 from __future__ import annotations
@@ -38,11 +39,3 @@ class VirtualClockInstrument(ScpiDevice):
     @scpi(r"CLOC(?:K)?:UTC\?")
     def utc(self) -> str:
         return self.lab.clock.utcnow().isoformat()
-
-    @scpi(r"LAB:SEED\?")
-    def seed(self) -> str:
-        return str(self.lab.seed)
-
-    @scpi(r"LAB:CELL(?:S)?\?")
-    def cells(self) -> str:
-        return str(self.lab.truth.n_cells)

@@ -11,13 +11,22 @@ input with a setpoint, optionally ramped).
 PID law (documented because real units differ between Lake Shore models):
 ``output % = clip(100 * P * (e + I * integral(e dt) + D * de/dt), 0, 100)`` with
 the error ``e`` in kelvin and time in seconds.
+
+On a realistic lab the readings are those of :mod:`labstack.sim.thermometry`: one
+scanned channel measured at a time (``SCAN <ch>,<autoscan>`` / ``SCAN?``, and
+``INSET``'s enabled / dwell / pause, which the driver's ``enabled``, ``dwell`` and
+``pause`` parameters set), each sensor with its calibration-curve error,
+self-heating (which ``INTYPE``'s excitation range, the driver's
+``excitation_range_number``, changes) and noise; a channel never measured reads 0
+with status 128 (T. UNDER). The closed loop acts on its input channel's *reading*
+(held while the scanner is elsewhere), as the instrument's does. At power-up the
+scanner autoscans the mixing-chamber and chip channels, dwell 10 s, pause 3 s.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from labstack.sim.cryostat import Cryostat
 from labstack.sim.instruments.scpi import (
     ScpiDevice,
     bad_parameter,
@@ -25,6 +34,8 @@ from labstack.sim.instruments.scpi import (
     parse_float,
     scpi,
 )
+from labstack.sim.lab import VirtualLab
+from labstack.sim.thermometry import Scanner, sensor_reading
 
 N_INPUTS = 16
 #: which stage each bridge channel measures; the rest are not wired
@@ -70,18 +81,43 @@ class VirtualLakeshore372(ScpiDevice):
     read_termination = "\r\n"
     write_termination = "\r\n"
 
-    def __init__(self, cryostat: Cryostat) -> None:
+    def __init__(self, lab: VirtualLab) -> None:
         super().__init__()
-        self.cryostat = cryostat
-        cryostat.controller = self._heater_power
+        self.lab = lab
+        self.cryostat = lab.cryostat
+        self.realistic = lab.truth.thermometry.scanner
+        self.cryostat.controller = self._heater_power
         self.reset()
 
     def reset(self) -> None:
         self.outputs = {i: _Output() for i in range(3)}
         self.names = {ch: THERMOMETERS.get(ch, f"Channel {ch}") for ch in range(1, N_INPUTS + 1)}
-        self.inset = {ch: [1 if ch in THERMOMETERS else 0, 10, 3, 1, 1] for ch in range(1, N_INPUTS + 1)}
+        scanned = {6, 8} if self.realistic else set(THERMOMETERS)
+        self.inset = {ch: [1 if ch in scanned else 0, 10, 3, 1, 1] for ch in range(1, N_INPUTS + 1)}
         self.intype = {ch: [1, 7, 0, 15, 0, 1] for ch in range(1, N_INPUTS + 1)}
         self.tlimit = {ch: 0.0 for ch in range(1, N_INPUTS + 1)}
+        self.scanner: Scanner | None = None
+        if self.realistic:
+            self.scanner = Scanner(
+                self._sensor_at,
+                {ch: bool(v[0]) for ch, v in self.inset.items()},
+                {ch: float(v[2]) for ch, v in self.inset.items()},
+                {ch: float(v[1]) for ch, v in self.inset.items()},
+                channel=6,
+                autoscan=True,
+            )
+
+    def _sensor_at(self, ch: int, t: float) -> float:
+        """A realistic sensor's reading of its stage at lab time ``t``."""
+        stage = THERMOMETERS.get(ch)
+        if stage is None:
+            return 0.0
+        t_mc, t_chip = self.cryostat.history_at(t)
+        temperature = {"mixing_chamber": t_mc, "chip": t_chip}.get(stage)
+        if temperature is None:
+            temperature = self.cryostat.truth.stage_temperatures_K[stage]
+        sensor = self.lab.truth.thermometry.sensors[stage]
+        return sensor_reading(sensor, temperature, self.intype[ch][1], float(self.lab.thermometer_rng.standard_normal()))
 
     # ------------------------------------------------------------- physics hook
     def _heater_power(self, now: float, t_measured: float) -> float:
@@ -103,7 +139,10 @@ class VirtualLakeshore372(ScpiDevice):
             out.setpoint = out.ramp_target if abs(delta) <= step else out.setpoint + np.sign(delta) * step
             if out.setpoint == out.ramp_target:
                 out.ramp_target = None
-        t_input = t_measured if out.input == 6 else self._temperature(out.input)
+        if self.scanner is not None:  # the loop sees its input's reading, held or live
+            t_input = self.scanner.reading(out.input, now)[0] if 1 <= out.input <= N_INPUTS else 0.0
+        else:
+            t_input = t_measured if out.input == 6 else self._temperature(out.input)
         error = out.setpoint - t_input
         dt = 0.0 if out.last_time is None else now - out.last_time
         derivative = 0.0 if out.last_error is None or dt <= 0 else (error - out.last_error) / dt
@@ -115,10 +154,18 @@ class VirtualLakeshore372(ScpiDevice):
         return float(np.clip(raw, 0.0, 100.0))
 
     def _temperature(self, ch: int) -> float:
+        if self.scanner is not None:
+            return self.scanner.reading(ch, self.lab.clock.now())[0]
         stage = THERMOMETERS.get(ch)
         if stage is None or not self.inset[ch][0]:
             return 0.0
         return self.cryostat.thermometer(stage)
+
+    def _status(self, ch: int) -> int:
+        """RDGST? bits: 128 (T. UNDER) for a channel with no valid reading."""
+        if self.scanner is not None:
+            return 0 if self.scanner.reading(ch, self.lab.clock.now())[1] else 128
+        return 0
 
     @staticmethod
     def _input(ch: str) -> int:
@@ -148,8 +195,20 @@ class VirtualLakeshore372(ScpiDevice):
 
     @scpi(r"RDGST\?\s*([A\d]+)")
     def status(self, ch: str) -> str:
-        self._input(ch)
-        return "000"
+        return f"{self._status(self._input(ch)):03d}"
+
+    @scpi(r"SCAN\?")
+    def get_scan(self) -> str:
+        if self.scanner is None:
+            return "06,0"
+        self.scanner.update(self.lab.clock.now())
+        return f"{self.scanner.channel:02d},{int(self.scanner.autoscan)}"
+
+    @scpi(r"SCAN" + N + SEP + r"([01])")
+    def set_scan(self, ch: str, autoscan: str) -> None:
+        c = self._input(ch)
+        if self.scanner is not None:
+            self.scanner.select(c, autoscan == "1", self.lab.clock.now())
 
     @scpi(r"INNAME\?\s*(\d+)")
     def get_name(self, ch: str) -> str:
@@ -173,7 +232,13 @@ class VirtualLakeshore372(ScpiDevice):
 
     @scpi(r"INSET" + N + SEP + r"(.+)")
     def set_inset(self, ch: str, values: str) -> None:
-        self.inset[self._input(ch)] = _ints(values, 5)
+        c = self._input(ch)
+        v = _ints(values, 5)
+        if not (1 <= v[1] <= 200 and 3 <= v[2] <= 200):
+            raise out_of_range(f"dwell {v[1]} s (1..200) or pause {v[2]} s (3..200)")
+        self.inset[c] = v
+        if self.scanner is not None:
+            self.scanner.configure(c, bool(v[0]), float(v[2]), float(v[1]), self.lab.clock.now())
 
     @scpi(r"INTYPE\?\s*(\d+)")
     def get_intype(self, ch: str) -> str:

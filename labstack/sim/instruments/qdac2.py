@@ -30,12 +30,21 @@ CH = r"(\d+)"
 SOUR = r"SOUR(?:CE)?" + CH
 
 
+OnVoltage = Callable[[int, float, float, str], None]
+"""(channel, volts, slew V/s, filter name): called whenever an output is commanded."""
+
+
 class VirtualQDac2(ScpiDevice):
-    """``on_voltage(channel, volts)`` is called whenever an output changes."""
+    """``on_voltage(channel, volts, slew, filter)`` is called whenever an output is commanded.
+
+    The output itself (quantisation, slew, filter, the bias line) is the lab's physics,
+    :mod:`labstack.sim.dac`; this adapter keeps each channel's settings and reports the
+    commanded value, as the instrument does.
+    """
 
     idn = "QDevil, QDAC-II, 0, 13-1.21"
 
-    def __init__(self, on_voltage: Callable[[int, float], None], serial: int = 0) -> None:
+    def __init__(self, on_voltage: OnVoltage, serial: int = 0) -> None:
         super().__init__()
         self.idn = f"QDevil, QDAC-II, {serial:05d}, 13-1.21"
         self._on_voltage = on_voltage
@@ -56,7 +65,7 @@ class VirtualQDac2(ScpiDevice):
         self.sense_range = ["low"] * (N_CHANNELS + 1)
         self.triggers = {k: {"widt": 1e-6, "pol": "norm", "del": 0.0} for k in range(1, 6)}
         for ch in range(1, N_CHANNELS + 1):
-            self._on_voltage(ch, 0.0)
+            self._on_voltage(ch, 0.0, self.slew[ch], self.filter[ch])
 
     @staticmethod
     def _channel(text: str) -> int:
@@ -75,7 +84,7 @@ class VirtualQDac2(ScpiDevice):
             raise out_of_range(f"ch{c} {v} V outside +-{limit} V ({self.range[c]} range)")
         self.last_volts[c] = self.volts[c]
         self.volts[c] = v
-        self._on_voltage(c, v)
+        self._on_voltage(c, v, self.slew[c], self.filter[c])
 
     @scpi(SOUR + r":VOLT(?:AGE)?\?")
     def get_voltage(self, ch: str) -> str:

@@ -1,0 +1,64 @@
+"""The simulator's truth at the time a calibration acquired its data.
+
+The virtual chip drifts (offsets, gains, readout levels) and its fridge moves, so a
+fitted value is compared with what the chip was when the data were taken: a run
+records its lab time (``clock_start``) and, for every sweep point, the seconds since
+then (``<dim>_clock``). These helpers turn that into :meth:`VirtualLab.truth_at`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from labstack.data import list_runs, load_run
+from labstack.sim.lab import TruthAt, VirtualLab
+
+
+def runs_of(data_dir: str | Path, calibration: str) -> list[xr.Dataset]:
+    """Every stored acquisition of a calibration routine, in the order of lab time (run ids
+    order by wall-clock second only). A node's merge of its parts, stored as a run of its
+    own (metadata ``derived_from``, :mod:`labstack.calibrate.merged`), took no data: left out."""
+    runs = [
+        load_run(r.id, data_dir).dataset()
+        for r in list_runs(data_dir, calibration=calibration)
+        if "derived_from" not in r.metadata
+    ]
+    return sorted(runs, key=lambda ds: float(ds.attrs["clock_start"]))
+
+
+def point_times(dataset: xr.Dataset, dim: str) -> np.ndarray:
+    """Lab time at each point of a sweep or trace dimension (after its settle)."""
+    return float(dataset.attrs["clock_start"]) + np.asarray(dataset[f"{dim}_clock"].values, dtype=float)
+
+
+def truth_at_start(lab: VirtualLab, dataset: xr.Dataset) -> TruthAt:
+    return lab.truth_at(float(dataset.attrs["clock_start"]))
+
+
+def truth_at_middle(lab: VirtualLab, dataset: xr.Dataset, dim: str) -> TruthAt:
+    """The truth halfway through a run's points."""
+    times = point_times(dataset, dim)
+    return lab.truth_at(float(0.5 * (times.min() + times.max())))
+
+
+def scurve_truth(lab: VirtualLab, dataset: xr.Dataset, fitted_v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V0, width) of each cell when the sweep crossed its fitted offset: where its S-curve
+    is decided. Cells without a fit (NaN) get the truth at the middle of the run."""
+    times = point_times(dataset, "bias")
+    volts = dataset["bias"].values
+    middle = lab.truth_at(float(0.5 * (times.min() + times.max())))
+    v0, width = middle.v0_V.copy(), middle.scurve_width_V()
+    for i, fitted in enumerate(np.asarray(fitted_v0, dtype=float)):
+        if np.isfinite(fitted):
+            at = lab.truth_at(float(times[int(np.argmin(np.abs(volts - fitted)))]))
+            v0[i], width[i] = at.v0_V[i], at.scurve_width_V()[i]
+    return v0, width
+
+
+def within(values, errors, truth, n_sigma: float = 3.0) -> float:
+    """Share of ``(values - truth) / errors`` within ``n_sigma``."""
+    pulls = (np.asarray(values, dtype=float) - np.asarray(truth, dtype=float)) / np.asarray(errors, dtype=float)
+    return float(np.mean(np.abs(pulls) < n_sigma))
