@@ -67,6 +67,9 @@ from labstack.measure import Sweep
 NAME = "crosstalk"
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
+FIXED_POINT = "bias_loop"
+
+
 
 
 @dataclass
