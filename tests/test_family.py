@@ -21,7 +21,7 @@ from labstack.distributed.cluster import SERIAL
 from tests import family
 
 #: the one batch (module fixture) calibrates three 16-cell chips from cold on the realistic
-#: simulator: ~330 s on one core (131 + 141 + 58 s per chip), over the suite's 300 s default
+#: simulator: 220 s on one core (measured alone), near the suite's 300 s default
 pytestmark = pytest.mark.timeout(900)
 
 
