@@ -51,6 +51,8 @@ from labstack.calibrate import (
 )
 from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
+from labstack.calibrations.scurve_windows import Window, needs_window
 from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
 from labstack.measure import Sweep
 
@@ -64,6 +66,12 @@ DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
 # third of the check's 10 mV tolerance, and a cold calibration of a realistic fridge
 # (plateaus settling over tens of minutes) finishes within it
 TIMEOUT_S = 8 * 3600.0
+FIXED_POINT = "bias_loop"
+#: a check that finds some cells moved recalibrates those alone, in windows around their
+#: stored offsets, the other lines moving with them as in every S-curve
+PER_CELL = True
+
+
 
 
 @dataclass
@@ -83,11 +91,24 @@ class Parameters:
     tolerance_V: float = 0.01
     #: how a lock-in readout is driven (used only when the readout role is lock-ins)
     lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
+    #: a cell the chip-wide sweep does not resolve gets a window of its own:
+    #: centre +- this many widths, in this many points (scurve_windows); False: never
+    windows: bool = True
+    window_widths: float = 6.0
+    window_points: int = 31
+    #: the bias lines' safe range, which a window never leaves
+    limits_V: tuple[float, float] = (-1.5, 1.5)
 
 
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
-    """Sweep every bias line together and sample every cell; returns the stored run's dataset."""
+    """Sweep every bias line together and sample every cell; returns the stored run's dataset.
+
+    In a calibration, cells the sweep did not resolve are measured again in windows of
+    their own (:mod:`labstack.calibrations.scurve_windows`), and a per-cell
+    recalibration (``ctx.selection``) measures only windows around the selected cells'
+    stored offsets; the parts are returned as one dataset (stored as a derived run).
+    """
     station = ctx.station
     layout = station.layout
     full = mode is Mode.CALIBRATE
@@ -96,17 +117,36 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         return _acquire_lockin(ctx, params, mode, np.linspace(params.v_start, params.v_stop, n_points))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     idle_couplers(ctx, layout)
+    # the readout node's verdict on each cell, so the fit can say dead or stuck
+    health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
+    # the couplers' idle coupling is known only to their zeros' errors: the fit adds what
+    # that can shift each offset (labstack.calibrations.idle_coupling)
+    coupling = idle_coupling(ctx.state, list(layout.coupler_pairs))
+    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health,
+            "idle_coupling": coupling}
+    if full and ctx.selection:
+        windows = _stored_windows(ctx, ctx.selection)
+        if windows is not None:
+            return _merged([_window_run(ctx, params, read, meta, w) for w in windows], windows, with_main=False)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
+    main = _sweep(ctx, params, read, meta, volts)
+    if not full:
+        return main
+    broken = {int(i) for i, h in health.items() if h not in ("", "ok")}
+    windows = needs_window(fit(main, params), volts, broken) if params.windows else []
+    if not windows:
+        return main
+    return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
+
+
+def _sweep(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], volts: np.ndarray) -> xr.Dataset:
     sequence = Sweep(
         "bias",
-        {name: volts for name in layout.bias},
+        {name: volts for name in ctx.station.layout.bias},
         body=[read],
         settle=settle_time(ctx, params.settle_s),
         coord=volts,
     )
-    # the readout node's verdict on each cell, so the fit can say dead or stuck
-    health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
-    meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health}
     return run(ctx, NAME, sequence, meta)
 
 
@@ -129,9 +169,47 @@ def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndar
     return ds
 
 
+def _window_run(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], w: Window) -> xr.Dataset:
+    volts = w.volts(params.window_widths, params.window_points, params.limits_V)
+    return _sweep(ctx, params, read, {**meta, "window": {"cell": w.cell, "why": w.why}}, volts)
+
+
+def _stored_windows(ctx: Context, cells: Any) -> list[Window] | None:
+    """Windows around the selected cells' stored offsets (None if one has none: sweep all)."""
+    out = []
+    for cell in sorted(cells):
+        v0 = ctx.state.value(f"cells.{cell}.bias_offset_V", None)
+        w = ctx.state.value(f"cells.{cell}.scurve_width_V", None)
+        if v0 is None or w is None or not ctx.state.get(f"cells.{cell}.bias_offset_V").valid:
+            return None
+        out.append(Window(int(cell), float(v0), float(w), f"recalibration: {cells[cell]}"))
+    return out
+
+
+def _merged(parts: list[xr.Dataset], windows: list[Window], with_main: bool) -> xr.Dataset:
+    """The parts as one dataset along ``bias``: ``block`` says which run each point came
+    from, ``block_cells`` which cells a block is for (None: every cell), ``bias_clock``
+    counts from the first part's start."""
+    t0 = float(parts[0].attrs["clock_start"])
+    samples = np.concatenate([p["samples"].transpose("bias", "cell", "sample").values for p in parts])
+    clock = np.concatenate([np.asarray(p["bias_clock"].values, float) + float(p.attrs["clock_start"]) - t0 for p in parts])
+    block = np.concatenate([np.full(p.sizes["bias"], k) for k, p in enumerate(parts)])
+    cells = ([None] if with_main else []) + [[w.cell] for w in windows]
+    ds = xr.Dataset(
+        {"samples": (("bias", "cell", "sample"), samples, dict(parts[0]["samples"].attrs)),
+         "bias_clock": (("bias",), clock), "block": (("bias",), block)},
+        coords={"bias": np.concatenate([p["bias"].values for p in parts])},
+    )
+    ds.attrs.update(parts[0].attrs)
+    ds.attrs["run_id"] = "+".join(str(p.attrs["run_id"]) for p in parts)
+    ds.attrs["block_cells"] = json.dumps(cells)
+    ds.attrs["windows"] = json.dumps([{"cell": w.cell, "centre_V": w.centre_V, "width_V": w.width_V, "why": w.why} for w in windows])
+    return ds
+
+
 # ----------------------------------------------------------------------- fit
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveResult]:
-    """Fit every cell of a stored S-curve run. Pure: needs no instrument."""
+    """Fit every measured cell of a stored S-curve run (with its windows). Pure: needs no instrument."""
     if "level" in dataset:  # lock-in readout: time-averaged levels
         levels = dataset["level"].transpose("cell", "bias", "read").values
         if "leak" in dataset:  # the neighbours' readout leak, measured with the cell held
@@ -140,9 +218,39 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
         health = json.loads(dataset.attrs.get("health", "{}"))
         return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
     samples = dataset["samples"].transpose("cell", "bias", "sample").values
-    volts = dataset["bias"].values
+    volts = np.asarray(dataset["bias"].values, dtype=float)
     health = json.loads(dataset.attrs.get("health", "{}"))
-    return [fit_scurve(volts, samples[i], cell=i, health=health.get(str(i), "")) for i in range(samples.shape[0])]
+    block = np.asarray(dataset["block"].values) if "block" in dataset else np.zeros(volts.size, int)
+    block_cells = json.loads(dataset.attrs.get("block_cells", "[null]"))
+    results = []
+    for i in range(samples.shape[0]):
+        mask = np.array([block_cells[b] is None or i in block_cells[b] for b in block])
+        if not mask.any():
+            continue  # a per-cell recalibration did not measure this cell
+        order = np.argsort(volts[mask], kind="stable")
+        v = volts[mask][order]
+        readings = samples[i][mask][order]
+        r = fit_scurve(v, readings, cell=i, health=health.get(str(i), ""))
+        r.fit.extra["v"] = v.tolist()
+        if "p" not in r.fit.extra and np.isfinite(r.threshold_V):  # where a window should look
+            r.fit.extra["p"] = (readings > r.threshold_V).mean(axis=1).tolist()
+        results.append(r)
+    coupling = dataset.attrs.get("idle_coupling")
+    if coupling:
+        coupling = json.loads(coupling) if isinstance(coupling, str) else coupling
+        v0 = np.full(samples.shape[0], np.nan)
+        width = np.full(samples.shape[0], np.nan)
+        for r in results:
+            if r.ok:
+                v0[r.cell], width[r.cell] = r.fit["v0_V"], r.fit["width_V"]
+        extra = offset_errors(coupling, v0, width)
+        for r in results:
+            e = extra[r.cell]
+            if r.ok and e > 0:
+                r.fit.extra["v0_fit_err_V"] = r.fit.error("v0_V")
+                r.fit.extra["v0_idle_coupling_err_V"] = float(e)
+                r.fit.stderr["v0_V"] = float(np.hypot(r.fit.error("v0_V"), e))
+    return results
 
 
 # --------------------------------------------------------------------- check
@@ -156,11 +264,10 @@ def check(results: list[ScurveResult], params: Parameters, state: CalibrationSta
             continue
         old = state.get(key)
         if not r.ok:
-            verdicts.append(Verdict(Spec.OUT_OF_SPEC, f"cell {r.cell}: {r.flag or 'fit failed'}"))
+            verdicts.append(Verdict(Spec.OUT_OF_SPEC, f"cell {r.cell}: {r.flag or 'fit failed'}").about(r.cell))
             continue
-        verdicts.append(
-            tolerance.judge(f"cell {r.cell} V0", r.fit["v0_V"], r.fit.error("v0_V"), old.value, old.stderr)
-        )
+        verdict = tolerance.judge(f"cell {r.cell} V0", r.fit["v0_V"], r.fit.error("v0_V"), old.value, old.stderr)
+        verdicts.append(verdict.about(r.cell))  # out of spec: this cell alone is measured again
     return combine(verdicts)
 
 
@@ -207,7 +314,7 @@ def plot(results: list[ScurveResult], dataset: xr.Dataset) -> Any:
     fine = np.linspace(volts.min(), volts.max(), 300)
     for ax, r in zip(axes.flat, shown, strict=False):
         if "p" in r.fit.extra:
-            ax.errorbar(volts, r.fit.extra["p"], r.fit.extra["p_err"], fmt=".", ms=3)
+            ax.errorbar(np.asarray(r.fit.extra.get("v", volts)), r.fit.extra["p"], r.fit.extra["p_err"], fmt=".", ms=3)
         if r.ok:
             ax.plot(fine, logistic(fine, r.fit["v0_V"], r.fit["width_V"]), lw=1)
             ax.set_title(f"cell {r.cell}: V0 {r.fit['v0_V'] * 1e3:.1f} mV", fontsize=8)
@@ -243,6 +350,7 @@ def figures(results: list[ScurveResult], dataset: xr.Dataset | None = None) -> l
                 F.failed_panel(ax, rax, f"{title}: {r.flag}", r.fit.message, "bias (V)", "P(+1) measured")
                 continue
             p, p_err = np.asarray(r.fit.extra["p"]), np.asarray(r.fit.extra["p_err"])
+            volts = np.asarray(r.fit.extra.get("v", dataset["bias"].values), float)
             ax.errorbar(volts, p, p_err, fmt=".", ms=3, lw=0.8, label="data")
             ax.set_ylabel("P(+1) measured")
             rax_label = "bias (V)"

@@ -61,6 +61,10 @@ NAME = "bias_settling"
 READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
 TIMEOUT_S = 7 * 24 * 3600.0  # wiring and filters do not change without someone opening the fridge
+FIXED_POINT = "bias_loop"
+CARRIED = True
+
+
 
 #: QDAC-II output filter corners (datasheet), by the driver's ``output_filter`` value
 FILTER_CORNER_HZ = {"dc": 10.0, "med": 10e3, "high": 300e3}

@@ -60,6 +60,10 @@ NAME = "couplers"
 READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("crosstalk", "effective_temperature")
 TIMEOUT_S = 8 * 3600.0
+FIXED_POINT = "bias_loop"
+CONVERGES = ("couplers.*.zero_coupling_V", "couplers.*.kappa_over_teff_per_V")
+
+
 T_EFF_EXPONENT = 2.0  # design knowledge: T_eff = (T_chip^n + T_x^n)^(1/n)
 
 
@@ -67,7 +71,7 @@ T_EFF_EXPONENT = 2.0  # design knowledge: T_eff = (T_chip^n + T_x^n)^(1/n)
 class Parameters:
     span_V: float = 0.4  # coupler voltages swept over zero estimate +- span
     n_points: int = 9
-    n_samples: int = 3000
+    n_samples: int = 6000
     sample_rate_Hz: float = 200e3
     settle_s: float = 1e-3
     check_points: int = 3

@@ -69,6 +69,9 @@ NAME = "crosstalk"
 READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
+FIXED_POINT = "bias_loop"
+
+
 
 
 @dataclass

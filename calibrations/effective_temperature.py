@@ -78,11 +78,17 @@ from labstack.measure import Sweep
 
 NAME = "effective_temperature"
 READOUT_KINDS = ("sampler", "lockin")
-DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat", "bias_settling")
+# crosstalk: a DAC neighbour that moves with a cell changes the step its field sees
+DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "cryostat", "bias_settling", "crosstalk")
 #: with lock-in readout every point waits a whole filter window (:mod:`._lockin`, seconds),
-#: far beyond any line's settling, and bias_settling (single shots) cannot run: no need of it
+#: far beyond any line's settling, and bias_settling and crosstalk (single shots) cannot
+#: run: no need of them
 DEPENDS_ON_BY_READOUT: dict[str, tuple[str, ...]] = {"lockin": ("bias_scurve", "cryostat")}
 TIMEOUT_S = 24 * 3600.0
+FIXED_POINT = "bias_loop"
+CARRIED = True
+
+
 
 
 @dataclass
@@ -131,7 +137,9 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         idle_couplers(ctx, layout)
     temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
     k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
-    w_pred = np.where(good, width, 0.05)
+    # cells without an S-curve (flagged) are parked and gridded at the chip's median width:
+    # a number from this chip's data, not a design value
+    w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
     for t_set in plateaus(ctx, temps):
@@ -186,6 +194,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "T_chip": (("temperature",), np.array([b[0] for b in blocks]), {"units": "K"}),
             "threshold": (("cell",), thresholds, {"units": "V"}),
             "measured": (("cell",), good),
+            "colour": (("cell",), colour),
+            "crosstalk": (("cell", "line"), _crosstalk(ctx, n), {"units": "V/V"}),
         },
         attrs={"run_id": "+".join(run_ids), "calibration": NAME},
     )
@@ -328,11 +338,41 @@ def with_calibration_error(
     return fitted
 
 
+def _crosstalk(ctx: Context, n: int) -> np.ndarray:
+    """The crosstalk node's matrix ``C`` (V/V), zeros where it has none."""
+    key = "crosstalk.matrix_V_per_V"
+    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
+        c = np.asarray(ctx.state.value(key), dtype=float)
+        if c.shape == (n, n):
+            return np.nan_to_num(c)
+    return np.zeros((n, n))
+
+
+def effective_bias(dataset: xr.Dataset) -> np.ndarray:
+    """Each cell's bias as its field sees it: its own line plus ``C_ij`` of every line that
+    moved with it (its colour class; the parked lines only add a constant, which each
+    S-curve's centre absorbs). Without it, a DAC neighbour swept alongside scales the
+    grid's step by ``1 + C_ij w_j / w_i``: at 8 % crosstalk, gains off by several sigma."""
+    bias = dataset["bias"].values
+    if "crosstalk" not in dataset:
+        return bias
+    c = dataset["crosstalk"].values
+    colour = dataset["colour"].values
+    measured = dataset["measured"].values.astype(bool)
+    out = bias.copy()
+    for i in range(bias.shape[1]):
+        same = (colour == colour[i]) & measured
+        same[i] = False
+        if same.any():
+            out[:, i, :] += np.einsum("j,tjp->tp", c[i, same], bias[:, same, :])
+    return out
+
+
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     """Fit a merged effective-temperature dataset (pure)."""
     lockin = "level" in dataset
     samples = dataset["level" if lockin else "samples"].values
-    bias = dataset["bias"].values
+    bias = effective_bias(dataset)  # the lock-in sweep records no crosstalk: its own lines
     t_chip = dataset["T_chip"].values.astype(float)
     measured = dataset["measured"].values.astype(bool)
     n_t, n_cells = samples.shape[:2]

@@ -131,7 +131,7 @@ def test_readout_levels_and_broken_cells(virtual_station, tmp_path, cells, seed,
 @pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
 def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, tmp_path, seed):
     station, lab = virtual_station(seed=seed, cells=16, dead=0.1)
-    names = ["readout", "cryostat", "bias_scurve", "bias_settling", "effective_temperature", "thermalization"]
+    names = ["readout", "cryostat", "bias_scurve", "bias_settling", "crosstalk", "effective_temperature", "thermalization"]
     # the routines' own parameters: a realistic chip's exponent needs every plateau's full
     # S-curves, and its readout's misreadings the rates' full sample count
     graph = _graph(station, tmp_path, names)

@@ -42,12 +42,20 @@ and is run with::
     graph = CalibrationGraph(ctx)
     graph.add_module(bias_transfer)
     graph.calibrate_all()                      # cold chip: everything; again: only stale
+
+Cyclic dependencies (offsets measured around coupler zeros measured around the
+offsets) are fixed-point groups: members declare ``FIXED_POINT = "bias_loop"`` and
+``CONVERGES = ("cells.*.bias_offset_V",)``, and the walk calibrates them again until
+those keys move by no more than their standard errors say noise would
+(:mod:`labstack.calibrate.fixed_point`). A node declaring ``PER_CELL = True`` is
+recalibrated only for the cells its ``check`` names (``Verdict.about(cell)``).
 """
 
 from labstack.calibrate.change import StateChange, Update
 from labstack.calibrate.context import Context
 from labstack.calibrate.dag import CycleError, MissingDependencyError
-from labstack.calibrate.graph import CalibrationGraph, LogEntry, StateCheck, Status
+from labstack.calibrate.fixed_point import Convergence, FixedPoint
+from labstack.calibrate.graph import NOT_CONVERGED, CalibrationGraph, LogEntry, StateCheck, Status
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import Entry, NodeRecord, VersionInfo
 from labstack.calibrate.spec import (
@@ -70,6 +78,9 @@ from labstack.calibrate.state import (
 )
 
 __all__ = [
+    "NOT_CONVERGED",
+    "Convergence",
+    "FixedPoint",
     "STATE_DIRNAME",
     "CalibrationGraph",
     "CalibrationState",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class Context:
     state: CalibrationState
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("labstack.calibrate"))
     progress: bool = False
+    #: during a per-cell recalibration: the cells to re-measure (cell -> why); None: all.
+    #: Set by the engine around ``acquire`` only; the other cells stay at their
+    #: calibrated operating points.
+    selection: Mapping[int, str] | None = None
 
     @classmethod
     def create(

@@ -55,12 +55,30 @@ Choices beyond the paper, each to keep the walk cheap and honest:
   broken foundation. Independent branches carry on.
 * Exceptions from a node (instrument errors, bugs) are logged and re-raised, never
   turned into a verdict: a crash is not "bad data".
+
+Two extensions, for what a DAG cannot say:
+
+* **Per-cell recalibration.** A ``check`` whose out-of-spec verdict names cells
+  (:attr:`Verdict.cells`) on a node declared ``per_cell`` makes ``calibrate``
+  re-measure those cells alone (``ctx.selection``), keep only their ``cells.<i>.``
+  entries, and record which cells and why (``NodeRecord.recalibrated_cells``).
+* **Fixed-point groups** (:mod:`labstack.calibrate.fixed_point`). Maintaining any
+  member maintains the whole group: pass 1 is the ordinary walk over the members
+  in DAG order; if it recalibrated anything, the members are calibrated again
+  (fully, or per cell if pass 1 only touched some cells; a *carried* member, one
+  that converges nothing itself, is only checked) until the watched keys
+  move by no more than noise, at most ``max_passes`` times. A member that raises
+  is retried in the same pass (``retries``) from where the pass stood: nodes
+  already calibrated in it keep their results. The state records the passes, the
+  last change in sigma and the keys still moving (``fixed_point.<group>.*``); a
+  group that does not converge marks its members failed with that verdict, so
+  nothing downstream is calibrated on values that still move.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -71,11 +89,22 @@ from typing import Any
 from labstack.calibrate.change import StateChange, plain
 from labstack.calibrate.context import Context
 from labstack.calibrate.dag import check_dependencies, topological_order
+from labstack.calibrate.fixed_point import (
+    Convergence,
+    FixedPoint,
+    GroupRun,
+    compare,
+    groups_from_nodes,
+    snapshot,
+)
 from labstack.calibrate.merged import keep_merged
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import NodeRecord
 from labstack.calibrate.spec import Mode, Spec, Verdict
 from labstack.clock import Clock
+
+#: a member's ``last_outcome`` when its group stopped without converging
+NOT_CONVERGED = "fixed point not converged"
 
 
 class Status(StrEnum):
@@ -118,18 +147,29 @@ class CalibrationGraph:
     """
 
     def __init__(
-        self, context: Context, nodes: Iterable[Node] = (), *, strict_optimus: bool = False
+        self,
+        context: Context,
+        nodes: Iterable[Node] = (),
+        *,
+        strict_optimus: bool = False,
+        groups: Iterable[FixedPoint] = (),
     ) -> None:
         self.context = context
         self.strict_optimus = strict_optimus
         self._nodes: dict[str, Node] = {}
+        self._configured_groups: dict[str, FixedPoint] = {}
         self.log: list[LogEntry] = []
         #: the fit results of the last calibrate / check_data of each node, for reports
         self.results: dict[str, Any] = {}
+        #: each fixed-point group's passes in the last walk that iterated it
+        self.convergence: dict[str, GroupRun] = {}
         self._maintained: dict[str, bool] | None = None
         self._diagnosed: dict[str, bool] | None = None
+        self._in_group: set[str] = set()
         for node in nodes:
             self.add(node)
+        for group in groups:
+            self.add_group(group)
 
     # ------------------------------------------------------------- structure
     def add(self, node: Node) -> Node:
@@ -141,6 +181,24 @@ class CalibrationGraph:
     def add_module(self, module: ModuleType, params: Any = None, **overrides: Any) -> Node:
         """Register the node a ``calibrations/`` module defines."""
         return self.add(Node.from_module(module, params, **overrides))
+
+    def add_group(self, group: FixedPoint) -> FixedPoint:
+        """Declare (or configure) a fixed-point group; nodes naming it join its members."""
+        if group.name in self._configured_groups:
+            raise ValueError(f"fixed-point group {group.name!r} is already in the graph")
+        self._configured_groups[group.name] = group
+        return group
+
+    @property
+    def groups(self) -> dict[str, FixedPoint]:
+        """Fixed-point groups by name: configured ones, plus those nodes declare."""
+        return groups_from_nodes(self._nodes.values(), self._configured_groups)
+
+    def group_of(self, name: str) -> FixedPoint | None:
+        for group in self.groups.values():
+            if name in group.members:
+                return group
+        return None
 
     def __getitem__(self, name: str) -> Node:
         try:
@@ -170,6 +228,41 @@ class CalibrationGraph:
     def validate(self) -> None:
         check_dependencies({n: node.depends_on for n, node in self._nodes.items()})
         self.order()
+        seen: dict[str, str] = {}
+        for group in self.groups.values():
+            for m in group.members:
+                self[m]
+                if m in seen:
+                    raise ValueError(f"node {m!r} is in fixed-point groups {seen[m]!r} and {group.name!r}")
+                seen[m] = group.name
+            self._check_convex(group)
+
+    def _check_convex(self, group: FixedPoint) -> None:
+        """No path may leave a group and come back: a pass could not be ordered."""
+        members = set(group.members)
+        below: set[str] = set()  # ancestors of members
+        stack = [d for m in members for d in self[m].depends_on]
+        while stack:
+            n = stack.pop()
+            if n not in below:
+                below.add(n)
+                stack.extend(self[n].depends_on)
+        above = {n for n in self._nodes if members & self._ancestors(n)}
+        outside = sorted((below & above) - members)
+        if outside:
+            raise ValueError(
+                f"fixed-point group {group.name!r}: {outside} lie between its members; add them to the group"
+            )
+
+    def _ancestors(self, name: str) -> set[str]:
+        out: set[str] = set()
+        stack = list(self[name].depends_on)
+        while stack:
+            n = stack.pop()
+            if n not in out:
+                out.add(n)
+                stack.extend(self[n].depends_on)
+        return out
 
     # ------------------------------------------------------------- log
     def calls(self, function: str | None = None) -> list[tuple[str, str]] | list[str]:
@@ -286,17 +379,33 @@ class CalibrationGraph:
         return verdict
 
     # ------------------------------------------------------------- calibrate
-    def calibrate(self, name: str) -> bool:
+    def calibrate(
+        self,
+        name: str,
+        cells: Mapping[int, str] | None = None,
+        *,
+        fixed_point_pass: int | None = None,
+    ) -> bool:
         """Optimus ``calibrate``: full acquisition, fit, update; recorded either way.
 
-        Returns True if the node calibrated (some cells may still be flagged).
+        ``cells`` (cell -> why) re-measures only those cells on a ``per_cell`` node:
+        the node's acquire sees them as ``ctx.selection``, and only their
+        ``cells.<i>.`` entries are kept from its update. Returns True if the node
+        calibrated (some cells may still be flagged).
         """
         node = self[name]
         state, clock = self.context.state, self.context.clock
+        if cells is not None and not node.per_cell:
+            raise ValueError(f"node {name!r} does not recalibrate single cells (per_cell is False)")
+        selection = {int(c): str(why) for c, why in cells.items()} if cells else None
         with self._guard("calibrate", name):
-            data = keep_merged(
-                node.acquire(self.context, node.params, Mode.CALIBRATE), node, self.context, Mode.CALIBRATE
-            )
+            self.context.selection = selection
+            try:
+                data = keep_merged(
+                    node.acquire(self.context, node.params, Mode.CALIBRATE), node, self.context, Mode.CALIBRATE
+                )
+            finally:
+                self.context.selection = None
             results = node.fit(data, node.params)
             self.results[name] = results
             change = node.update(results, node.params)
@@ -304,10 +413,13 @@ class CalibrationGraph:
                 raise TypeError(
                     f"{name}.update returned {type(change).__name__}, expected StateChange"
                 )
+            if selection is not None:
+                change = _only_cells(change, selection)
         run_id = run_id_of(data)
         version = state.next_version()
         utc = clock.utcnow().isoformat()
         old = state.node_record(name) or NodeRecord(name)
+        group = self.group_of(name)
         if change.failed:
             record = replace(
                 old, failed=change.failed, last_outcome="calibrate failed", run_id=run_id
@@ -322,19 +434,27 @@ class CalibrationGraph:
                 verified_time_s=clock.now(),
                 run_id=run_id,
                 failed=None,
-                last_outcome="calibrated",
+                last_outcome="calibrated" + (f" {len(selection)} cells" if selection else ""),
                 params=plain(node.params_dict()),
+                recalibrated_cells={str(c): why for c, why in (selection or {}).items()},
+                fixed_point=group.name if group else None,
+                fixed_point_pass=fixed_point_pass,
             )
+        what = f"calibrate {name}" + (f" cells {sorted(selection)}" if selection else "")
+        if fixed_point_pass is not None:
+            what += f" (fixed point pass {fixed_point_pass})"
         state.apply(
             change,
             clock=clock,
             node=name,
             run_id=run_id,
             node_record=record,
-            message=f"calibrate {name}" + (f": FAILED {change.failed}" if change.failed else ""),
+            message=what + (f": FAILED {change.failed}" if change.failed else ""),
         )
         flagged = change.flagged
         detail = change.failed or (f"flagged {sorted(flagged)}" if flagged else "")
+        if selection:
+            detail = "; ".join(d for d in (f"cells {sorted(selection)}", detail) if d)
         self._log("calibrate", name, "failed" if change.failed else "ok", detail)
         return not change.failed
 
@@ -357,6 +477,11 @@ class CalibrationGraph:
         """
         with self._session():
             for name in self.order():
+                group = self.group_of(name)
+                if group is not None:
+                    if name not in self._maintained:  # type: ignore[operator]
+                        self._maintain_group(group, force=force)
+                    continue
                 if force:
                     blocked = self._failed_dependencies(name)
                     if blocked:
@@ -370,6 +495,10 @@ class CalibrationGraph:
     def _maintain(self, name: str) -> bool:
         assert self._maintained is not None
         if name in self._maintained:
+            return self._maintained[name]
+        group = self.group_of(name)
+        if group is not None and name not in self._in_group:
+            self._maintain_group(group)
             return self._maintained[name]
         node = self[name]
         self._log("maintain", name, "start")
@@ -396,9 +525,178 @@ class CalibrationGraph:
                     self._log("maintain", name, "blocked", f"failed dependencies {blocked}")
                     result = False
                 else:
-                    result = self.calibrate(name)
+                    result = self.calibrate(name, self._cells_to_redo(name, verdict))
         self._maintained[name] = result
         return result
+
+    def _cells_to_redo(self, name: str, verdict: Verdict) -> dict[int, str] | None:
+        """The cells to recalibrate alone, or None for the whole node."""
+        if verdict.spec is Spec.OUT_OF_SPEC and verdict.cells and self[name].per_cell:
+            return dict(verdict.cells)
+        return None
+
+    # ------------------------------------------------------------- fixed points
+    def converge(self, group_name: str, force: bool = False) -> bool:
+        """Bring a fixed-point group to self-consistency (``force``: from a full pass)."""
+        group = self.groups[group_name]
+        with self._session():
+            self._maintain_group(group, force=force)
+            return all(self._maintained[m] for m in group.members)  # type: ignore[index]
+
+    def _maintain_group(self, group: FixedPoint, force: bool = False) -> None:
+        """Pass 1: the ordinary walk (or full calibrations if ``force``); then iterate."""
+        assert self._maintained is not None
+        members = [n for n in self.order() if n in group.members]
+        state = self.context.state
+        self._log("maintain", group.name, "start", f"fixed point of {members}")
+        for dep in sorted({d for m in members for d in self[m].depends_on} - set(members)):
+            self._maintain(dep)
+        unconverged = [m for m in members if (r := state.node_record(m)) and r.last_outcome == NOT_CONVERGED]
+        if unconverged and not force:
+            # a check_data in spec must not hide that the values never settled: start over
+            self._log("maintain", group.name, "redo", f"did not converge last time: {unconverged}")
+            force = True
+        before = snapshot(group, state.entries)
+        start = state.version
+        self._in_group |= set(members)
+        try:
+            for m in members:
+                if force:
+                    blocked = self._failed_dependencies(m)
+                    if blocked:
+                        self._log("calibrate", m, "blocked", f"failed dependencies {blocked}")
+                        self._maintained[m] = False
+                    else:
+                        self._maintained[m] = self._calibrate_retrying(group, m, None, 1)
+                else:
+                    self._maintain(m)
+            results = {m: self._maintained[m] for m in members}
+            touched = [m for m in members if self._calibrated_since(m, start)]
+            if not all(results.values()) or not touched:
+                why = "a member failed or is blocked" if not all(results.values()) else "nothing recalibrated"
+                self._log("maintain", group.name, "no iteration", why)
+                return
+            cells = self._pass_selection(members, start)
+            self._iterate(group, members, before, cells)
+        finally:
+            self._in_group -= set(members)
+
+    def _calibrated_since(self, name: str, version: int) -> bool:
+        rec = self.context.state.node_record(name)
+        return rec is not None and rec.calibrated_version is not None and rec.calibrated_version > version
+
+    def _pass_selection(self, members: list[str], start: int) -> dict[int, str] | None:
+        """Cells the next passes redo: those pass 1 redid, if it only redid cells; else None (all)."""
+        cells: dict[int, str] = {}
+        for m in members:
+            if not self._calibrated_since(m, start):
+                continue
+            rec = self.context.state.node_record(m)
+            if not rec.recalibrated_cells:  # type: ignore[union-attr]
+                return None
+            for c in rec.recalibrated_cells:  # type: ignore[union-attr]
+                cells[int(c)] = f"fixed point: recalibrated by {m}"
+        return cells
+
+    def _iterate(
+        self,
+        group: FixedPoint,
+        members: list[str],
+        before: dict[str, Any],
+        cells: dict[int, str] | None,
+    ) -> None:
+        assert self._maintained is not None
+        state = self.context.state
+        run = GroupRun(group.name)
+        self.convergence[group.name] = run
+        after = snapshot(group, state.entries)
+        conv = compare(group, before, after, 1)
+        run.history.append(conv)
+        self._log("converge", group.name, "pass 1", conv.summary())
+        passes = 1
+        ok = True
+        while not conv.converged and passes < group.max_passes and ok:
+            passes += 1
+            for m in members:
+                ok = self._redo(group, m, cells, passes)
+                if not ok:
+                    break
+            before, after = after, snapshot(group, state.entries)
+            conv = compare(group, before, after, passes)
+            run.history.append(conv)
+            self._log("converge", group.name, f"pass {passes}", conv.summary())
+        run.passes = passes
+        self._record_convergence(group, members, conv, failed_member=not ok)
+
+    def _redo(self, group: FixedPoint, name: str, cells: dict[int, str] | None, n_pass: int) -> bool:
+        """One member in pass ``n_pass``: its cells again, or the whole node, or a check."""
+        assert self._maintained is not None
+        blocked = self._failed_dependencies(name)
+        if blocked:
+            self._log("calibrate", name, "blocked", f"failed dependencies {blocked}")
+            self._maintained[name] = False
+            return False
+        node = self[name]
+        carried = name in group.carried
+        if not carried and (cells is None or node.per_cell):
+            result = self._calibrate_retrying(group, name, cells, n_pass)
+        else:  # carried, or a per-cell pass on a whole-chip member: checked, redone if it moved
+            verdict = self.check_data(name)
+            result = True if verdict.spec is Spec.IN_SPEC else self._calibrate_retrying(
+                group, name, self._cells_to_redo(name, verdict), n_pass
+            )
+        self._maintained[name] = result
+        return result
+
+    def _calibrate_retrying(
+        self, group: FixedPoint, name: str, cells: dict[int, str] | None, n_pass: int
+    ) -> bool:
+        """Calibrate one member; if it raises, retry it (``group.retries`` times) in place.
+
+        The members calibrated before it in this pass keep their results (each
+        calibrate commits its own state version), so a fault costs one node's
+        measurement, not the pass.
+        """
+        for attempt in range(group.retries + 1):
+            try:
+                return self.calibrate(name, cells, fixed_point_pass=n_pass)
+            except Exception:
+                if attempt >= group.retries:
+                    raise
+                self._log("calibrate", name, "retry", f"attempt {attempt + 2} of {group.retries + 1}")
+        raise AssertionError("unreachable")
+
+    def _record_convergence(
+        self, group: FixedPoint, members: list[str], conv: Convergence, failed_member: bool
+    ) -> None:
+        """``fixed_point.<group>.*`` entries; members marked failed if the group did not converge."""
+        assert self._maintained is not None
+        state, clock = self.context.state, self.context.clock
+        prefix = f"fixed_point.{group.name}"
+        change = StateChange()
+        change.set(f"{prefix}.passes", conv.passes, note="passes the last walk took")
+        change.set(f"{prefix}.last_change_sigma", round(conv.max_sigma, 4), unit="sigma",
+                   note="largest |change| / stderr between the last two passes")
+        change.set(f"{prefix}.last_change_rms_sigma", round(conv.rms_sigma, 4), unit="sigma")
+        change.set(f"{prefix}.threshold_sigma", round(conv.threshold, 4), unit="sigma")
+        change.set(f"{prefix}.converged", bool(conv.converged and not failed_member))
+        change.set(f"{prefix}.moving", [k for k, _ in conv.moving])
+        change.set(f"{prefix}.dropped", list(conv.dropped))
+        records: list[NodeRecord] = []
+        if not conv.converged and not failed_member:
+            reason = conv.summary()
+            for m in members:
+                rec = state.node_record(m) or NodeRecord(m)
+                records.append(replace(rec, failed=reason, last_outcome=NOT_CONVERGED))
+                self._maintained[m] = False
+        state.apply(
+            change,
+            clock=clock,
+            node=None,
+            node_records=tuple(records),
+            message=conv.summary(),
+        )
+        self._log("converge", group.name, "converged" if conv.converged else "NOT converged", conv.summary())
 
     def _diagnose(self, name: str) -> bool:
         assert self._diagnosed is not None
@@ -465,6 +763,18 @@ class CalibrationGraph:
         except Exception as exc:
             self._log(function, name, "error", f"{type(exc).__name__}: {exc}")
             raise
+
+
+def _only_cells(change: StateChange, cells: Mapping[int, str]) -> StateChange:
+    """The part of ``change`` about ``cells``: ``cells.<i>.`` keys of those cells only.
+
+    A per-cell recalibration measured nothing else, so chip-wide keys and other
+    cells' keys its update may have produced are not new information.
+    """
+    wanted = tuple(f"cells.{c}." for c in cells)
+    out = StateChange(message=change.message, failed=change.failed)
+    out.updates = {k: u for k, u in change.updates.items() if k.startswith(wanted)}
+    return out
 
 
 def _age_s(utc: str | None, clock: Clock) -> float:

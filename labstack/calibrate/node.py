@@ -21,7 +21,17 @@ Optimus's node (Kelly et al., arXiv:1803.03226):
 A node is usually one module in ``calibrations/`` that defines ``NAME``,
 ``DEPENDS_ON``, ``TIMEOUT_S``, a ``Parameters`` dataclass and the four functions;
 :meth:`Node.from_module` reads exactly those names (nothing is guessed from
-signatures).
+signatures), plus three optional ones:
+
+``PER_CELL = True``
+    ``acquire`` honours ``ctx.selection`` (cell -> reason, or None for all): when
+    ``check`` finds only some cells out of spec, the engine recalibrates those
+    alone and keeps only their ``cells.<i>.`` entries from ``update``.
+``FIXED_POINT = "group"`` and ``CONVERGES = ("couplers.*.zero_coupling_V", ...)``
+    the node belongs to a fixed-point group (:mod:`labstack.calibrate.fixed_point`)
+    whose members are calibrated again until the listed state keys stop moving;
+    ``CARRIED = True``: the node only sits between members (for the order) and is
+    checked, not re-measured, after the first pass.
 """
 
 from __future__ import annotations
@@ -60,6 +70,13 @@ class Node:
     params: Any = None
     doc: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: acquire honours ``ctx.selection``: out-of-spec cells are recalibrated alone
+    per_cell: bool = False
+    #: the fixed-point group this node belongs to, and the state keys it converges
+    fixed_point: str | None = None
+    converges: tuple[str, ...] = ()
+    #: in its fixed point only checked after the first pass (it converges nothing)
+    carried: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -67,6 +84,7 @@ class Node:
         if isinstance(self.depends_on, str):
             raise TypeError(f"{self.name}: depends_on must be a sequence of names, not a string")
         self.depends_on = tuple(self.depends_on)
+        self.converges = tuple(self.converges)
         if self.name in self.depends_on:
             raise ValueError(f"node {self.name!r} depends on itself")
         if not self.timeout_s > 0:
@@ -95,6 +113,10 @@ class Node:
             timeout_s=float(getattr(module, "TIMEOUT_S", math.inf)),
             params=params,
             doc=(module.__doc__ or "").strip(),
+            per_cell=bool(getattr(module, "PER_CELL", False)),
+            fixed_point=getattr(module, "FIXED_POINT", None),
+            converges=tuple(getattr(module, "CONVERGES", ())),
+            carried=bool(getattr(module, "CARRIED", False)),
         )
         fields.update(overrides)
         return cls(**fields)

@@ -54,6 +54,11 @@ class NodeRecord:
     failed: str | None = None  # why the last calibrate/diagnose failed, until resolved
     last_outcome: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: the cells the last calibrate re-measured alone, with why (empty: the whole node)
+    recalibrated_cells: dict[str, str] = field(default_factory=dict)
+    #: the fixed-point group the node belongs to, and the pass its last calibrate was
+    fixed_point: str | None = None
+    fixed_point_pass: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

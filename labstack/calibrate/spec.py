@@ -19,8 +19,8 @@ significance when one check judges many values at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from scipy import stats
@@ -45,10 +45,16 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """A :class:`Spec` with the reason, so the execution log says *why*."""
+    """A :class:`Spec` with the reason, so the execution log says *why*.
+
+    ``cells`` names the cells an ``out_of_spec`` verdict is about (cell -> reason).
+    Empty means the node as a whole; non-empty lets the engine recalibrate only
+    those cells (Optimus's per-qubit nodes) when the node supports it.
+    """
 
     spec: Spec
     reason: str = ""
+    cells: Mapping[int, str] = field(default_factory=dict, hash=False)
 
     @classmethod
     def coerce(cls, value: Verdict | Spec | str) -> Verdict:
@@ -56,6 +62,12 @@ class Verdict:
         if isinstance(value, Verdict):
             return value
         return cls(Spec(value))
+
+    def about(self, cell: int) -> Verdict:
+        """This verdict, marked as concerning ``cell`` alone (when it is out of spec)."""
+        if self.spec is not Spec.OUT_OF_SPEC:
+            return self
+        return Verdict(self.spec, self.reason, {int(cell): self.reason})
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
@@ -71,7 +83,15 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
     for spec in (Spec.BAD_DATA, Spec.OUT_OF_SPEC):
         worst = [v for v in verdicts if v.spec is spec]
         if worst:
-            return Verdict(spec, "; ".join(v.reason for v in worst if v.reason))
+            reason = "; ".join(v.reason for v in worst if v.reason)
+            # per-cell only if every out-of-spec verdict names its cells: one chip-wide
+            # verdict (or any bad data) makes the whole node the subject
+            cells: dict[int, str] = {}
+            if spec is Spec.OUT_OF_SPEC and all(v.cells for v in worst):
+                for v in worst:
+                    for cell, why in v.cells.items():
+                        cells[cell] = "; ".join(r for r in (cells.get(cell, ""), why) if r)
+            return Verdict(spec, reason, cells)
     return Verdict(Spec.IN_SPEC, "")
 
 

@@ -365,8 +365,9 @@ class CalibrationState:
         run_id: str | None = None,
         node_record: NodeRecord | None = None,
         message: str = "",
+        node_records: tuple[NodeRecord, ...] = (),
     ) -> int:
-        """Apply ``change`` (and optionally a node record) as one new version.
+        """Apply ``change`` (and optionally node records) as one new version.
 
         Every entry is stamped with the clock time, UTC, run id, node and the new
         version number. Returns the new version.
@@ -393,8 +394,8 @@ class CalibrationState:
                 note=u.note,
             )
         nodes = dict(self._snap.nodes)
-        if node_record is not None:
-            nodes[node_record.name] = node_record
+        for rec in (*node_records, *((node_record,) if node_record is not None else ())):
+            nodes[rec.name] = rec
         msg = message or change.message or (f"update from {node}" if node else "update")
         self._commit(
             _Snapshot(version, self.version, utc, time_s, msg, node, run_id, entries, nodes)

@@ -83,3 +83,98 @@ def toy_node(lab: ToyLab, name: str, deps: tuple[str, ...] = (), timeout_s: floa
         return StateChange().set(key, results.value, 0.001, "V")
 
     return Node(name, acquire, fit, check, update, depends_on=deps, timeout_s=timeout_s)
+
+
+# --------------------------------------------------------------------------- a cyclic pair
+@dataclass
+class LoopLab:
+    """Two per-cell quantities that are each measured *around* the other's stored value.
+
+    Cell ``i`` has a true offset ``x[i]`` and a true coupler zero ``z[i]``. The
+    offset is measured with the coupler idling at its stored zero, so a wrong stored
+    zero shifts it: ``x_meas = x + k (z - z_stored)``; the zero is measured around
+    the stored offset: ``z_meas = z + m (x - x_stored)``. Starting from nothing
+    stored (zero 0), one pass leaves an error ``k m`` times the last one, so the
+    pair converges for ``|k m| < 1`` and runs away for ``|k m| > 1``, just like the
+    bias offsets and coupler zeros of a chip whose neighbours pull on each other.
+    Noise is Gaussian with standard deviation ``sigma`` and reported as the stderr.
+    """
+
+    n_cells: int = 8
+    k: float = 0.6
+    m: float = 0.6
+    sigma: float = 0.001
+    seed: int = 0
+    dead: set[int] = field(default_factory=set)
+    #: (node, call number) pairs that raise once, to inject a fault mid-pass
+    crash_at: set[tuple[str, int]] = field(default_factory=set)
+    calls: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(self.seed)
+        self.x = {i: float(v) for i, v in enumerate(self.rng.uniform(-0.2, 0.2, self.n_cells))}
+        self.z = {i: float(v) for i, v in enumerate(self.rng.uniform(-0.3, 0.3, self.n_cells))}
+
+    def stored(self, state: CalibrationState, cell: int, what: str) -> float:
+        key = f"cells.{cell}.{what}"
+        if key in state and state.get(key).valid:
+            return float(state.value(key))
+        return 0.0
+
+    def measure(self, node: str, cell: int, state: CalibrationState, noise: float) -> float:
+        if node == "offsets":
+            err = self.k * (self.z[cell] - self.stored(state, cell, "zero"))
+            true = self.x[cell]
+        else:
+            err = self.m * (self.x[cell] - self.stored(state, cell, "offset"))
+            true = self.z[cell]
+        return true + err + float(self.rng.normal(0.0, noise))
+
+
+def loop_node(lab: LoopLab, name: str, deps: tuple[str, ...] = (), per_cell: bool = True) -> Node:
+    """``offsets`` (key ``cells.<i>.offset``) or ``zeros`` (``cells.<i>.zero``) of a :class:`LoopLab`."""
+    what = {"offsets": "offset", "zeros": "zero"}[name]
+
+    def acquire(ctx: Context, params: object, mode: Mode) -> dict[int, tuple[float, float] | None]:
+        cells = tuple(sorted(ctx.selection)) if ctx.selection else tuple(range(lab.n_cells))
+        lab.calls.append((name, str(mode), cells))
+        if (name, len(lab.calls)) in lab.crash_at:
+            lab.crash_at.discard((name, len(lab.calls)))
+            raise RuntimeError(f"{name}: sampler timed out")
+        ctx.clock.sleep(0.1 * len(cells))
+        noise = lab.sigma * (2.0 if mode is Mode.CHECK else 1.0)
+        return {
+            c: None if c in lab.dead else (lab.measure(name, c, ctx.state, noise), noise) for c in cells
+        }
+
+    def fit(data: dict[int, tuple[float, float] | None], params: object) -> dict:
+        return data
+
+    def check(results: dict, params: object, state: CalibrationState) -> Verdict:
+        from labstack.calibrate import combine
+
+        verdicts = []
+        for c, r in results.items():
+            key = f"cells.{c}.{what}"
+            if key not in state or not state.get(key).valid:
+                continue
+            if r is None:
+                verdicts.append(Verdict(Spec.OUT_OF_SPEC, f"cell {c}: no switching").about(c))
+                continue
+            e = state.get(key)
+            verdicts.append(Tolerance(5 * lab.sigma).judge(key, r[0], r[1], e.value, e.stderr).about(c))
+        return combine(verdicts)
+
+    def update(results: dict, params: object) -> StateChange:
+        change = StateChange()
+        for c, r in results.items():
+            key = f"cells.{c}.{what}"
+            if r is None:
+                change.flag(key, "dead: no switching")
+            else:
+                change.set(key, r[0], r[1], "V")
+        return change
+
+    return Node(name, acquire, fit, check, update, depends_on=deps, timeout_s=3600.0, per_cell=per_cell)

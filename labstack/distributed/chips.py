@@ -35,7 +35,11 @@ from labstack.data.runs import write_json_atomic
 from labstack.distributed.cluster import run_tasks
 from labstack.distributed.specs import ChipSpec, ChipSpecError, parse_chips
 from labstack.session import UnknownRoutineError, calibrate_station, routines
+from labstack.station import LabStation
 from labstack.visa import open_station
+
+#: ``inspect(chip, station, report) -> plain data``, run in the worker before the station closes
+Inspect = Callable[[ChipSpec, LabStation, Any], Any]
 
 __all__ = [
     "CHIPS_DIRNAME",
@@ -74,6 +78,8 @@ class ChipResult:
     seconds: float = 0.0
     worker: str = ""
     report: str = ""
+    #: what the batch's ``inspect`` found on the chip before its station closed (plain data)
+    inspection: Any = None
 
     @property
     def summary(self) -> str:
@@ -96,9 +102,16 @@ def calibrate_chip(
     names: list[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     force: bool = False,
+    inspect: Inspect | None = None,
 ) -> ChipResult:
     """Build the chip's station here, calibrate it, close it; never raises for the chip's
-    own failures (they are returned in the result, with the traceback)."""
+    own failures (they are returned in the result, with the traceback).
+
+    ``inspect(chip, station, report)``, if given, runs here in the worker after the
+    calibration and before the station closes, and its (picklable) answer travels
+    back as ``result.inspection``: a benchmark compares the calibrated state with
+    the virtual lab that lives only in this process.
+    """
     root = Path(data_dir)
     here = chip_dir(root, chip.chip_id)
     here.mkdir(parents=True, exist_ok=True)
@@ -123,6 +136,8 @@ def calibrate_chip(
         result.state_path = report.state_path
         result.state_version = report.state_version
         result.report = report.render()
+        if inspect is not None:
+            result.inspection = inspect(chip, station, report)
     finally:
         if station is not None:
             station.close()
@@ -189,11 +204,13 @@ def calibrate_chips(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     force: bool = False,
     on_result: Callable[[ChipResult], None] | None = None,
+    inspect: Inspect | None = None,
 ) -> BatchReport:
     """Calibrate every chip as a task on ``scheduler`` (see :mod:`labstack.distributed.cluster`:
     ``None`` starts a ``LocalCluster`` sized to the machine, ``"serial"`` runs here).
 
-    ``on_result`` is called as each chip finishes (in completion order).
+    ``on_result`` is called as each chip finishes (in completion order); ``inspect``
+    see :func:`calibrate_chip`.
     """
     ids = [c.chip_id for c in chips]
     if len(set(ids)) != len(ids):
@@ -205,7 +222,7 @@ def calibrate_chips(
     t0 = time.perf_counter()
     by_id: dict[str, ChipResult] = {}
     for chip, result, error in run_tasks(
-        calibrate_chip, list(chips), str(root), names, plain_params, force,
+        calibrate_chip, list(chips), str(root), names, plain_params, force, inspect,
         scheduler=scheduler, n_workers=n_workers, memory_limit=memory_limit,
         key_prefix="calibrate-chip",
     ):

@@ -160,6 +160,8 @@ class CalibrationReport:
     graph: CalibrationGraph | None = field(default=None, repr=False)
     #: routines the station's roles cannot serve, each with why (not run, not failed)
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: each fixed-point group this walk iterated: its last pass's summary
+    convergence: dict[str, str] = field(default_factory=dict)
 
     @property
     def all_ok(self) -> bool:
@@ -174,6 +176,7 @@ class CalibrationReport:
             lines.append(f"{name:<20} {status.value:<7} {did}")
         for name, why in self.unavailable.items():
             lines.append(f"{name:<20} not run  {why}")
+        lines += list(self.convergence.values())
         for name, keys in self.flagged.items():
             if keys:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
@@ -270,4 +273,5 @@ def _report(
         run_id=run.id,
         graph=graph,
         unavailable={n: w for n, w in unavailable_routines(ctx.station, modules).items() if n not in graph},
+        convergence={g: r.last.summary() for g, r in graph.convergence.items() if r.last is not None},
     )
