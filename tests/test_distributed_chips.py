@@ -94,10 +94,16 @@ def test_a_broken_chip_is_reported_and_does_not_stop_the_others(batch):
 def test_one_data_directory_one_registry_runs_tagged_with_their_chip(batch):
     root, report = batch
     runs = list_runs(root, calibration="bias_scurve")
-    assert sorted(r.metadata["chip"] for r in runs) == [f"seed-{s}" for s in SEEDS]
+    # bias_scurve measures in parts: the chip-wide sweep plus a window for each cell it did
+    # not resolve (with FAST's 25 points, every cell), merged into one derived run that holds
+    # the node's values. Every one of them, parts and merged run alike, carries its chip.
+    assert sorted({r.metadata["chip"] for r in runs}) == [f"seed-{s}" for s in SEEDS]
     for result in report.results[:3]:
-        mine = [r.id for r in runs if r.metadata["chip"] == result.chip_id]
-        assert len(mine) == 1 and set(mine) <= set(result.run_ids)  # plus its dependencies' runs
+        mine = [r for r in runs if r.metadata["chip"] == result.chip_id]
+        (merged,) = [r for r in mine if r.metadata.get("derived_from")]
+        # the chip's bias_scurve runs are exactly the merged run and its parts
+        assert sorted(r.id for r in mine) == sorted([merged.id, *merged.metadata["derived_from"]])
+        assert {r.id for r in mine} <= set(result.run_ids)  # plus its dependencies' runs
         saved = json.loads((chip_dir(root, result.chip_id) / "chip.json").read_text())
         assert saved["ok"] and saved["run_ids"] == result.run_ids
     assert not (root / "calibration_state").exists()  # states live per chip
@@ -108,11 +114,17 @@ def test_one_data_directory_one_registry_runs_tagged_with_their_chip(batch):
 def test_replay_all_refits_every_run_on_the_cluster(batch, scheduler):
     root, report = batch
     ids = select_runs(root, chip="seed-12", calibration="bias_scurve")
-    assert len(ids) == 1
+    # one chip's bias_scurve is several runs: the sweep, its windows and the merged run
+    (merged,) = [r for r in list_runs(root, calibration="bias_scurve")
+                 if r.metadata.get("chip") == "seed-12" and r.metadata.get("derived_from")]
+    assert sorted(ids) == sorted([merged.id, *merged.metadata["derived_from"]])
     every = select_runs(root, calibration="bias_scurve")
     replayed = replay_all(every + ["no-such-run"], data_dir=root, scheduler=scheduler)
     assert [r.run_id for r in replayed.failed] == ["no-such-run"]
-    by_chip = {r.value["chip"]: r.value for r in replayed.results if r.ok}
+    assert len(replayed.results) == len(every) + 1  # every part is re-fitted too
+    # the merged run of each chip is the one that holds every cell's calibration
+    derived = {r.id for r in list_runs(root, calibration="bias_scurve") if r.metadata.get("derived_from")}
+    by_chip = {r.value["chip"]: r.value for r in replayed.results if r.ok and r.run_id in derived}
     assert set(by_chip) == {f"seed-{s}" for s in SEEDS}
     assert all(v["items"] == CELLS and v["ok_items"] == CELLS for v in by_chip.values())
 
@@ -123,7 +135,9 @@ def test_cli_replay_all_serial(batch, capsys):
             "--scheduler", SERIAL, "--data-dir", str(root)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "1/1 runs replayed" in out and "'ok_items': 16" in out
+    # the chip's bias_scurve is its sweep, its windows and their merged run: all replayed
+    n = len(select_runs(root, chip="seed-11", calibration="bias_scurve"))
+    assert n > 2 and f"{n}/{n} runs replayed" in out and "'ok_items': 16" in out
     assert main(["replay", "--all", "--chip", "seed-404", "--data-dir", str(root)]) == 2
     # several ids are re-fitted only when asked to: never a silent switch to Dask
     two = select_runs(root, calibration="bias_scurve")[:2]

@@ -30,6 +30,8 @@ def keep_merged(data: Any, node: Node, ctx: Context, mode: Mode) -> Any:
         return data
     parts = run_id.split(SEPARATOR)
     metadata = {
+        # the station's tags (a batch's chip id, a served lab, a watch's pass), as on the parts
+        **dict(getattr(ctx.station, "run_metadata", None) or {}),
         "calibration": node.name,
         "mode": str(mode),
         "derived_from": parts,
