@@ -23,6 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from labstack.calibrate import CalibrationState
 from labstack.session import calibrate_station, routines
 from labstack.data import list_runs, load_run
 from labstack.visa import open_station
@@ -36,13 +37,17 @@ print(f"mixing chamber: {station.ls372.ch06.temperature() * 1e3:.2f} mK")"""),
     ("code", """report = calibrate_station(station, data_dir=data_dir, progress=True)
 print(report.render())"""),
     ("md", "## Look at the S-curves\nThe raw samples are stored before fitting; the fit can be redone from the stored run alone."),
-    ("code", """(info,) = list_runs(data_dir, calibration="bias_scurve")
-ds = load_run(info.id, data_dir).dataset()
+    ("code", """# bias_scurve may measure in several runs (the chip-wide sweep, then a window for each
+# cell it did not resolve), stored merged as one run: the one the state's values name
+state = CalibrationState.load(data_dir / "calibration_state")
+run_id = state.get("cells.0.bias_offset_V").run_id
+print([r.id for r in list_runs(data_dir, calibration="bias_scurve")], "->", run_id)
+ds = load_run(run_id, data_dir).dataset()
 node = routines()["bias_scurve"]
 results = node.fit(ds)
-volts = ds["bias"].values
 fig, axes = plt.subplots(2, 4, figsize=(12, 5), sharex=True, sharey=True)
 for ax, r in zip(axes.flat, results[:8]):
+    volts = np.array(r.fit.extra["v"])  # this cell's points: the sweep and its window, if any
     p, err = np.array(r.fit.extra["p"]), np.array(r.fit.extra["p_err"])
     ax.errorbar(volts, p, err, fmt=".", ms=3)
     fine = np.linspace(volts.min(), volts.max(), 400)
