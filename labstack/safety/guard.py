@@ -97,6 +97,18 @@ class Decision:
     refuse: str | None = None
 
 
+def reset_decision(guard: ScpiGuard) -> Decision:
+    """``*RST`` sends every output to 0 V at once: refused while a ramped channel is away
+    from 0 V by more than one step (or at a voltage the guard has not seen)."""
+    away = [
+        c.name for c in guard.channels.values()
+        if c.ramp is not None and (c.known is None or abs(c.known) > c.ramp.max_step)
+    ]
+    if away:
+        return Decision(refuse=f"refused *RST: {', '.join(away)} would jump to 0 V")
+    return Decision()
+
+
 class Dialect:
     """How one instrument model's SCPI moves outputs. Subclasses fill in ``judge``."""
 
@@ -149,12 +161,7 @@ class QDac2Dialect(Dialect):
         if self.ANY_SOURCE.match(command) and guard.channels:
             return Decision(refuse=f"refused {command!r}: channel-list source commands are not guarded")
         if self.RESET.fullmatch(command):
-            away = [
-                c.name for c in guard.channels.values()
-                if c.ramp is not None and (c.known is None or abs(c.known) > c.ramp.max_step)
-            ]
-            if away:
-                return Decision(refuse=f"refused *RST: {', '.join(away)} would jump to 0 V")
+            return reset_decision(guard)
         return Decision()
 
     def read_query(self, channel: int) -> str:
@@ -187,12 +194,7 @@ class KeysightB2962ADialect(Dialect):
         if m and int(m.group(1)) in guard.channels and not m.group(2).upper().startswith("VOLT"):
             return Decision(refuse=f"ch{m.group(1)}: refused {command!r}: only voltage mode is guarded")
         if self.RESET.fullmatch(command):
-            away = [
-                c.name for c in guard.channels.values()
-                if c.ramp is not None and (c.known is None or abs(c.known) > c.ramp.max_step)
-            ]
-            if away:
-                return Decision(refuse=f"refused *RST: {', '.join(away)} would jump to 0 V")
+            return reset_decision(guard)
         return Decision()
 
     def read_query(self, channel: int) -> str:
