@@ -35,8 +35,14 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need _squ
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A LocalCluster built by labstack's own helper; a crashing task is not retried."""
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    """A LocalCluster built by labstack's own helper; a crashing task is not retried.
+
+    Each single-threaded worker holds only the task it runs (worker-saturation 1.0):
+    with the default 1.1 the scheduler may queue a second task on a worker, and a
+    worker that dies takes that bystander with it, which is not what the lost-worker
+    test is about."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         with dask_client(None, n_workers=3, memory_limit="1.5GiB") as client:
             yield client.scheduler.address
 
