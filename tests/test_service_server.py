@@ -8,6 +8,7 @@ loop ``labstack serve`` runs in its own process (that one is tested in
 from __future__ import annotations
 
 import re
+import select
 import socket
 import struct
 import threading
@@ -458,3 +459,59 @@ def test_every_installed_routine_calibrates_a_served_chip_from_cold(tmp_path):
         assert all(s is Status.FRESH for s in report.status.values()), report.status
         assert srv.stats.messages > 1000 and srv.stats.errors == 0
 
+
+
+def _pumped_line(srv: LabServer, client: RawClient) -> bytes:
+    """Run the (threadless) server's wakeups until ``client`` has a whole answer."""
+    client.sock.settimeout(0.05)
+    try:
+        deadline = time.monotonic() + 5.0
+        while b"\n" not in client.buffer:
+            assert time.monotonic() < deadline, "no answer"
+            srv._serve_once(0.05)
+            try:
+                client.buffer += client.sock.recv(65536)
+            except TimeoutError:
+                pass
+        return client.line()
+    finally:
+        client.sock.settimeout(5.0)
+
+
+def _one_wakeup_write_and_query(srv: LabServer) -> float:
+    """A query of the lab time on one socket, then a 5 s wait written on another, both
+    read in one wakeup of the server (query first): the lab time the query answers."""
+    srv.start()
+    port = srv.ports["clock"]
+    asker, waiter = RawClient(port), RawClient(port)
+    while len(srv._connections) < 2:
+        srv._serve_once(1.0)
+    asker.send("CLOC:TIME?\n")
+    before = float(_pumped_line(srv, asker))
+    asker.send("CLOC:TIME?\n")
+    waiter.send("CLOC:ADV 5\n")
+    mine = [c.sock for c in srv._connections]
+    deadline = time.monotonic() + 5.0
+    while len(select.select(mine, [], [], 0.2)[0]) < 2:  # both in the kernel: one wakeup reads both
+        assert time.monotonic() < deadline, "the two messages never arrived together"
+    assert srv._serve_once(0.0) == 2
+    return float(_pumped_line(srv, asker)) - before
+
+
+def test_a_write_read_in_the_same_wakeup_as_a_query_runs_first(monkeypatch):
+    """A client that waits (a write on the clock's socket) and then asks from another socket
+    sent the wait first; when both reach the server in one wakeup the query must see the
+    lab after the wait, whatever order the sockets became ready in."""
+    srv = LabServer.from_description(LAB)
+    try:
+        assert _one_wakeup_write_and_query(srv) == pytest.approx(5.0)
+    finally:
+        srv._shutdown()
+    # the same exchange without the rule (no writes ahead of a round's queries) sees the
+    # lab before the wait: the test can tell the difference
+    monkeypatch.setattr("labstack.service.server.WRITES_PER_ROUND", 0)
+    srv = LabServer.from_description(LAB)
+    try:
+        assert _one_wakeup_write_and_query(srv) == pytest.approx(0.0)
+    finally:
+        srv._shutdown()

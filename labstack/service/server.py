@@ -293,9 +293,7 @@ class LabServer:
         self.start()
         if stop is not None:
             self._stop = stop
-        selector = self._selector
-        assert selector is not None
-        select, monotonic, stopped = selector.select, time.monotonic, self._stop.is_set
+        monotonic, stopped = time.monotonic, self._stop.is_set
         next_tick = monotonic()
         try:
             while not stopped():
@@ -303,19 +301,7 @@ class LabServer:
                     timeout = 0.0
                 else:
                     timeout = max(0.0, next_tick - monotonic())
-                events = select(timeout)
-                # several sockets ready at once: read them all before executing anything,
-                # so that writes go before queries (see _work)
-                self._batch = len(events) > 1
-                for key, mask in events:
-                    target = key.data
-                    if type(target) is _Connection:
-                        self._on_ready(target, mask)
-                    else:
-                        self._accept(target)
-                self._batch = False
-                if self._queued or self._backlogged:
-                    self._work()
+                self._serve_once(timeout)
                 if monotonic() >= next_tick:
                     self._tick()
                     next_tick = monotonic() + TICK_S
@@ -323,6 +309,27 @@ class LabServer:
                     self._reap()
         finally:
             self._shutdown()
+
+    def _serve_once(self, timeout: float) -> int:
+        """One wakeup: wait up to ``timeout`` s, read every ready socket, run one round.
+
+        Returns how many sockets were ready. Several ready at once are all read before
+        anything executes, so that writes go before queries (see :meth:`_work`).
+        """
+        selector = self._selector
+        assert selector is not None
+        events = selector.select(timeout)
+        self._batch = len(events) > 1
+        for key, mask in events:
+            target = key.data
+            if type(target) is _Connection:
+                self._on_ready(target, mask)
+            else:
+                self._accept(target)
+        self._batch = False
+        if self._queued or self._backlogged:
+            self._work()
+        return len(events)
 
     def run_in_thread(self) -> LabServer:
         """Start the loop in a daemon thread; :meth:`stop` ends it."""
