@@ -13,6 +13,7 @@ for timestamps a person reads. ``sleep(seconds)`` is the only way to let time pa
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -91,3 +92,49 @@ class VirtualClock:
     def utcnow(self) -> datetime:
         return self._start_utc + timedelta(seconds=self._t)
 
+
+
+@dataclass(frozen=True)
+class Elapsed:
+    """How long something took: on the lab clock (what it costs the fridge) and on the wall.
+
+    On hardware the two are the same time; on the virtual lab waits and acquisitions
+    cost lab time and almost no wall time, while fits cost wall time only. Fridge time
+    is the scarce resource of a real lab, so every node, walk and run reports both.
+    """
+
+    lab_s: float = 0.0
+    wall_s: float = 0.0
+
+    def __add__(self, other: Elapsed) -> Elapsed:
+        return Elapsed(self.lab_s + other.lab_s, self.wall_s + other.wall_s)
+
+    def __str__(self) -> str:
+        return f"lab {format_duration(self.lab_s)}, wall {format_duration(self.wall_s)}"
+
+
+class Stopwatch:
+    """Lab and wall time since it was started (``elapsed()`` may be read many times)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._lab0 = clock.now()
+        self._wall0 = time.perf_counter()
+
+    def elapsed(self) -> Elapsed:
+        return Elapsed(max(0.0, self.clock.now() - self._lab0), time.perf_counter() - self._wall0)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``0.42 s``, ``12.3 s``, ``14 min``, ``1 h 05 min``: as a person reads a fridge log."""
+    if seconds is None:
+        return "unknown"
+    s = float(seconds)
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    hours, minutes = divmod(round(s / 60), 60)
+    return f"{hours} h {minutes:02d} min"

@@ -310,3 +310,50 @@ def test_update_must_return_state_change(ctx):
     g = CalibrationGraph(ctx, [node])
     with pytest.raises(TypeError, match="StateChange"):
         g.calibrate("a")
+
+
+def test_every_node_and_the_walk_report_the_fridge_time_they_took(ctx, clock):
+    """Lab time is what the fridge pays: each toy acquisition waits 10 s (calibrate) or
+    1 s (check_data) on the lab clock, and the graph, the log and the state say so."""
+    lab = ToyLab()
+    g = chain(ctx, lab)
+    g.calibrate_all()
+    for name in "ABCD":
+        assert g.costs[name]["calibrate"].lab_s == pytest.approx(10.0)
+        assert g.costs[name]["calibrate"].wall_s >= 0
+        assert ctx.state.node_record(name).lab_s == pytest.approx(10.0)
+    assert g.walk_cost.lab_s == pytest.approx(40.0)
+    assert g.cost("calibrate").lab_s == pytest.approx(40.0) and g.cost("check_data").lab_s == 0
+    assert [e.lab_s for e in g.log if e.function == "calibrate"] == pytest.approx([10.0] * 4)
+    assert all(e.lab_s is None for e in g.log if e.function == "check_state")  # no experiment
+    clock.sleep(60)  # B times out: the next walk checks B's data only
+    g.calibrate_all()
+    assert g.walk_cost.lab_s == pytest.approx(1.0)
+    assert ctx.state.node_record("B").check_lab_s == pytest.approx(1.0)
+    assert ctx.state.node_record("B").lab_s == pytest.approx(10.0)  # its last calibrate's cost stays
+
+
+def test_status_estimates_the_next_calibrates_fridge_time_from_the_last_runs():
+    from labstack.session.status import NodeStatus, StatusReport
+
+    nodes = [
+        NodeStatus("cryostat", Status.FRESH, (), "", "2026-01-01T00:00:00", "r1", lab_s=4500.0),
+        NodeStatus("bias_scurve", Status.STALE, ("cryostat",), "timed out", None, "r2", lab_s=1800.0),
+        NodeStatus("couplers", Status.STALE, ("bias_scurve",), "dependency", None, "r3", lab_s=60.0),
+        NodeStatus("validation", Status.NEVER, ("couplers",), "never", None, None),
+    ]
+    report = StatusReport(nodes, 7, "2026-01-01T02:00:00")
+    lab_s, redo, unknown = report.next_calibrate()
+    assert lab_s == pytest.approx(1860.0) and redo == ["bias_scurve", "couplers", "validation"]
+    assert unknown == ["validation"]
+    assert "up to 31 min of fridge time for 3 nodes" in report.render()
+    fresh = StatusReport(nodes[:1], 7, "2026-01-01T02:00:00")
+    assert fresh.next_calibrate()[1] == [] and "nothing to redo" in fresh.render()
+
+
+def test_durations_read_as_a_fridge_log():
+    from labstack.clock import format_duration
+
+    assert [format_duration(s) for s in (0.421, 12.34, 840, 3900, 21312)] == [
+        "0.42 s", "12.3 s", "14 min", "1 h 05 min", "5 h 55 min"
+    ]

@@ -137,6 +137,9 @@ def test_1d_sweep_values_units_and_settle_on_virtual_clock(station, tmp_path):
     assert ds.attrs["clock"] == "virtual"
     assert ds.attrs["start_utc"] == "2026-01-01T00:00:00+00:00"
     assert ds.attrs["end_utc"].startswith("2026-01-01T00:00:05.5")
+    # what the run cost the fridge (lab clock) and the computer (wall), in its attrs and run.json
+    assert ds.attrs["lab_s"] == pytest.approx(5.5) and run.info["lab_s"] == pytest.approx(5.5)
+    assert 0 < ds.attrs["wall_s"] == run.info["wall_s"]
 
 
 def test_zipped_sweep_drives_several_parameters_along_one_dim(station, tmp_path):

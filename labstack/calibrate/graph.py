@@ -101,7 +101,7 @@ from labstack.calibrate.merged import keep_merged
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import NodeRecord
 from labstack.calibrate.spec import Mode, Spec, Verdict
-from labstack.clock import Clock
+from labstack.clock import Clock, Elapsed, Stopwatch
 
 #: a member's ``last_outcome`` when its group stopped without converging
 NOT_CONVERGED = "fixed point not converged"
@@ -136,6 +136,9 @@ class LogEntry:
     outcome: str  # pass/fail, in_spec/out_of_spec/bad_data, ok/failed, blocked, error
     time_s: float
     detail: str = ""
+    #: what the call cost: lab-clock seconds (fridge time) and wall seconds (None: no experiment)
+    lab_s: float | None = None
+    wall_s: float | None = None
 
 
 class CalibrationGraph:
@@ -163,6 +166,10 @@ class CalibrationGraph:
         self.results: dict[str, Any] = {}
         #: each fixed-point group's passes in the last walk that iterated it
         self.convergence: dict[str, GroupRun] = {}
+        #: lab and wall time each node's experiments cost in this graph's walks, by function
+        self.costs: dict[str, dict[str, Elapsed]] = {}
+        #: the last top-level walk's lab and wall time (calibrate_all, maintain, diagnose)
+        self.walk_cost: Elapsed | None = None
         self._maintained: dict[str, bool] | None = None
         self._diagnosed: dict[str, bool] | None = None
         self._in_group: set[str] = set()
@@ -274,12 +281,27 @@ class CalibrationGraph:
     def clear_log(self) -> None:
         self.log.clear()
 
-    def _log(self, function: str, node: str, outcome: str, detail: str = "") -> None:
-        entry = LogEntry(function, node, outcome, self.context.clock.now(), detail)
+    def _log(
+        self, function: str, node: str, outcome: str, detail: str = "", spent: Elapsed | None = None
+    ) -> None:
+        entry = LogEntry(
+            function, node, outcome, self.context.clock.now(), detail,
+            lab_s=spent.lab_s if spent else None, wall_s=spent.wall_s if spent else None,
+        )
         self.log.append(entry)
         self.context.logger.info(
-            "%s(%s) -> %s%s", function, node, outcome, f": {detail}" if detail else ""
+            "%s(%s) -> %s%s%s", function, node, outcome, f": {detail}" if detail else "",
+            f" ({spent})" if spent else "",
         )
+
+    def cost(self, function: str | None = None) -> Elapsed:
+        """The lab and wall time the nodes' experiments cost (one function, or all)."""
+        total = Elapsed()
+        for by_function in self.costs.values():
+            for fn, spent in by_function.items():
+                if function is None or fn == function:
+                    total = total + spent
+        return total
 
     # ------------------------------------------------------------- check_state
     def check_state(self, name: str, clock: Clock | None = None) -> StateCheck:
@@ -354,10 +376,11 @@ class CalibrationGraph:
             verdict = Verdict(Spec.OUT_OF_SPEC, "never calibrated: nothing to check against")
             self._log("check_data", name, f"skipped -> {verdict.spec}", verdict.reason)
             return verdict
-        with self._guard("check_data", name):
+        with self._guard("check_data", name) as watch:
             data = keep_merged(node.acquire(self.context, node.params, Mode.CHECK), node, self.context, Mode.CHECK)
             results = node.fit(data, node.params)
             verdict = Verdict.coerce(node.check(results, node.params, state))
+        spent = watch.elapsed()
         run_id = run_id_of(data)
         if verdict.spec is Spec.IN_SPEC:
             clock = self.context.clock
@@ -371,11 +394,12 @@ class CalibrationGraph:
                     run_id=run_id,
                     failed=None,
                     last_outcome=str(Spec.IN_SPEC),
+                    check_lab_s=spent.lab_s,
                 ),
                 clock=clock,
                 message=f"check_data {name}: in_spec",
             )
-        self._log("check_data", name, str(verdict.spec), verdict.reason)
+        self._log("check_data", name, str(verdict.spec), verdict.reason, spent)
         return verdict
 
     # ------------------------------------------------------------- calibrate
@@ -398,7 +422,7 @@ class CalibrationGraph:
         if cells is not None and not node.per_cell:
             raise ValueError(f"node {name!r} does not recalibrate single cells (per_cell is False)")
         selection = {int(c): str(why) for c, why in cells.items()} if cells else None
-        with self._guard("calibrate", name):
+        with self._guard("calibrate", name) as watch:
             self.context.selection = selection
             try:
                 data = keep_merged(
@@ -415,6 +439,7 @@ class CalibrationGraph:
                 )
             if selection is not None:
                 change = _only_cells(change, selection)
+        spent = watch.elapsed()
         run_id = run_id_of(data)
         version = state.next_version()
         utc = clock.utcnow().isoformat()
@@ -439,6 +464,9 @@ class CalibrationGraph:
                 recalibrated_cells={str(c): why for c, why in (selection or {}).items()},
                 fixed_point=group.name if group else None,
                 fixed_point_pass=fixed_point_pass,
+                lab_s=spent.lab_s,
+                wall_s=spent.wall_s,
+                check_lab_s=old.check_lab_s,
             )
         what = f"calibrate {name}" + (f" cells {sorted(selection)}" if selection else "")
         if fixed_point_pass is not None:
@@ -455,7 +483,7 @@ class CalibrationGraph:
         detail = change.failed or (f"flagged {sorted(flagged)}" if flagged else "")
         if selection:
             detail = "; ".join(d for d in (f"cells {sorted(selection)}", detail) if d)
-        self._log("calibrate", name, "failed" if change.failed else "ok", detail)
+        self._log("calibrate", name, "failed" if change.failed else "ok", detail, spent)
         return not change.failed
 
     # ------------------------------------------------------------- maintain / diagnose
@@ -750,19 +778,26 @@ class CalibrationGraph:
             return
         self.validate()
         self._maintained, self._diagnosed = {}, {}
+        watch = Stopwatch(self.context.clock)
         try:
             yield
         finally:
             self._maintained = self._diagnosed = None
+            self.walk_cost = watch.elapsed()
 
     @contextmanager
-    def _guard(self, function: str, name: str) -> Iterator[None]:
-        """Log a node's exception with where it happened, then let it propagate."""
+    def _guard(self, function: str, name: str) -> Iterator[Stopwatch]:
+        """Time a node's experiment (charged to ``costs``); log an exception with where it
+        happened, then let it propagate."""
+        watch = Stopwatch(self.context.clock)
         try:
-            yield
+            yield watch
         except Exception as exc:
-            self._log(function, name, "error", f"{type(exc).__name__}: {exc}")
+            self._log(function, name, "error", f"{type(exc).__name__}: {exc}", watch.elapsed())
             raise
+        finally:
+            by_function = self.costs.setdefault(name, {})
+            by_function[function] = by_function.get(function, Elapsed()) + watch.elapsed()
 
 
 def _only_cells(change: StateChange, cells: Mapping[int, str]) -> StateChange:

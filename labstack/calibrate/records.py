@@ -59,6 +59,11 @@ class NodeRecord:
     #: the fixed-point group the node belongs to, and the pass its last calibrate was
     fixed_point: str | None = None
     fixed_point_pass: int | None = None
+    #: what the last calibrate cost: lab-clock (fridge) seconds and wall seconds
+    lab_s: float | None = None
+    wall_s: float | None = None
+    #: the lab seconds of the last check_data that found the node in spec
+    check_lab_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from labstack.cli.options import add_data_dir, add_progress, add_station_options, lab_description
+from labstack.clock import format_duration
 from labstack.data import resolve_data_dir
 from labstack.measure import Plan, SequenceError, Step, describe, run_sequence, validate
 from labstack.measure.files import find_sequence_file, load_sequence_file
@@ -63,5 +64,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         station.close()
-    print(f"run {result.id} {result.status}: {result.path}")
+    took = ""
+    if result.info.get("lab_s") is not None:
+        took = f" (lab {format_duration(result.info['lab_s'])}, wall {format_duration(result.info.get('wall_s'))})"
+    print(f"run {result.id} {result.status}: {result.path}{took}")
     return EXIT_OK if result.status == "completed" else EXIT_FAILED

@@ -23,7 +23,7 @@ from qcodes.parameters import ParameterBase
 from qcodes.utils import NumpyJSONEncoder
 from tqdm.auto import tqdm
 
-from labstack.clock import Clock
+from labstack.clock import Clock, Stopwatch
 from labstack.data.attrs import attr_value
 from labstack.data.provenance import git_revision, package_versions
 from labstack.data.runs import Run
@@ -53,6 +53,8 @@ RESERVED_ATTRS = frozenset(
         "lab_description",
         "lab_seed",
         "calibration_state_version",
+        "lab_s",
+        "wall_s",
     }
 )
 PROGRESS_DELAY_S = 2.0  # a bar appears only for runs longer than this
@@ -351,6 +353,7 @@ def run_sequence(
     if extra:
         attrs["coordinates"] = " ".join(extra)
     t0 = attrs["clock_start"]
+    watch = Stopwatch(clock)
     writer = RunWriter(
         name,
         data_dir=data_dir,
@@ -372,9 +375,9 @@ def run_sequence(
         control.checkpoint()
         execute()
     except BaseException as err:
-        end = {"end_utc": clock.utcnow().isoformat()}
+        end = {"end_utc": clock.utcnow().isoformat(), **_cost(watch)}
         try:
-            writer.close("failed", end, error=f"{type(err).__name__}: {err}")
+            writer.close("failed", end, error=f"{type(err).__name__}: {err}", **_cost(watch))
         finally:
             if bar is not None:
                 bar.close()
@@ -385,11 +388,19 @@ def run_sequence(
     if bar is not None:
         bar.update(pacer.done - pacer.shown)
         bar.close()
+    cost = _cost(watch)
     run = writer.close(
         "completed",
-        {"end_utc": clock.utcnow().isoformat()},
+        {"end_utc": clock.utcnow().isoformat(), **cost},
         points_flushed=pacer.done,
+        **cost,
     )
     if notify.subscribers:
         notify(pacer.done, final=True, status="completed")
     return run
+
+
+def _cost(watch: Stopwatch) -> dict[str, float]:
+    """The run's lab time (what it cost the fridge) and wall time, for its attrs and run.json."""
+    spent = watch.elapsed()
+    return {"lab_s": round(spent.lab_s, 6), "wall_s": round(spent.wall_s, 4)}

@@ -16,6 +16,7 @@ from typing import Any
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, StateDiff
 from labstack.calibrate.render import COLUMNS, entries_rows
+from labstack.clock import format_duration
 from labstack.data import Run
 from labstack.presentation.figures import figure_title, node_figures, png_tag
 from labstack.presentation.graph import graph_svg
@@ -71,12 +72,16 @@ def calibration_report_html(report: Any) -> str:
     for name, st in report.status.items():
         did = "calibrated" if name in report.calibrated else "kept (still valid)"
         flagged = ", ".join(report.flagged.get(name, []))
-        rows.append([name, st.value, did, flagged])
+        spent = getattr(report, "costs", {}).get(name)
+        rows.append([name, st.value, did, format_duration(spent.lab_s) if spent else "",
+                     format_duration(spent.wall_s) if spent else "", flagged])
         classes.append("bad" if flagged else STATUS_CLASS.get(st.value, ""))
-    parts = [STYLE, table(rows, ["node", "status", "this run", "flagged"], classes)]
+    parts = [STYLE, table(rows, ["node", "status", "this run", "lab time", "wall time", "flagged"], classes)]
+    cost = getattr(report, "cost", None)
+    took = f"; fridge time {format_duration(cost.lab_s)} (wall {format_duration(cost.wall_s)})" if cost else ""
     parts.append(
         f"<p>calibration state v{report.state_version} ({html.escape(report.state_path)}); "
-        f"recorded as run <code>{html.escape(report.run_id)}</code></p>"
+        f"recorded as run <code>{html.escape(report.run_id)}</code>{took}</p>"
     )
     for name in report.calibrated:
         try:

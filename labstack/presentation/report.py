@@ -23,6 +23,7 @@ from typing import Any
 import xarray as xr
 
 from labstack.calibrate import STATE_DIRNAME, CalibrationState
+from labstack.clock import format_duration
 from labstack.data import Run, RunNotFoundError, load_run, resolve_data_dir
 from labstack.presentation.figures import (
     chip_figure,
@@ -118,6 +119,8 @@ def run_summary_html(run: Run, *, plots: bool = True, level: int = 2) -> str:
         ["virtual lab", attrs.get("lab_description")],
         ["seed", attrs.get("lab_seed")],
         ["calibration state at start", attrs.get("calibration_state_version")],
+        ["lab time (fridge)", _duration(attrs.get("lab_s"))],
+        ["wall time", _duration(attrs.get("wall_s"))],
         ["points", info.get("points_flushed")],
         ["git", attrs.get("git_revision")],
     ]
@@ -223,9 +226,13 @@ def calibration_html(run: Run, data_dir: Path, *, plots: bool = True) -> str:
     if status:
         order = list(status)
         deps = _dependencies(order)
-        rows = [[n, s, "calibrated" if n in calibrated else "kept (still valid)"] for n, s in status.items()]
+        costs = _node_costs(session.get("costs") or {})
+        rows = [[n, s, "calibrated" if n in calibrated else "kept (still valid)",
+                 _duration(costs.get(n, (None, None))[0]), _duration(costs.get(n, (None, None))[1])]
+                for n, s in status.items()]
         classes = ["ok" if s == "fresh" else "bad" for s in status.values()]
-        parts += ["<h2>Calibration graph</h2>", graph_svg(order, deps, status), table(rows, ["node", "status", "this run"], classes)]
+        parts += ["<h2>Calibration graph</h2>", graph_svg(order, deps, status),
+                  table(rows, ["node", "status", "this run", "lab time", "wall time"], classes)]
     parts.append(
         f"<p>calibration state v{run.attrs.get('calibration_state_version')} → "
         f"v{session.get('state_end_version')}</p>"
@@ -255,9 +262,11 @@ def calibration_html(run: Run, data_dir: Path, *, plots: bool = True) -> str:
             parts.append(node_section_html(refit(chosen[name])))
     if runs:
         rows = [[r.id, r.metadata.get("calibration", r.name), r.metadata.get("mode", ""), r.status,
-                 r.info.get("points_flushed"), "merged from " + ", ".join(r.metadata["derived_from"])
+                 r.info.get("points_flushed"), _duration(r.info.get("lab_s")),
+                 "merged from " + ", ".join(r.metadata["derived_from"])
                  if r.metadata.get("derived_from") else ""] for r in runs]
-        parts += ["<h2>Acquisitions</h2>", table(rows, ["run", "node", "mode", "status", "points", "note"])]
+        parts += ["<h2>Acquisitions</h2>",
+                  table(rows, ["run", "node", "mode", "status", "points", "lab time", "note"])]
     parts += [f"<p class=\"note\">run {html.escape(rid)} is not stored here</p>" for rid in missing]
     return "\n".join(parts)
 
@@ -297,3 +306,16 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_html(run, data_dir), encoding="utf-8")
     return path
+
+
+def _duration(seconds: Any) -> str | None:
+    """A lab or wall duration as a person reads it (None: not recorded, row left out)."""
+    return None if seconds is None else format_duration(float(seconds))
+
+
+def _node_costs(costs: dict[str, dict[str, dict[str, float]]]) -> dict[str, tuple[float, float]]:
+    """Each node's (lab s, wall s) over every function the walk ran on it."""
+    return {
+        name: (sum(f.get("lab_s") or 0.0 for f in by_fn.values()), sum(f.get("wall_s") or 0.0 for f in by_fn.values()))
+        for name, by_fn in costs.items()
+    }

@@ -101,8 +101,16 @@ class SessionRecorder:
             for key, e in state.entries.items()
             if e.version > self.start_version
         }
+        walk = getattr(graph, "walk_cost", None)
+        costs = {
+            name: {fn: {"lab_s": e.lab_s, "wall_s": e.wall_s} for fn, e in by_fn.items()}
+            for name, by_fn in getattr(graph, "costs", {}).items()
+        }
         session = {
             **self.config,
+            "lab_s": walk.lab_s if walk is not None else None,
+            "wall_s": walk.wall_s if walk is not None else None,
+            "costs": costs,
             "nodes": list(getattr(graph, "names", [])),
             "calibrated": sorted(set(graph.calls("calibrate"))) if graph is not None else [],
             "status": {k: str(v) for k, v in status.items()},
@@ -112,6 +120,8 @@ class SessionRecorder:
         }
         final = {
             "end_utc": self.ctx.clock.utcnow().isoformat(),
+            "lab_s": session["lab_s"],
+            "wall_s": session["wall_s"],
             "calibration_session": json.dumps(session, default=str),
         }
         self.writer.update_info(
@@ -120,6 +130,8 @@ class SessionRecorder:
                 "nodes": session["nodes"],
                 "runs": runs,
                 "state_end_version": state.version,
+                "lab_s": session["lab_s"],
+                "wall_s": session["wall_s"],
             }
         )
         if error is not None:

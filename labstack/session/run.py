@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context, Status
+from labstack.clock import Elapsed, format_duration
 from labstack.data import load_run, resolve_data_dir
 from labstack.session.record import SessionRecorder
 from labstack.station import LabStation
@@ -162,6 +163,10 @@ class CalibrationReport:
     unavailable: dict[str, str] = field(default_factory=dict)
     #: each fixed-point group this walk iterated: its last pass's summary
     convergence: dict[str, str] = field(default_factory=dict)
+    #: what each node's experiments cost in this walk (lab = fridge time, and wall time)
+    costs: dict[str, Elapsed] = field(default_factory=dict)
+    #: what the whole walk cost
+    cost: Elapsed | None = None
 
     @property
     def all_ok(self) -> bool:
@@ -173,13 +178,18 @@ class CalibrationReport:
             lines += [f"== {name}", table, ""]
         for name, status in self.status.items():
             did = "calibrated" if name in self.calibrated else "kept (still valid)"
-            lines.append(f"{name:<20} {status.value:<7} {did}")
+            spent = self.costs.get(name)
+            took = f"  {spent}" if spent is not None else ""
+            lines.append(f"{name:<22} {status.value:<7} {did:<18}{took}")
         for name, why in self.unavailable.items():
             lines.append(f"{name:<20} not run  {why}")
         lines += list(self.convergence.values())
         for name, keys in self.flagged.items():
             if keys:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
+        if self.cost is not None:
+            lines.append(f"fridge time: {format_duration(self.cost.lab_s)} of lab clock "
+                         f"(wall {format_duration(self.cost.wall_s)})")
         lines.append(f"calibration state v{self.state_version}: {self.state_path}")
         lines.append(f"data: {self.data_dir}")
         if self.run_id:
@@ -274,4 +284,17 @@ def _report(
         graph=graph,
         unavailable={n: w for n, w in unavailable_routines(ctx.station, modules).items() if n not in graph},
         convergence={g: r.last.summary() for g, r in graph.convergence.items() if r.last is not None},
+        costs=node_costs(graph),
+        cost=graph.walk_cost,
     )
+
+
+def node_costs(graph: CalibrationGraph) -> dict[str, Elapsed]:
+    """Each node's lab and wall time in the graph's walks, all functions together."""
+    out: dict[str, Elapsed] = {}
+    for name, by_function in graph.costs.items():
+        total = Elapsed()
+        for spent in by_function.values():
+            total = total + spent
+        out[name] = total
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from labstack.calibrate import STATE_DIRNAME, CalibrationState, Context, Status
-from labstack.clock import Clock, WallClock
+from labstack.clock import Clock, WallClock, format_duration
 from labstack.data import resolve_data_dir
 from labstack.session.run import build_graph
 from labstack.station import read_station_file
@@ -55,6 +55,8 @@ class NodeStatus:
     reason: str
     calibrated_utc: str | None
     run_id: str | None
+    #: fridge (lab-clock) seconds its last calibrate took; None if never measured
+    lab_s: float | None = None
 
 
 @dataclass
@@ -69,18 +71,45 @@ class StatusReport:
     def all_fresh(self) -> bool:
         return all(n.status is Status.FRESH for n in self.nodes)
 
+    def next_calibrate(self) -> tuple[float, list[str], list[str]]:
+        """Fridge time the next ``calibrate`` would need, from each node's last calibrate.
+
+        Returns (lab seconds at most, nodes to redo, nodes whose cost is unknown because
+        they never calibrated here). An upper bound: a stale node whose check finds it
+        in spec costs only its check.
+        """
+        redo = [n for n in self.nodes if n.status is not Status.FRESH]
+        known = [n.lab_s for n in redo if n.lab_s is not None]
+        return float(sum(known)), [n.name for n in redo], [n.name for n in redo if n.lab_s is None]
+
+    def next_calibrate_line(self) -> str:
+        lab_s, redo, unknown = self.next_calibrate()
+        if not redo:
+            return "next calibrate: nothing to redo (no fridge time)"
+        line = (f"next calibrate: up to {format_duration(lab_s)} of fridge time for "
+                f"{len(redo)} node{'s' if len(redo) != 1 else ''} (from their last calibrations)")
+        if unknown:
+            line += f"; never calibrated here, cost unknown: {', '.join(unknown)}"
+        return line
+
     def render(self) -> str:
         lines = [f"calibration state v{self.state_version}, status as of {self.as_of}"]
         if self.note:
             lines.append(self.note)
         width = max([len(n.name) for n in self.nodes] + [4])
-        lines.append(f"{'node':<{width}}  {'status':<7}  {'depends on':<20}  {'calibrated (UTC)':<19}  why")
+        lines.append(f"{'node':<{width}}  {'status':<7}  {'depends on':<20}  {'calibrated (UTC)':<19}  "
+                     f"{'lab time':>9}  why")
         for n in self.nodes:
             lines.append(
                 f"{n.name:<{width}}  {n.status.value:<7}  {', '.join(n.depends_on) or '-':<20}  "
-                f"{(n.calibrated_utc or '-')[:19]:<19}  {n.reason}"
+                f"{(n.calibrated_utc or '-')[:19]:<19}  {_took(n.lab_s):>9}  {n.reason}"
             )
+        lines.append(self.next_calibrate_line())
         return "\n".join(lines)
+
+
+def _took(lab_s: float | None) -> str:
+    return "-" if lab_s is None else format_duration(lab_s)
 
 
 def station_clock(station_file: str | Path, lab: str | None = None) -> tuple[Clock, Any]:
@@ -150,6 +179,7 @@ def calibration_status(
                 reasons.get(name, "") if status[name] is not Status.FRESH else "",
                 rec.calibrated_utc if rec else None,
                 rec.run_id if rec else None,
+                rec.lab_s if rec else None,
             )
         )
     return StatusReport(nodes, state.version, as_of, note)
