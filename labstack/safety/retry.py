@@ -180,6 +180,8 @@ class Hardener:
 
         self.interceptors.wrap(instrument, "write_raw", "retry", command)
         self.interceptors.wrap(instrument, "ask_raw", "retry", command)
+        if isinstance(instrument, IPInstrument):
+            self.interceptors.wrap(instrument, "_recv", "retry", _closed_is_an_error(instrument))
         for parameter in _parameters(instrument):
             if parameter.gettable:
                 self._harden_get(instrument, parameter)
@@ -194,6 +196,22 @@ class Hardener:
             return hardened_get
 
         self.interceptors.wrap(parameter, "get", "retry", make)
+
+
+def _closed_is_an_error(instrument: IPInstrument) -> Callable[[Method], Method]:
+    """An ``IPInstrument`` reads an empty string from a socket the instrument closed (and a
+    write takes it as its confirmation); make it the connection error it is, so it is retried."""
+
+    def make(recv: Method) -> Method:
+        def checked_recv() -> str:
+            answer = recv()
+            if answer == "":
+                raise ConnectionResetError(f"{instrument.name}: the instrument closed the connection")
+            return answer
+
+        return checked_recv
+
+    return make
 
 
 def _raw_socket(instrument: VisaInstrument) -> bool:

@@ -209,4 +209,10 @@ def description_seed(description: str | None) -> int | None:
 def close_instruments(station: Station) -> None:
     for component in list(station.components.values()):
         if isinstance(component, Instrument):
-            component.close()
+            try:
+                component.close()
+            except OSError:  # a raw socket the instrument already reset: drop it and close
+                if getattr(component, "_socket", None) is None:
+                    raise
+                component._socket = None
+                component.close()

@@ -51,8 +51,9 @@ class LineServer:
                         continue
                     with outer.lock:
                         answer = outer.handler(text)
-                    if answer is DROP:
+                    if answer is DROP:  # a reset, not an orderly close: the host fails at once
                         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.close()
                         return
                     if isinstance(answer, bytes) and answer:
                         self.wfile.write(answer)
