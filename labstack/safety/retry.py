@@ -86,6 +86,8 @@ class Hardener:
         self.clock = clock
         self.stats = FaultStats()
         self.on_reconnect = on_reconnect
+        #: the last command each instrument was sent (a failed get names it)
+        self.last_sent: dict[str, str] = {}
 
     def call(self, instrument: VisaInstrument, command: str, fn: Callable[[], T], retry_ok: bool = True) -> T:
         attempt = 0
@@ -100,6 +102,9 @@ class Hardener:
                 self.stats.log.append(f"{instrument.name}: {command!r}: {type(exc).__name__}: {exc}")
                 if not retry_ok or attempt >= self.spec.attempts:
                     self.stats.failures += 1
+                    last = self.last_sent.get(instrument.name)
+                    if last is not None and last != command:  # a parameter's get: name its SCPI too
+                        command = f"{command} (last sent {last!r})"
                     raise InstrumentFault(instrument.name, command, attempt, exc) from exc
                 self._recover(instrument, exc)
                 self._backoff(instrument, attempt)
@@ -174,6 +179,7 @@ class Hardener:
 
         def command(method: Method) -> Method:
             def hardened(cmd: str) -> Any:
+                self.last_sent[instrument.name] = cmd
                 return self.call(instrument, cmd, lambda: method(cmd), retry_ok=is_idempotent(cmd))
 
             return hardened
