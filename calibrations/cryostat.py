@@ -34,6 +34,15 @@ uncertainty (the certificate's, :data:`~labstack.calibrations.fridge.CALIBRATION
 is added to every result: to the temperatures directly, to the heating coefficient
 through both temperatures of the same sensor, and to the time constants by refitting
 the traces with the readings moved by one sigma of it.
+
+Closed loop. A thermometry role that offers set-points only (an Oxford Triton) is
+stepped by its set-point instead: the controller's PID holds the mixing chamber at
+``setpoint_K`` (its hold gives ``mc_hot_K``), then the loop is switched off and the
+free cool-down is fitted exactly as above (base temperature, time constant at base,
+chip lag). The controller chooses the heater power, so no heating coefficient is
+measured: routines that heat such a fridge give it set-points
+(:func:`labstack.calibrations.fridge.heat_to`). The cool-down is traced until
+``cool_taus`` time constants at base have passed, as its own first part predicts them.
 """
 
 from __future__ import annotations
@@ -61,7 +70,9 @@ from labstack.calibrations._common import run
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     HEATER_RANGES_A,
+    LOOP_RANGE_MA,
     calibration_rel,
+    closed_loop,
     fresh_read_steps,
     heater,
     output_index,
@@ -95,6 +106,8 @@ class Parameters:
     timing_uncertainty_s: float = 0.5
     #: 1-sigma calibration-curve error of the RuOx sensors at 10 mK (their certificate)
     calibration_rel_10mK: float = CALIBRATION_REL_10MK
+    #: closed loop (a Triton): the set-point the warm step holds (K)
+    setpoint_K: float = 0.040
 
 
 # ------------------------------------------------------------------- acquire
@@ -129,6 +142,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params), "read_offset_s": offsets})
         finally:
             scan_all(ctx)
+    if closed_loop(ctx):
+        return _acquire_closed_loop(ctx, params, mode, interval, cool_interval, base_steps, reads, offsets)
     current = HEATER_RANGES_A[params.heater_range] * params.heater_percent / 100
     channel.output_range(params.heater_range)
     channel.write(f"MOUT {output_index(channel)},{params.heater_percent:.4f}")
@@ -155,6 +170,61 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         scan_all(ctx)
     attrs = {**first.attrs, "run_id": f"{first.attrs['run_id']}+{second.attrs['run_id']}"}
     return xr.merge([first, second], combine_attrs="drop").assign_attrs(attrs)
+
+
+def _acquire_closed_loop(
+    ctx: Context,
+    params: Parameters,
+    mode: Mode,
+    interval: float,
+    cool_interval: float,
+    base_steps: list[Step],
+    reads: Any,
+    offsets: dict[str, float],
+) -> xr.Dataset:
+    """Baseline, the loop holding ``setpoint_K``, the loop off: the free cool-down traced."""
+    layout = ctx.station.layout
+    setpoint, loop_mode = str(layout.heater_setpoint), str(layout.heater_mode)
+    ctx.station.parameter(str(layout.heater_range)).set(LOOP_RANGE_MA)
+    warm = Sequence(
+        (
+            Trace("t_base", max(2, int(params.baseline_s / interval)), interval, base_steps),
+            Set(setpoint, params.setpoint_K),
+            Set(loop_mode, "on"),
+            Trace("t_heat", int(params.heat_s / interval) + 1, interval, reads("heat")),
+        )
+    )
+    meta = {
+        "mode": str(mode), "parameters": asdict(params), "control": "closed_loop",
+        "setpoint_K": params.setpoint_K, "read_offset_s": offsets,
+    }
+    runs = []
+    try:
+        runs.append(run(ctx, NAME, warm, meta))
+        cool = Sequence((Set(loop_mode, "off"), Trace("t_cool", int(params.cool_s / cool_interval) + 1, cool_interval, reads("cool"))))
+        runs.append(run(ctx, NAME, cool, {**meta, "cool_s": params.cool_s}))
+        first_cool = fit_dilution(_reading_times(runs[-1], "cool", "T_mc"), runs[-1]["T_mc_cool"].values.astype(float))
+        more = params.cool_taus * first_cool["tau"] - params.cool_s if first_cool.success else 0.0
+        if more > cool_interval:  # a slow fridge: trace on until cool_taus time constants at base
+            rest = Sequence((Trace("t_cool2", int(more / cool_interval) + 1, cool_interval, reads("cool2")),))
+            runs.append(run(ctx, NAME, rest, meta))
+    finally:
+        scan_all(ctx)
+    attrs = {**runs[0].attrs, "run_id": "+".join(r.attrs["run_id"] for r in runs)}
+    return xr.merge(runs, combine_attrs="drop").assign_attrs(attrs)
+
+
+def _phase(dataset: xr.Dataset, phase: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(reading times, readings) of ``name`` in a trace ``phase``, its continuation
+    (``cool2``, a closed-loop cool-down traced on) appended."""
+    times, values = [], []
+    for part in (phase, f"{phase}2"):
+        if f"{name}_{part}" in dataset:
+            times.append(_reading_times(dataset, part, name))
+            values.append(dataset[f"{name}_{part}"].values.astype(float))
+    if not times:
+        return np.array([]), np.array([])
+    return np.concatenate(times), np.concatenate(values)
 
 
 def predicted_tau_base(warm: xr.Dataset) -> float:
@@ -289,20 +359,25 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult
         derived = FitResult("cryostat", {"mc_base_K": baseline}, {"mc_base_K": baseline_err})
         return CryostatResult(empty, empty, None, None, 0.0, baseline, baseline_err, derived)
     current = float(dataset.attrs.get("heater_current_A", math.nan))
-    t_heat, t_cool = _reading_times(dataset, "heat", "T_mc"), _reading_times(dataset, "cool", "T_mc")
-    T_heat, T_cool = dataset["T_mc_heat"].values.astype(float), dataset["T_mc_cool"].values.astype(float)
-    heat = fit_dilution(t_heat, T_heat)
+    closed = dataset.attrs.get("control") == "closed_loop"
+    t_heat, T_heat = _phase(dataset, "heat", "T_mc")
+    t_cool, T_cool = _phase(dataset, "cool", "T_mc")
+    heat = (
+        FitResult.failed("dilution_settling", "closed loop: the controller held the set-point (no free warm-up)")
+        if closed else fit_dilution(t_heat, T_heat)
+    )
     cool = fit_dilution(t_cool, T_cool)
     chip_heat = chip_cool = None
     sys_err: dict[str, float] = {}
-    if heat.success and cool.success:  # the calibration curve's error, through the time constants
+    if heat.success:
         sys_err["mc_tau_hot_s"] = calibration_spread(lambda T: fit_dilution(t_heat, T), T_heat, ("tau",), rel)["tau"]
+    if cool.success:  # the calibration curve's error, through the time constants
         sys_err["mc_tau_base_s"] = calibration_spread(lambda T: fit_dilution(t_cool, T), T_cool, ("tau",), rel)["tau"]
     for phase, mc_fit, t_mc in (("heat", heat, t_heat), ("cool", cool, t_cool)):
         if f"T_chip_{phase}" not in dataset or not mc_fit.success:
             continue
-        t_chip = _reading_times(dataset, phase, "T_chip") - t_mc[0]
-        T_chip = dataset[f"T_chip_{phase}"].values.astype(float)
+        t_chip, T_chip = _phase(dataset, phase, "T_chip")
+        t_chip = t_chip - t_mc[0]
 
         def mc_model(g: np.ndarray, f: FitResult = mc_fit) -> np.ndarray:
             return dilution_settling(g, f["T_inf"], f["T0"], f["tau"])
@@ -315,10 +390,50 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult
             chip_heat = chip
         else:
             chip_cool = chip
-    if not (heat.success and cool.success):
+    if not ((heat.success or closed) and cool.success):
         why = heat.message if not heat.success else cool.message
         derived = FitResult.failed("cryostat", f"settling fit failed: {why}")
         return CryostatResult(heat, cool, chip_heat, chip_cool, current, baseline, baseline_err, derived)
+    if closed:
+        values, errors = _closed_loop_values(cool, T_heat, rel, sys_err)
+    else:
+        values, errors = _open_loop_values(heat, cool, current, rel, sys_err)
+    timing = params.timing_uncertainty_s
+    for name in ("mc_tau_base_s", "mc_tau_hot_s"):
+        if name in errors:
+            errors[name] = math.hypot(errors[name], timing)
+    chips = [c for c in (chip_heat, chip_cool) if c is not None and c.success]
+    if chips:  # inverse-variance mean of the two steps
+        w = np.array([1 / c.error("tau") ** 2 for c in chips])
+        values["chip_tau_s"] = float(np.sum(w * [c["tau"] for c in chips]) / w.sum())
+        errors["chip_tau_s"] = math.hypot(float(1 / math.sqrt(w.sum())), timing)
+    chi2 = cool.chi2_reduced if closed else max(heat.chi2_reduced, cool.chi2_reduced)
+    derived = FitResult("cryostat", values, errors, chi2_reduced=chi2)
+    return CryostatResult(heat, cool, chip_heat, chip_cool, current, baseline, baseline_err, derived)
+
+
+def _closed_loop_values(
+    cool: FitResult, T_heat: np.ndarray, rel: float, sys_err: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Base and its time constant from the free cool-down; the held temperature from the
+    last third of the hold (the loop has settled by then)."""
+    tb, etb = cool["T_inf"], cool.error("T_inf")
+    hold = T_heat[-max(3, T_heat.size // 3):]
+    th = float(hold.mean())
+    eth = float(hold.std(ddof=1) / math.sqrt(hold.size))
+    values = {"mc_base_K": tb, "mc_tau_base_s": cool["tau"], "mc_hot_K": th}
+    errors = {
+        "mc_base_K": math.hypot(etb, float(calibration_rel(tb, rel)) * tb),
+        "mc_tau_base_s": math.hypot(cool.error("tau"), sys_err.get("mc_tau_base_s", 0.0)),
+        "mc_hot_K": math.hypot(eth, float(calibration_rel(th, rel)) * th),
+    }
+    return values, errors
+
+
+def _open_loop_values(
+    heat: FitResult, cool: FitResult, current: float, rel: float, sys_err: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Base, hot temperature, both time constants and the heating coefficient of an open-loop step."""
     tb, etb = cool["T_inf"], cool.error("T_inf")
     th, eth = heat["T_inf"], heat.error("T_inf")
     k = (th**2 - tb**2) / current**2
@@ -334,16 +449,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CryostatResult
         "mc_hot_K": math.hypot(eth, s_h * th),
         "mc_tau_hot_s": math.hypot(heat.error("tau"), sys_err.get("mc_tau_hot_s", 0.0)),
     }
-    timing = params.timing_uncertainty_s
-    for name in ("mc_tau_base_s", "mc_tau_hot_s"):
-        errors[name] = math.hypot(errors[name], timing)
-    chips = [c for c in (chip_heat, chip_cool) if c is not None and c.success]
-    if chips:  # inverse-variance mean of the two steps
-        w = np.array([1 / c.error("tau") ** 2 for c in chips])
-        values["chip_tau_s"] = float(np.sum(w * [c["tau"] for c in chips]) / w.sum())
-        errors["chip_tau_s"] = math.hypot(float(1 / math.sqrt(w.sum())), timing)
-    derived = FitResult("cryostat", values, errors, chi2_reduced=max(heat.chi2_reduced, cool.chi2_reduced))
-    return CryostatResult(heat, cool, chip_heat, chip_cool, current, baseline, baseline_err, derived)
+    return values, errors
 
 
 # --------------------------------------------------------------------- check

@@ -15,6 +15,12 @@ means: enable the channel, disable the other thermometers, wait the channel's
 :func:`read_fresh`); afterwards the scan is restored (:func:`scan_all`). Every
 reading a routine uses is one it knows the age of.
 
+Two ways to heat (the thermometry role says which, ``layout.heater_control``): a Lake
+Shore 372 offers an open-loop heater current (:func:`set_heater_current`, calibrated
+by the cryostat node as a heating coefficient); an Oxford Triton offers closed-loop
+set-points only (:func:`set_loop`: its PID holds the mixing-chamber reading). A
+Triton's channels are read continuously (no scanner): no switching, no pause.
+
 Thermometer calibration: a RuOx sensor's calibration curve is uncertain by a few
 per cent at 10 mK, less when warmer (:data:`CALIBRATION_REL_10MK`, from the sensor's
 certificate; ``sqrt(10 mK / T)``). No measurement on the chip can remove it, so a
@@ -38,6 +44,9 @@ CALIBRATION_REL_10MK = 0.015
 #: margin after a scanner's pause before a reading counts as fresh (s)
 SCAN_MARGIN_S = 0.5
 
+#: the closed loop's heater range (Triton, mA full scale): 120 uW into 120 Ohm, ~90 mK at most
+LOOP_RANGE_MA = 1.0
+
 #: Lake Shore 372 sample-heater ranges: QCoDeS range name -> full-scale current (A)
 HEATER_RANGES_A = {
     "31.6μA": 31.6e-6,
@@ -56,7 +65,25 @@ def heater(ctx: Context) -> Any:
     layout = ctx.station.layout
     if layout.heater is None:
         raise RuntimeError("station has no heater in its labstack.thermometry section")
-    return ctx.station.parameter(f"{layout.heater}.mode").instrument
+    return ctx.station.parameter(str(layout.heater_mode)).instrument
+
+
+def closed_loop(ctx: Context) -> bool:
+    """Whether the station's heater is driven by set-points (Triton) rather than a current."""
+    return ctx.station.layout.heater_control == "closed_loop"
+
+
+def set_loop(ctx: Context, temperature_K: float) -> None:
+    """Closed loop holding the mixing-chamber reading at ``temperature_K`` (0: loop off)."""
+    layout = ctx.station.layout
+    if layout.heater_mode is None or layout.heater_setpoint is None or layout.heater_range is None:
+        raise RuntimeError("station has no heater in its labstack.thermometry section")
+    if temperature_K <= 0:
+        ctx.station.parameter(layout.heater_mode).set("off")
+        return
+    ctx.station.parameter(layout.heater_range).set(LOOP_RANGE_MA)
+    ctx.station.parameter(layout.heater_setpoint).set(float(temperature_K))
+    ctx.station.parameter(layout.heater_mode).set("on")
 
 
 def output_index(channel: Any) -> int:
@@ -66,6 +93,14 @@ def output_index(channel: Any) -> int:
 
 def set_heater_current(ctx: Context, current_A: float) -> None:
     """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
+    if closed_loop(ctx):
+        if current_A <= 0:
+            set_loop(ctx, 0.0)
+            return
+        raise RuntimeError(
+            f"the thermometry role ({ctx.station.layout.thermometry}) offers closed-loop set-points "
+            "only, not an open-loop heater current: use set_loop"
+        )
     channel = heater(ctx)
     if current_A <= 0:
         channel.mode("off")
@@ -81,7 +116,7 @@ def set_heater_current(ctx: Context, current_A: float) -> None:
 def heater_is_off(ctx: Context) -> bool:
     """Whether the sample heater is off (a station without one never heats)."""
     layout = ctx.station.layout
-    return ctx.station.parameter(f"{layout.heater}.mode").get() == "off" if layout.heater else True
+    return ctx.station.parameter(str(layout.heater_mode)).get() == "off" if layout.heater else True
 
 
 def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
@@ -89,18 +124,21 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> 
     wait until fridge and chip have settled, and return the waiting time (s).
 
     Needs a calibrated cryostat (``cryostat.*`` in the state). Temperatures at or below
-    base switch the heater off and wait for the cool-down instead. Callers read the
+    base switch the heater off and wait for the cool-down instead. A closed-loop
+    controller (Triton) is given the set-point instead of a current. Callers read the
     chip thermometer after the wait and use that reading, so the wait only has to
     make the temperature steady during a measurement, not exact.
     """
     state = ctx.state
     base = float(state.value("cryostat.mc_base_K"))
-    k = float(state.value("cryostat.heating_K2_per_A2"))
     tau_base = float(state.value("cryostat.mc_tau_base_s"))
     tau_chip = float(state.value("cryostat.chip_tau_s"))
     target = max(float(temperature_K), base)
-    current = math.sqrt(max(target**2 - base**2, 0.0) / k)
-    set_heater_current(ctx, current)
+    if closed_loop(ctx):
+        set_loop(ctx, target if float(temperature_K) > base else 0.0)
+    else:
+        k = float(state.value("cryostat.heating_K2_per_A2"))
+        set_heater_current(ctx, math.sqrt(max(target**2 - base**2, 0.0) / k))
     # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
     # down, the slowest part is the last stretch near the target
     wait = settle_taus * (tau_base * base / target + tau_chip)
@@ -135,6 +173,8 @@ def channel_of(thermometer: str) -> str:
 
 def scan_pause(ctx: Context, thermometer: str) -> float:
     """Seconds a scanned channel needs after switching before its reading is valid (0 if none)."""
+    if not ctx.station.layout.thermometers_scanned:
+        return 0.0
     try:
         return float(ctx.station.parameter(f"{channel_of(thermometer)}.pause").get())
     except LookupError:
@@ -142,7 +182,10 @@ def scan_pause(ctx: Context, thermometer: str) -> float:
 
 
 def scan_only(ctx: Context, thermometer: str) -> list[Step]:
-    """Steps that make ``thermometer``'s channel the only one scanned among the station's."""
+    """Steps that make ``thermometer``'s channel the only one scanned among the station's
+    (none when the thermometers are not on a scanner)."""
+    if not ctx.station.layout.thermometers_scanned:
+        return []
     others = [t for t in thermometers(ctx) if channel_of(t) != channel_of(thermometer)]
     steps: list[Step] = [Set(f"{channel_of(thermometer)}.enabled", True)]
     return steps + [Set(f"{channel_of(t)}.enabled", False) for t in others]
@@ -156,6 +199,8 @@ def fresh_read_steps(ctx: Context, thermometer: str, name: str) -> tuple[list[St
 
 def scan_all(ctx: Context) -> None:
     """Every station thermometer's channel scanned again (after :func:`read_fresh`)."""
+    if not ctx.station.layout.thermometers_scanned:
+        return
     for t in thermometers(ctx):
         ctx.station.parameter(f"{channel_of(t)}.enabled").set(True)
 

@@ -107,9 +107,9 @@ def test_guard_covers_excitation_and_coupler_source(station) -> None:
 
 
 def test_a_thermometer_as_a_bias_line_is_refused_with_file_and_line(tmp_path: Path) -> None:
-    path = _edited(tmp_path, "bias: [qdac1.ch01-ch16]", "bias: [ls372.ch01-ch16]")
-    line = 1 + path.read_text().splitlines().index("    bias: [ls372.ch01-ch16]")
-    with pytest.raises(StationConfigError, match=rf"edited.yaml:{line}: labstack.chip.bias: instrument 'ls372' \(LakeshoreModel372\) cannot be a bias line"):
+    path = _edited(tmp_path, "bias: [qdac1.ch01-ch16]", "bias: [triton.ch01-ch16]")
+    line = 1 + path.read_text().splitlines().index("    bias: [triton.ch01-ch16]")
+    with pytest.raises(StationConfigError, match=rf"edited.yaml:{line}: labstack.chip.bias: instrument 'triton' \(OxfordTriton\) cannot be a bias line"):
         load_station(path)
 
 

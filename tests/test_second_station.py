@@ -6,6 +6,11 @@ chip's offsets V0, widths w and effective temperatures T_eff = 2 alpha w must ag
 within their errors: pulls (a - b) / sqrt(sa^2 + sb^2) within 3 for >= 95 % of them,
 with rms between 0.7 and 1.3, and neither station's median standard error more than
 twice the other's. Routines the lock-in cannot serve are reported, not run.
+
+The second station's fridge is an Oxford Triton, stepped by closed-loop set-points
+where the default station's Lake Shore steps an open-loop heater current; the fridge
+quantities both measure (base temperature, its time constant, the chip's lag) must
+agree within their errors too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from labstack.sim.truth import GroundTruth
 from labstack.visa import open_station
 
 NODES = ["effective_temperature"]  # with its dependencies: readout, cryostat, bias_scurve
+#: what both fridges' cryostat calibrations measure (open-loop heater steps vs closed-loop set-points)
+FRIDGE = ("mc_base_K", "mc_tau_base_s", "chip_tau_s")
 
 
 def _values(state: CalibrationState, key: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +44,11 @@ def _chip(state: CalibrationState, n: int) -> dict[str, tuple[np.ndarray, np.nda
     alpha = _values(state, "alpha_K_per_V", n)
     t_eff = 2 * w[0] * alpha[0]
     t_err = t_eff * np.hypot(w[1] / w[0], alpha[1] / alpha[0])  # separate runs: independent
-    return {"V0": v0, "width": w, "T_eff": (t_eff, t_err)}
+    fridge = [state.get(f"cryostat.{k}") for k in FRIDGE]
+    return {
+        "V0": v0, "width": w, "T_eff": (t_eff, t_err),
+        "fridge": (np.array([e.value for e in fridge]), np.array([e.stderr for e in fridge])),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +89,11 @@ def test_lockin_station_says_which_routines_need_single_shots(both: tuple[dict, 
     report = both[2]
     assert set(report.status) == {"readout", "cryostat", "bias_scurve", "effective_temperature"}
     assert all(s.value == "fresh" for s in report.status.values())
+
+
+def test_triton_and_lakeshore_stations_agree_on_the_fridge(both: tuple[dict, dict, object]) -> None:
+    a, b, _ = both
+    (va, ea), (vb, eb) = a["fridge"], b["fridge"]
+    assert np.isfinite(va).all() and np.isfinite(vb).all() and (ea > 0).all() and (eb > 0).all()
+    pull = (va - vb) / np.hypot(ea, eb)
+    assert np.all(np.abs(pull) < 3), f"fridge pulls {dict(zip(FRIDGE, np.round(pull, 2), strict=True))}"

@@ -13,7 +13,12 @@ each command and refuses, before it is sent, any message that would
 * move a guarded DAC channel by a mechanism the guard cannot check (lists,
   sweeps, AWG, triggered voltages, channel-list forms, ``*RST`` away from 0 V);
 * put the cryostat heater on a range above the interlock or a closed-loop
-  set-point above the maximum temperature.
+  set-point above the maximum temperature (a Lake Shore 372's heater, or an Oxford
+  Triton's loop and heater, whose set-point may also carry limits and a ramp).
+
+A raw-socket instrument (QCoDeS ``IPInstrument``: the Triton) has no PyVISA
+resource; its guard wraps the driver's ``_send`` instead, where every message it
+writes to its socket passes (:meth:`ScpiGuard.install_socket`).
 
 Each instrument model has a small dialect (the regular expressions of its
 commands). Queries always pass. Unknown commands on an unguarded channel pass.
@@ -117,6 +122,10 @@ class Dialect:
 
     def read_query(self, channel: int) -> str:
         raise NotImplementedError
+
+    def parse_reading(self, answer: str) -> float:
+        """The value in the answer to :meth:`read_query`."""
+        return float(answer)
 
 
 class QDac2Dialect(Dialect):
@@ -262,6 +271,87 @@ class Lakeshore372Dialect(Dialect):
         return Decision()
 
 
+class TritonDialect(Dialect):
+    """Oxford Triton loop and heater writes (``SET:DEV:...``), against the station's interlocks.
+
+    * ``SET:DEV:T<n>:TEMP:LOOP:TSET:<K>``: refused above ``max_temperature_K``; checked
+      as guarded channel 1 (limits, max step, rate) when ``labstack.limits`` or
+      ``labstack.ramps`` name the driver's ``pid_setpoint``;
+    * ``SET:DEV:T<n>:TEMP:LOOP:RANGE:<mA>``: refused when the range's full-scale power
+      ``I^2 R`` exceeds ``heater_max_power_W`` (the Lake Shore's range index,
+      ``heater_max_range``, does not apply to the Triton's ranges);
+    * ``SET:DEV:H<n>:HTR:SIG:POWR:<uW>`` (manual heater power): refused above
+      ``heater_max_power_W``.
+    """
+
+    SETPOINT = 1
+    TSET = re.compile(r"SET:DEV:T(\d+):TEMP:LOOP:TSET:(.*)", re.I)
+    RANGE = re.compile(r"SET:DEV:T(\d+):TEMP:LOOP:RANGE:(.*)", re.I)
+    POWER = re.compile(r"SET:DEV:H(\d+):HTR:SIG:POWR:(.*)", re.I)
+    NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+    def __init__(self, interlocks: Interlocks | None = None) -> None:
+        self.interlocks = interlocks or Interlocks()
+        self.loop_channel = 8
+
+    def _number(self, command: str, text: str, what: str) -> float | Decision:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            return Decision(refuse=f"refused {command!r}: {text.strip()!r} is not {what}")
+        if not math.isfinite(value):
+            return Decision(refuse=f"refused {command!r}: {text.strip()!r} is not {what}")
+        return value
+
+    def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        lock = self.interlocks
+        max_power = lock.heater_max_power_W
+        m = self.TSET.fullmatch(command)
+        if m:
+            self.loop_channel = int(m.group(1))
+            value = self._number(command, m.group(2), "a temperature")
+            if isinstance(value, Decision):
+                return value
+            if lock.max_temperature_K is not None and not value <= lock.max_temperature_K:
+                return Decision(
+                    refuse=f"refused {command!r}: set-point {value:g} K is above max_temperature_K "
+                    f"{lock.max_temperature_K:g} K"
+                )
+            return Decision(self.SETPOINT, value) if self.SETPOINT in guard.channels else Decision()
+        m = self.RANGE.fullmatch(command)
+        if m and max_power is not None and lock.heater_resistance_ohm is not None:
+            value = self._number(command, m.group(2), "a heater range in mA")
+            if isinstance(value, Decision):
+                return value
+            power = (value * 1e-3) ** 2 * lock.heater_resistance_ohm
+            if power > max_power * (1 + REL_TOL):
+                return Decision(
+                    refuse=f"refused {command!r}: heater range {value:g} mA gives up to {power:.3g} W, "
+                    f"above heater_max_power_W {max_power:g} W"
+                )
+            return Decision()
+        m = self.POWER.fullmatch(command)
+        if m and max_power is not None:
+            value = self._number(command, m.group(2), "a power in uW")
+            if isinstance(value, Decision):
+                return value
+            if value < 0 or value * 1e-6 > max_power * (1 + REL_TOL):
+                return Decision(
+                    refuse=f"refused {command!r}: heater power {value:g} uW is outside [0, "
+                    f"{max_power * 1e6:g}] uW (heater_max_power_W)"
+                )
+        return Decision()
+
+    def read_query(self, channel: int) -> str:
+        return f"READ:DEV:T{self.loop_channel}:TEMP:LOOP:TSET"
+
+    def parse_reading(self, answer: str) -> float:
+        found = self.NUMBER.findall(answer.rsplit(":", 1)[-1])
+        if not found:
+            raise ValueError(f"no set-point in the Triton's answer {answer!r}")
+        return float(found[0])
+
+
 def max_heater_range(interlocks: Interlocks) -> int | None:
     """The highest heater range the interlocks allow (power via full-scale I^2 R), or None."""
     allowed = [interlocks.heater_max_range] if interlocks.heater_max_range is not None else []
@@ -310,7 +400,31 @@ class ScpiGuard:
 
         self.interceptors.wrap(resource, "write_raw", "guard", make)
 
-    def check(self, message: bytes, resource: Any) -> list[tuple[Channel, float, float]]:
+    def install_socket(self, instrument: Any) -> None:
+        """Wrap a raw-socket driver's ``_send`` (QCoDeS ``IPInstrument``: every message it
+        writes to its socket, command or query, goes through it)."""
+        dialect = self.dialect
+
+        class _Reader:  # what check() asks a channel's present value through
+            @staticmethod
+            def query(command: str) -> str:
+                return str(instrument.ask(command))
+
+        def make(original: Method) -> Method:
+            def guarded_send(cmd: str) -> Any:
+                commits = self.check(cmd.encode("ascii", errors="replace"), _Reader, dialect.parse_reading)
+                result = original(cmd)
+                for channel, value, now in commits:
+                    channel.commit(value, now)
+                return result
+
+            return guarded_send
+
+        self.interceptors.wrap(instrument, "_send", "guard", make)
+
+    def check(
+        self, message: bytes, resource: Any, parse: Any = float
+    ) -> list[tuple[Channel, float, float]]:
         """Refuse ``message`` or return the channel writes to commit once it is sent."""
         head = message[:65536]
         if b"#" in head and not head.isascii():  # a binary block: judge only its header
@@ -328,7 +442,7 @@ class ScpiGuard:
                 continue
             channel = self.channels[decision.channel]
             if channel.ramp is not None and channel.known is None:
-                channel.known = float(resource.query(self.dialect.read_query(decision.channel)))
+                channel.known = parse(resource.query(self.dialect.read_query(decision.channel)))
             now = self.clock.now() if channel.ramp is not None else 0.0
             if decision.channel in pending:
                 self._refuse(f"{channel.name}: refused {command!r}: two set-points in one message")

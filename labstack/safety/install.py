@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qcodes.instrument import VisaInstrument
+from qcodes.instrument import IPInstrument, VisaInstrument
 from qcodes.parameters import Parameter
 from qcodes.validators import Enum, Numbers
 
@@ -30,6 +30,7 @@ from labstack.safety.guard import (
     QDac2Dialect,
     ScpiGuard,
     SR86xDialect,
+    TritonDialect,
     max_heater_range,
 )
 from labstack.safety.intercept import Interceptors
@@ -68,7 +69,21 @@ def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | N
             return root.name, number, KeysightB2962ADialect
     if "SR86x" in models and parameter.name in ("amplitude", "sine_outdc"):
         return root.name, 1 if parameter.name == "amplitude" else 2, SR86xDialect
+    if "OxfordTriton" in models and parameter.name == "pid_setpoint":
+        return root.name, TritonDialect.SETPOINT, TritonDialect
     return None
+
+
+def _is_triton(component: Any) -> bool:
+    return any(k.__name__ == "OxfordTriton" for k in type(component).__mro__)
+
+
+def _guard(guard: ScpiGuard, component: Any) -> None:
+    """Put ``guard`` on the wire of ``component``: its PyVISA resource, or its raw socket."""
+    if isinstance(component, IPInstrument):
+        guard.install_socket(component)
+    else:
+        guard.install(component.visa_handle)
 
 
 def install_safety(
@@ -94,7 +109,7 @@ def install_safety(
     hardener = Hardener(config.retry, clock, interceptors, on_reconnect=reguard)
     safety.hardener = hardener
     for component in components.values():
-        if isinstance(component, VisaInstrument):
+        if isinstance(component, VisaInstrument | IPInstrument):
             no_delay(component)  # a message on a raw socket goes out at once
             if component is not clock:
                 hardener.harden(component)
@@ -117,18 +132,37 @@ def install_safety(
     for instrument_name, channels in by_instrument.items():
         guard = ScpiGuard(instrument_name, dialects[instrument_name](), clock, interceptors, channels)
         safety.guards[instrument_name] = guard
-        guard.install(components[instrument_name].visa_handle)
+        _guard(guard, components[instrument_name])
 
     interlocks = config.interlocks
     has_interlocks = any(v is not None for v in vars(interlocks).values())
     if heater and has_interlocks:
         instrument_name = heater.split(".")[0]
-        guard = ScpiGuard(instrument_name, Lakeshore372Dialect(interlocks), clock, interceptors)
+        component = components[instrument_name]
+        triton = _is_triton(component)
+        dialect: Dialect = TritonDialect(interlocks) if triton else Lakeshore372Dialect(interlocks)
+        existing = safety.guards.get(instrument_name)  # one guard per wire: keep its channels
+        guard = ScpiGuard(instrument_name, dialect, clock, interceptors, existing.channels if existing else None)
         safety.guards[instrument_name] = guard
-        guard.install(components[instrument_name].visa_handle)
-        _heater_validators(heater, interlocks, find)
+        _guard(guard, component)
+        if triton:
+            _loop_validators(instrument_name, interlocks, find)
+        else:
+            _heater_validators(heater, interlocks, find)
     safety.locks = install_locks(components.values(), interceptors)
     return safety
+
+
+def _loop_validators(instrument: str, interlocks: Any, find: Find) -> None:
+    """Narrow a Triton's heater range and set-point so plans are refused in dry runs."""
+    if interlocks.heater_max_power_W is not None and interlocks.heater_resistance_ohm is not None:
+        pid_range = find(f"{instrument}.pid_range")
+        ranges = getattr(pid_range.vals, "valid_values", ()) or ()
+        allowed = [r for r in ranges if (r * 1e-3) ** 2 * interlocks.heater_resistance_ohm <= interlocks.heater_max_power_W]
+        if allowed:
+            pid_range.add_validator(Enum(*allowed))
+    if interlocks.max_temperature_K is not None:
+        find(f"{instrument}.pid_setpoint").add_validator(Numbers(0.0, interlocks.max_temperature_K))
 
 
 def _heater_validators(heater: str, interlocks: Any, find: Find) -> None:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from qcodes.instrument import VisaInstrument
+from qcodes.instrument import IPInstrument, VisaInstrument
 from qcodes.parameters import Parameter
 
 from labstack.safety.intercept import Interceptors, Method
@@ -32,7 +32,7 @@ def install_locks(instruments: Iterable[Any], interceptors: Interceptors) -> dic
     """Give every VISA instrument in ``instruments`` its lock; returns them by instrument name."""
     locks: dict[str, threading.RLock] = {}
     for instrument in instruments:
-        if not isinstance(instrument, VisaInstrument):
+        if not isinstance(instrument, VisaInstrument | IPInstrument):
             continue
         lock = locks[instrument.name] = threading.RLock()
         for method in ("write_raw", "ask_raw"):

@@ -5,7 +5,9 @@ Every VISA instrument of a station is hardened at load time (layer ``retry`` of
 
 * its ``write_raw`` and ``ask_raw`` (QCoDeS's lowest instrument-level calls) retry on
   VISA I/O errors (timeout, dropped connection), connections reset or refused
-  (an instrument on a socket that went away) and undecodable replies;
+  (an instrument on a socket that went away), socket timeouts and undecodable
+  replies; raw-socket drivers (QCoDeS ``IPInstrument``: the Triton) are hardened
+  the same way, their socket reopened between attempts;
 * every gettable parameter's ``get`` retries on a reply its parser cannot read
   (garbled or truncated), and on I/O errors of drivers that use the PyVISA
   resource directly (the sampler's binary block).
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
-from qcodes.instrument import VisaInstrument
+from qcodes.instrument import IPInstrument, VisaInstrument
 from qcodes.parameters import Parameter
 
 from labstack.clock import Clock
@@ -44,7 +46,9 @@ from labstack.safety.intercept import Interceptors, Method
 T = TypeVar("T")
 
 NON_IDEMPOTENT = re.compile(r"\s*(?:INIT(?:IATE)?\b|\*TRG\b|TRIG(?:GER)?\b|CLOC(?:K)?:ADV)", re.I)
-RETRYABLE: tuple[type[BaseException], ...] = (VisaIOError, ValueError, struct.error, EOFError, ConnectionError)
+RETRYABLE: tuple[type[BaseException], ...] = (
+    VisaIOError, ValueError, struct.error, EOFError, ConnectionError, TimeoutError
+)
 _RECONNECT_CODES = {
     constants.StatusCode.error_connection_lost,
     constants.StatusCode.error_invalid_object,
@@ -82,6 +86,8 @@ class Hardener:
         self.clock = clock
         self.stats = FaultStats()
         self.on_reconnect = on_reconnect
+        #: the last command each instrument was sent (a failed get names it)
+        self.last_sent: dict[str, str] = {}
 
     def call(self, instrument: VisaInstrument, command: str, fn: Callable[[], T], retry_ok: bool = True) -> T:
         attempt = 0
@@ -96,6 +102,9 @@ class Hardener:
                 self.stats.log.append(f"{instrument.name}: {command!r}: {type(exc).__name__}: {exc}")
                 if not retry_ok or attempt >= self.spec.attempts:
                     self.stats.failures += 1
+                    last = self.last_sent.get(instrument.name)
+                    if last is not None and last != command:  # a parameter's get: name its SCPI too
+                        command = f"{command} (last sent {last!r})"
                     raise InstrumentFault(instrument.name, command, attempt, exc) from exc
                 self._recover(instrument, exc)
                 self._backoff(instrument, attempt)
@@ -111,6 +120,9 @@ class Hardener:
             clock.sleep(delay)
 
     def _recover(self, instrument: VisaInstrument, exc: BaseException) -> None:
+        if isinstance(instrument, IPInstrument):
+            self.reconnect_socket(instrument)
+            return
         if isinstance(exc, ConnectionError) or _raw_socket(instrument):
             # a raw socket has no device clear (VXI-11 and HiSLIP have one); pyvisa-py's
             # clear drains it until it is quiet, which never ends once the instrument has
@@ -124,6 +136,17 @@ class Hardener:
             instrument.visa_handle.clear()
         except Exception:  # a session that cannot even clear is reopened
             self.reconnect(instrument)
+
+    def reconnect_socket(self, instrument: IPInstrument) -> None:
+        """Reopen a raw-socket driver's connection (``IPInstrument``): a late or damaged
+        answer goes with the old socket, so the next exchange starts in step."""
+        old = instrument._socket
+        instrument._socket = None
+        if old is not None:
+            with contextlib.suppress(OSError):
+                old.close()
+        instrument._connect()
+        self.stats.reconnects += 1
 
     def reconnect(self, instrument: VisaInstrument) -> None:
         """Reopen ``instrument``'s session with the same manager, address and settings."""
@@ -156,12 +179,15 @@ class Hardener:
 
         def command(method: Method) -> Method:
             def hardened(cmd: str) -> Any:
+                self.last_sent[instrument.name] = cmd
                 return self.call(instrument, cmd, lambda: method(cmd), retry_ok=is_idempotent(cmd))
 
             return hardened
 
         self.interceptors.wrap(instrument, "write_raw", "retry", command)
         self.interceptors.wrap(instrument, "ask_raw", "retry", command)
+        if isinstance(instrument, IPInstrument):
+            self.interceptors.wrap(instrument, "_recv", "retry", _closed_is_an_error(instrument))
         for parameter in _parameters(instrument):
             if parameter.gettable:
                 self._harden_get(instrument, parameter)
@@ -176,6 +202,22 @@ class Hardener:
             return hardened_get
 
         self.interceptors.wrap(parameter, "get", "retry", make)
+
+
+def _closed_is_an_error(instrument: IPInstrument) -> Callable[[Method], Method]:
+    """An ``IPInstrument`` reads an empty string from a socket the instrument closed (and a
+    write takes it as its confirmation); make it the connection error it is, so it is retried."""
+
+    def make(recv: Method) -> Method:
+        def checked_recv() -> str:
+            answer = recv()
+            if answer == "":
+                raise ConnectionResetError(f"{instrument.name}: the instrument closed the connection")
+            return answer
+
+        return checked_recv
+
+    return make
 
 
 def _raw_socket(instrument: VisaInstrument) -> bool:

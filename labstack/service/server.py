@@ -79,7 +79,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from labstack.service.timebase import MESSAGE_STEP_WALL_S, LabTime
@@ -202,6 +202,7 @@ class LabServer:
         speed: float = 0.0,
         allow_remote: bool = False,
         on_tick: Callable[[LabServer], None] | None = None,
+        instruments: Sequence[str] | None = None,
     ) -> None:
         if not is_loopback(host) and not allow_remote:
             raise ServerConfigError(
@@ -213,6 +214,9 @@ class LabServer:
         self.time = LabTime(lab, speed)
         self.instruments = VirtualInstruments(lab)
         self.on_tick = on_tick
+        #: which twins to serve (default: the default station's); the second lab's, the
+        #: Triton included, by name (its driver reaches it on the raw socket directly)
+        self.served = list(instruments) if instruments is not None else self.instruments.names()
         self.lock = threading.RLock()
         self.stats = ServerStats()
         self._requested = dict(ports or {})
@@ -255,7 +259,7 @@ class LabServer:
             return self
         selector = selectors.DefaultSelector()
         try:
-            for name in self.instruments.names():
+            for name in self.served:
                 port = int(self._requested.get(name, 0))
                 sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

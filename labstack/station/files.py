@@ -31,6 +31,7 @@ widen a range the driver protects, so it is refused here with the file and line.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,7 +41,7 @@ from typing import Any
 import yaml
 
 from labstack.safety.config import SafetyConfig, parse_safety
-from labstack.station.roles import Readout, check_roles, parse_readout
+from labstack.station.roles import Readout, check_roles, parse_readout, thermometry_model
 
 #: the PyVISA backend of the virtual lab: ``visalib: "<lab description>@labstack"``
 VISALIB_SUFFIX = "@labstack"
@@ -71,6 +72,15 @@ class ChipLayout:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     #: the thermometry instrument (None: no thermometry role)
     thermometry: str | None = None
+    #: how the heater is driven: ``open_loop`` (a current, Lake Shore) or ``closed_loop``
+    #: (a set-point the controller holds, Triton); :class:`~labstack.station.roles.Thermometry`
+    heater_control: str = "open_loop"
+    #: the heater's mode, range and set-point parameters (dotted names; None without a heater)
+    heater_mode: str | None = None
+    heater_range: str | None = None
+    heater_setpoint: str | None = None
+    #: whether the thermometers share a scanner (a fresh reading needs a switch and a pause)
+    thermometers_scanned: bool = True
 
     def roles(self) -> list[tuple[tuple[str, ...], str, str]]:
         """(station-file key, instrument, role) of every role assignment in the file."""
@@ -105,8 +115,31 @@ class StationFile:
         return self.document["instruments"]
 
     def qcodes_yaml(self) -> str:
-        """The file without its ``labstack:`` section, as QCoDeS's ``Station.load_config`` reads it."""
-        return yaml.safe_dump({k: v for k, v in self.document.items() if k != "labstack"})
+        """The file without its ``labstack:`` section, as QCoDeS's ``Station.load_config`` reads it.
+
+        A raw-socket instrument's ``visalib`` is labstack's (see :meth:`raw_socket_visalib`),
+        not an argument of its driver, so it is left out.
+        """
+        document = {k: v for k, v in self.document.items() if k != "labstack"}
+        raw = [name for name in self.instruments if self.raw_socket_visalib(name) is not None]
+        if raw:
+            document = copy.deepcopy(document)
+            for name in raw:
+                document["instruments"][name]["init"].pop("visalib")
+        return yaml.safe_dump(document)
+
+    def raw_socket_visalib(self, name: str) -> str | None:
+        """The VISA library that answers instrument ``name`` if it is a raw-socket instrument
+        (a ``port:`` key, as QCoDeS's ``IPInstrument`` drivers take, and an ``init.visalib``).
+
+        Such a driver never goes through PyVISA; labstack's libraries serve it on a loopback
+        socket instead (:mod:`labstack.visa.raw_socket`). None for every other instrument.
+        """
+        spec = self.instruments.get(name) or {}
+        visalib = (spec.get("init") or {}).get("visalib")
+        if "port" not in spec or not visalib:
+            return None
+        return str(visalib)
 
     def where(self, *key: str) -> str:
         """``file:line`` of ``key`` (or of the nearest enclosing key)."""
@@ -297,6 +330,18 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
         raise fail(("labstack", "chip", "couplers"), f"lists {len(couplers)} channels for {len(pairs)} coupler pairs")
     thermo = section.get("thermometry") or {}
     inst = thermo.get("instrument")
+    instruments = document.get("instruments") if isinstance(document.get("instruments"), dict) else {}
+    inst_spec = instruments.get(inst) if inst else None
+    model = thermometry_model(str(inst_spec.get("type", "")) if isinstance(inst_spec, dict) else None)
+    heater = f"{inst}.{thermo['heater']}" if inst and thermo.get("heater") else None
+    if heater is not None and model.control == "closed_loop":
+        heater = str(inst)  # the loop's parameters sit on the controller itself
+
+    def heater_param(template: str) -> str | None:
+        return template.format(heater=heater, instrument=inst) if heater else None
+
+    def reading(key: str) -> str | None:
+        return f"{inst}." + model.reading.format(channel=thermo[key]) if inst and thermo.get(key) else None
     limits: dict[str, tuple[float, float]] = {}
     for key, value in (section.get("limits") or {}).items():
         where = ("labstack", "limits", str(key))
@@ -324,9 +369,14 @@ def _layout(path: Path, document: dict[str, Any], lines: dict[tuple[str, ...], i
         readout=readout.instrument,
         readout_role=readout,
         thermometry=str(inst) if inst else None,
-        thermometer_mc=f"{inst}.{thermo['mixing_chamber']}.temperature" if inst and thermo.get("mixing_chamber") else None,
-        thermometer_chip=f"{inst}.{thermo['chip']}.temperature" if inst and thermo.get("chip") else None,
-        heater=f"{inst}.{thermo['heater']}" if inst and thermo.get("heater") else None,
+        thermometer_mc=reading("mixing_chamber"),
+        thermometer_chip=reading("chip"),
+        heater=heater,
+        heater_control=model.control,
+        heater_mode=heater_param(model.mode),
+        heater_range=heater_param(model.range),
+        heater_setpoint=heater_param(model.setpoint),
+        thermometers_scanned=model.scanner,
         clock=section.get("clock"),
         limits=limits,
         safety=safety,

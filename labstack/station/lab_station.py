@@ -155,10 +155,15 @@ class LabStation:
             return ["station has no labstack safety configuration"]
         safe = self.safety.config.safe_state
         problems: list[str] = []
-        heater = self._layout.heater if self._layout is not None else None
-        if safe.heater_off and heater:
+        layout = self._layout
+        heater = layout.heater if layout is not None else None
+        if safe.heater_off and heater and layout is not None:
             try:
-                self.parameter(f"{heater}.output_range").set("off")
+                if layout.heater_control == "closed_loop":  # a Triton: loop off, no manual power
+                    self.parameter(str(layout.heater_mode)).set("off")
+                    self.components[heater.split(".")[0]].write("SET:DEV:H1:HTR:SIG:POWR:0")
+                else:
+                    self.parameter(f"{heater}.output_range").set("off")
             except Exception as exc:
                 problems.append(f"{heater}: {type(exc).__name__}: {exc}")
         for name, channel in self.safety.channels.items():
@@ -204,4 +209,10 @@ def description_seed(description: str | None) -> int | None:
 def close_instruments(station: Station) -> None:
     for component in list(station.components.values()):
         if isinstance(component, Instrument):
-            component.close()
+            try:
+                component.close()
+            except OSError:  # a raw socket the instrument already reset: drop it and close
+                if getattr(component, "_socket", None) is None:
+                    raise
+                component._socket = None
+                component.close()

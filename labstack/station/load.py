@@ -14,6 +14,7 @@ from typing import Any
 
 from pyvisa.constants import StatusCode
 from pyvisa.errors import VisaIOError
+from pyvisa.highlevel import open_visa_library
 from qcodes.station import Station
 from qcodes.validators import Numbers
 
@@ -77,18 +78,48 @@ def load_station(
 def _load_instrument(qcodes: Station, spec: StationFile, name: str) -> None:
     """Open one instrument; one the virtual lab has no twin for is named with its roles."""
     try:
-        qcodes.load_instrument(name)
+        visalib = spec.raw_socket_visalib(name)
+        if visalib is not None:
+            host, port = _raw_endpoint(spec, name, visalib)
+            qcodes.load_instrument(name, address=host, port=port)
+        else:
+            qcodes.load_instrument(name)
     except VisaIOError as exc:
         visalib = str((spec.instruments[name].get("init") or {}).get("visalib", ""))
         if exc.error_code != StatusCode.error_resource_not_found or not visalib.endswith(VISALIB_SUFFIX):
             raise
-        roles = roles_of(spec.layout.roles(), name) or ["no role in labstack:"]
-        kind = str(spec.instruments[name].get("type", "")).rsplit(".", 1)[-1]
+        raise _no_twin(spec, name) from None
+
+
+def _no_twin(spec: StationFile, name: str, why: str = "") -> StationConfigError:
+    roles = roles_of(spec.layout.roles(), name) or ["no role in labstack:"]
+    kind = str(spec.instruments[name].get("type", "")).rsplit(".", 1)[-1]
+    where = spec.instruments[name].get("address")
+    if "port" in spec.instruments[name]:
+        where = f"{where}, port {spec.instruments[name]['port']}"
+    return StationConfigError(
+        f"{spec.where('instruments', name)}: instrument '{name}' ({kind}) has no virtual twin in the "
+        f"virtual lab (address {where}); it was meant to be: "
+        f"{'; '.join(roles)}. Give it a twin (labstack/sim/instruments/) or a hardware address.{why}"
+    )
+
+
+def _raw_endpoint(spec: StationFile, name: str, visalib: str) -> tuple[str, int]:
+    """Where a raw-socket instrument's driver connects: the loopback socket its VISA library
+    (the virtual lab, a transcript recorder or player) serves it on."""
+    entry = spec.instruments[name]
+    library = open_visa_library(visalib)
+    serve = getattr(library, "raw_socket", None)
+    if serve is None:
         raise StationConfigError(
-            f"{spec.where('instruments', name)}: instrument '{name}' ({kind}) has no virtual twin in the "
-            f"virtual lab (address {spec.instruments[name].get('address')}); it was meant to be: "
-            f"{'; '.join(roles)}. Give it a twin (labstack/sim/instruments/) or a hardware address."
-        ) from None
+            f"{spec.where('instruments', name)}: instrument '{name}' speaks over a raw TCP socket "
+            f"(port: {entry.get('port')}); its visalib {visalib!r} cannot serve one: drop init.visalib "
+            "to reach the hardware at its address and port"
+        )
+    try:
+        return serve(str(entry.get("address", "")), int(entry["port"]))
+    except KeyError as exc:
+        raise _no_twin(spec, name, f" ({exc.args[0] if exc.args else exc})") from None
 
 
 def served_lab_metadata(service: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ What a role changes for the routines: a sampler gives single shots of every cell
 once; a lock-in gives the time-averaged readout of the lines its preamp channel
 selects (so P(+1), not single shots: routines that need switching statistics say so
 and are left out, :func:`labstack.session.run.build_graph`). A Lake Shore offers an
-open-loop heater current; a Triton offers closed-loop set-points only.
+open-loop heater current; a Triton offers closed-loop set-points only
+(:class:`Thermometry`: where each model keeps its readings and heater controls).
 
 A role mapped to a model known not to fill it (a thermometer as a bias line) is
 refused with the file and line (:func:`check_roles`). A model labstack does not
@@ -58,6 +59,50 @@ ROLE_NAMES = {
     "thermometry": "the thermometry and heater",
     "clock": "the lab clock",
 }
+
+@dataclass(frozen=True)
+class Thermometry:
+    """How a thermometry model's readings and heater are reached, and how it heats.
+
+    ``reading`` is the parameter of a thermometer channel named in the station file
+    (``{channel}``: ``ch06`` on a Lake Shore, ``T8`` on a Triton). The heater's
+    ``mode``, ``range`` and ``setpoint`` parameters are under ``{heater}`` (the
+    Lake Shore's heater channel, e.g. ``ls372.sample_heater``) or, for a controller
+    whose loop parameters sit on the instrument itself (Triton), ``{instrument}``.
+    ``control`` is ``open_loop`` (a heater current the routine chooses) or
+    ``closed_loop`` (a temperature set-point the controller holds); ``scanner``
+    says whether the channels share one multiplexed bridge (fresh readings need a
+    switch and a pause).
+    """
+
+    reading: str = "{channel}.temperature"
+    mode: str = "{heater}.mode"
+    range: str = "{heater}.output_range"
+    setpoint: str = "{heater}.setpoint"
+    control: str = "open_loop"
+    scanner: bool = True
+
+
+LAKESHORE = Thermometry()
+TRITON = Thermometry(
+    reading="{channel}",
+    mode="{instrument}.pid_mode",
+    range="{instrument}.pid_range",
+    setpoint="{instrument}.pid_setpoint",
+    control="closed_loop",
+    scanner=False,
+)
+#: thermometry models by their driver's dotted ``type:`` (any other: the Lake Shore's layout)
+THERMOMETRY_MODELS = {
+    "qcodes.instrument_drivers.oxford.triton.OxfordTriton": TRITON,
+    "qcodes.instrument_drivers.oxford.OxfordTriton": TRITON,
+}
+
+
+def thermometry_model(type_name: str | None) -> Thermometry:
+    """How the thermometry instrument of driver ``type_name`` is reached (Lake Shore-like by default)."""
+    return THERMOMETRY_MODELS.get(type_name or "", LAKESHORE)
+
 
 READOUT_KINDS = ("sampler", "lockin")
 #: a lock-in's preamp channel selects one of this many readout lines by default

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 from typing import Any
 
 from pyvisa import attributes, constants, highlevel, rname
 from pyvisa.constants import StatusCode
 from pyvisa.errors import VisaIOError
+
+from labstack.visa.raw_socket import Handler, LineServer, raw_resource
 
 #: VISA attributes every session starts with (those drivers read or set)
 DEFAULT_ATTRIBUTES: dict[int, Any] = {
@@ -66,6 +69,25 @@ class LabstackLibrary(highlevel.VisaLibraryBase):
     def _init(self) -> None:
         self.sessions: dict[int, Session | None] = {}
         self._ids = itertools.count(random.randint(1, 2**20))
+        self.raw_lock = threading.RLock()
+        self._raw: dict[str, LineServer] = {}
+
+    # ----------------------------------------------------------- raw sockets
+    def raw_handler(self, address: str, port: int) -> Handler:
+        """The handler of a raw-socket instrument's lines (:mod:`labstack.visa.raw_socket`).
+
+        Raises ``KeyError`` when this library has nothing behind ``address``.
+        """
+        raise KeyError(f"{type(self).__name__} serves no raw-socket instruments")
+
+    def raw_socket(self, address: str, port: int) -> tuple[str, int]:
+        """The loopback (host, port) where the raw-socket instrument at ``address:port`` is
+        answered by this library; started on first use, the same for every later call."""
+        key = raw_resource(address, port)
+        with self.raw_lock:
+            if key not in self._raw:
+                self._raw[key] = LineServer(key, self.raw_handler(address, port), self.raw_lock)
+            return self._raw[key].address
 
     def _new_session(self, obj: Session | None) -> int:
         handle = next(self._ids)

@@ -25,7 +25,14 @@ from typing import Any
 import yaml
 
 from labstack.sim.lab import DAC_CHANNELS, VirtualLab, Wiring
-from labstack.station import LabStation, close_station, load_station, station_path
+from labstack.station import (
+    LabStation,
+    close_station,
+    load_station,
+    read_station_file,
+    station_path,
+)
+from labstack.visa.raw_socket import raw_resource
 from labstack.visa.transcript import (
     PLAYBACK_BACKEND,
     RECORD_BACKEND,
@@ -193,10 +200,21 @@ def record_station(
     path = Path(transcript).resolve()
     token = secrets.token_hex(4)  # a new library (and a new file) even for a reused path
     station = open_station(station_file, lab=lab, wrap_visalib=lambda _n, inner: f"{path}#{token}|{inner}@{RECORD_BACKEND}")
-    for lib in _visa_libraries(station):
+    names = {**_resource_map(station), **_raw_resource_map(station_file)}
+    for lib in _visa_libraries(station):  # raw-socket instruments share their station's recorder
         if isinstance(lib, RecordingVisaLibrary):
-            lib.annotate(_resource_map(station))
+            lib.annotate(names)
     return station
+
+
+def _raw_resource_map(station_file: str | Path) -> dict[str, str]:
+    """Transcript resource -> instrument name of the station file's raw-socket instruments."""
+    spec = read_station_file(station_file)
+    return {
+        raw_resource(str(entry.get("address", "")), int(entry["port"])): name
+        for name, entry in spec.instruments.items()
+        if isinstance(entry, dict) and "port" in entry
+    }
 
 
 def playback_station(station_file: str | Path, transcript: str | Path) -> LabStation:

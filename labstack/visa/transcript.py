@@ -19,6 +19,15 @@ everything the transcript expects. Because the seam is PyVISA,
 QCoDeS's unmodified drivers (QDAC-II, Lakeshore 372) and ours are what is recorded
 and checked: a driver upgrade that changes one command is caught without hardware.
 
+Raw-socket instruments (QCoDeS ``IPInstrument`` drivers, the Oxford Triton) do not
+go through PyVISA; both backends serve them on a loopback socket
+(:meth:`~labstack.visa.base.LabstackLibrary.raw_socket`) and record or check their
+lines the same way, as resource ``RAW::<address>::<port>`` of the station file. The
+recorder passes each line on to the inner library's twin, or, on hardware, to the
+instrument's own address. A line that differs from the transcript resets the
+driver's connection (it fails at once instead of waiting out its timeout) and is
+reported by :func:`labstack.visa.verify_playback`.
+
 Transcript format (``labstack-scpi-transcript/1``), one JSON object per line
 (gzip-compressed if the file name ends in ``.gz``)::
 
@@ -46,6 +55,7 @@ from pyvisa.constants import StatusCode
 from pyvisa.errors import VisaIOError
 
 from labstack.visa.base import LabstackLibrary, Session
+from labstack.visa.raw_socket import DROP, Handler, forwarding_handler, raw_resource
 
 FORMAT = "labstack-scpi-transcript/1"
 RECORD_BACKEND = "labstack_record"
@@ -109,6 +119,7 @@ class RecordingVisaLibrary(LabstackLibrary):
             raise ValueError(
                 f"{self.library_path!r}: a recording library path is '<file.jsonl>|<inner visalib>'"
             )
+        LabstackLibrary._init(self)  # the raw-socket bookkeeping; sessions are the inner library's
         self.path = Path(_path_of(head))
         self.inner = highlevel.open_visa_library(inner)
         self.names: dict[int, str] = {}
@@ -116,7 +127,28 @@ class RecordingVisaLibrary(LabstackLibrary):
         self._log({"format": FORMAT, "inner": inner})
 
     def _log(self, event: dict[str, Any]) -> None:
-        self._file.write(json.dumps(event) + "\n")
+        with self.raw_lock:  # raw-socket lines are logged from their server's thread
+            self._file.write(json.dumps(event) + "\n")
+
+    def raw_handler(self, address: str, port: int) -> Handler:
+        """Pass a raw-socket instrument's lines on (the inner twin, or the hardware) and log them."""
+        inner = getattr(self.inner, "raw_handler", None)
+        handler = inner(address, port) if inner is not None else forwarding_handler(address, port)
+        resource = raw_resource(address, port)
+        self._log({"op": "open", "resource": resource})
+
+        def record(text: str) -> bytes | None | object:
+            self._log({"op": "write", "resource": resource, **_payload((text + "\r\n").encode())})
+            answer = handler(text)
+            if answer is DROP:
+                self._log({"op": "read", "resource": resource, "error": int(StatusCode.error_connection_lost)})
+            elif not isinstance(answer, bytes):
+                self._log({"op": "read", "resource": resource, "error": int(StatusCode.error_timeout)})
+            else:
+                self._log({"op": "read", "resource": resource, **_payload(answer), "status": 0})
+            return answer
+
+        return record
 
     def annotate(self, instruments: dict[str, str]) -> None:
         """Record which instrument each resource is (for readable playback errors)."""
@@ -239,6 +271,36 @@ class PlaybackVisaLibrary(LabstackLibrary):
 
     def instrument(self, resource: str) -> str:
         return self.instruments.get(resource, resource)
+
+    def raw_handler(self, address: str, port: int) -> Handler:
+        """Answer a raw-socket instrument's lines from the transcript, checking each one."""
+        name = raw_resource(address, port)
+        if name not in self.resources:
+            message = f"SCPI playback: {name} was never opened in transcript {self.path.name} (it holds {sorted(self.resources)})"
+            self.mismatches.append(message)
+            raise TranscriptMismatch(message)
+        res = self.resources[name]
+
+        def play(text: str) -> bytes | None | object:
+            data = (text + "\r\n").encode()
+            lineno, expected = res.events[0] if res.events else (None, None)
+            if expected is None or expected["op"] != "write" or _bytes(expected) != data:
+                try:
+                    self._fail(res, lineno, expected, _show({"op": "write", **_payload(data)}))
+                except TranscriptMismatch:
+                    return DROP  # the driver fails at once; verify() reports the mismatch
+            res.events.popleft()
+            res.done += 1
+            lineno, answer = res.events[0] if res.events else (None, None)
+            if answer is None or answer["op"] != "read":
+                return None
+            res.events.popleft()
+            res.done += 1
+            if "error" in answer:
+                return DROP if answer["error"] == int(StatusCode.error_connection_lost) else None
+            return _bytes(answer)
+
+        return play
 
     def _fail(self, resource: _Resource, lineno: int | None, expected: Any, got: str) -> None:
         where = f"transcript {self.path.name} line {lineno}" if lineno else f"end of {self.path.name}"

@@ -29,9 +29,10 @@ from pyvisa.constants import StatusCode
 from pyvisa.errors import VisaIOError
 from pyvisa.typing import VISARMSession, VISASession
 
-from labstack.sim.instruments import ScpiDevice, VirtualInstruments
+from labstack.sim.instruments import RAW_SOCKET, ScpiDevice, VirtualInstruments
 from labstack.sim.lab import VirtualLab
 from labstack.visa.base import LabstackLibrary, Session
+from labstack.visa.raw_socket import DROP, Handler
 
 
 class _Session(Session):
@@ -63,7 +64,8 @@ class LabstackVisaLibrary(LabstackLibrary):
 
     # -------------------------------------------------------------- sessions
     def list_resources(self, session: VISARMSession, query: str = "?*::INSTR") -> tuple[str, ...]:
-        names = tuple(resource_name(name) for name in [*self.instruments.names(), *self.instruments.second_lab_names()])
+        every = [*self.instruments.names(), *self.instruments.second_lab_names()]
+        names = tuple(resource_name(name) for name in every if name not in RAW_SOCKET)
         return rname.filter(names, query) if query not in ("?*::INSTR", "?*") else names
 
     def open(
@@ -84,6 +86,33 @@ class LabstackVisaLibrary(LabstackLibrary):
         except KeyError:
             raise VisaIOError(StatusCode.error_resource_not_found) from None
         return VISASession(self._new_session(_Session(resource_name, parsed, device))), StatusCode.success
+
+    def raw_handler(self, address: str, port: int) -> Handler:
+        """The twin named by ``address``'s first label, answering on a raw socket
+        (QCoDeS ``IPInstrument`` drivers: the Triton), with the lab's fault injection."""
+        name = str(address).split(".")[0].lower()
+        if name not in RAW_SOCKET:
+            raise KeyError(f"no raw-socket twin {name!r}; this lab has {sorted(RAW_SOCKET)}")
+        device = self.instruments.get(name)
+        faults = self.lab.faults
+
+        def handle(text: str) -> bytes | None | object:
+            if faults.is_stuck(name):
+                return None
+            is_query = text.lstrip().upper().startswith("READ") or text.strip().endswith("?")
+            fault = faults.decide(name, text[:200], is_query)
+            if fault == "dropped":
+                return DROP
+            if fault == "stuck":
+                return None
+            answer = device.handle(text)
+            if answer is None or fault == "timeout":
+                return None
+            if fault in ("garbled", "truncated"):
+                return faults.corrupt(answer, fault, device.read_termination.encode())
+            return answer
+
+        return handle
 
     # -------------------------------------------------------------------- I/O
     def _check_link(self, s: _Session) -> None:

@@ -4,7 +4,9 @@ A virtual instrument is found by the first label of its TCPIP host name:
 ``qdac<k>`` (QDAC-II number k, from 1), ``ls372`` (Lake Shore 372), ``sampler``
 and ``clock``; a lab with lock-in readout and a second DAC family also has
 ``lockin<k>`` (SR860 k, reading the lines behind preamp channel k), ``preamp``
-and ``smu<k>`` (Keysight B2962A k, coupler lines 2k-2 and 2k-1). Example:
+and ``smu<k>`` (Keysight B2962A k, coupler lines 2k-2 and 2k-1), and ``triton``
+(Oxford Instruments Triton, which its driver reaches over a raw TCP socket, not
+VISA: :data:`RAW_SOCKET`). Example:
 ``TCPIP0::qdac1.virtual::5025::SOCKET``. :data:`TWINS` names the model behind
 each, so a station file that names an instrument without a twin is told which.
 """
@@ -21,10 +23,11 @@ from labstack.sim.instruments.qdac2 import VirtualQDac2
 from labstack.sim.instruments.sampler import VirtualSampler
 from labstack.sim.instruments.scpi import ScpiDevice, ScpiError
 from labstack.sim.instruments.sr860 import VirtualSR860
+from labstack.sim.instruments.triton import VirtualTriton
 from labstack.sim.lab import VirtualLab
 from labstack.sim.lockin import LINES_PER_CHANNEL, LockinFrontEnd
 
-__all__ = ["TWINS", "ScpiDevice", "ScpiError", "VirtualInstruments"]
+__all__ = ["RAW_SOCKET", "TWINS", "ScpiDevice", "ScpiError", "VirtualInstruments"]
 
 #: host-name pattern -> the instrument model its twin answers as
 TWINS = {
@@ -35,7 +38,10 @@ TWINS = {
     "lockin<k>": "Stanford Research SR860",
     "preamp": "labstack low-noise preamplifier",
     "smu<k>": "Keysight B2962A",
+    "triton": "Oxford Instruments Triton",
 }
+#: twins whose drivers speak over a raw TCP socket (QCoDeS ``IPInstrument``), not VISA
+RAW_SOCKET = frozenset({"triton"})
 SMU_CHANNELS = 2
 
 
@@ -71,7 +77,7 @@ class VirtualInstruments:
         """The lock-in lab's instruments (``oxford_lockin.yaml``), opened on demand."""
         lockins = [f"lockin{k}" for k in range(1, self.n_lockins + 1)]
         smus = [f"smu{k}" for k in range(1, self.n_smus + 1)]
-        return [*lockins, "preamp", *smus]
+        return [*lockins, "preamp", *smus, "triton"]
 
     def get(self, name: str) -> ScpiDevice:
         if name not in self._devices:
@@ -98,6 +104,8 @@ class VirtualInstruments:
             return VirtualClockInstrument(self.lab)
         if name == "preamp":
             return VirtualPreamp(self.frontend)
+        if name == "triton":
+            return VirtualTriton(self.lab)
         match = re.fullmatch(r"lockin(\d+)", name)
         if match and 1 <= int(match.group(1)) <= self.n_lockins:
             return VirtualSR860(self.frontend, int(match.group(1)))
