@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a full lab description instead, e.g. 'seed=7,cells=16,faults=0.01,fault_seed=3'",
     )
     serve.add_argument(
+        "--station",
+        help="serve this virtual station's instruments (e.g. the shipped oxford_lockin: lock-ins, "
+        "sources, preamp, Triton) instead of the default station's",
+    )
+    serve.add_argument(
         "--speed",
         type=float,
         default=0.0,
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         base_port=args.port,
         fresh=args.fresh,
+        station=args.station,
     ).start()
     service.describe(lambda line: print(line, flush=True))
 

@@ -33,6 +33,7 @@ from labstack.service.server import DEFAULT_HOST, LabServer
 from labstack.service.stationfile import served_station_yaml
 from labstack.sim.instruments import VirtualInstruments
 from labstack.sim.lab import VirtualLab
+from labstack.station import StationConfigError, read_station_file
 
 SERVICE_FILE = "service.json"
 STATION_FILE = "station.yaml"
@@ -63,8 +64,12 @@ class LabService:
         allow_remote: bool = False,
         base_port: int | None = None,
         fresh: bool = False,
+        station: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``station``: a virtual station file to serve (its instruments, roles and safety)
+        instead of the default station, e.g. the shipped ``oxford_lockin``."""
         self.description = description
+        self.template, served = _station_template(station)
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         previous = None if fresh else read_service_info(self.directory)
@@ -75,11 +80,20 @@ class LabService:
             if previous.get("lab") == description and previous.get("lab_utc"):
                 start_utc = _aware(datetime.fromisoformat(previous["lab_utc"]))
         lab = VirtualLab.from_description(description, start_utc=start_utc)
+        twins = VirtualInstruments(lab)
+        known = [*twins.names(), *twins.second_lab_names()]
+        unknown = [n for n in served or () if n not in known]
+        if unknown:
+            raise StationConfigError(
+                f"{station}: no virtual twin serves instrument(s) {unknown} on this lab "
+                f"(it has {', '.join(known)})"
+            )
         if base_port is not None:
-            names = VirtualInstruments(lab).names()
+            names = served or twins.names()
             ports = {name: base_port + i for i, name in enumerate(names)}
         self.server = LabServer(
-            lab, host=host, ports=ports, speed=speed, allow_remote=allow_remote, on_tick=self._tick
+            lab, host=host, ports=ports, speed=speed, allow_remote=allow_remote, on_tick=self._tick,
+            instruments=served,
         )
         self.resumed_utc = start_utc
         self.started_utc = datetime.now(UTC)
@@ -98,7 +112,8 @@ class LabService:
         """Bind the ports and write the station and service files."""
         self.server.start()
         text = served_station_yaml(
-            self.description, self.server.addresses, speed=self.server.speed, service_file=self.service_file
+            self.description, self.server.addresses, speed=self.server.speed, service_file=self.service_file,
+            template=self.template,
         )
         tmp = self.station_file.with_name(f".{STATION_FILE}.tmp-{os.getpid()}")
         tmp.write_text(text)
@@ -172,3 +187,19 @@ class LabService:
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _station_template(station: str | os.PathLike[str] | None) -> tuple[str | None, list[str] | None]:
+    """A virtual station file's text and its instruments (None, None: the default station).
+
+    The file is read and checked as any station file is (a malformed one is refused
+    with its file and line), and only virtual instruments can be served.
+    """
+    if station is None:
+        return None, None
+    spec = read_station_file(station)
+    real = [n for n, inst in spec.instruments.items() if "@labstack" not in str((inst.get("init") or {}).get("visalib", ""))]
+    if real:
+        raise StationConfigError(f"{spec.path}: instrument(s) {real} are not virtual (no @labstack visalib): "
+                         "labstack serve serves virtual twins only")
+    return spec.text, list(spec.instruments)

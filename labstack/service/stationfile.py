@@ -29,17 +29,30 @@ def served_station_document(
     *,
     speed: float = 0.0,
     service_file: str | Path | None = None,
+    template: str | None = None,
 ) -> dict[str, Any]:
-    """The station document (a mapping) for ``description`` served at ``addresses``."""
-    document = yaml.safe_load(virtual_station_yaml(description))
+    """The station document (a mapping) for ``description`` served at ``addresses``.
+
+    ``template`` is a virtual station's YAML text to serve instead of the default
+    station (``labstack serve --station oxford_lockin``): same drivers, roles, limits
+    and safety, each instrument pointed at its socket. A raw-socket instrument (one
+    with a ``port:``, such as the Triton) gets the host and port and no VISA library,
+    as on hardware.
+    """
+    document = yaml.safe_load(template if template is not None else virtual_station_yaml(description))
     instruments: dict[str, Any] = document["instruments"]
     missing = sorted(set(instruments) - set(addresses))
     if missing:
         raise ValueError(f"no served address for instrument(s) {missing}")
     for name, spec in instruments.items():
-        spec["address"] = addresses[name]
         init = dict(spec.get("init") or {})
-        init["visalib"] = PYVISA_PY
+        if "port" in spec:  # a raw TCP socket driver (IPInstrument): host and port, no VISA
+            _, host, port, _ = addresses[name].split("::")
+            spec["address"], spec["port"] = host, int(port)
+            init.pop("visalib", None)
+        else:
+            spec["address"] = addresses[name]
+            init["visalib"] = PYVISA_PY
         spec["init"] = init
     service: dict[str, Any] = {"lab": description, "speed": float(speed)}
     if service_file is not None:
@@ -54,9 +67,12 @@ def served_station_yaml(
     *,
     speed: float = 0.0,
     service_file: str | Path | None = None,
+    template: str | None = None,
 ) -> str:
     """Station YAML text for ``description`` served at ``addresses`` (see the module docstring)."""
-    document = served_station_document(description, addresses, speed=speed, service_file=service_file)
+    document = served_station_document(
+        description, addresses, speed=speed, service_file=service_file, template=template
+    )
     header = (
         f"# written by `labstack serve` for the virtual lab '{description}': its instruments on\n"
         "# loopback sockets, reached through pyvisa-py with the unmodified drivers\n"
