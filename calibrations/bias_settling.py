@@ -294,8 +294,9 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> SettlingResult
     vc = v - v.mean(axis=1, keepdims=True)
     model = e[:, None] + (1 - 2 * e[:, None]) / (1 + np.exp(-np.clip(ab[:, :1] + ab[:, 1:] * vc, -30, 30)))
     grid_t = np.unique(np.round(t_all, 12))
-    data_mean = np.array([[y[:, (t_all == t) & (up == d)].mean() for t in grid_t] for d in (True, False)])
-    model_mean = np.array([[model[:, (t_all == t) & (up == d)].mean() for t in grid_t] for d in (True, False)])
+    # a delay taken in one step direction only has no point in the other: NaN there (not plotted)
+    data_mean = _mean_by_delay(y, t_all, up, grid_t)
+    model_mean = _mean_by_delay(model, t_all, up, grid_t)
     result = FitResult(
         "line_settling",
         {"line_tau_s": t2, "settle_s": settle},
@@ -377,4 +378,15 @@ def figures(result: SettlingResult, dataset: xr.Dataset | None = None) -> list[A
         ax.set_ylabel("-log likelihood (from its minimum)")
         ax.set_title(f"{NAME}: profile likelihood of the line time constant")
         out.append(fig)
+    return out
+
+
+def _mean_by_delay(values: np.ndarray, t_all: np.ndarray, up: np.ndarray, grid_t: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over cells and points at each delay, per step direction (up, down)."""
+    out = np.full((2, grid_t.size), np.nan)
+    for row, direction in enumerate((True, False)):
+        for col, t in enumerate(grid_t):
+            mask = (t_all == t) & (up == direction)
+            if mask.any():
+                out[row, col] = values[:, mask].mean()
     return out

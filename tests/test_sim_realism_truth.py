@@ -148,6 +148,7 @@ def test_the_command_line_refuses_a_bad_truth_before_any_instrument(tmp_path, ca
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and not opened
     assert f"{path}:" in err and f"'{key}'" in err and why in err, err
+    assert not (tmp_path / "data").exists()  # refused before the state's lock: nothing left behind
 
 
 @pytest.mark.parametrize("description", ["realism=perfect", "drift=maybe", "seed=3,realism=ideal,cells=0"])

@@ -19,6 +19,7 @@ from labstack.cli.options import (
 from labstack.data import resolve_data_dir
 from labstack.session import calibrate_station
 from labstack.visa import open_station
+from labstack.visa.stations import check_lab_description
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,11 +66,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.chips:
         return run_chips(args)
-    # every input file is checked, and the state's writer lock taken, before any instrument is opened
+    # every input file is checked, and the state's writer lock taken, before any instrument is
+    # opened; a bad chip description is refused before the lock (which would leave a lock file)
+    lab = lab_description(args)
+    if lab is not None:
+        check_lab_description(lab)
     state = CalibrationState.load(resolve_data_dir(args.data_dir) / STATE_DIRNAME)
     wait = None if args.wait is not None and args.wait < 0 else args.wait
     with state.writer(wait=wait, who="labstack calibrate", on_wait=_print_waiting):
-        station = open_station(args.station, lab=lab_description(args))
+        station = open_station(args.station, lab=lab)
         try:
             report = calibrate_station(
                 station,

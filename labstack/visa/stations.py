@@ -130,6 +130,12 @@ def virtual_station_yaml(description: str) -> str:
     return header + yaml.safe_dump(document, sort_keys=False)
 
 
+def check_lab_description(lab: str) -> None:
+    """Read the chip a lab description names (its truth file too), raising what is wrong
+    with it; nothing is built or opened, so a command can check it before taking locks."""
+    VirtualLab.truth_from_description(lab)
+
+
 def fits_default_virtual(lab: str) -> bool:
     """Whether the shipped virtual.yaml (16-cell chain) wires the chip ``lab`` describes."""
     truth, _ = VirtualLab.truth_from_description(lab)
