@@ -7,6 +7,7 @@ time only: nothing of the chip (its seed, its truth) is reachable through it.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,9 @@ from qcodes.instrument import VisaInstrument
 from qcodes.parameters import Parameter
 
 from ._replies import ReplyError, float_reply
+
+#: the longest single ``CLOC:ADV`` this driver sends (the instrument accepts up to 7 days)
+MAX_STEP_S = 86400.0
 
 
 class VirtualLabClock(VisaInstrument):
@@ -33,13 +37,19 @@ class VirtualLabClock(VisaInstrument):
         return float_reply(self.ask("CLOC:TIME?"), self.name, "CLOC:TIME?")
 
     def sleep(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError(f"cannot sleep a negative time ({seconds} s)")
-        if seconds > 0:
+        seconds = float(seconds)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"{self.name}: cannot sleep {seconds} s (a finite time >= 0)")
+        # the instrument advances at most MAX_ADVANCE_S per command and refuses more by
+        # queueing an error, which *OPC? does not report: a long wait goes in steps, so
+        # that it is never silently skipped
+        while seconds > 0:
+            step = min(seconds, MAX_STEP_S)
             # answered once the lab has advanced: a served lab reads each instrument's socket
             # on its own, so a bare write could be overtaken by a write to another
             # instrument sent after it (a bias set before the wait instead of after)
-            self.ask(f"CLOC:ADV {seconds!r};*OPC?")
+            self.ask(f"CLOC:ADV {step!r};*OPC?")
+            seconds -= step
 
     def utcnow(self) -> datetime:
         text = self.ask("CLOC:UTC?")

@@ -137,3 +137,16 @@ def test_real_dac_lines_without_ramps_are_refused_unless_ramps_are_off(tmp_path:
     end = unramped.index("  interlocks:")
     path.write_text(unramped[:start] + "  ramps: off\n" + unramped[end:])
     assert read_station_file(path).layout.safety.ramps_off
+
+
+def test_a_long_wait_is_never_skipped_and_a_bad_one_is_refused(station):
+    """The clock instrument refuses an advance over 7 days by queueing an error (which
+    ``*OPC?`` does not report): the driver's long wait goes in steps and arrives."""
+    clock = station.clock
+    t0 = clock.now()
+    clock.sleep(8 * 86400.0 + 0.25)
+    assert clock.now() - t0 == pytest.approx(8 * 86400.0 + 0.25)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="clock: cannot sleep"):
+            clock.sleep(bad)
+    assert clock.now() - t0 == pytest.approx(8 * 86400.0 + 0.25)
