@@ -70,6 +70,9 @@ class TrainResult:
     kind: str
     cells: list[int]
     edges: list[list[int]]
+    edge_couplers: list[int]
+    #: the model target's (theta, beta), or the exact ML model of a data target's graph
+    target_params: np.ndarray
     params: np.ndarray
     open_loop_params: np.ndarray
     iterations: int
@@ -256,6 +259,7 @@ def train(
         raise
     result = TrainResult(
         run_id=recorder.run_id, kind=target.kind, cells=list(target.cells), edges=edges.tolist(),
+        edge_couplers=cmap.edge_couplers.tolist(), target_params=reference["params"],
         params=final, open_loop_params=open_params, iterations=it, stopped=stopped, chi2=chi2s,
         timings=timings, trained=trained, open_loop=open_score,
         loglik_ml=reference.get("loglik_ml"),
@@ -292,14 +296,14 @@ def _reference(cmap: ChipMap) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[
     if t.kind == "model":
         params = cmap.model_params()
         p = exact.distribution(params, n, edges)
-        return exact.moments(p, n, edges), np.zeros(cmap.n_params), params, {"p": p}
+        return exact.moments(p, n, edges), np.zeros(cmap.n_params), params, {"p": p, "params": params}
     rows, held = t.split()
     f = exact.features(rows, edges)
     mu = f.mean(axis=0)
     err = np.sqrt(np.clip(1 - mu**2, 1.0 / len(rows), None) / len(rows))
     ml = exact.fit_ml(mu, n, edges)
     p_ml = exact.distribution(ml, n, edges)
-    return mu, err, ml, {"held": held, "p_ml": p_ml, "loglik_ml": exact.log_likelihood(p_ml, held)}
+    return mu, err, ml, {"held": held, "p_ml": p_ml, "params": ml, "loglik_ml": exact.log_likelihood(p_ml, held)}
 
 
 def _score(sampler: Any, cmap: ChipMap, config: TrainConfig, reference: dict[str, Any]) -> Score:
