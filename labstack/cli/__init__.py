@@ -24,6 +24,7 @@ from labstack.cli import (
     sim,
     state,
     status,
+    train,
     watch,
 )
 from labstack.cli.exit_codes import (
@@ -34,7 +35,7 @@ from labstack.cli.exit_codes import (
     run_command,
 )
 
-COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state, serve, watch, dashboard)
+COMMANDS = (calibrate, control, sim, measure, status, runs, report, replay, state, serve, watch, dashboard, train)
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_INSTRUMENT", "EXIT_OK", "build_parser", "main"]
 

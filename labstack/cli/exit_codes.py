@@ -34,6 +34,7 @@ from labstack.service.watch import LabUnreachable, NotSelfRunning
 from labstack.session import ReplayError, UnknownRoutineError
 from labstack.sim.truth import GroundTruthError
 from labstack.station import StationConfigError, UnknownParameterError
+from labstack.train import TargetError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INSTRUMENT = 0, 1, 2, 3
 
@@ -63,6 +64,7 @@ EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int, str], ...] = (
             ChipSpecError,
             ServerConfigError,
             NotSelfRunning,
+            TargetError,
         ),
         EXIT_BAD_INPUT,
         "",
