@@ -13,7 +13,6 @@ import socket
 from pathlib import Path
 
 import pytest
-import yaml
 from pyvisa.highlevel import open_visa_library
 from qcodes.instrument import Instrument
 from qcodes.instrument_drivers.oxford.triton import OxfordTriton
@@ -170,6 +169,17 @@ def test_a_triton_that_times_out_or_answers_garbage_is_named_with_its_command(st
         triton.set_timeout(5)
 
 
+def test_a_write_the_triton_refuses_is_an_error_not_silence(station) -> None:
+    """The Triton confirms every write with ``:VALID`` or ``:INVALID``; the unmodified
+    driver ignores the answer, labstack does not: a refused set is named, not lost."""
+    st, _lab = station
+    triton = st.triton
+    with pytest.raises(InstrumentFault, match=r"triton: .*SET:DEV:T8:TEMP:LOOP:NOSUCH:1.*refused.*INVALID"):
+        triton.write("SET:DEV:T8:TEMP:LOOP:NOSUCH:1")
+    triton.pid_setpoint(0.05)  # an accepted write passes, and the exchange is still in step
+    assert triton.pid_setpoint() == pytest.approx(0.05)
+
+
 def test_the_lab_service_serves_the_triton_on_its_own_port() -> None:
     server = LabServer.from_description("seed=5,cells=16", instruments=["qdac1", "triton", "clock"]).run_in_thread()
     try:
@@ -186,35 +196,3 @@ def test_the_lab_service_serves_the_triton_on_its_own_port() -> None:
             triton.close()
     finally:
         server.stop()
-
-
-def test_labstack_serve_serves_the_second_lab_station_and_its_drivers_reach_it(tmp_path) -> None:
-    """``labstack serve --station oxford_lockin``: lock-ins, sources, preamp and Triton on
-    their own loopback sockets; the station file it writes opens with the unmodified
-    drivers (pyvisa-py for the VISA ones, a raw socket for the Triton) and reads the lab."""
-    from labstack.service import LabService
-    from labstack.station import load_station
-
-    service = LabService("", tmp_path / "svc", station="oxford_lockin").start()
-    service.server.run_in_thread()
-    station = None
-    try:
-        served = yaml.safe_load(service.station_file.read_text())
-        triton_spec = served["instruments"]["triton"]
-        assert triton_spec["address"] == "127.0.0.1" and triton_spec["port"] == service.server.ports["triton"]
-        assert "visalib" not in triton_spec.get("init", {})
-        assert served["instruments"]["lockin1"]["init"]["visalib"] == "@py"
-        assert set(service.server.ports) == set(served["instruments"])
-        station = load_station(service.station_file)
-        lab = service.server.lab
-        assert station.instrument("triton").T8() == pytest.approx(lab.cryostat.t_mc, rel=0.1)
-        station.instrument("smu1").ch1.source_voltage(0.05)  # a coupler line, through the guard
-        assert station.instrument("smu1").ch1.source_voltage() == pytest.approx(0.05)
-        assert station.instrument("lockin1").R() >= 0
-    finally:
-        if station is not None:
-            station.close()
-        service.server.stop()
-        Instrument.close_all()
-    with pytest.raises(ValueError, match="not virtual"):
-        LabService("", tmp_path / "svc2", station="hardware_example")

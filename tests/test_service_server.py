@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from qcodes.instrument import Instrument
@@ -515,3 +516,36 @@ def test_a_write_read_in_the_same_wakeup_as_a_query_runs_first(monkeypatch):
         assert _one_wakeup_write_and_query(srv) == pytest.approx(0.0)
     finally:
         srv._shutdown()
+
+
+def test_labstack_serve_serves_the_second_lab_station_and_its_drivers_reach_it(tmp_path) -> None:
+    """``labstack serve --station oxford_lockin``: lock-ins, sources, preamp and Triton on
+    their own loopback sockets; the station file it writes opens with the unmodified
+    drivers (pyvisa-py for the VISA ones, a raw socket for the Triton) and reads the lab."""
+    from labstack.service import LabService
+    from labstack.station import load_station
+
+    Instrument.close_all()  # the served station's instruments take the shipped names
+    service = LabService("", tmp_path / "svc", station="oxford_lockin").start()
+    service.server.run_in_thread()
+    station = None
+    try:
+        served = yaml.safe_load(service.station_file.read_text())
+        triton_spec = served["instruments"]["triton"]
+        assert triton_spec["address"] == "127.0.0.1" and triton_spec["port"] == service.server.ports["triton"]
+        assert "visalib" not in triton_spec.get("init", {})
+        assert served["instruments"]["lockin1"]["init"]["visalib"] == "@py"
+        assert set(service.server.ports) == set(served["instruments"])
+        station = load_station(service.station_file)
+        lab = service.server.lab
+        assert station.instrument("triton").T8() == pytest.approx(lab.cryostat.t_mc, rel=0.1)
+        station.instrument("smu1").ch1.source_voltage(0.05)  # a coupler line, through the guard
+        assert station.instrument("smu1").ch1.source_voltage() == pytest.approx(0.05)
+        assert station.instrument("lockin1").R() >= 0
+    finally:
+        if station is not None:
+            station.close()
+        service.server.stop()
+        Instrument.close_all()
+    with pytest.raises(ValueError, match="not virtual"):
+        LabService("", tmp_path / "svc2", station="hardware_example")

@@ -187,7 +187,9 @@ class Hardener:
         self.interceptors.wrap(instrument, "write_raw", "retry", command)
         self.interceptors.wrap(instrument, "ask_raw", "retry", command)
         if isinstance(instrument, IPInstrument):
-            self.interceptors.wrap(instrument, "_recv", "retry", _closed_is_an_error(instrument))
+            replies: list[str] = []
+            self.interceptors.wrap(instrument, "_recv", "retry", _closed_is_an_error(instrument, replies))
+            self.interceptors.wrap(instrument, "write_raw", "confirm", _refusal_is_an_error(instrument, replies))
         for parameter in _parameters(instrument):
             if parameter.gettable:
                 self._harden_get(instrument, parameter)
@@ -204,18 +206,39 @@ class Hardener:
         self.interceptors.wrap(parameter, "get", "retry", make)
 
 
-def _closed_is_an_error(instrument: IPInstrument) -> Callable[[Method], Method]:
+def _closed_is_an_error(instrument: IPInstrument, replies: list[str]) -> Callable[[Method], Method]:
     """An ``IPInstrument`` reads an empty string from a socket the instrument closed (and a
-    write takes it as its confirmation); make it the connection error it is, so it is retried."""
+    write takes it as its confirmation); make it the connection error it is, so it is retried.
+    The last answer is kept in ``replies`` for the write's confirmation check."""
 
     def make(recv: Method) -> Method:
         def checked_recv() -> str:
             answer = recv()
             if answer == "":
                 raise ConnectionResetError(f"{instrument.name}: the instrument closed the connection")
+            replies[:] = [answer]
             return answer
 
         return checked_recv
+
+    return make
+
+
+def _refusal_is_an_error(instrument: IPInstrument, replies: list[str]) -> Callable[[Method], Method]:
+    """A raw-socket instrument that confirms every write (the Triton answers ``...:VALID`` or
+    ``...:INVALID``) and refuses one: the driver ignores the answer, so a set-point that was
+    never applied would pass in silence. It is an error naming the instrument and command."""
+
+    def make(write: Method) -> Method:
+        def confirmed(cmd: str) -> Any:
+            replies.clear()
+            result = write(cmd)
+            answer = replies[0].strip() if replies else ""
+            if answer.upper().endswith(":INVALID"):
+                raise InstrumentFault(instrument.name, cmd, 1, ValueError(f"the instrument refused it: {answer!r}"))
+            return result
+
+        return confirmed
 
     return make
 
