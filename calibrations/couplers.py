@@ -50,7 +50,7 @@ from labstack.calibrate import (
     family_n_sigma,
 )
 from labstack.calibrations._common import run, sample_cells, settle_time
-from labstack.calibrations.cell_states import digitize
+from labstack.calibrations.cell_states import digitize_cells
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import FitResult
 from labstack.measure import Sweep
@@ -259,7 +259,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CouplerRe
     active = np.asarray(_attr(dataset, "active"), dtype=bool)
     valid = _attr(dataset, "cell_valid")
     t_eff = _attr(dataset, "t_eff_K")
-    cells = {c: digitize(samples[c]) for c in sorted({c for p in pairs for c in p})}
+    cells = digitize_cells(samples, sorted({c for p in pairs for c in p}))
     results = []
     for k, (a, b) in enumerate(pairs):
         bad = [c for c in (a, b) if not valid[c] or not cells[c].ok]
