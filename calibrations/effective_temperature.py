@@ -332,6 +332,18 @@ def with_calibration_error(
         if not f.success:
             return fitted
         shifted.append(f)
+    # what a consumer of T_x and n needs to propagate them honestly: their statistical
+    # covariance (strongly correlated: T_eff at the measured temperatures is known far
+    # better than either) and the signed move of both under one sigma of the thermometer
+    # (readings / (1 + calibration_rel)), which a consumer reading the same thermometer
+    # must apply together with its own readings' move, not as a third independent term
+    if fitted.covariance is not None and "t_eff_exponent" in fitted.names:
+        i, j = fitted.names.index("t_excess_K"), fitted.names.index("t_eff_exponent")
+        c = fitted.covariance
+        fitted.extra["t_eff_stat_covariance"] = [float(c[i, i]), float(c[i, j]), float(c[j, j])]
+        fitted.extra["t_eff_thermometer_shift"] = [
+            0.5 * float(shifted[1][k] - shifted[0][k]) for k in ("t_excess_K", "t_eff_exponent")
+        ]
     for name in fitted.names:
         spread = 0.5 * abs(shifted[1][name] - shifted[0][name])
         fitted.stderr[name] = math.hypot(fitted.stderr[name], spread)
@@ -442,6 +454,11 @@ def update(result: Result, params: Parameters | None = None) -> StateChange:
     f = result.alpha
     change.set("noise.t_excess_K", f["t_excess_K"], f.error("t_excess_K"), "K", note="t_eff")
     change.set("noise.t_eff_exponent", f["t_eff_exponent"], f.error("t_eff_exponent"), "", note="t_eff")
+    if "t_eff_stat_covariance" in f.extra:
+        change.set("noise.t_eff_stat_covariance", f.extra["t_eff_stat_covariance"], None, "",
+                   note="var T_x (K^2), cov (K), var n: the fit's, thermometer excluded")
+        change.set("noise.t_eff_thermometer_shift", f.extra["t_eff_thermometer_shift"], None, "",
+                   note="T_x (K), n moved by one sigma of the chip thermometer's calibration (readings / (1 + rel))")
     for i in result.cells:
         change.set(f"cells.{i}.alpha_K_per_V", f[f"alpha_{i}"], f.error(f"alpha_{i}"), "K/V", note="t_eff")
     for i, why in result.flags.items():

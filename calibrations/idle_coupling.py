@@ -10,7 +10,11 @@ T_eff`` that the coupler node measures) that is
     sigma_i^2 = sum over couplers k = (i, j) of (2 w_i (kappa / T_eff)_k s_k m_j)^2,
 
 an error of the offset the fit alone cannot see, since every point of the sweep
-carries the same shift. Before the coupler node has run (the first pass of the bias
+carries the same shift. A coupler whose zero cannot be measured (a dead or stuck cell
+at one end) idles at 0 V with an idle coupling nobody knows: its zero is taken as
+uncertain by the spread of the chip's measured zeros about 0 V (rms), its slope as
+their median, since fabrication drew it from the same distribution; its live
+neighbour's offset carries that error. Before the coupler node has run (the first pass of the bias
 loop, couplers at 0 V) the zeros have no error to propagate; the values then carry
 the full idle coupling, which the fixed point removes.
 
@@ -29,13 +33,27 @@ from labstack.calibrate import CalibrationState
 
 def idle_coupling(state: CalibrationState, pairs: list[tuple[int, int]]) -> dict[str, Any]:
     """Each coupler's calibrated slope and zero error (NaN where unknown), for a run's attrs."""
-    slope, zero_err = [], []
+    slope, zero_err, zeros = [], [], []
     for k in range(len(pairs)):
         s = _valid(state, f"couplers.{k}.kappa_over_teff_per_V")
         z = _valid(state, f"couplers.{k}.zero_coupling_V")
         slope.append(abs(float(s.value)) if s is not None else math.nan)
         zero_err.append(float(z.stderr) if z is not None and z.stderr is not None else math.nan)
+        if z is not None:
+            zeros.append(float(z.value))
+    if zeros and np.isfinite(slope).any():
+        # unmeasurable zeros (a broken cell at one end): as uncertain as the chip's zeros spread
+        spread = float(np.sqrt(np.mean(np.square(zeros))))
+        typical = float(np.nanmedian(slope))
+        for k in range(len(pairs)):
+            if not math.isfinite(zero_err[k]) and _flagged(state, f"couplers.{k}.zero_coupling_V"):
+                slope[k], zero_err[k] = typical, spread
     return {"pairs": [list(map(int, p)) for p in pairs], "slope_per_V": slope, "zero_err_V": zero_err}
+
+
+def _flagged(state: CalibrationState, key: str) -> bool:
+    """The coupler node looked at this coupler and could not measure it."""
+    return key in state and not state.get(key).valid
 
 
 def offset_errors(coupling: dict[str, Any], v0: np.ndarray, width: np.ndarray) -> np.ndarray:

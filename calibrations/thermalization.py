@@ -201,6 +201,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
             "t_eff_exponent": n_exp,
             "t_eff_exponent_err": float(ctx.state.get("noise.t_eff_exponent").stderr or 0.0),
+            **{key: [float(x) for x in ctx.state.value(f"noise.{key}")]
+               for key in ("t_eff_stat_covariance", "t_eff_thermometer_shift") if f"noise.{key}" in ctx.state},
         },
     )
 
@@ -272,6 +274,55 @@ def bounded_ln_r0(
     return ln_r0
 
 
+def t_eff_errors(
+    line: FitResult, use: np.ndarray, ln_r0: np.ndarray, err: np.ndarray, teff: Any, attrs: Any
+) -> dict[str, float]:
+    """Error of barrier and ``ln Gamma0`` from what ``T_eff`` is uncertain by, by refitting.
+
+    With the effective-temperature node's covariance of ``(T_x, n)`` and its move under
+    the thermometer's calibration error (``noise.t_eff_stat_covariance``,
+    ``noise.t_eff_thermometer_shift``): the statistical part through the Jacobian and the
+    covariance (``T_x`` and ``n`` are strongly correlated: moved one at a time by their
+    marginal errors they would change ``T_eff`` at the plateaus far more than the widths
+    allow), and the thermometer once, moving these readings and ``(T_x, n)`` together as
+    one error of the same sensor does. Without them (an older state): each of ``T_x``,
+    ``n`` and the thermometer by +-1 sigma alone, half the spread in quadrature (an
+    overstatement, since the thermometer is then counted in ``T_x`` and ``n`` too).
+    """
+    names = ("barrier_K", "ln_gamma0")
+    t_x, n_exp = float(attrs["t_excess_K"]), float(attrs["t_eff_exponent"])
+
+    def moved(te: np.ndarray) -> np.ndarray:
+        refit = _arrhenius(1 / te[use], ln_r0[use], err[use])
+        return np.array([refit[k] - line[k] for k in names])
+
+    cov, shift = attrs.get("t_eff_stat_covariance"), attrs.get("t_eff_thermometer_shift")
+    if cov is not None and shift is not None:
+        sigma = np.array([[cov[0], cov[1]], [cov[1], cov[2]]], dtype=float)
+        steps = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
+        jac = np.zeros((len(names), 2))
+        for j, h in enumerate(steps):
+            if h > 0:
+                d = np.array([h, 0.0]) if j == 0 else np.array([0.0, h])
+                jac[:, j] = (moved(teff(t_x + d[0], n_exp + d[1])) - moved(teff(t_x - d[0], n_exp - d[1]))) / (2 * h)
+        stat = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", jac, sigma, jac), 0.0, None))
+        therm = [moved(teff(t_x + s * shift[0], n_exp + s * shift[1], s)) for s in (-1.0, 1.0)]
+        sensor = 0.5 * (np.abs(therm[0]) + np.abs(therm[1]))
+        return {k: float(math.hypot(stat[i], sensor[i])) for i, k in enumerate(names)}
+    t_x_err = float(attrs["t_excess_err_K"])
+    n_err = float(attrs.get("t_eff_exponent_err", 0.0))
+    out = dict.fromkeys(names, 0.0)
+    for pair in (
+        [teff(t_x + s * t_x_err) for s in (-1, 1)],
+        [teff(t_x, n_exp + s * n_err) for s in (-1, 1)],
+        [teff(t_x, n_exp, s) for s in (-1, 1)],
+    ):
+        shifts = [moved(te) for te in pair]
+        for i, k in enumerate(names):
+            out[k] = math.hypot(out[k], 0.5 * (abs(shifts[0][i]) + abs(shifts[1][i])))
+    return out
+
+
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     """Rates per point and an Arrhenius line per cell (pure)."""
     params = params or Parameters()
@@ -280,9 +331,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     ks = dataset["bias_widths"].values.astype(float)
     measured = dataset["measured"].values.astype(bool)
     period = float(dataset.attrs["sample_period_s"])
-    t_x, t_x_err = float(dataset.attrs["t_excess_K"]), float(dataset.attrs["t_excess_err_K"])
+    t_x = float(dataset.attrs["t_excess_K"])
     n_exp = float(dataset.attrs["t_eff_exponent"])
-    n_err = float(dataset.attrs.get("t_eff_exponent_err", 0.0))
     cal = calibration_rel(t_chip, params.calibration_rel_10mK)
 
     def teff(tx: float, n: float = n_exp, scale: float = 0.0) -> np.ndarray:
@@ -306,16 +356,9 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
             cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points"))
             continue
         f = _arrhenius(1 / t_eff[use], ln_r0[use], err[use])
-        if f.success:  # systematics of T_eff (T_x, exponent, thermometer), by refitting at +- sigma
-            moved = [
-                [teff(t_x + s * t_x_err) for s in (-1, 1)],
-                [teff(t_x, n_exp + s * n_err) for s in (-1, 1)],
-                [teff(t_x, n_exp, s) for s in (-1, 1)],
-            ]
-            for name in ("barrier_K", "ln_gamma0"):
-                for pair in moved:
-                    shifts = [_arrhenius(1 / te[use], ln_r0[use], err[use])[name] - f[name] for te in pair]
-                    f.stderr[name] = math.hypot(f.stderr[name], 0.5 * (abs(shifts[0]) + abs(shifts[1])))
+        if f.success:
+            for name, extra in t_eff_errors(f, use, ln_r0, err, teff, dataset.attrs).items():
+                f.stderr[name] = math.hypot(f.stderr[name], extra)
             f.stderr["gamma0_Hz"] = f["gamma0_Hz"] * f.stderr["ln_gamma0"]
         if f.success:
             # the rate at base as the base points measured it (their weighted mean): no model,

@@ -43,8 +43,6 @@ def test_the_bias_loop_converged_and_says_how(inspections):
         assert fp["last_change_sigma"] <= fp["threshold_sigma"]
 
 
-@pytest.mark.xfail(strict=True, reason="today: fam-115 coupler zero |pull| 3.65 > family-wise 3.53 (n=24); "
-                   "barriers, rates and kappa all within")
 def test_couplers_barriers_and_rates_within_the_family_wise_threshold_on_each_chip(inspections):
     rows = [r for r in family.rows(inspections) if r.parameter in ("coupler_zero", "kappa", "barrier", "gamma0")]
     assert len(rows) == 4 * len(inspections)
@@ -76,7 +74,9 @@ def test_exponent_measured_within_3_sigma_on_every_chip(inspections):
         assert z is not None and abs(z) < 3, (ins["chip"], z)
 
 
-@pytest.mark.xfail(strict=True, reason="today: KL 0.030 nats on the 5 % crosstalk chain (fam-102), 0.064 on the 8 % grid (fam-110)")
+@pytest.mark.xfail(strict=True, reason="today: KL 0.022 nats on the 5 % crosstalk chain (fam-102), 0.063 on the 8 % grid "
+                   "(fam-110), measured against the truth as the block's fields (offsets moved since the S-curve, "
+                   "crosstalk sums), not its couplings")
 def test_validation_kl_below_acceptance_on_every_chip(inspections):
     for ins in inspections:
         assert ins["kl"] is not None and ins["kl"] < 0.02, (ins["chip"], ins["kl"])
