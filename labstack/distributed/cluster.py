@@ -125,14 +125,32 @@ def run_tasks(
         futures = {
             client.submit(
                 _locked, fn, item, *args, key=f"{key_prefix}-{batch}-{i}", pure=False
-            ): item
+            ): (i, item)
             for i, item in enumerate(items)
         }
-        for future in as_completed(futures):
-            item = futures[future]
+        retried: set[int] = set()
+        pending = as_completed(futures)
+        for future in pending:
+            i, item = futures.pop(future)
             try:
                 outcome: tuple[Any, T | None, BaseException | None] = (item, future.result(), None)
             except Exception as exc:  # the task raised, or its worker died (KilledWorker)
                 outcome = (item, None, exc)
             future.release()
+            if outcome[2] is not None and _lost_worker(outcome[2]) and i not in retried:
+                # a worker that dies takes every task it held, not only the one that killed
+                # it: each is tried once more elsewhere; one that kills a second worker is
+                # the culprit, and is reported
+                retried.add(i)
+                again = client.submit(
+                    _locked, fn, item, *args, key=f"{key_prefix}-{batch}-{i}-again", pure=False
+                )
+                futures[again] = (i, item)
+                pending.add(again)
+                continue
             yield outcome
+
+
+def _lost_worker(exc: BaseException) -> bool:
+    """Whether a task failed because its worker process died (not because it raised)."""
+    return type(exc).__name__ == "KilledWorker"
