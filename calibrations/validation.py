@@ -53,6 +53,8 @@ class Parameters:
     sample_rate_Hz: float = 100e3
     settle_s: float = 1e-3
     max_kl_nats: float = 0.02
+    #: shots of the zero-field re-zero taken just before programming (0: none)
+    zero_samples: int = 20000
 
 
 def chain_block(state: CalibrationState, model: BiasModel, pairs: list[tuple[int, int]], size: int) -> tuple[list[int], list[int]] | None:
@@ -110,8 +112,9 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         raise RuntimeError("no chain of two or more calibrated cells and couplers to validate on")
     cells, links = found
     theta, beta = target(params, len(cells))
+    drift, drift_err = re_zero(ctx, params, model, cells, coupler_zeros(state, len(pairs)))
     theta_full = np.zeros(n)
-    theta_full[cells] = theta
+    theta_full[cells] = theta - drift
     bias = model.voltages_for_theta(theta_full)
     coupler_v = coupler_zeros(state, len(pairs))
     for k, b in zip(links, beta, strict=True):
@@ -134,8 +137,57 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "block_pairs": [[cells[i], cells[i + 1]] for i in range(len(cells) - 1)],
         "theta": theta.tolist(),
         "beta": beta.tolist(),
+        "zero_field_theta": drift.tolist(),
+        "zero_field_theta_err": drift_err.tolist(),
     }
     return run(ctx, NAME, sequence, meta)
+
+
+def re_zero(
+    ctx: Context, params: Parameters, model: BiasModel, cells: list[int], coupler_v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The field (``theta = h / T_eff``) each block cell sees when programmed to zero, and its error.
+
+    Offsets move between the S-curves and this node (a random walk, and flux jumps of
+    several mV a few times a day) while their timeouts have not expired; a lab re-zeros
+    before a run. Every cell is programmed to zero field with every coupler at zero
+    coupling, the block is sampled, and ``theta = artanh(m)`` of each cell's mean spin
+    (its readout misassignment undone) is subtracted from the target. The shots are a
+    run of their own (``metadata.role = "re-zero"``).
+    """
+    k = len(cells)
+    if params.zero_samples <= 0:
+        return np.zeros(k), np.zeros(k)
+    station, layout = ctx.station, ctx.station.layout
+    for name, v in zip(layout.couplers, coupler_v, strict=True):
+        station.parameter(name).set(float(v))
+    zero = model.voltages_for_theta(np.zeros(layout.n_cells))
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.zero_samples)
+    sequence = Sweep(
+        "point",
+        {name: np.array([v]) for name, v in zip(layout.bias, zero, strict=True)},
+        body=[read],
+        settle=settle_time(ctx, params.settle_s),
+        coord=np.arange(1),
+    )
+    data = run(ctx, NAME, sequence, {"mode": "re-zero", "role": "re-zero", "block_cells": cells})
+    samples = data["samples"].transpose("cell", "point", "sample").values[:, 0]
+    found = [zero_field_theta(samples[cell]) for cell in cells]
+    return np.array([f[0] for f in found]), np.array([f[1] for f in found])
+
+
+def zero_field_theta(readings: np.ndarray) -> tuple[float, float]:
+    """``(theta, stderr)`` of one cell's shots at programmed zero field: ``artanh`` of its
+    mean spin with the readout misassignment undone; (0, 0) without a two-level readout
+    (the cell is left as calibrated, and the fit says so)."""
+    digits = digitize(readings)
+    if not digits.ok:
+        return 0.0, 0.0
+    scale = 1.0 - 2.0 * digits.misassignment
+    m = float(np.clip((2.0 * digits.states.mean() - 1.0) / scale, -0.98, 0.98))
+    n_eff = float(n_effective(digits.states[None, :])[0])
+    err = math.sqrt((1.0 - m * m) / max(n_eff, 1.0)) / scale / (1.0 - m * m)
+    return math.atanh(m), err
 
 
 # ----------------------------------------------------------------------- fit
@@ -149,10 +201,14 @@ class ValidationResult:
     n_effective: float
     misassignment: list[float] = field(default_factory=list)
     message: str = ""
+    #: the field each block cell saw at programmed zero just before (subtracted from the target)
+    zero_field_theta: list[float] = field(default_factory=list)
+    #: this is the re-zero's own run (no target programmed): only ``zero_field_theta`` means anything
+    re_zero: bool = False
 
     @property
     def ok(self) -> bool:
-        return math.isfinite(self.kl_nats)
+        return self.re_zero or math.isfinite(self.kl_nats)
 
 
 def _attr(dataset: xr.Dataset, key: str):
@@ -183,6 +239,11 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ValidationResu
     """Empirical distribution of the block (readout-unmixed) vs the exact target. Pure."""
     samples = dataset["samples"].transpose("cell", "point", "sample").values[:, 0]
     cells = list(_attr(dataset, "block_cells"))
+    if dataset.attrs.get("mode") == "re-zero" or "theta" not in dataset.attrs:
+        drift = [zero_field_theta(samples[c])[0] for c in cells]
+        return ValidationResult(cells, math.nan, math.nan, math.nan, math.nan, 0.0,
+                                message="re-zero shots", zero_field_theta=drift, re_zero=True)
+    drift = [float(x) for x in _attr(dataset, "zero_field_theta")] if "zero_field_theta" in dataset.attrs else []
     theta = np.asarray(_attr(dataset, "theta"), dtype=float)
     beta = np.asarray(_attr(dataset, "beta"), dtype=float)
     chain = np.array([[i, i + 1] for i in range(len(cells) - 1)])
@@ -212,6 +273,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ValidationResu
         kl_bias_nats=(support - 1) / (2 * n_eff),
         n_effective=n_eff,
         misassignment=errors,
+        zero_field_theta=drift,
     )
 
 
@@ -235,18 +297,25 @@ def update(result: ValidationResult, params: Parameters | None = None) -> StateC
     change.set("validation.kl_raw_nats", result.kl_raw_nats, None, "nats", note="before readout unmixing")
     change.set("validation.kl_bias_nats", result.kl_bias_nats, None, "nats", note="finite-sample bias")
     change.set("validation.cells", result.cells)
+    if result.zero_field_theta:
+        change.set("validation.zero_field_theta", [float(x) for x in result.zero_field_theta],
+                   note="h/T_eff each block cell saw at programmed zero just before (re-zeroed)")
     if result.kl_nats > params.max_kl_nats:
         change.fail(f"KL {result.kl_nats:.4f} nats > {params.max_kl_nats} on cells {result.cells}")
     return change
 
 
 def table(result: ValidationResult) -> str:
+    if result.re_zero:
+        return f"re-zero of cells {result.cells}: h/T_eff at programmed zero {np.round(result.zero_field_theta, 3).tolist()}"
     if not result.ok:
         return f"validation failed: {result.message}"
+    drift = (f"; re-zeroed, largest |h/T_eff| drift {max(abs(x) for x in result.zero_field_theta):.3f}"
+             if result.zero_field_theta else "")
     return (
         f"cells {result.cells}: KL = {result.kl_nats:.4f} ± {result.kl_err_nats:.4f} nats "
         f"(raw {result.kl_raw_nats:.4f}, finite-sample bias ~{result.kl_bias_nats:.4f}, "
-        f"n_eff {result.n_effective:.0f})"
+        f"n_eff {result.n_effective:.0f}){drift}"
     )
 
 

@@ -95,8 +95,8 @@ def node_runs(runs: list[Run]) -> dict[str, Run]:
     chosen: dict[str, Run] = {}
     for run in runs:
         name = run.metadata.get("calibration")
-        if not name or run.id in parts:
-            continue
+        if not name or run.id in parts or run.metadata.get("role") == "re-zero":
+            continue  # a re-zero's shots serve the node's next run, which stands for both
         previous = chosen.get(name)
         if previous is not None and run.metadata.get("mode") == "check" and previous.metadata.get("mode") != "check":
             continue
