@@ -6,9 +6,9 @@ shipped routines through the batch code path; every value is judged against the
 simulator's truth at the time of its acquisition (tests/family.py: inspect). The
 whole family of 20 chips is ``bench/bench_family.py``.
 
-Criteria the shipped routines do not meet yet are marked ``xfail(strict=True)`` with
-the figure they reach on the realistic simulator: they fail loudly the day they pass,
-so the mark goes with the fix.
+A criterion the shipped routines do not meet is marked ``xfail(strict=True)`` with the
+figure it reaches on the realistic simulator: it fails loudly the day it passes, so the
+mark goes with the fix (none is marked today).
 """
 
 from __future__ import annotations
@@ -74,9 +74,6 @@ def test_exponent_measured_within_3_sigma_on_every_chip(inspections):
         assert z is not None and abs(z) < 3, (ins["chip"], z)
 
 
-@pytest.mark.xfail(strict=True, reason="today: KL 0.022 nats on the 5 % crosstalk chain (fam-102), 0.063 on the 8 % grid "
-                   "(fam-110), measured against the truth as the block's fields (offsets moved since the S-curve, "
-                   "crosstalk sums), not its couplings")
 def test_validation_kl_below_acceptance_on_every_chip(inspections):
     for ins in inspections:
         assert ins["kl"] is not None and ins["kl"] < 0.02, (ins["chip"], ins["kl"])
