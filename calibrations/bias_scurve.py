@@ -233,7 +233,10 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
         r = fit_scurve(v, readings, cell=i, health=health.get(str(i), ""))
         r.fit.extra["v"] = v.tolist()
         if "p" not in r.fit.extra and np.isfinite(r.threshold_V):  # where a window should look
-            r.fit.extra["p"] = (readings > r.threshold_V).mean(axis=1).tolist()
+            p = (readings > r.threshold_V).mean(axis=1)
+            n = readings.shape[1]
+            r.fit.extra["p"] = p.tolist()
+            r.fit.extra["p_err"] = np.sqrt((p * n + 0.5) * (n - p * n + 0.5) / (n + 1) ** 3).tolist()
         results.append(r)
     coupling = dataset.attrs.get("idle_coupling")
     if coupling:

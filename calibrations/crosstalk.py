@@ -248,7 +248,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CrosstalkResul
             r, r_err, c2, _ = fit_slopes(logit[rows], weight[rows], volts[np.ix_(rows, lines)])
             slopes[i, lines], slopes_err[i, lines] = r, r_err
             chis.append(c2)
-        chi2[i] = float(np.nanmean(chis)) if chis else math.nan
+        finite = [c for c in chis if np.isfinite(c)]
+        chi2[i] = float(np.mean(finite)) if finite else math.nan
         if not chis:
             flags[i] = "no line measured"
     matrix = np.zeros((n, n))

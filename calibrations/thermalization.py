@@ -52,6 +52,7 @@ refitting with it moved by one sigma, half the spread added in quadrature.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -296,7 +297,7 @@ def t_eff_errors(
         refit = _arrhenius(1 / te[use], ln_r0[use], err[use])
         return np.array([refit[k] - line[k] for k in names])
 
-    cov, shift = attrs.get("t_eff_stat_covariance"), attrs.get("t_eff_thermometer_shift")
+    cov, shift = _listed(attrs.get("t_eff_stat_covariance")), _listed(attrs.get("t_eff_thermometer_shift"))
     if cov is not None and shift is not None:
         sigma = np.array([[cov[0], cov[1]], [cov[1], cov[2]]], dtype=float)
         steps = np.sqrt(np.clip(np.diag(sigma), 0.0, None))
@@ -495,3 +496,12 @@ def figures(result: Result, dataset: xr.Dataset | None = None) -> list[Any]:
         ax.set_title(f"{NAME}: correlation time per cell (T_eff {F.format_value(result.t_eff[result.base_index[0]] if result.base_index else result.t_eff[0], None, 'K')})")
         out.append(tau)
     return out
+
+
+def _listed(value: Any) -> list[float] | None:
+    """A list attribute as stored (a run reopened from disk may hold it as JSON text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [float(x) for x in value]

@@ -144,7 +144,7 @@ def test_two_calibrations_started_together_end_with_one_linear_history(tmp_path)
     history = state.history()
     assert [h.parent for h in history] == [h.version - 1 for h in history]  # linear: one parent chain
     first, second = sorted(results, key=lambda r: "fresh   calibrated" not in r[0])
-    assert "readout              fresh   calibrated" in first[0]
+    assert "readout                fresh   calibrated" in first[0]
     # the second started from the first's result: nothing to recalibrate (its own lab's clock
     # restarted at zero, so it re-checked the data once and recorded that), and it reports
     # the version that is current at the end

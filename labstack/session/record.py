@@ -103,13 +103,13 @@ class SessionRecorder:
         }
         walk = getattr(graph, "walk_cost", None)
         costs = {
-            name: {fn: {"lab_s": e.lab_s, "wall_s": e.wall_s} for fn, e in by_fn.items()}
+            name: {fn: {"lab_s": round(e.lab_s, 3), "wall_s": round(e.wall_s, 3)} for fn, e in by_fn.items()}
             for name, by_fn in getattr(graph, "costs", {}).items()
         }
         session = {
             **self.config,
-            "lab_s": walk.lab_s if walk is not None else None,
-            "wall_s": walk.wall_s if walk is not None else None,
+            "lab_s": round(walk.lab_s, 3) if walk is not None else None,
+            "wall_s": round(walk.wall_s, 3) if walk is not None else None,
             "costs": costs,
             "nodes": list(getattr(graph, "names", [])),
             "calibrated": sorted(set(graph.calls("calibrate"))) if graph is not None else [],
