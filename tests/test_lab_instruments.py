@@ -139,14 +139,19 @@ def test_real_dac_lines_without_ramps_are_refused_unless_ramps_are_off(tmp_path:
     assert read_station_file(path).layout.safety.ramps_off
 
 
-def test_a_long_wait_is_never_skipped_and_a_bad_one_is_refused(station):
-    """The clock instrument refuses an advance over 7 days by queueing an error (which
-    ``*OPC?`` does not report): the driver's long wait goes in steps and arrives."""
+def test_a_long_wait_is_never_skipped_and_a_bad_one_is_refused(station, monkeypatch):
+    """The clock instrument refuses an advance over its limit (7 days) by queueing an error,
+    which ``*OPC?`` does not report: the driver's long wait goes in steps and arrives.
+    Both limits are shrunk here (10 s and 4 s) so the lab integrates seconds, not days."""
+    monkeypatch.setattr("labstack.sim.instruments.clock.MAX_ADVANCE_S", 10.0)
+    monkeypatch.setattr("labstack.drivers.lab_clock.MAX_STEP_S", 4.0)
     clock = station.clock
     t0 = clock.now()
-    clock.sleep(8 * 86400.0 + 0.25)
-    assert clock.now() - t0 == pytest.approx(8 * 86400.0 + 0.25)
+    assert clock.ask("CLOC:ADV 25;*OPC?") == "1" and clock.now() == t0  # one command: refused, silently
+    assert "advance 25.0 s outside" in clock.ask("SYST:ERR?")
+    clock.sleep(25.25)
+    assert clock.now() - t0 == pytest.approx(25.25)
     for bad in (float("nan"), float("inf"), -1.0):
         with pytest.raises(ValueError, match="clock: cannot sleep"):
             clock.sleep(bad)
-    assert clock.now() - t0 == pytest.approx(8 * 86400.0 + 0.25)
+    assert clock.now() - t0 == pytest.approx(25.25)

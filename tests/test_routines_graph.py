@@ -22,7 +22,14 @@ from tests.conftest import ACCEPTANCE_SEEDS, lab_description, lab_of
 N = 16
 
 
-@pytest.fixture(scope="module", params=ACCEPTANCE_SEEDS)
+#: one acceptance seed: every installed routine also runs from cold on the three chips of
+#: tests/test_family.py (harder: up to 8 % crosstalk, twice the spreads, judged on every
+#: parameter), and the whole family is bench/bench_family.py; this module keeps the
+#: crosstalk matrix against the truth and the re-walk that redoes only what is stale
+GRAPH_SEEDS = ACCEPTANCE_SEEDS[1:2]
+
+
+@pytest.fixture(scope="module", params=GRAPH_SEEDS)
 def calibrated(tmp_path_factory, request):
     """(station, lab, data_dir, first report): a chip calibrated from cold."""
     description = lab_description(seed=request.param, cells=N, dead=0.1, crosstalk=0.05)
