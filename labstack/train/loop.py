@@ -3,7 +3,9 @@
 One iteration writes every bias and coupler line (one guarded message per DAC,
 :class:`~labstack.train.program.LineWriter`), waits for the lines' ramp rate and the
 calibrated DAC settling time, takes one single-shot sample of all cells, computes the
-target cells' statistics (:mod:`~labstack.train.stats`) and the next update
+target cells' statistics (:mod:`~labstack.train.stats`, thresholded by the run's
+readout split: fitted on the first sample, then only checked for drift,
+:mod:`~labstack.train.readout`) and the next update
 (:mod:`~labstack.train.update`). Each part is timed in wall and lab seconds and the
 iteration is streamed to the run (:mod:`~labstack.train.record`).
 
@@ -31,6 +33,7 @@ from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.data import resolve_data_dir
 from labstack.train import exact
 from labstack.train.program import ChipMap, LineWriter, UpdateRefused
+from labstack.train.readout import ReadoutSplit
 from labstack.train.record import PARTS, Recorder, resume_point
 from labstack.train.stats import Moments, measure
 from labstack.train.target import Target, TargetError, load_target
@@ -189,6 +192,7 @@ def train(
         timings: list[dict[str, float]] = []
         stopped, calm, refusals = "max_iterations", 0, 0
         delta = np.zeros_like(params)
+        split: ReadoutSplit | None = None  # fitted on the run's first sample
         it = start_iteration
         while it < n_iter:
             t = _Timer(clock)
@@ -222,7 +226,9 @@ def train(
             readings = sampler.acquire()
             t.lap("sample", lab=config.n_samples / config.sample_rate_Hz)
             params = proposal
-            chip = measure(readings[cmap.cells], edges, target.cells)
+            mine = readings[cmap.cells]
+            split = ReadoutSplit.fit(mine, target.cells) if split is None else split.follow(mine, target.cells)
+            chip = measure(mine, edges, target.cells, split)
             r, chi2 = residual(mu_target, err_target, chip)
             why = diverging(chi2, best, params, config.stop)
             if why is None and chi2 < best:
