@@ -7,7 +7,9 @@ target cells' statistics (:mod:`~labstack.train.stats`, thresholded by the run's
 readout split: fitted on the first sample, then only checked for drift,
 :mod:`~labstack.train.readout`) and the next update
 (:mod:`~labstack.train.update`). Each part is timed in wall and lab seconds and the
-iteration is streamed to the run (:mod:`~labstack.train.record`).
+iteration is streamed to the run (:mod:`~labstack.train.record`); the wall time of
+that record (a zarr flush) is computing, counted in the next iteration's split, which
+is the one it delays.
 
 Before the loop the target is checked on the chip (nothing is sent for a bad file) and
 the open-loop point (the target programmed through the calibration alone) is
@@ -194,8 +196,11 @@ def train(
         delta = np.zeros_like(params)
         split: ReadoutSplit | None = None  # fitted on the run's first sample
         it = start_iteration
+        recording = 0.0  # wall seconds the last iteration's record took: this one's computing
         while it < n_iter:
             t = _Timer(clock)
+            t.parts["wall_compute_s"] += recording
+            recording = 0.0
             scale, sent_messages, proposal = 1.0, 0, params
             if it > start_iteration:
                 proposal = params + delta
@@ -239,12 +244,14 @@ def train(
             refusals = 0
             chi2s.append(chi2)
             timings.append(t.split())
+            t_record = time.perf_counter()
             bias_v, coupler_v = cmap.voltages(params)
             recorder.iteration({
                 "params": params, "bias_V": bias_v, "coupler_V": coupler_v, "moments": chip.value,
                 "moments_err": chip.stderr, "chi2": chi2, "eta": eta, "scale": scale, "sent": 1.0,
                 "messages": sent_messages, "n_eff": chip.n_eff, **timings[-1],
             })
+            recording = time.perf_counter() - t_record
             if on_iteration is not None:
                 on_iteration(it, {"chi2": chi2, "eta": eta, "scale": scale, **timings[-1]})
             it += 1
