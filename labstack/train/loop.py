@@ -134,12 +134,16 @@ def train(
     data_dir: str | Path | None = None,
     config: TrainConfig | None = None,
     resume: str | None = None,
+    start_params: np.ndarray | None = None,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train the chip of ``station`` toward ``target`` (a :class:`Target` or a target file).
 
     ``state``: the calibration state (default: the one in ``data_dir``). ``resume``: the
-    run id of an earlier training of the same target to continue from.
+    run id of an earlier training of the same target to continue from. ``start_params``:
+    a warm start, e.g. the parameters an earlier training of the same target ended at
+    (a periodic re-training of a drifting chip starts where the last one left it, which
+    is nearer than the open-loop point); a new run with a full iteration budget.
     """
     config = config or TrainConfig()
     target = target if isinstance(target, Target) else load_target(target)
@@ -161,6 +165,11 @@ def train(
             raise TargetError(f"{target.path}: cells: run {resume} trained cells {point.metadata.get('cells')}, not {target.cells}")
         start, start_iteration, best_chi2 = point.params, point.iterations, point.best_chi2
         open_params = np.asarray(point.metadata.get("open_loop_params", open_params), dtype=float)
+    elif start_params is not None:
+        start = np.asarray(start_params, dtype=float)
+        if start.shape != open_params.shape:
+            raise TargetError(f"{target.path}: start_params: {start.shape[0] if start.ndim else 0} values, "
+                              f"the target has {open_params.shape[0]} parameters")
     names = list(layout.bias) + list(layout.couplers)
     writer = LineWriter(station, names)
     first = np.concatenate(cmap.voltages(start))
