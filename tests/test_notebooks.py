@@ -31,6 +31,11 @@ def test_notebook_executes(path: Path, tmp_path: Path):
                 "expected write 'READ?', got write 'FETCH?'"],
         "05_": ["serving on 127.0.0.1", "lab time ran on by", "via PyVisaLibrary at TCPIP0::127.0.0.1::",
                 "(served lab: as of its clock now)", "labstack watch stopped after 3 pass(es)", "service exit code 0"],
+        "06_": ["stopped: converged", "open loop: KL = ", "SCPI writes per iteration"],
     }
     for phrase in expected.get(path.name[:3], []):
         assert phrase in text, f"{path.name} no longer prints {phrase!r}"
+    if path.name.startswith("06_"):  # the last line is the trained score
+        last = text.strip().splitlines()[-1]
+        assert last.startswith("KL = ") and last.endswith(" nats"), last
+        assert float(last.split()[2]) < 0.004, last

@@ -2,8 +2,10 @@
 
 One 16-cell chip of the family (tests/family.py, fam-102: a chain at 5 % DAC crosstalk
 with a dead cell and 1.5x the fabrication spreads, whose open-loop validation misses
-0.02 nats) is calibrated from cold once for the module. A random model target on an
-8-cell chain of usable cells is then trained and judged against the simulator's truth
+0.02 nats) is calibrated from cold once for the module, and only as far as training
+needs (:data:`CALIBRATE`: the couplers node and what it depends on, lighter sweeps:
+they move the open-loop starting point, which the loop corrects, not where it ends).
+A random model target on an 8-cell chain of usable cells is then trained and judged against the simulator's truth
 at the programmed voltages (exact enumeration: no sampling noise). The whole family is
 ``bench/bench_train_family.py``.
 """
@@ -31,7 +33,20 @@ from tests.conftest import lab_of
 pytestmark = pytest.mark.timeout(600)
 
 #: fewer samples than the defaults keep the module fast; the criteria are the acceptance's
-FAST = TrainConfig(n_samples=20_000, n_eval=200_000)
+FAST = TrainConfig(n_samples=20_000, n_eval=100_000)
+
+#: the nodes training reads (couplers; its dependencies come along) and lighter routine
+#: parameters: one fine chip-wide S-curve sweep resolves every cell without per-cell
+#: windows, fewer samples, one settling repeat, three temperatures for T_eff
+CALIBRATE = {
+    "names": ["couplers"],
+    "params": {
+        "bias_scurve": {"n_points": 121, "n_samples": 500},
+        "bias_settling": {"repeats": 1},
+        "effective_temperature": {"temperatures_K": [0.0, 0.035, 0.08], "n_samples": 200},
+        "couplers": {"n_samples": 3000},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +59,7 @@ def chip(tmp_path_factory):
     description = f"truth={truth},seed={member.seed},instance=train-test"
     station = open_station("virtual", lab=description)
     data = root / "data"
-    calibrate_station(station, data_dir=data, progress=False)
+    calibrate_station(station, data_dir=data, progress=False, **CALIBRATE)
     state = CalibrationState.load(data / STATE_DIRNAME)
     layout = station.layout
     pairs = [tuple(p) for p in layout.coupler_pairs]
@@ -122,7 +137,8 @@ def test_updates_are_scaled_to_the_ramp_steps_and_refused_beyond_the_limits(chip
         for n in lines:
             channels[n].ramp = RampSpec(max_step=2e-3, rate=1.0)
             channels[n].history.clear()
-        config = dataclasses.replace(FAST, evaluate_open_loop=False, stop=StopRule(max_iterations=4))
+        # the score of this run is not judged here: a short evaluation
+        config = dataclasses.replace(FAST, evaluate_open_loop=False, n_eval=20_000, stop=StopRule(max_iterations=4))
         result = train(station, target, state=state, data_dir=data, config=config)
         scales = load_run(result.run_id, data).dataset()["scale"].values[: result.iterations]
         assert np.any(scales[1:] < 1)  # the first update needed more than 2 mV on some line
@@ -135,7 +151,7 @@ def test_updates_are_scaled_to_the_ramp_steps_and_refused_beyond_the_limits(chip
             channels[n].low, channels[n].high = v - 1e-4, v + 1e-4
         before = {n: len(channels[n].history) for n in lines}
         refused = train(station, target, state=state, data_dir=data, resume=result.run_id,
-                        config=dataclasses.replace(config, max_refusals=1, n_eval=20_000,
+                        config=dataclasses.replace(config, max_refusals=1,
                                                    stop=StopRule(max_iterations=8)))
         assert refused.stopped.startswith("refused:"), refused.stopped
         assert refused.iterations == result.iterations + 1

@@ -114,6 +114,15 @@ def test_chip_level_errors_before_anything_is_sent(chip, tmp_path, doc, message)
     assert not (tmp_path / "data").exists()  # no run was even started
 
 
+
+def test_a_warm_start_of_the_wrong_size_is_refused_before_anything_is_sent(chip, tmp_path):
+    station, state = chip
+    path = write(tmp_path, {"cells": [0, 1, 2], "h_K": [0, 0, 0], "J_K": [[0, 1, 0.01], [1, 2, 0.01]]})
+    with pytest.raises(TargetError, match=r"start_params: 4 values, the target has 5 parameters"):
+        train(station, path, state=state, data_dir=tmp_path / "data", start_params=[0.0] * 4)
+    assert nothing_sent(station)
+    assert not (tmp_path / "data").exists()
+
 def test_cli_bad_target_exit_code_2_naming_the_entry(tmp_path):
     path = write(tmp_path, '{"cells": [0, 1], "h_K": [0.01, -Infinity], "J_K": []}')
     out = subprocess.run([sys.executable, "-m", "labstack.cli", "train", "--target", str(path),

@@ -106,6 +106,8 @@ class Split:
     states: np.ndarray
     misassignment: float
     ok: bool
+    threshold: float = float("nan")  # volts: halfway between the two levels
+    noise: float = float("nan")  # volts rms of one level
 
 
 def digitize(readings: np.ndarray, min_fraction: float = 0.005) -> Split:
@@ -116,7 +118,7 @@ def digitize(readings: np.ndarray, min_fraction: float = 0.005) -> Split:
     frac = float(states.mean())
     ok = separation >= MIN_SEPARATION and min_fraction <= frac <= 1 - min_fraction
     e = float(special.ndtr(-separation / 2)) if separation > 0 else 0.5
-    return Split(states, e, bool(ok))
+    return Split(states, e, bool(ok), float(threshold), float(noise))
 
 
 def n_effective(states: np.ndarray) -> np.ndarray:

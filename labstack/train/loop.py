@@ -3,9 +3,13 @@
 One iteration writes every bias and coupler line (one guarded message per DAC,
 :class:`~labstack.train.program.LineWriter`), waits for the lines' ramp rate and the
 calibrated DAC settling time, takes one single-shot sample of all cells, computes the
-target cells' statistics (:mod:`~labstack.train.stats`) and the next update
+target cells' statistics (:mod:`~labstack.train.stats`, thresholded by the run's
+readout split: fitted on the first sample, then only checked for drift,
+:mod:`~labstack.train.readout`) and the next update
 (:mod:`~labstack.train.update`). Each part is timed in wall and lab seconds and the
-iteration is streamed to the run (:mod:`~labstack.train.record`).
+iteration is streamed to the run (:mod:`~labstack.train.record`); the wall time of
+that record (a zarr flush) is computing, counted in the next iteration's split, which
+is the one it delays.
 
 Before the loop the target is checked on the chip (nothing is sent for a bad file) and
 the open-loop point (the target programmed through the calibration alone) is
@@ -31,6 +35,7 @@ from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.data import resolve_data_dir
 from labstack.train import exact
 from labstack.train.program import ChipMap, LineWriter, UpdateRefused
+from labstack.train.readout import ReadoutSplit
 from labstack.train.record import PARTS, Recorder, resume_point
 from labstack.train.stats import Moments, measure
 from labstack.train.target import Target, TargetError, load_target
@@ -129,12 +134,16 @@ def train(
     data_dir: str | Path | None = None,
     config: TrainConfig | None = None,
     resume: str | None = None,
+    start_params: np.ndarray | None = None,
     on_iteration: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train the chip of ``station`` toward ``target`` (a :class:`Target` or a target file).
 
     ``state``: the calibration state (default: the one in ``data_dir``). ``resume``: the
-    run id of an earlier training of the same target to continue from.
+    run id of an earlier training of the same target to continue from. ``start_params``:
+    a warm start, e.g. the parameters an earlier training of the same target ended at
+    (a periodic re-training of a drifting chip starts where the last one left it, which
+    is nearer than the open-loop point); a new run with a full iteration budget.
     """
     config = config or TrainConfig()
     target = target if isinstance(target, Target) else load_target(target)
@@ -156,6 +165,11 @@ def train(
             raise TargetError(f"{target.path}: cells: run {resume} trained cells {point.metadata.get('cells')}, not {target.cells}")
         start, start_iteration, best_chi2 = point.params, point.iterations, point.best_chi2
         open_params = np.asarray(point.metadata.get("open_loop_params", open_params), dtype=float)
+    elif start_params is not None:
+        start = np.asarray(start_params, dtype=float)
+        if start.shape != open_params.shape:
+            raise TargetError(f"{target.path}: start_params: {start.shape[0] if start.ndim else 0} values, "
+                              f"the target has {open_params.shape[0]} parameters")
     names = list(layout.bias) + list(layout.couplers)
     writer = LineWriter(station, names)
     first = np.concatenate(cmap.voltages(start))
@@ -189,9 +203,13 @@ def train(
         timings: list[dict[str, float]] = []
         stopped, calm, refusals = "max_iterations", 0, 0
         delta = np.zeros_like(params)
+        split: ReadoutSplit | None = None  # fitted on the run's first sample
         it = start_iteration
+        recording = 0.0  # wall seconds the last iteration's record took: this one's computing
         while it < n_iter:
             t = _Timer(clock)
+            t.parts["wall_compute_s"] += recording
+            recording = 0.0
             scale, sent_messages, proposal = 1.0, 0, params
             if it > start_iteration:
                 proposal = params + delta
@@ -222,7 +240,9 @@ def train(
             readings = sampler.acquire()
             t.lap("sample", lab=config.n_samples / config.sample_rate_Hz)
             params = proposal
-            chip = measure(readings[cmap.cells], edges, target.cells)
+            mine = readings[cmap.cells]
+            split = ReadoutSplit.fit(mine, target.cells) if split is None else split.follow(mine, target.cells)
+            chip = measure(mine, edges, target.cells, split)
             r, chi2 = residual(mu_target, err_target, chip)
             why = diverging(chi2, best, params, config.stop)
             if why is None and chi2 < best:
@@ -233,12 +253,14 @@ def train(
             refusals = 0
             chi2s.append(chi2)
             timings.append(t.split())
+            t_record = time.perf_counter()
             bias_v, coupler_v = cmap.voltages(params)
             recorder.iteration({
                 "params": params, "bias_V": bias_v, "coupler_V": coupler_v, "moments": chip.value,
                 "moments_err": chip.stderr, "chi2": chi2, "eta": eta, "scale": scale, "sent": 1.0,
                 "messages": sent_messages, "n_eff": chip.n_eff, **timings[-1],
             })
+            recording = time.perf_counter() - t_record
             if on_iteration is not None:
                 on_iteration(it, {"chi2": chi2, "eta": eta, "scale": scale, **timings[-1]})
             it += 1

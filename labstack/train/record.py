@@ -6,6 +6,10 @@ parameters it programmed, the voltages written, the chip's statistics and errors
 ``χ²/dof``, the step size and scale, whether the update was sent, and the time split
 (wall and lab seconds of instrument I/O, waiting, sampling, computing), then flushes,
 so a killed process keeps every finished iteration. Unreached iterations read NaN.
+The write (a chunk per variable and the run's index: milliseconds) runs on one
+writer thread while the loop goes on to program and sample the chip: the next
+iteration's record waits for it, and so does closing the run, so records stay in
+order and a crash still closes the run with every finished iteration on disk.
 
 :func:`resume_point` reads a stored run (finished, failed or killed) back: the last
 iteration it recorded, the parameters to continue from and the best so far, so
@@ -16,6 +20,7 @@ one in ``resumed_from``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,20 +63,38 @@ class Recorder:
                 name = f"{clock}_{part}_s"
                 self.vars[name] = w.add_variable(name, it)
         self.count = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="train-record")
+        self._pending: Future[None] | None = None
 
     @property
     def run_id(self) -> str:
         return self.writer.id
 
     def iteration(self, values: Mapping[str, Any]) -> None:
-        """Append one iteration (every variable) and flush it to disk."""
+        """Append one iteration (every variable) and flush it to disk on the writer thread
+        (after the last one's write finished; its error, if any, is raised here)."""
+        rows = {name: np.array(values[name], dtype=np.float64) for name in self.vars}  # copies: the loop goes on
+        self.wait()
+        self._pending = self._pool.submit(self._write, rows)
+
+    def _write(self, rows: Mapping[str, np.ndarray]) -> None:
         for name, var in self.vars.items():
-            var.append(np.asarray(values[name], dtype=np.float64))
+            var.append(rows[name])
         self.count += 1
         self.writer.flush(iterations_done=self.count)
 
+    def wait(self) -> None:
+        """Until the last iteration is on disk."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def close(self, status: str, summary: Mapping[str, Any], error: str | None = None) -> None:
-        self.writer.close(status, attrs=dict(summary), error=error, summary=dict(summary))
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+            self.writer.close(status, attrs=dict(summary), error=error, summary=dict(summary))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """What one sample of the chip says: means and pair correlations with honest errors.
 
 Readings are thresholded per cell (:func:`labstack.train.calibration.digitize`, the
-split the calibration nodes use, fitted on this very sample so a drifted readout
-level is followed). A reading misassigned with probability ``e_i`` scales a mean by
+split the calibration nodes use), either fitted on this very sample or, in the
+training loop, by the run's :class:`~labstack.train.readout.ReadoutSplit` (fitted
+once, a drifted readout level followed). A reading misassigned with probability ``e_i`` scales a mean by
 ``1 - 2 e_i`` and a pair correlation by ``(1 - 2 e_a)(1 - 2 e_b)``; both are undone, so
 the moments are the chip's, not the readout's. Errors use the effective sample size
 of each cell's state series (lag-1 autocorrelation): a slow cell's samples are not
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from labstack.fit import ising
-from labstack.train.calibration import digitize, n_effective
+from labstack.train.calibration import n_effective
 from labstack.train.exact import features
+from labstack.train.readout import ReadoutError, ReadoutSplit
+
+__all__ = ["Moments", "ReadoutError", "from_states", "measure", "unmix"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +57,15 @@ def unmix(p: np.ndarray, errors: np.ndarray) -> np.ndarray:
     return t.reshape(-1)
 
 
-class ReadoutError(RuntimeError):
-    """A cell whose readings show no two levels: its statistics would be meaningless."""
+def measure(readings: np.ndarray, edges: np.ndarray, cells: list[int] | None = None,
+            split: ReadoutSplit | None = None) -> Moments:
+    """Moments of ``readings`` (cells, samples) volts on the target's ``edges``.
 
-
-def measure(readings: np.ndarray, edges: np.ndarray, cells: list[int] | None = None) -> Moments:
-    """Moments of ``readings`` (cells, samples) volts on the target's ``edges``."""
-    digits = [digitize(r) for r in np.asarray(readings)]
-    bad = [k for k, d in enumerate(digits) if not d.ok]
-    if bad:
-        names = [cells[k] for k in bad] if cells is not None else bad
-        raise ReadoutError(f"cells {names} gave no two-level readout")
-    states = np.stack([d.states for d in digits], axis=0)  # (cells, samples) 0/1
-    return from_states(states, np.array([d.misassignment for d in digits]), edges)
+    ``split``: the readout split to threshold with (None: fitted on ``readings``)."""
+    readings = np.asarray(readings)
+    if split is None:
+        split = ReadoutSplit.fit(readings, cells)
+    return from_states(split.states(readings), split.misassignment, edges)
 
 
 def from_states(states01: np.ndarray, errors: np.ndarray, edges: np.ndarray) -> Moments:
