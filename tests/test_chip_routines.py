@@ -86,8 +86,10 @@ def _expected_fidelity(lab, at, thresholds: np.ndarray, cells: list[int]) -> np.
     return np.array(out)
 
 
-CASES = [(16, s, ["readout", "cryostat", "bias_scurve"]) for s in ACCEPTANCE_SEEDS]
-CASES += [(64, s, ["readout"]) for s in ACCEPTANCE_SEEDS]
+# two seeds at 16 cells, one at 64: the family module (tests/test_family.py) flags broken
+# cells on three more chips, and bench/bench_family.py on twenty
+CASES = [(16, s, ["readout", "cryostat", "bias_scurve"]) for s in ACCEPTANCE_SEEDS[:2]]
+CASES += [(64, s, ["readout"]) for s in ACCEPTANCE_SEEDS[2:]]
 
 
 @pytest.mark.parametrize("cells,seed,names", CASES)
@@ -128,7 +130,9 @@ def test_readout_levels_and_broken_cells(virtual_station, tmp_path, cells, seed,
     assert min(e.value for e in fidelity) < 0.999  # a realistic readout misreads
 
 
-@pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
+# one seed: T_x, the exponent, barriers and attempt rates are judged against the truth on
+# the three chips of tests/test_family.py too, and on twenty in bench/bench_family.py
+@pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS[2:])
 def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, tmp_path, seed):
     station, lab = virtual_station(seed=seed, cells=16, dead=0.1)
     names = ["readout", "cryostat", "bias_scurve", "bias_settling", "crosstalk", "effective_temperature", "thermalization"]

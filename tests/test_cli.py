@@ -26,7 +26,10 @@ def test_ground_truth_then_calibrate_that_chip_through_the_cli(tmp_path: Path):
     assert truth.n_cells == 16 and truth.seed == 42
     assert json.loads((tmp_path / "chip.json").read_text())["format"] == "labstack-ground-truth/2"  # a realistic chip, the default
 
-    done = run_cli("calibrate", "--truth", "chip.json", "--data-dir", "data", "--no-progress", cwd=tmp_path)
+    # the S-curves and what they need (every routine runs from the command line in CI's
+    # main job, `labstack calibrate`, and from cold in tests/test_routines_graph.py)
+    done = run_cli("calibrate", "--truth", "chip.json", "--data-dir", "data", "--no-progress",
+                   "--only", "bias_scurve", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "bias_scurve" in done.stdout and "V0 (mV)" in done.stdout
     state = CalibrationState.load(tmp_path / "data" / "calibration_state")

@@ -29,7 +29,10 @@ pytestmark = pytest.mark.timeout(900)
 def inspections(tmp_path_factory):
     root = tmp_path_factory.mktemp("family")
     chips = [family.chip_spec(m, family.write_truth(m, root)) for m in family.TEST_SUBSET]
-    report = calibrate_chips(chips, root / "data", scheduler=SERIAL, inspect=family.inspect)
+    # the line-settling node with one repeat of each step (not judged here: it sets how long
+    # sweeps settle, and its +3 sigma bound stays conservative), to keep the module short
+    report = calibrate_chips(chips, root / "data", scheduler=SERIAL, inspect=family.inspect,
+                             params={"bias_settling": {"repeats": 1}})
     missing = [(r.chip_id, r.error) for r in report.results if r.inspection is None]
     assert not missing, missing
     return [r.inspection for r in report.results]
