@@ -45,3 +45,25 @@ def virtual_station() -> Iterator[Callable[..., object]]:
     for station in stations:
         station.close()
     Instrument.close_all()
+
+
+#: modules that take a minute or more of one worker, longest first: xdist hands out whole
+#: modules (``--dist loadfile``) in collection order, so starting these first keeps a
+#: worker from picking one up near the end while the other has finished
+SLOW_MODULES_FIRST = (
+    "test_family.py",
+    "test_notebooks.py",
+    "test_second_station.py",
+    "test_distributed_chips.py",
+    "test_routines_graph.py",
+    "test_service_server.py",
+    "test_train_chip.py",
+    "test_chip_routines.py",
+    "test_display.py",
+    "test_dashboard_browser.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -21,7 +21,9 @@ def test_graph_svg_places_dependencies_left_and_colours_status():
 
 def test_calibration_objects_show_as_html_with_plots(virtual_station, tmp_path):
     station, lab = virtual_station(seed=7, cells=4)
-    report = calibrate_station(station, data_dir=tmp_path, progress=False, params=CALIBRATION_PARAMS)
+    # the S-curves and what they need: what is shown below (every node's figures: test_figures.py)
+    report = calibrate_station(station, data_dir=tmp_path, progress=False, params=CALIBRATION_PARAMS,
+                               names=["bias_scurve"])
 
     graph = to_html(report.graph)
     assert "<svg" in graph and "bias_scurve" in graph and "fresh" in graph
