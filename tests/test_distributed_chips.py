@@ -41,6 +41,10 @@ def scheduler():
     with the default 1.1 the scheduler may queue a second task on a worker, and a
     worker that dies takes that bystander with it, which is not what the lost-worker
     test is about."""
+    import distributed  # noqa: F401  (its config defaults are loaded now: leaving the ``set``
+    # below would otherwise delete the whole "distributed" section it did not see, and later
+    # Dask calls in this process fail with KeyError: 'distributed')
+
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.scheduler.worker-saturation": 1.0}):
         with dask_client(None, n_workers=3, memory_limit="1.5GiB") as client:
