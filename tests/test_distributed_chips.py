@@ -26,7 +26,7 @@ from labstack.distributed.cluster import SERIAL, dask_client, run_tasks
 from labstack.distributed.replay import replay_all, select_runs
 from labstack.sim.truth import GroundTruth
 
-SEEDS = (11, 12)  # two chips and a broken one: the batch, its registry and its failure
+SEEDS = (11, 12, 13)
 CELLS = 16
 FAST = {"bias_scurve": {"n_points": 25, "n_samples": 500}}
 
