@@ -152,8 +152,7 @@ class VirtualTriton(ScpiDevice):
         if raw > 1.0 or raw < 0.0:  # anti-windup: stop integrating while saturated
             loop.integral -= error * dt
         loop.fraction = float(np.clip(raw, 0.0, 1.0))
-        amps = loop.range_mA * 1e-3
-        return amps**2 * self.cryostat.truth.heater_resistance_ohm * loop.fraction
+        return self.heater_power_W()
 
     def heater_power_W(self) -> float:
         """The power the heater dissipates now."""
