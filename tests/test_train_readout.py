@@ -50,3 +50,28 @@ def test_a_flat_cell_is_refused_by_name():
     flat = 0.1 * rng.standard_normal((1, 5000))
     with pytest.raises(ReadoutError, match=r"\[7\]"):
         ReadoutSplit.fit(np.concatenate([good, flat]), cells=[3, 7])
+
+
+def test_counted_statistics_equal_the_float64_formulas():
+    """The training loop's fast statistics (integer counts, float32 rows) are the textbook
+    float64 formulas: lag-1 effective counts, means, correlations and the Fisher matrix."""
+    from labstack.fit.two_level import effective_count
+    from labstack.train.calibration import n_effective
+    from labstack.train.stats import from_states
+
+    rng = np.random.default_rng(2)
+    states = rng.random((8, 5000)) < 0.3
+    states[3] = np.cumsum(rng.random(5000) < 0.05) % 2 == 0  # slow telegraph: ess << n
+    states[4] = True  # frozen: counts every sample
+    states[6] = np.arange(5000) % 2 == 0  # anticorrelated: clipped to n
+    np.testing.assert_allclose(n_effective(states), effective_count(states.astype(float)), rtol=1e-12)
+    edges = np.array([[0, 1], [1, 2], [3, 5], [6, 7]])
+    errors = np.linspace(0.0, 0.03, 8)
+    m = from_states(states, errors, edges)
+    s = np.where(states, 1.0, -1.0).T
+    f = np.concatenate([s, s[:, edges[:, 0]] * s[:, edges[:, 1]]], axis=1)
+    scale = np.concatenate([1 - 2 * errors, (1 - 2 * errors[edges[:, 0]]) * (1 - 2 * errors[edges[:, 1]])])
+    np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
+    centred = f - f.mean(axis=0)
+    np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
+    np.testing.assert_array_equal(m.spins, s.astype(np.int8))

@@ -83,6 +83,35 @@ def test_sampler_returns_a_binary_block_of_every_cell(virtual_station):
     assert np.all(spread < 2 * amp + 8 * lab.truth.amplifier.noise_rms_V)
 
 
+def test_sampler_transfers_the_chosen_cells_only_and_the_same_readings(virtual_station):
+    """Two labs of one seed: the chosen cells' rows are the full block's rows, bit for bit,
+    and the axis says which cells they are; a bad channel list is refused by the instrument."""
+
+    full_station, _ = virtual_station(seed=5, cells=16)
+    full_station.sampler.n_samples(300)
+    full_station.sampler.sample_rate(10e3)
+    full = full_station.sampler.samples()
+    full_time = full_station.clock.now()
+    full_station.close()  # the same instrument names, on a second lab of the same seed
+    part_station, _ = virtual_station(seed=5, cells=16)
+    part_station.sampler.n_samples(300)
+    part_station.sampler.sample_rate(10e3)
+    part_station.sampler.channels([7, 0, 3, 4, 5])
+    assert part_station.sampler.channels() == (7, 0, 3, 4, 5)
+    assert part_station.sampler.ask("SAMP:CHAN?") == "(@7,0,3,4,5)"
+    part = part_station.sampler.samples()
+    assert part.shape == (5, 300)
+    np.testing.assert_array_equal(part, full[[7, 0, 3, 4, 5]])
+    np.testing.assert_array_equal(part_station.sampler.cell(), [7, 0, 3, 4, 5])
+    assert part_station.clock.now() == pytest.approx(full_time)
+    # the instrument refuses a cell it does not have, and keeps the list it had
+    part_station.sampler.write("SAMP:CHAN (@0,16)")
+    assert "-222" in part_station.sampler.ask("SYST:ERR?")
+    assert part_station.sampler.ask("SAMP:CHAN?") == "(@7,0,3,4,5)"
+    part_station.sampler.channels(None)
+    assert part_station.sampler.samples().shape == (16, 300)
+
+
 def test_virtual_clock_advances_without_wall_time(virtual_station):
     import time
 

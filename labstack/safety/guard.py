@@ -432,6 +432,7 @@ class ScpiGuard:
         text = head.decode("ascii", errors="replace")
         commits: list[tuple[Channel, float, float]] = []
         pending: dict[int, float] = {}
+        sent_at: float | None = None  # one message reaches the instrument at one time: read once
         for command in split_commands(text):
             if command.split(" ")[0].endswith("?"):
                 continue
@@ -443,7 +444,9 @@ class ScpiGuard:
             channel = self.channels[decision.channel]
             if channel.ramp is not None and channel.known is None:
                 channel.known = parse(resource.query(self.dialect.read_query(decision.channel)))
-            now = self.clock.now() if channel.ramp is not None else 0.0
+            if channel.ramp is not None and sent_at is None:
+                sent_at = self.clock.now()
+            now = sent_at if channel.ramp is not None and sent_at is not None else 0.0
             if decision.channel in pending:
                 self._refuse(f"{channel.name}: refused {command!r}: two set-points in one message")
             try:

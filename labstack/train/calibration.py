@@ -122,5 +122,24 @@ def digitize(readings: np.ndarray, min_fraction: float = 0.005) -> Split:
 
 
 def n_effective(states: np.ndarray) -> np.ndarray:
-    """Independent samples per row of a ``(cells, samples)`` 0/1 array (lag-1 autocorrelation)."""
-    return effective_count(np.asarray(states, dtype=np.float64))
+    """Independent samples per row of a ``(cells, samples)`` 0/1 array (lag-1 autocorrelation).
+
+    The same count as :func:`labstack.fit.two_level.effective_count`, from integer counts
+    of the boolean rows instead of a float64 copy (a training iteration computes it on
+    every sample): for 0/1 values with mean ``m`` over ``n`` samples,
+    ``Σ (x_t - m)(x_t+1 - m) = N11 - m (2 N1 - x_0 - x_last) + (n - 1) m²`` with ``N1``
+    the ones and ``N11`` the neighbouring pairs of ones.
+    """
+    x = np.asarray(states)
+    if x.dtype != bool or x.ndim != 2 or x.shape[1] < 2:
+        return effective_count(np.asarray(states, dtype=np.float64))
+    n = x.shape[1]
+    n1 = np.count_nonzero(x, axis=1).astype(np.float64)
+    n11 = np.count_nonzero(x[:, 1:] & x[:, :-1], axis=1).astype(np.float64)
+    m = n1 / n
+    var = m * (1.0 - m)
+    lag = (n11 - m * (2.0 * n1 - x[:, 0] - x[:, -1]) + (n - 1) * m * m) / (n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = lag / var
+    rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)
+    return n * (1 - rho) / (1 + rho)

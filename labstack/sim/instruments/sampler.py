@@ -5,10 +5,15 @@ SCPI (our own instrument; its QCoDeS driver is ``labstack.drivers.sampler``)::
     SAMPle:CELLs:COUNt?            number of cell channels
     SAMPle:RATE <Hz> / ?           sample rate, 1 Hz .. 10 MHz
     SAMPle:COUNt <n> / ?           samples per cell per acquisition, 1 .. 2**22
+    SAMPle:CHANnels (@<list>) / ALL / ?
+                                   the cells whose readings are transferred, as a
+                                   SCPI channel list of cell numbers (0-based, as
+                                   ``SAMPle:CELLs:COUNt?`` counts them; ``2:5`` is
+                                   a range); ALL (the power-on state) sends every cell
     INITiate                       take one acquisition (time passes: COUNt / RATE)
     FETCh?                         last acquisition, IEEE 488.2 binary block of
                                    little-endian float32, sample-major
-                                   (n_samples x n_cells) volts
+                                   (n_samples x n_channels) volts
     READ?                          INITiate then FETCh?
     FORMat:DATA? / FORMat:DATA REAL,32
 
@@ -47,6 +52,7 @@ class VirtualSampler(ScpiDevice):
     def reset(self) -> None:
         self.rate = 50e3
         self.count = 1000
+        self.channels: list[int] | None = None  # None: every cell
         self.data: np.ndarray | None = None
 
     @scpi(r"SAMP(?:LE)?:CELL(?:S)?:COUN(?:T)?\?")
@@ -78,6 +84,14 @@ class VirtualSampler(ScpiDevice):
     def get_count(self) -> str:
         return str(self.count)
 
+    @scpi(r"SAMP(?:LE)?:CHAN(?:NELS)? (.+)")
+    def set_channels(self, value: str) -> None:
+        self.channels = parse_channel_list(value, self.lab.truth.n_cells)
+
+    @scpi(r"SAMP(?:LE)?:CHAN(?:NELS)?\?")
+    def get_channels(self) -> str:
+        return "ALL" if self.channels is None else "(@" + ",".join(map(str, self.channels)) + ")"
+
     @scpi(r"FORM(?:AT)?(?::DATA)?\?")
     def get_format(self) -> str:
         return "REAL,32"
@@ -91,7 +105,8 @@ class VirtualSampler(ScpiDevice):
     def initiate(self) -> None:
         if self.count * self.lab.truth.n_cells > MAX_VALUES:
             raise ScpiError(-223, "Too much data")
-        self.data = self.lab.acquire(self.count, 1.0 / self.rate)
+        cells = None if self.channels is None else np.asarray(self.channels)
+        self.data = self.lab.acquire(self.count, 1.0 / self.rate, cells)
 
     @scpi(r"FETC(?:H)?\?")
     def fetch(self) -> bytes:
@@ -103,3 +118,28 @@ class VirtualSampler(ScpiDevice):
     def read(self) -> bytes:
         self.initiate()
         return self.fetch()
+
+
+def parse_channel_list(text: str, n_cells: int) -> list[int] | None:
+    """``ALL`` -> None; ``(@0,3,5:7)`` -> [0, 3, 5, 6, 7], each cell once, in the order given.
+
+    A malformed list or a cell outside 0 .. n_cells-1 is a SCPI error (the old list stays).
+    """
+    value = text.strip()
+    if value.upper() == "ALL":
+        return None
+    if not (value.startswith("(@") and value.endswith(")")):
+        raise bad_parameter(f"channel list {value!r}: expected (@n,m:k) or ALL")
+    cells: list[int] = []
+    for item in value[2:-1].split(","):
+        lo, _, hi = item.strip().partition(":")
+        try:
+            first, last = int(lo), int(hi) if hi else int(lo)
+        except ValueError:
+            raise bad_parameter(f"channel list {value!r}: {item.strip()!r} is not a cell number or range") from None
+        if not (0 <= first < n_cells and 0 <= last < n_cells) or last < first:
+            raise out_of_range(f"channel list {value!r}: cells are 0 .. {n_cells - 1}")
+        cells.extend(range(first, last + 1))
+    if len(set(cells)) != len(cells):
+        raise bad_parameter(f"channel list {value!r} names a cell twice")
+    return cells
