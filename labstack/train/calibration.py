@@ -15,6 +15,7 @@ rules training shares with them are restated here from the state's documented ke
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -67,13 +68,19 @@ class VirtualBias:
             offset, width = offset * scale, width * scale
         return cls(np.where(usable, offset, 0.0), np.where(usable, width, 0.0), xt, usable)
 
+    @functools.cached_property
+    def _inverse(self) -> np.ndarray:
+        """``(1 + X)^-1`` on the usable lines: fixed for a calibration, used every iteration."""
+        a = self.usable
+        return np.linalg.inv(np.eye(int(a.sum())) + self.crosstalk[np.ix_(a, a)])
+
     def voltages_for_theta(self, theta: np.ndarray) -> np.ndarray:
         """Line voltages giving usable cells the fields ``theta``; other lines at 0 V."""
         a = self.usable
         v = np.zeros(len(a))
         u = 2.0 * np.asarray(theta, dtype=float) * self.width_V
         if a.any():
-            v[a] = np.linalg.solve(np.eye(int(a.sum())) + self.crosstalk[np.ix_(a, a)], u[a] + self.offset_V[a])
+            v[a] = self._inverse @ (u[a] + self.offset_V[a])
         return v
 
 
