@@ -5,7 +5,8 @@
 * :mod:`~labstack.safety.ramp` ramps DAC set-points within a maximum step and rate
   on the station clock, starting from the value read back from the instrument.
 * :mod:`~labstack.safety.guard` checks every SCPI message written to a guarded
-  instrument (DAC voltages, heater range and set-point), whatever code path sent it.
+  instrument (DAC voltages, heater range and set-point), whatever code path sent it;
+  :mod:`~labstack.safety.array_dialect` checks every element of a DAC array's block write.
 * :mod:`~labstack.safety.retry` retries what is safe to retry, with backoff on the
   station clock, reconnects dropped sessions, and otherwise raises
   :class:`InstrumentFault` naming the instrument and the command.

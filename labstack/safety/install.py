@@ -21,6 +21,7 @@ from qcodes.parameters import Parameter
 from qcodes.validators import Enum, Numbers
 
 from labstack.clock import Clock
+from labstack.safety.array_dialect import ArrayDacDialect
 from labstack.safety.config import SafetyConfig
 from labstack.safety.guard import (
     Channel,
@@ -69,6 +70,10 @@ def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | N
             return root.name, number, KeysightB2962ADialect
     if "SR86x" in models and parameter.name in ("amplitude", "sine_outdc"):
         return root.name, 1 if parameter.name == "amplitude" else 2, SR86xDialect
+    if "LabstackArrayDac" in models and parameter.name == "volt":
+        number = getattr(parameter.instrument, "element", None)
+        if isinstance(number, int):
+            return root.name, number, ArrayDacDialect
     if "OxfordTriton" in models and parameter.name == "pid_setpoint":
         return root.name, TritonDialect.SETPOINT, TritonDialect
     return None
@@ -130,7 +135,8 @@ def install_safety(
         if channel.ramp is not None:
             install_ramp(parameter, channel, clock, interceptors)
     for instrument_name, channels in by_instrument.items():
-        guard = ScpiGuard(instrument_name, dialects[instrument_name](), clock, interceptors, channels)
+        dialect_of = dialects[instrument_name].for_instrument(components[instrument_name])
+        guard = ScpiGuard(instrument_name, dialect_of, clock, interceptors, channels)
         safety.guards[instrument_name] = guard
         _guard(guard, components[instrument_name])
 
