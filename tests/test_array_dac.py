@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import pyvisa
 
+from labstack.calibrate import CalibrationState
 from labstack.safety import SafetyError
+from labstack.session import calibrate_station
 from labstack.sim.instruments.array_dac import VirtualArrayDac
 from labstack.sim.instruments.scpi import binary_block
 from labstack.station import StationConfigError, station_path
 from labstack.visa import open_station
+from tests.acquisition_truth import runs_of, scurve_truth, within
 from tests.conftest import lab_description, lab_of
 
 
@@ -202,3 +205,28 @@ def test_virtual_array_opens_chips_of_any_size():
         assert station.safety.channels["dacs.coupler038.volt"].high == 1.0
     finally:
         station.close()
+
+
+# ------------------------------------------------------------ the routines
+#: lighter S-curves than the routine's own acceptance (tests/test_bias_scurve.py): fewer
+#: samples, narrower and shorter windows for cells the chip-wide sweep does not resolve
+LIGHT = {
+    "bias_scurve": dict(n_points=41, n_samples=400, sample_rate_Hz=50.0, window_points=15, window_widths=5.0),
+    "readout": dict(trace_points=10),
+}
+
+
+def test_bias_scurve_runs_on_the_array_wiring_through_the_same_roles(virtual_station, tmp_path):
+    station, lab = virtual_station("virtual_array", seed=5, cells=16)
+    assert "qdac1" not in station.components  # every line is an element of the array
+    report = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"], params=LIGHT)
+    assert report.calibrated == ["bias_scurve", "cryostat", "readout"]
+    state = CalibrationState.load(tmp_path / "calibration_state")
+    entries = [state.get(f"cells.{i}.bias_offset_V") for i in range(16)]
+    v0 = np.array([e.value for e in entries])
+    stderr = np.array([e.stderr for e in entries])
+    run = runs_of(tmp_path, "bias_scurve")[-1]
+    assert "dacs" in run.attrs["snapshot"]
+    true_v0, _ = scurve_truth(lab, run, v0)
+    assert within(v0, stderr, true_v0) == 1.0, (v0 - true_v0) / stderr
+    assert np.all(stderr < 5e-3), stderr  # and the errors are those of a real measurement
