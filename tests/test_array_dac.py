@@ -101,7 +101,7 @@ def test_driver_writes_and_reads_every_element_as_one_block(array_station):
     values = np.linspace(-0.04, 0.04, 31)
     twin.log = []
     dacs.voltages(values)
-    assert [c for c in twin.log if c.startswith("SOUR:VOLT:ARR")] == ["SOUR:VOLT:ARR <block of 124 bytes>"]  # 31 float32
+    assert [c for c in twin.log if c.startswith("SOUR:VOLT:ARR <")] == ["SOUR:VOLT:ARR <block of 124 bytes>"]  # 31 float32
     np.testing.assert_array_equal(dacs.voltages(), values.astype(np.float32))
     # bias lines, then coupler lines, within the lab DACs' quantisation (0.6 uV steps)
     np.testing.assert_allclose(_targets(lab), values, atol=1e-6)
@@ -160,15 +160,34 @@ def test_guard_checks_single_element_writes_and_blocks_alike(array_station):
     assert lab.dacs.target[0] == pytest.approx(0.01, abs=1e-6)
 
 
-def test_safe_state_ramps_every_element_to_zero(array_station):
-    station, lab, _twin = array_station
-    values = np.zeros(31)
-    for _ in range(4):  # away from 0 V in steps the guard allows
-        values = np.clip(values + np.linspace(-0.05, 0.05, 31), -0.2, 0.2)
-        station.clock.sleep(0.1)
-        station.dacs.voltages(values)
-    assert np.abs(_targets(lab)).max() == pytest.approx(0.2, abs=1e-6)
+def test_array_writes_are_ramped_in_blocks_within_every_elements_step_and_rate(array_station):
+    station, lab, twin = array_station
+    target = np.linspace(-0.4, 0.4, 31)
+    target[3] = 1.2  # the farthest: 24 steps of 0.05 V
+    twin.log = []
+    t0 = station.clock.now()
+    station.dacs.voltages(target)
+    blocks = [c for c in twin.log if c.startswith("SOUR:VOLT:ARR <")]
+    assert len(blocks) == 24 and not any(c.startswith("SOUR:VOLT:ELEM ") for c in twin.log)
+    np.testing.assert_allclose(_targets(lab), target, atol=1e-6)
+    for name in [*station.layout.bias, *station.layout.couplers]:
+        times, volts = np.array(station.safety.channels[name].history).T
+        steps = np.abs(np.diff(volts, prepend=0.0))  # every line started at 0 V
+        assert steps.max() <= 0.05 + 1e-6, name
+        assert np.all(np.diff(times) >= steps[:-1] / 1.0 - 1e-9), name  # 1 V/s: a step waits for the last
+    assert station.clock.now() - t0 >= 1.15 - 1e-6  # 23 waits of 0.05 s: the farthest element sets the pace
+    with pytest.raises(SafetyError, match=r"dacs\.coupler001\.volt: refused 1\.2 V: outside the limits"):
+        station.dacs.voltages(np.where(np.arange(31) == 17, 1.2, target))
+    np.testing.assert_allclose(_targets(lab), target, atol=1e-6)  # refused before anything moved
+
+
+def test_safe_state_ramps_every_element_to_zero_in_blocks(array_station):
+    station, lab, twin = array_station
+    station.dacs.voltages(np.linspace(-0.3, 0.3, 31))
+    twin.log = []
     assert station.safe_state() == []
+    assert not any(c.startswith("SOUR:VOLT:ELEM ") for c in twin.log)
+    assert sum(c.startswith("SOUR:VOLT:ARR <") for c in twin.log) == 6  # 0.3 V in 0.05 V steps
     np.testing.assert_array_equal(station.dacs.voltages(), 0.0)
     assert np.all(_targets(lab) == 0.0)
 

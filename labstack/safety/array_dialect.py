@@ -88,8 +88,9 @@ class ArrayDacDialect(Dialect):
             known = guard.channels[i].known
             if known is not None and np.float32(known) == values[i]:
                 decisions.append(Decision(i, known, hold=True))  # unchanged: the array keeps it
-            else:  # a float32 is judged at its own precision (two spacings: the value, the step)
-                resolution = 2.0 * float(np.spacing(np.abs(values[i])))
+            else:  # judged at float32 precision: two spacings at the larger of value and start
+                larger = max(abs(float(values[i])), abs(known) if known is not None else 0.0)
+                resolution = 2.0 * float(np.spacing(np.float32(larger)))
                 decisions.append(Decision(i, float(values[i]), resolution=resolution))
         return decisions
 

@@ -22,6 +22,7 @@ from qcodes.validators import Enum, Numbers
 
 from labstack.clock import Clock
 from labstack.safety.array_dialect import ArrayDacDialect
+from labstack.safety.array_ramp import ArrayRamp, install_array_ramp
 from labstack.safety.config import SafetyConfig
 from labstack.safety.guard import (
     Channel,
@@ -54,6 +55,8 @@ class StationSafety:
     hardener: Hardener | None = None
     unguarded: list[str] = field(default_factory=list)  # ramped in software only (unknown dialect)
     locks: dict[str, threading.RLock] = field(default_factory=dict)  # one exchange at a time
+    #: DAC arrays whose block writes are ramped element-wise (the safe state moves them as blocks)
+    arrays: dict[str, ArrayRamp] = field(default_factory=dict)
 
 
 def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | None:
@@ -139,6 +142,11 @@ def install_safety(
         guard = ScpiGuard(instrument_name, dialect_of, clock, interceptors, channels)
         safety.guards[instrument_name] = guard
         _guard(guard, components[instrument_name])
+        if dialects[instrument_name] is ArrayDacDialect and any(c.ramp for c in channels.values()):
+            dac = components[instrument_name]
+            array = ArrayRamp(dac.voltages, int(dac.n_elements), channels)
+            safety.arrays[instrument_name] = array
+            install_array_ramp(array, clock, interceptors)
 
     interlocks = config.interlocks
     has_interlocks = any(v is not None for v in vars(interlocks).values())
