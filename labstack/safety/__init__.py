@@ -3,9 +3,11 @@
 * :mod:`~labstack.safety.config` reads the station file's ``labstack.ramps``,
   ``interlocks``, ``suspenders``, ``safe_state`` and ``retry`` sections.
 * :mod:`~labstack.safety.ramp` ramps DAC set-points within a maximum step and rate
-  on the station clock, starting from the value read back from the instrument.
+  on the station clock, starting from the value read back from the instrument;
+  :mod:`~labstack.safety.array_ramp` ramps a DAC array's block writes, every element in its rules.
 * :mod:`~labstack.safety.guard` checks every SCPI message written to a guarded
-  instrument (DAC voltages, heater range and set-point), whatever code path sent it.
+  instrument (DAC voltages, heater range and set-point), whatever code path sent it;
+  :mod:`~labstack.safety.array_dialect` checks every element of a DAC array's block write.
 * :mod:`~labstack.safety.retry` retries what is safe to retry, with backoff on the
   station clock, reconnects dropped sessions, and otherwise raises
   :class:`InstrumentFault` naming the instrument and the command.

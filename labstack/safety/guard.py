@@ -22,12 +22,19 @@ writes to its socket passes (:meth:`ScpiGuard.install_socket`).
 
 Each instrument model has a small dialect (the regular expressions of its
 commands). Queries always pass. Unknown commands on an unguarded channel pass.
+
+A binary block (a list upload) is judged by the command before it, unless the
+dialect reads blocks (:attr:`Dialect.judges_blocks`: the DAC array of
+:mod:`labstack.safety.array_dialect`, whose block sets every output at once): then
+every value in it is checked against its channel as a written set-point would be,
+the whole message is refused if one breaks a rule, and every value is committed.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,11 +64,16 @@ class Channel:
     scpi_enforced: bool = False
     history: list[tuple[float, float]] = field(default_factory=list)
 
-    def check(self, value: float, now: float) -> None:
-        """Raise :class:`SafetyError` unless ``value`` may be written at ``now``."""
+    def check(self, value: float, now: float, resolution: float = 0.0) -> None:
+        """Raise :class:`SafetyError` unless ``value`` may be written at ``now``.
+
+        ``resolution``: how finely the message carries the value (a float32 block cannot
+        say 0.05 V exactly); limits and the step are judged that much more leniently,
+        far below any DAC's own resolution.
+        """
         if not math.isfinite(value):
             raise SafetyError(f"{self.name}: refused {value!r}: not a finite voltage")
-        if not self.low <= value <= self.high:
+        if not self.low - resolution <= value <= self.high + resolution:
             raise SafetyError(
                 f"{self.name}: refused {value:g} V: outside the limits [{self.low:g}, {self.high:g}] V"
             )
@@ -70,7 +82,7 @@ class Channel:
         if self.known is None:
             raise SafetyError(f"{self.name}: refused {value:g} V: present value unknown")
         step = abs(value - self.known)
-        if step > self.ramp.max_step * (1 + REL_TOL) + 1e-12:
+        if step > self.ramp.max_step * (1 + REL_TOL) + 1e-12 + resolution:
             raise SafetyError(
                 f"{self.name}: refused {value:g} V: a step of {step:g} V from {self.known:g} V "
                 f"exceeds max_step {self.ramp.max_step:g} V"
@@ -82,7 +94,11 @@ class Channel:
             )
 
     def commit(self, value: float, now: float) -> None:
-        """Record that ``value`` was written at ``now``."""
+        """Record that ``value`` was written at ``now`` (the same value again moves nothing:
+        the time the channel may move next stays)."""
+        if self.known is not None and value == self.known:
+            self.history.append((now, value))
+            return
         if self.ramp is not None and self.known is not None:
             self.t_ready = now + abs(value - self.known) / self.ramp.rate
         self.known = value
@@ -100,6 +116,11 @@ class Decision:
     channel: int | None = None
     value: float | None = None
     refuse: str | None = None
+    #: the channel is written its present value (an unchanged element of a block): it does
+    #: not move, so only its record is kept, whatever its ramp's next allowed time
+    hold: bool = False
+    #: how finely the message carries ``value`` (V): :meth:`Channel.check`
+    resolution: float = 0.0
 
 
 def reset_decision(guard: ScpiGuard) -> Decision:
@@ -117,7 +138,20 @@ def reset_decision(guard: ScpiGuard) -> Decision:
 class Dialect:
     """How one instrument model's SCPI moves outputs. Subclasses fill in ``judge``."""
 
+    #: whether :meth:`judge_block` reads binary blocks (otherwise only the text before one is judged)
+    judges_blocks = False
+
+    @classmethod
+    def for_instrument(cls, instrument: Any) -> Dialect:
+        """The dialect of ``instrument`` (a model whose dialect needs to know the instrument,
+        such as its number of outputs, reads it here)."""
+        return cls()
+
     def judge(self, command: str, guard: ScpiGuard) -> Decision:
+        raise NotImplementedError
+
+    def judge_block(self, command: str, payload: bytes | None, guard: ScpiGuard) -> list[Decision]:
+        """The set-points a binary block carries (``payload`` None: a malformed block)."""
         raise NotImplementedError
 
     def read_query(self, channel: int) -> str:
@@ -426,17 +460,10 @@ class ScpiGuard:
         self, message: bytes, resource: Any, parse: Any = float
     ) -> list[tuple[Channel, float, float]]:
         """Refuse ``message`` or return the channel writes to commit once it is sent."""
-        head = message[:65536]
-        if b"#" in head and not head.isascii():  # a binary block: judge only its header
-            head = head.split(b"#", 1)[0]
-        text = head.decode("ascii", errors="replace")
         commits: list[tuple[Channel, float, float]] = []
         pending: dict[int, float] = {}
         sent_at: float | None = None  # one message reaches the instrument at one time: read once
-        for command in split_commands(text):
-            if command.split(" ")[0].endswith("?"):
-                continue
-            decision = self.dialect.judge(command, self)
+        for command, decision in self._decisions(message):
             if decision.refuse:
                 self._refuse(decision.refuse)
             if decision.channel is None or decision.value is None:
@@ -450,13 +477,59 @@ class ScpiGuard:
             if decision.channel in pending:
                 self._refuse(f"{channel.name}: refused {command!r}: two set-points in one message")
             try:
-                channel.check(decision.value, now)
+                if not decision.hold:
+                    channel.check(decision.value, now, decision.resolution)
             except SafetyError as exc:
                 self._refuse(str(exc))
             pending[decision.channel] = decision.value
             commits.append((channel, decision.value, now))
         return commits
 
+    def _decisions(self, message: bytes) -> Iterator[tuple[str, Decision]]:
+        """(command, decision) of every command of ``message`` that is not a query, in order."""
+        block = split_block(message) if self.dialect.judges_blocks else None
+        if block is None:
+            head = message[:65536]
+            if b"#" in head and not head.isascii():  # a binary block: judge only its header
+                head = head.split(b"#", 1)[0]
+            text, header, payload, rest = head.decode("ascii", errors="replace"), None, None, b""
+        else:
+            text, payload, rest = block
+            commands = split_commands(text)
+            ends_command = bool(commands) and not text.rstrip().endswith(";")
+            header = commands[-1] if ends_command else ""
+            text = ";".join(commands[:-1] if ends_command else commands)
+        for command in split_commands(text):
+            if not command.split(" ")[0].endswith("?"):
+                yield command, self.dialect.judge(command, self)
+        if header is None:
+            return
+        if rest.strip(b"\r\n"):
+            yield header, Decision(refuse=f"refused {header!r}: commands after a binary block are not guarded")
+        for decision in self.dialect.judge_block(header, payload, self):
+            yield header, decision
+
     def _refuse(self, reason: str) -> None:
         self.refused.append(reason)
         raise SafetyError(f"{self.name}: {reason}")
+
+
+def split_block(message: bytes) -> tuple[str, bytes | None, bytes] | None:
+    """``<text>#<n><len><payload><rest>`` as (text, payload, rest); None without a ``#``.
+
+    The payload is None when the block header is malformed or announces more bytes than
+    the message holds (a dialect that reads blocks refuses it).
+    """
+    position = message.find(b"#")
+    if position < 0:
+        return None
+    text = message[:position].decode("ascii", errors="replace")
+    block = message[position:]
+    digits = int(block[1:2]) if block[1:2].isdigit() else 0
+    field = block[2 : 2 + digits]
+    if not digits or len(field) < digits or not field.isdigit():
+        return text, None, b""
+    start, length = 2 + digits, int(field)
+    if len(block) < start + length:
+        return text, None, b""
+    return text, block[start : start + length], block[start + length :]

@@ -21,6 +21,8 @@ from qcodes.parameters import Parameter
 from qcodes.validators import Enum, Numbers
 
 from labstack.clock import Clock
+from labstack.safety.array_dialect import ArrayDacDialect
+from labstack.safety.array_ramp import ArrayRamp, install_array_ramp
 from labstack.safety.config import SafetyConfig
 from labstack.safety.guard import (
     Channel,
@@ -53,6 +55,8 @@ class StationSafety:
     hardener: Hardener | None = None
     unguarded: list[str] = field(default_factory=list)  # ramped in software only (unknown dialect)
     locks: dict[str, threading.RLock] = field(default_factory=dict)  # one exchange at a time
+    #: DAC arrays whose block writes are ramped element-wise (the safe state moves them as blocks)
+    arrays: dict[str, ArrayRamp] = field(default_factory=dict)
 
 
 def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | None:
@@ -69,6 +73,10 @@ def _dialect_channel(parameter: Parameter) -> tuple[str, int, type[Dialect]] | N
             return root.name, number, KeysightB2962ADialect
     if "SR86x" in models and parameter.name in ("amplitude", "sine_outdc"):
         return root.name, 1 if parameter.name == "amplitude" else 2, SR86xDialect
+    if "LabstackArrayDac" in models and parameter.name == "volt":
+        number = getattr(parameter.instrument, "element", None)
+        if isinstance(number, int):
+            return root.name, number, ArrayDacDialect
     if "OxfordTriton" in models and parameter.name == "pid_setpoint":
         return root.name, TritonDialect.SETPOINT, TritonDialect
     return None
@@ -130,9 +138,15 @@ def install_safety(
         if channel.ramp is not None:
             install_ramp(parameter, channel, clock, interceptors)
     for instrument_name, channels in by_instrument.items():
-        guard = ScpiGuard(instrument_name, dialects[instrument_name](), clock, interceptors, channels)
+        dialect_of = dialects[instrument_name].for_instrument(components[instrument_name])
+        guard = ScpiGuard(instrument_name, dialect_of, clock, interceptors, channels)
         safety.guards[instrument_name] = guard
         _guard(guard, components[instrument_name])
+        if dialects[instrument_name] is ArrayDacDialect and any(c.ramp for c in channels.values()):
+            dac = components[instrument_name]
+            array = ArrayRamp(dac.voltages, int(dac.n_elements), channels)
+            safety.arrays[instrument_name] = array
+            install_array_ramp(array, clock, interceptors)
 
     interlocks = config.interlocks
     has_interlocks = any(v is not None for v in vars(interlocks).values())

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from qcodes.instrument import Instrument
 from qcodes.parameters import ParameterBase
 from qcodes.station import Station
@@ -149,7 +150,9 @@ class LabStation:
     def safe_state(self) -> list[str]:
         """Ramp guarded DACs to the safe value and switch the heater off; returns what failed.
 
-        Keeps going past a failing instrument, so one dead DAC does not leave the heater on.
+        A DAC array's elements go together, one ramped block per step; a line it failed to
+        move is tried again on its own. Keeps going past a failing instrument, so one dead
+        DAC does not leave the heater on.
         """
         if self.safety is None:
             return ["station has no labstack safety configuration"]
@@ -166,8 +169,19 @@ class LabStation:
                     self.parameter(f"{heater}.output_range").set("off")
             except Exception as exc:
                 problems.append(f"{heater}: {type(exc).__name__}: {exc}")
+        done: set[str] = set()
+        for instrument, array in self.safety.arrays.items():  # a DAC array: a few ramped blocks
+            try:
+                target = np.asarray(array.parameter.get(), dtype=float)
+                for i, channel in array.channels.items():
+                    if channel.ramp is not None:
+                        target[i] = min(max(safe.dac_V, channel.low), channel.high)
+                array.parameter.set(target)
+                done.update(channel.name for channel in array.channels.values())
+            except Exception as exc:
+                problems.append(f"{instrument}: {type(exc).__name__}: {exc}")
         for name, channel in self.safety.channels.items():
-            if channel.ramp is None:
+            if channel.ramp is None or name in done:
                 continue
             target = min(max(safe.dac_V, channel.low), channel.high)
             try:

@@ -55,6 +55,7 @@ def load_station(
     try:
         for name in spec.instruments:
             _load_instrument(qcodes, spec, name)
+        _check_chip_lines(qcodes, spec)
         _apply_limits(qcodes, spec)
         layout = spec.layout
         clock: Clock = qcodes.components[layout.clock] if layout.clock else WallClock()
@@ -137,6 +138,32 @@ def close_station(station: LabStation | Station) -> None:
         station.close()
     else:
         close_instruments(station)
+
+
+def _check_chip_lines(qcodes: Station, spec: StationFile) -> None:
+    """Every bias and coupler line the file names exists on its instrument, checked once the
+    instruments are open and before anything is set: a file that wires more cells than an
+    instrument has lines (a DAC array sized by its chip) is refused with its key and line."""
+    layout = spec.layout
+    for key, names in (("bias", layout.bias), ("couplers", layout.couplers)):
+        for name in names:
+            try:
+                find_parameter(qcodes, name)
+            except LookupError:
+                instrument = name.split(".")[0]
+                raise StationConfigError(
+                    f"{spec.where('labstack', 'chip', key)}: labstack.chip.{key}: {name} is not a line of "
+                    f"instrument '{instrument}' ({_lines_of(qcodes.components.get(instrument))}); "
+                    f"the file wires {layout.n_cells} cells"
+                ) from None
+
+
+def _lines_of(instrument: Any) -> str:
+    """What an instrument offers, in a few words: its channels' first and last names and count."""
+    channels = list(getattr(instrument, "submodules", {}) or {})
+    if not channels:
+        return "it has no channels"
+    return f"its {len(channels)} channels run {channels[0]} .. {channels[-1]}"
 
 
 def _apply_limits(qcodes: Station, spec: StationFile) -> None:

@@ -6,8 +6,8 @@ section maps them to instruments:
 ========================  ==================================================  =========================
 role                      station-file key                                    models labstack knows
 ========================  ==================================================  =========================
-``bias``                  ``chip.bias`` (+ ``chip.bias_parameter``)           QDAC-II, Keysight B2962A
-``couplers``              ``chip.couplers`` (+ ``chip.coupler_parameter``)    QDAC-II, Keysight B2962A
+``bias``                  ``chip.bias`` (+ ``chip.bias_parameter``)           QDAC-II, B2962A, DAC array
+``couplers``              ``chip.couplers`` (+ ``chip.coupler_parameter``)    QDAC-II, B2962A, DAC array
 ``readout`` (sampler)     ``readout: sampler`` or ``{kind: sampler, ...}``    labstack FPGA sampler
 ``readout`` (lock-in)     ``readout: {kind: lockin, lockins: [...]}``         SR860, SR865
 ``preamp``                ``readout.preamp``                                  labstack preamplifier
@@ -38,6 +38,7 @@ KNOWN_TYPES: dict[str, frozenset[str]] = {
     "qcodes_contrib_drivers.drivers.QDevil.QDAC2.QDac2": frozenset({"bias", "couplers"}),
     "qcodes.instrument_drivers.Keysight.KeysightB2962A": frozenset({"bias", "couplers"}),
     "qcodes.instrument_drivers.Keysight.Keysight_B2962A.KeysightB2962A": frozenset({"bias", "couplers"}),
+    "labstack.drivers.array_dac.LabstackArrayDac": frozenset({"bias", "couplers"}),
     "labstack.drivers.sampler.LabstackSampler": frozenset({"readout.sampler"}),
     "qcodes.instrument_drivers.stanford_research.SR860": frozenset({"readout.lockin"}),
     "qcodes.instrument_drivers.stanford_research.SR865": frozenset({"readout.lockin"}),

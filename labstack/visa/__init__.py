@@ -6,7 +6,7 @@
 * :mod:`~labstack.visa.transcript`: ``@labstack_record`` / ``@labstack_playback``,
   every SCPI exchange written to a transcript and played back to the drivers.
 * :mod:`~labstack.visa.stations`: :func:`open_station` (station files for virtual
-  chips of any size), :func:`record_station`, :func:`playback_station`.
+  chips of any size, wired through QDAC-IIs or one DAC array), :func:`record_station`, :func:`playback_station`.
 
 Imports: station, sim (below). Imported by session, cli, pytest_plugin and
 distributed. Calibrations never import it: they see the lab only through the
@@ -19,6 +19,7 @@ from labstack.visa.stations import (
     playback_station,
     record_station,
     verify_playback,
+    virtual_array_station_yaml,
     virtual_station_yaml,
 )
 from labstack.visa.transcript import TranscriptMismatch
@@ -30,5 +31,6 @@ __all__ = [
     "playback_station",
     "record_station",
     "verify_playback",
+    "virtual_array_station_yaml",
     "virtual_station_yaml",
 ]

@@ -64,7 +64,11 @@ class LabstackVisaLibrary(LabstackLibrary):
 
     # -------------------------------------------------------------- sessions
     def list_resources(self, session: VISARMSession, query: str = "?*::INSTR") -> tuple[str, ...]:
-        every = [*self.instruments.names(), *self.instruments.second_lab_names()]
+        every = [
+            *self.instruments.names(),
+            *self.instruments.second_lab_names(),
+            *self.instruments.array_lab_names(),
+        ]
         names = tuple(resource_name(name) for name in every if name not in RAW_SOCKET)
         return rname.filter(names, query) if query not in ("?*::INSTR", "?*") else names
 
@@ -133,8 +137,11 @@ class LabstackVisaLibrary(LabstackLibrary):
             raise VisaIOError(StatusCode.error_connection_lost)
         if fault == "stuck":
             raise VisaIOError(StatusCode.error_timeout)
-        for line in lines:
-            answer = s.device.handle(line)
+        # a message with a binary block goes whole, as bytes, to a twin that takes blocks
+        # (its payload may hold any byte, line ends and ';' included)
+        whole = getattr(s.device, "binary_blocks", False) and b"#" in data
+        for line in [data] if whole else lines:
+            answer = s.device.handle_binary(line) if whole else s.device.handle(line)
             if answer is None:
                 continue
             if fault == "timeout":

@@ -6,7 +6,8 @@ and ``clock``; a lab with lock-in readout and a second DAC family also has
 ``lockin<k>`` (SR860 k, reading the lines behind preamp channel k), ``preamp``
 and ``smu<k>`` (Keysight B2962A k, coupler lines 2k-2 and 2k-1), and ``triton``
 (Oxford Instruments Triton, which its driver reaches over a raw TCP socket, not
-VISA: :data:`RAW_SOCKET`). Example:
+VISA: :data:`RAW_SOCKET`); a lab wired through an on-chip DAC array
+(``virtual_array.yaml``) has ``arraydac`` instead of the QDACs. Example:
 ``TCPIP0::qdac1.virtual::5025::SOCKET``. :data:`TWINS` names the model behind
 each, so a station file that names an instrument without a twin is told which.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from labstack.sim.instruments.array_dac import VirtualArrayDac
 from labstack.sim.instruments.b2962a import VirtualB2962A
 from labstack.sim.instruments.clock import VirtualClockInstrument
 from labstack.sim.instruments.ls372 import VirtualLakeshore372
@@ -39,6 +41,7 @@ TWINS = {
     "preamp": "labstack low-noise preamplifier",
     "smu<k>": "Keysight B2962A",
     "triton": "Oxford Instruments Triton",
+    "arraydac": "labstack on-chip DAC array",
 }
 #: twins whose drivers speak over a raw TCP socket (QCoDeS ``IPInstrument``), not VISA
 RAW_SOCKET = frozenset({"triton"})
@@ -79,6 +82,22 @@ class VirtualInstruments:
         smus = [f"smu{k}" for k in range(1, self.n_smus + 1)]
         return [*lockins, "preamp", *smus, "triton"]
 
+    def array_lab_names(self) -> list[str]:
+        """The DAC-array lab's instruments (``virtual_array.yaml``), opened on demand."""
+        return ["arraydac"]
+
+    def _array_dac(self) -> VirtualArrayDac:
+        """Element i < n_cells is bias line i, then coupler line i - n_cells, each on the
+        lab's DAC line of that role, so the line physics stays the simulator's."""
+        wiring = self.lab.wiring
+        n_bias = self.lab.truth.n_cells
+
+        def on_element(i: int, volts: float, slew: float, filter_name: str) -> None:
+            dac, ch = wiring.bias_line(i) if i < n_bias else wiring.coupler_line(i - n_bias)
+            self.lab.set_dac(dac, ch, volts, slew_V_per_s=slew, filter_name=filter_name)
+
+        return VirtualArrayDac(on_element, n_bias, wiring.n_couplers)
+
     def get(self, name: str) -> ScpiDevice:
         if name not in self._devices:
             self._devices[name] = self._create(name)
@@ -106,6 +125,8 @@ class VirtualInstruments:
             return VirtualPreamp(self.frontend)
         if name == "triton":
             return VirtualTriton(self.lab)
+        if name == "arraydac":
+            return self._array_dac()
         match = re.fullmatch(r"lockin(\d+)", name)
         if match and 1 <= int(match.group(1)) <= self.n_lockins:
             return VirtualSR860(self.frontend, int(match.group(1)))
@@ -114,5 +135,5 @@ class VirtualInstruments:
             k = int(match.group(1))
             first = (k - 1) * SMU_CHANNELS
             return VirtualB2962A(lambda ch, v: self.lab.set_coupler(first + ch - 1, v), serial=k)
-        have = ", ".join([*self.names(), *self.second_lab_names()])
+        have = ", ".join([*self.names(), *self.second_lab_names(), *self.array_lab_names()])
         raise KeyError(f"no virtual instrument {name!r}; this lab has {have}")
