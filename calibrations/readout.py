@@ -71,7 +71,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations import _lockin
-from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.calibrations._common import LinesTogether, idle_couplers, run, sample_cells
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Sweep, Trace
 
@@ -98,9 +98,11 @@ class Parameters:
     #: wait after the lines arrive; this node runs before the line settling is measured, so
     #: ten times the slowest line filter a bias line has (RC <= 50 ms)
     settle_s: float = 0.5
-    #: acquisitions of the wander trace, and the time between them
+    #: acquisitions of the wander trace, and the time between them: its lags must span the
+    #: configurations' gaps and their span (a few seconds since the lines move in parallel;
+    #: 5 s spacing, the old setting, spends 200 s of fridge time on the trace)
     trace_points: int = 40
-    trace_spacing_s: float = 5.0
+    trace_spacing_s: float = 0.5
     #: the noise-only acquisition that gives the amplifier's bandwidth
     fast_rate_Hz: float = 10e6
     #: levels closer than this (in noise sigmas) are one level: the cell shows no signal
@@ -156,7 +158,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             Set(rate, params.sample_rate_Hz),
             Sweep(
                 "config",
-                {name: volts[:, i] for i, name in enumerate(layout.bias)},
+                # half the lines move 2 V between configurations: in parallel, not one after the other
+                {LinesTogether(ctx, "readout_config", layout.bias, volts): np.arange(len(CONFIGS))},
                 body=[read],
                 settle=params.settle_s,
                 coord=np.arange(len(CONFIGS)),
