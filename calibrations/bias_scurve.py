@@ -60,7 +60,14 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations import _lockin, sampling
-from labstack.calibrations._common import approach, idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations._common import (
+    LinesTogether,
+    approach,
+    idle_couplers,
+    run,
+    sample_cells,
+    settle_time,
+)
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
 from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
@@ -198,10 +205,11 @@ def _probe(ctx: Context, params: Parameters, meta: dict[str, Any]) -> np.ndarray
     layout = ctx.station.layout
     volts = np.linspace(params.v_start, params.v_stop, params.probe_points)
     read = sample_cells(ctx.station, layout, params.probe_rate_Hz, params.probe_samples)
-    approach(ctx, {name: float(volts[0]) for name in layout.bias})
+    # points further apart than a ramp step: the lines move in parallel, not one after the other
+    lines = LinesTogether(ctx, "bias_probe", layout.bias, np.repeat(volts[:, None], len(layout.bias), axis=1))
     sequence = Sweep(
         "bias",
-        {name: volts for name in layout.bias},
+        {lines: np.arange(len(volts))},
         body=[read],
         settle=settle_time(ctx, params.settle_s, params.unmeasured_settle_s),
         coord=volts,

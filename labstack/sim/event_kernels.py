@@ -38,20 +38,29 @@ from labstack.sim.kernels import uniform
 #: reduced fields are clipped here (as in :func:`labstack.sim.kernels._transition`): rates
 #: of e^300 r0 are instant and e^-300 r0 never, either way
 _G_MAX = 300.0
+#: flips between recomputations of every cell's tilt from its fields (rounding of the
+#: running products stays ~1e-13)
+REFRESH = 1 << 16
+_E_MIN, _E_MAX = float(np.exp(-_G_MAX)), float(np.exp(_G_MAX))
 
 
 @njit(inline="always", cache=True)
-def _rate(i, up, g0, jt, r0, sat, nbr, frozen):
-    """Flip rate (1/s) of cell ``i`` in its current state, given its neighbours' states."""
-    if frozen[i]:
-        return 0.0
+def _field(i, up, g0, jt, nbr):
+    """Reduced local field ``g = h_loc / T_eff`` of cell ``i`` from its neighbours' states."""
     g = g0[i]
     for k in range(nbr.shape[1]):
         g += jt[i, k] * (2.0 * up[nbr[i, k]] - 1.0)
-    g = min(max(g, -_G_MAX), _G_MAX)
-    rate = r0[i] * np.exp(-g if up[i] else g)
+    return min(max(g, -_G_MAX), _G_MAX)
+
+
+@njit(inline="always", cache=True)
+def _rate(i, up, e, r0, sat, frozen):
+    """Flip rate (1/s) of cell ``i`` in its state, ``e[i] = exp(g_i)`` (its tilt)."""
+    if frozen[i]:
+        return 0.0
+    rate = r0[i] / e[i] if up[i] else r0[i] * e[i]
     if sat[i] > 0.0:
-        rate = rate / (1.0 + sat[i] * 2.0 * np.cosh(g))
+        rate = rate / (1.0 + sat[i] * (e[i] + 1.0 / e[i]))
     return rate
 
 
@@ -90,13 +99,21 @@ def evolve_events(
     size = 1
     while size < n:
         size *= 2
+    # e[i] = exp(g_i): a neighbour's flip multiplies it by exp(+-2 J / T) (``step``), so a
+    # flip costs a few multiplications instead of an exponential per cell it touches;
+    # recomputed from the fields every ``REFRESH`` flips against rounding drift
+    e = np.empty(n)
+    for i in range(n):
+        e[i] = np.exp(_field(i, up, g0, jt, nbr))
+    step = np.exp(2.0 * np.minimum(np.maximum(jt, -_G_MAX / 4), _G_MAX / 4))
     tree = np.zeros(2 * size)
     for i in range(n):
-        tree[size + i] = _rate(i, up, g0, jt, r0, sat, nbr, frozen)
+        tree[size + i] = _rate(i, up, e, r0, sat, frozen)
     for k in range(size - 1, 0, -1):
         tree[k] = tree[2 * k] + tree[2 * k + 1]
     counter = uint64(0)
     flips = 0
+    since = 0
     for j in range(n_samples):
         left = period
         while True:
@@ -123,11 +140,22 @@ def evolve_events(
                 continue  # rounding picked an empty leaf: draw again (no time has passed)
             up[i] = 1 - up[i]
             flips += 1
-            _set_leaf(tree, size, i, _rate(i, up, g0, jt, r0, sat, nbr, frozen))
+            since += 1
+            _set_leaf(tree, size, i, _rate(i, up, e, r0, sat, frozen))
             for m in range(nbr.shape[1]):
                 other = nbr[i, m]
                 if other != i and jt[i, m] != 0.0:
-                    _set_leaf(tree, size, other, _rate(other, up, g0, jt, r0, sat, nbr, frozen))
+                    # s_i went from -1 to +1 (up) or back: g_other moves by +-2 J / T
+                    e[other] = e[other] * step[i, m] if up[i] else e[other] / step[i, m]
+                    e[other] = min(max(e[other], _E_MIN), _E_MAX)  # the fields' clip, as in _field
+                    _set_leaf(tree, size, other, _rate(other, up, e, r0, sat, frozen))
+            if since >= REFRESH:
+                since = 0
+                for c in range(n):
+                    e[c] = np.exp(_field(c, up, g0, jt, nbr))
+                    tree[size + c] = _rate(c, up, e, r0, sat, frozen)
+                for c in range(size - 1, 0, -1):
+                    tree[c] = tree[2 * c] + tree[2 * c + 1]
         if out.shape[0] > 0:
             for i in range(n):
                 out[j, i] = up[i]
