@@ -47,7 +47,7 @@ def ramp_step(station: Any, names: Sequence[str]) -> float | None:
     return float(min(steps)) if steps else None
 
 
-def approach(ctx: Context, targets: Mapping[str, float]) -> None:
+def approach(ctx: Context, targets: Mapping[str, float], start: Mapping[str, float] | None = None) -> None:
     """Move many lines to their targets together, each within its own safety ramp.
 
     The ramp layer moves one parameter at a time and waits between *that line's*
@@ -65,7 +65,8 @@ def approach(ctx: Context, targets: Mapping[str, float]) -> None:
         for p, v in zip(params, goal, strict=True):
             p.set(float(v))
         return
-    start = np.array([float(p.get()) for p in params])
+    # where the lines are: read, unless the caller moved them there itself (a sweep)
+    start = np.array([float(start[n]) if start is not None else float(p.get()) for n, p in zip(names, params, strict=True)])
     rounds = max(1, math.ceil(float(np.max(np.abs(goal - start), initial=0.0)) / step - 1e-9))
     for k in range(1, rounds + 1):
         row = start + (goal - start) * (k / rounds)
@@ -88,11 +89,13 @@ class LinesTogether(Parameter):
         self._lines = list(lines)
         self._rows = np.asarray(rows, dtype=float)
         self._index = 0
+        self._moved = False  # the lines sit at rows[_index] because this parameter put them there
 
     def set_raw(self, value: Any) -> None:
         k = int(value)
-        approach(self._ctx, dict(zip(self._lines, self._rows[k].tolist(), strict=True)))
-        self._index = k
+        start = dict(zip(self._lines, self._rows[self._index].tolist(), strict=True)) if self._moved else None
+        approach(self._ctx, dict(zip(self._lines, self._rows[k].tolist(), strict=True)), start)
+        self._index, self._moved = k, True
 
     def get_raw(self) -> int:
         return self._index

@@ -62,7 +62,6 @@ from labstack.calibrate import (
 from labstack.calibrations import _lockin, sampling
 from labstack.calibrations._common import (
     LinesTogether,
-    approach,
     idle_couplers,
     run,
     sample_cells,
@@ -110,6 +109,8 @@ class Parameters:
     probe_points: int = 21
     probe_rate_Hz: float = 1e6
     probe_samples: int = 4000
+    #: the rate if no cell switched during the burst (independent samples, as of old)
+    fallback_rate_Hz: float = 100.0
     settle_s: float = 1e-3
     #: the wait per point before bias_settling measured the lines (measured interval only:
     #: a point sampled for a fraction of a second must not see a line still moving)
@@ -189,10 +190,9 @@ def _plan(ctx: Context, params: Parameters, full: bool, meta: dict[str, Any]) ->
         meta["correlation_time_s"] = [float(t) if np.isfinite(t) else None for t in measured]
         tau = sampling.slowest(measured)
     if not np.isfinite(tau):  # no cell switched in the burst: nothing to set an interval by
-        raise ValueError(
-            f"{NAME}: no cell switched during the correlation-time burst ({params.probe_points} points "
-            f"over {params.v_start:+g}..{params.v_stop:+g} V); set {NAME}.sample_rate_Hz to sample at a fixed rate"
-        )
+        meta["sampling"] = {"rate": f"fallback: no cell switched during the burst ({params.probe_points} points)"}
+        ctx.logger.warning("%s: no correlation time measured; sampling at %g Hz", NAME, params.fallback_rate_Hz)
+        return float(params.fallback_rate_Hz), int(wanted), settle_time(ctx, params.settle_s)
     period = 1.0 / sampling.rate_Hz(sampling.choose_period(tau, params.tau_multiple, sampling.lowpass_tau(ctx.state)))
     meta["sampling"] = {"tau_c_s": tau, "period_s": period, "correlation": sampling.correlation(period, tau)}
     n = sampling.samples_for(wanted, period, tau)
@@ -220,10 +220,13 @@ def _probe(ctx: Context, params: Parameters, meta: dict[str, Any]) -> np.ndarray
 
 
 def _sweep(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], volts: np.ndarray) -> xr.Dataset:
-    approach(ctx, {name: float(volts[0]) for name in ctx.station.layout.bias})  # in parallel, not line by line
+    layout = ctx.station.layout
+    # all lines together, in parallel: a step wider than the ramps' (a check's 31 points over
+    # 2 V) would otherwise ramp the lines one after the other at every point
+    lines = LinesTogether(ctx, "bias_sweep", layout.bias, np.repeat(volts[:, None], len(layout.bias), axis=1))
     sequence = Sweep(
         "bias",
-        {name: volts for name in ctx.station.layout.bias},
+        {lines: np.arange(len(volts))},
         body=[read],
         settle=params.settle_s,
         coord=volts,

@@ -103,8 +103,6 @@ class Parameters:
     #: 5 s spacing, the old setting, spends 200 s of fridge time on the trace)
     trace_points: int = 40
     trace_spacing_s: float = 0.5
-    #: a check's trace: enough lags for the wander over its few seconds
-    check_trace_points: int = 12
     #: the noise-only acquisition that gives the amplifier's bandwidth
     fast_rate_Hz: float = 10e6
     #: levels closer than this (in noise sigmas) are one level: the cell shows no signal
@@ -166,7 +164,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 settle=params.settle_s,
                 coord=np.arange(len(CONFIGS)),
             ),
-            Trace("wander", params.trace_points if mode is Mode.CALIBRATE else params.check_trace_points, params.trace_spacing_s, (Read(read.param, dims=read.dims, name="wander_samples"),)),
+            Trace("wander", params.trace_points, params.trace_spacing_s, (Read(read.param, dims=read.dims, name="wander_samples"),)),
             Set(rate, params.fast_rate_Hz),
             Read(read.param, dims=read.dims, name="fast"),
             Set(rate, params.sample_rate_Hz),

@@ -44,18 +44,19 @@ MIN_RATE_HZ = 1.0
 MAX_RATE_HZ = 10e6
 #: a cell needs this many transitions each way in a burst for its tau_c to count
 MIN_TRANSITIONS = 8
-#: thresholded states misread this often (readout noise) fake transitions: such a cell's
-#: tau_c is not read (the others' still set the interval)
-MAX_MISASSIGNMENT = 1e-3
+#: a cell misread more often than this (readout noise) is too noisy to read tau_c from
+MAX_MISASSIGNMENT = 0.1
 
 
 def correlation_times(states: np.ndarray, period_s: float, min_transitions: int = MIN_TRANSITIONS) -> np.ndarray:
     """Zero-field correlation time (s) of each row of 0/1 ``states`` ``(cell, sample)``; NaN
-    where too few transitions were seen.
+    where too few transitions were seen or the correlation is not resolved.
 
-    Two-state Markov chain: ``a = P(0 -> 1)`` and ``b = P(1 -> 0)`` per step give
-    ``rho = 1 - a - b = exp(-period / tau_c(g))``; then ``tau_c(0) = tau_c(g) cosh g``
-    with ``cosh g = 1 / (2 sqrt(P (1 - P)))`` (module docstring).
+    A two-state Markov chain's autocovariance falls as ``rho^k`` with
+    ``rho = exp(-period / tau_c(g))``. Readout noise misreads single samples at random,
+    which lowers the lag-0 and lag-1 covariances alike relative to the chain's but not
+    their ratio beyond: ``rho = C(2) / C(1)`` is free of it. Then
+    ``tau_c(0) = tau_c(g) cosh g`` with ``cosh g = 1 / (2 sqrt(P (1 - P)))`` (module docstring).
     """
     s = np.asarray(states, dtype=np.float64)
     if s.ndim == 1:
@@ -63,15 +64,16 @@ def correlation_times(states: np.ndarray, period_s: float, min_transitions: int 
     prev, nxt = s[:, :-1], s[:, 1:]
     n01 = np.sum((prev == 0) & (nxt == 1), axis=1)
     n10 = np.sum((prev == 1) & (nxt == 0), axis=1)
-    n0 = np.sum(prev == 0, axis=1)
-    n1 = np.sum(prev == 1, axis=1)
+    x = s - s.mean(axis=1, keepdims=True)
+    c1 = np.mean(x[:, 1:] * x[:, :-1], axis=1)
+    c2 = np.mean(x[:, 2:] * x[:, :-2], axis=1)
     out = np.full(s.shape[0], np.nan)
     for i in range(s.shape[0]):
-        if min(n01[i], n10[i]) < min_transitions:
+        if min(n01[i], n10[i]) < min_transitions or not c1[i] > 0:
             continue
-        rho = 1.0 - n01[i] / n0[i] - n10[i] / n1[i]
+        rho = c2[i] / c1[i]
         if not 0.0 < rho < 1.0:
-            continue  # decorrelated within one step: tau_c unresolved at this rate
+            continue  # decorrelated within a step or two: tau_c unresolved at this rate
         tau_g = -period_s / math.log(rho)
         p = float(s[i].mean())
         out[i] = tau_g / (2.0 * math.sqrt(p * (1.0 - p)))
@@ -82,7 +84,8 @@ def burst_correlation_times(samples: np.ndarray, period_s: float) -> np.ndarray:
     """Per cell, the zero-field ``tau_c`` from a burst ``(cell, point, sample)`` of readings:
     thresholded (:func:`labstack.calibrations.cell_states.digitize_cells`), read at the
     point where the cell's states are most balanced. NaN for a cell never seen switching
-    or read too noisily (misassignment above ``MAX_MISASSIGNMENT``)."""
+    or read too noisily (misassignment above ``MAX_MISASSIGNMENT``; below, the misreadings
+    do not bias the estimate, :func:`correlation_times`)."""
     values = np.asarray(samples, dtype=np.float64)
     digitized = digitize_cells(values)
     out = np.full(values.shape[0], np.nan)

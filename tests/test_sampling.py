@@ -49,6 +49,19 @@ def test_correlation_time_is_read_at_zero_field_from_any_switching_point(g):
     assert tau == pytest.approx(tau0, rel=0.12)
 
 
+def test_correlation_time_is_not_shortened_by_readout_misassignment():
+    """3 % of the samples misread at random (a weakly coupled readout) add transitions
+    that would halve tau_c read from transition counts; the lag-2/lag-1 ratio ignores them."""
+    rng = np.random.default_rng(12)
+    tau0, period = 10e-6, 1e-6
+    states = telegraph(tau0, 0.0, period, 40000, rng)
+    noisy = np.where(rng.random(states.size) < 0.03, 1 - states, states)
+    tau = sampling.correlation_times(noisy[None, :], period)[0]
+    assert tau == pytest.approx(tau0, rel=0.12)
+    volts = readings(states[None, None, :], rng, noise=0.27)  # levels 3.7 sigma apart: e ~ 3 %
+    assert sampling.burst_correlation_times(volts, period)[0] == pytest.approx(tau0, rel=0.15)
+
+
 def test_too_few_transitions_give_no_correlation_time():
     states = np.zeros((1, 1000))
     states[0, 500:503] = 1
