@@ -83,6 +83,8 @@ DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
 # (plateaus settling over tens of minutes) finishes within it
 TIMEOUT_S = 8 * 3600.0
 FIXED_POINT = "bias_loop"
+#: the ``calibration`` label of the correlation-time burst's run
+BURST = f"{NAME}_burst"
 #: a check that finds some cells moved recalibrates those alone, in windows around their
 #: stored offsets, the other lines moving with them as in every S-curve
 PER_CELL = True
@@ -214,7 +216,8 @@ def _probe(ctx: Context, params: Parameters, meta: dict[str, Any]) -> np.ndarray
         settle=settle_time(ctx, params.settle_s, params.unmeasured_settle_s),
         coord=volts,
     )
-    ds = run(ctx, NAME, sequence, {**meta, "probe": "correlation times (calibrations.sampling)"})
+    # a run of its own kind: the S-curve runs of a calibration stay the sweeps and their windows
+    ds = run(ctx, NAME, sequence, {**meta, "calibration": BURST, "probe": "correlation times (calibrations.sampling)"})
     samples = ds["samples"].transpose("cell", "bias", "sample").values
     return sampling.burst_correlation_times(samples, 1.0 / params.probe_rate_Hz)
 
