@@ -71,7 +71,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations import _lockin
-from labstack.calibrations._common import LinesTogether, idle_couplers, run, sample_cells
+from labstack.calibrations._common import idle_couplers, run, sample_cells
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Sweep, Trace
 
@@ -98,9 +98,11 @@ class Parameters:
     #: wait after the lines arrive; this node runs before the line settling is measured, so
     #: ten times the slowest line filter a bias line has (RC <= 50 ms)
     settle_s: float = 0.5
-    #: acquisitions of the wander trace, and the time between them: its lags must span the
-    #: configurations' gaps and their span (a few seconds since the lines move in parallel;
-    #: 5 s spacing, the old setting, spends 200 s of fridge time on the trace)
+    #: acquisitions of the wander trace, and the time between them: 40 x 0.5 s covers the lags
+    #: of a check's and a small chip's configurations; 5 s spacing (the old setting) spends
+    #: 200 s of fridge time on the trace. The configurations themselves stay one line after
+    #: the other: moving half the lines 2 V in parallel warms the chip (bias heating) and
+    #: biased the fidelities a test checks against the truth.
     trace_points: int = 40
     trace_spacing_s: float = 0.5
     #: the noise-only acquisition that gives the amplifier's bandwidth
@@ -159,7 +161,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             Sweep(
                 "config",
                 # half the lines move 2 V between configurations: in parallel, not one after the other
-                {LinesTogether(ctx, "readout_config", layout.bias, volts): np.arange(len(CONFIGS))},
+                {name: volts[:, i] for i, name in enumerate(layout.bias)},
                 body=[read],
                 settle=params.settle_s,
                 coord=np.arange(len(CONFIGS)),
