@@ -66,6 +66,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
+from labstack.calibrations import _lockin
 from labstack.calibrations._common import run
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
@@ -98,8 +99,13 @@ class Parameters:
     cool_taus: float = 3.5
     interval_s: float = 5.0
     cool_interval_s: float = 20.0
-    #: cheap check: a baseline only (base temperature still where it was?)
-    check_points: int = 20
+    #: cheap check: a baseline of the mixing chamber only (base temperature still where it was?)
+    check_points: int = 4
+    #: the heater step and cool-down are left to the shared ladder (:mod:`.ladder`, run by the
+    #: effective-temperature node, which writes ``cryostat.*`` from them): a calibration here
+    #: is the baseline only. False (or a lock-in readout, which runs no ladder): this node's
+    #: own heater step and cool-down
+    ladder: bool = True
     tolerance_K: float = 1e-3
     #: how well a reading's time stamp matches the temperature it reports (bridge filter,
     #: integration step); added in quadrature to the time constants' statistical errors
@@ -122,24 +128,25 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     offsets: dict[str, float] = {}  # when, after its repetition starts, each reading is taken
 
     def reads(phase: str) -> list[Step]:
-        steps: list[Step] = []
-        elapsed = 0.0
-        for name, p in thermometers.items():
-            more, wait = fresh_read_steps(ctx, p, f"{name}_{phase}")
-            steps += more
-            elapsed += wait
-            offsets[name] = elapsed
-        return steps
+        return reads_of(ctx, thermometers, offsets, phase)
 
     channel = heater(ctx)
     set_heater_current(ctx, 0.0)
     base_steps = reads("base")
     interval = max(params.interval_s, offsets[list(thermometers)[-1]])
     cool_interval = max(params.cool_interval_s, interval)
-    if mode is Mode.CHECK:
-        seq = Sequence((Trace("t_base", params.check_points, interval, base_steps),))
+    baseline_only = mode is Mode.CHECK or (params.ladder and not _lockin.is_lockin(layout))
+    if baseline_only:
+        if mode is Mode.CHECK:  # the mixing chamber alone says whether base moved
+            offsets.clear()
+            base_steps = reads_of(ctx, {"T_mc": layout.thermometer_mc}, offsets, "base")
+            interval = max(params.interval_s, offsets["T_mc"])
+        n = params.check_points if mode is Mode.CHECK else max(2, int(params.baseline_s / interval))
+        seq = Sequence((Trace("t_base", n, interval, base_steps),))
+        meta = {"mode": str(mode), "parameters": asdict(params), "read_offset_s": offsets,
+                "baseline_only": mode is not Mode.CHECK}
         try:
-            return run(ctx, NAME, seq, {"mode": str(mode), "parameters": asdict(params), "read_offset_s": offsets})
+            return run(ctx, NAME, seq, meta)
         finally:
             scan_all(ctx)
     if closed_loop(ctx):
@@ -170,6 +177,18 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         scan_all(ctx)
     attrs = {**first.attrs, "run_id": f"{first.attrs['run_id']}+{second.attrs['run_id']}"}
     return xr.merge([first, second], combine_attrs="drop").assign_attrs(attrs)
+
+
+def reads_of(ctx: Context, thermometers: dict[str, str], offsets: dict[str, float], phase: str) -> list[Step]:
+    """Fresh readings of each thermometer in turn; ``offsets`` gets when each is taken."""
+    steps: list[Step] = []
+    elapsed = 0.0
+    for name, p in thermometers.items():
+        more, wait = fresh_read_steps(ctx, p, f"{name}_{phase}")
+        steps += more
+        elapsed += wait
+        offsets[name] = elapsed
+    return steps
 
 
 def _acquire_closed_loop(
@@ -478,7 +497,7 @@ def update(result: CryostatResult, params: Parameters | None = None) -> StateCha
         return change.fail(d.message)
     for name, value in d.values.items():
         change.set(f"cryostat.{name}", value, d.error(name), UNITS[name], note="dilution_settling")
-    if "chip_tau_s" not in d.values:
+    if "chip_tau_s" not in d.values and "mc_tau_base_s" in d.values:
         change.fail("no chip thermalization time: no chip thermometer or its fit failed")
     return change
 
@@ -492,7 +511,7 @@ def table(result: CryostatResult) -> str:
     for name, value in d.values.items():
         lines.append(f"{name:<20} {value:>12.5g} ± {d.error(name):<9.2g} {UNITS[name]}")
     for label, f in (("MC warm-up", result.heat), ("MC cool-down", result.cool), ("chip warm-up", result.chip_heat), ("chip cool-down", result.chip_cool)):
-        if f is not None:
+        if f is not None and f.message != "baseline only":
             lines.append(f"{label:<20} {quality.judge(label, f).spec.value} (chi2_red {f.chi2_reduced:.3g})")
     return "\n".join(lines)
 
