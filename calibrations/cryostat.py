@@ -102,9 +102,9 @@ class Parameters:
     #: cheap check: a baseline of the mixing chamber only (base temperature still where it was?)
     check_points: int = 4
     #: the heater step and cool-down are left to the shared ladder (:mod:`.ladder`, run by the
-    #: effective-temperature node, which writes ``cryostat.*`` from them): a calibration here
-    #: is the baseline only. False (or a lock-in readout, which runs no ladder): this node's
-    #: own heater step and cool-down
+    #: effective-temperature node, which writes ``cryostat.*`` from them) when that node is in
+    #: the graph with a ladder: a calibration here is then the baseline only. False, no such
+    #: node, or a lock-in readout (no ladder): this node's own heater step and cool-down
     ladder: bool = True
     tolerance_K: float = 1e-3
     #: how well a reading's time stamp matches the temperature it reports (bridge filter,
@@ -135,7 +135,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     base_steps = reads("base")
     interval = max(params.interval_s, offsets[list(thermometers)[-1]])
     cool_interval = max(params.cool_interval_s, interval)
-    baseline_only = mode is Mode.CHECK or (params.ladder and not _lockin.is_lockin(layout))
+    baseline_only = mode is Mode.CHECK or (params.ladder and ladder_follows(ctx))
     if baseline_only:
         if mode is Mode.CHECK:  # the mixing chamber alone says whether base moved
             offsets.clear()
@@ -177,6 +177,13 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         scan_all(ctx)
     attrs = {**first.attrs, "run_id": f"{first.attrs['run_id']}+{second.attrs['run_id']}"}
     return xr.merge([first, second], combine_attrs="drop").assign_attrs(attrs)
+
+
+def ladder_follows(ctx: Context) -> bool:
+    """Whether the effective-temperature node is in this graph and will run the shared ladder
+    (sampler readout), which measures the heater step and the cool-down instead."""
+    t_eff = ctx.graph_params.get("effective_temperature")
+    return bool(getattr(t_eff, "ladder", False)) and not _lockin.is_lockin(ctx.station.layout)
 
 
 def reads_of(ctx: Context, thermometers: dict[str, str], offsets: dict[str, float], phase: str) -> list[Step]:

@@ -168,6 +168,11 @@ def test_one_shared_heat_cool_cycle_for_every_warm_node(calibrated):
     assert setpoints[-1] == 0.0
     for key in ("cryostat.heating_K2_per_A2", "cryostat.mc_tau_base_s", "cryostat.chip_tau_s"):
         assert state.get(key).node == "effective_temperature" and state.get(key).run_id == t_eff_run
+    c = lab.truth.cryostat  # the ladder's warm-up and last free cool-down, fitted as the cryostat's
+    for key, true in (("heating_K2_per_A2", c.heater_resistance_ohm / c.mc_cooling_W_per_K2),
+                      ("mc_tau_base_s", c.mc_tau_s(c.mc_base_K)), ("chip_tau_s", c.chip_tau_s)):
+        entry = state.get(f"cryostat.{key}")
+        assert abs(entry.value - true) < max(3 * entry.stderr, 0.05 * true), (key, entry.value, entry.stderr, true)
     assert report.costs["thermalization"].lab_s < 1.0  # its plateaus came from the ladder
     assert report.costs["cryostat"].lab_s < 120.0  # a baseline
     _, _, t_chip = (np.asarray(a) for a in lab.cryostat._history)
