@@ -266,27 +266,56 @@ class Ladder:
         self.log("heater off")
 
     def hold_at(self, target_K: float) -> float:
-        """Cool freely until the mixing chamber reaches ``target_K``, hold it there, and wait
-        until the chip, lagging above it, is within ``settle_rel`` of it; the chip's reading.
+        """Reach ``target_K`` on the way down and hold it; the chip's reading once it is within
+        ``settle_rel`` of the target.
 
         A plateau's S-curves take a minute (each point waits for every bias line's ramp), so
-        the chip must not drift much meanwhile: with the mixing chamber held, what is left
-        is the tail of the chip's lag, a fraction of a per cent over the measurement, and
-        the chip is read right before and after it.
+        the chip must not drift meanwhile. Cooling freely is the fastest way down and heating
+        takes seconds, but the chip lags the mixing chamber: holding the mixing chamber at the
+        target as it gets there would leave the chip's whole lag to wait for. So the mixing
+        chamber falls on past the target until the chip, by the lag and time constant the
+        trace shows, would reach the target during a full-current boost of the mixing chamber
+        back up to it; then the boost, then the hold current.
         """
-        self.cool_until(target_K, mc=True)
-        if closed_loop(self.ctx):
+        closed = closed_loop(self.ctx)
+        k, tau_base = self._fit_rise(target_K)
+        most = max_heater_current(self.ctx) or self.heater_current_A
+        t_inf = math.sqrt(k * most**2 + self.base_mc_K**2)
+        start = self.ctx.clock.now()
+        boost = 0.0
+        while self.ctx.clock.now() - start < self.max_cool_s:
+            t_mc, t_chip = self.trace.pair("cool")
+            rows = self.trace.phases["cool"]
+            if closed or len(rows) < 2 or t_mc >= target_K:
+                if t_chip <= target_K * (1 + 0.5 * self.settle_rel):
+                    break
+                continue
+            slope = (rows[-1][2] - rows[-2][2]) / (rows[-1][0] - rows[-2][0])
+            lag = t_chip - t_mc
+            if slope >= 0 or lag <= 0:
+                continue
+            tau_chip = lag / -slope  # first-order lag: dT_chip/dt = (T_mc - T_chip) / tau
+            boost = (math.atanh(min(target_K / t_inf, 0.999)) - math.atanh(t_mc / t_inf)) * 2 * tau_base * self.base_mc_K / t_inf
+            # the chip while the mixing chamber climbs back, roughly linearly, to the target
+            end = t_chip + boost * (0.5 * (t_mc + target_K) - t_chip) / tau_chip
+            if end <= target_K * (1 + 0.5 * self.settle_rel):
+                break
+        if closed:
             set_loop(self.ctx, target_K)
             self.setpoints.append(target_K)
         else:
-            hold = self._hold_current(target_K, self.base_mc_K)
+            if boost > 0:
+                set_heater_current(self.ctx, most)
+                self.setpoints.append(most)
+                self.ctx.clock.sleep(boost)
+            hold = math.sqrt(max(target_K**2 - self.base_mc_K**2, 0.0) / k)
             set_heater_current(self.ctx, hold)
             self.setpoints.append(hold)
         start = self.ctx.clock.now()
         while True:
             _, t_chip = self.trace.pair(f"hold{len(self.setpoints)}")
             if abs(t_chip - target_K) <= self.settle_rel * target_K or self.ctx.clock.now() - start > self.max_hold_s:
-                self.log(f"holding {target_K * 1e3:.2f} mK, chip {t_chip * 1e3:.2f} mK")
+                self.log(f"holding {target_K * 1e3:.2f} mK (boost {boost:.0f} s), chip {t_chip * 1e3:.2f} mK")
                 return t_chip
 
     def log(self, what: str) -> None:
