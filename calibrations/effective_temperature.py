@@ -223,6 +223,9 @@ def check_rate(ctx: Context, params: Parameters) -> float:
     taus = taus[np.isfinite(taus) & (taus > 0)]
     if params.ladder and taus.size:
         return _rate_for(float(taus.max()), params)
+    key = "ladder.slowest_tau_c_s"  # before thermalization ran: the ladder's own bursts
+    if params.ladder and key in ctx.state and ctx.state.get(key).valid:
+        return _rate_for(float(ctx.state.value(key)), params)
     return params.sample_rate_Hz
 
 
@@ -408,6 +411,8 @@ class Result:
     #: the fridge floor of this ladder from the fitted fridge (s; nan: no ladder)
     floor_s: float = math.nan
     top_K: float = 0.0
+    #: the slowest cell's correlation time at base the ladder measured (s; nan: none)
+    slowest_tau_c_s: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -600,7 +605,8 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
         if int(i) not in cells:
             flags.setdefault(int(i), "widths at fewer than two temperatures")
     fridge, floor, top = _fit_fridge(dataset)
-    return Result(widths, errors, t_chip, joint, cells, flags, fridge, floor, top)
+    tau_c = float(dataset.attrs.get("ladder_slowest_tau_c_s", math.nan))
+    return Result(widths, errors, t_chip, joint, cells, flags, fridge, floor, top, tau_c)
 
 
 def _fit_fridge(dataset: xr.Dataset) -> tuple[Any, float, float]:
@@ -691,6 +697,9 @@ def update(result: Result, params: Parameters | None = None) -> StateChange:
             change.set("ladder.floor_s", result.floor_s, None, "s",
                        note=f"fridge floor: plateaus up to {result.top_K * 1e3:.0f} mK and back within 5 % of base")
             change.set("ladder.top_K", result.top_K, None, "K", note="hottest plateau of the shared ladder")
+    if math.isfinite(result.slowest_tau_c_s):
+        change.set("ladder.slowest_tau_c_s", result.slowest_tau_c_s, None, "s",
+                   note="slowest cell's correlation time at base and V0 (the ladder's bursts): sets the sampling")
     return change
 
 

@@ -175,9 +175,9 @@ class Ladder:
     rise_overshoot: float = 1.25
     cold_rise_current_A: float = COLD_RISE_CURRENT_A
     #: the warm-up ends when the chip is within this fraction of the top plateau
-    hold_rel: float = 0.06
+    hold_rel: float = 0.02
     #: a lower plateau is steady enough once the chip is within this fraction of it
-    settle_rel: float = 0.04
+    settle_rel: float = 0.015
     max_hold_s: float = 300.0
     cool_interval_s: float = 20.0
     max_cool_s: float = 6 * 3600.0
