@@ -276,7 +276,6 @@ def acquire_ladder(ctx: Context, params: Parameters) -> xr.Dataset:
     bursts, one warm-up to the hottest plateau, the lower plateaus as the free cool-down
     passes them, thermalization's plateaus chosen from this node's widths, back at base."""
     from labstack.calibrations import ladder as L
-    from labstack.calibrations import thermalization as th
 
     layout = ctx.station.layout
     trace = L.FridgeTrace(ctx, str(layout.thermometer_mc), layout.thermometer_chip)
@@ -284,12 +283,11 @@ def acquire_ladder(ctx: Context, params: Parameters) -> xr.Dataset:
     lad.baseline(params.baseline_pairs)
     su = _setup(ctx, params, Mode.CALIBRATE, params.sample_rate_Hz)
     meta = {"mode": str(Mode.CALIBRATE), "parameters": asdict(params), "ladder": True}
-    therm = th.Parameters()
-    burst_rate = th.sample_rate(ctx, therm)
+    burst_rate = L.burst_rate(ctx)
     bursts = L.Bursts()
     t_base = chip_temperature(ctx)
     bursts.take(ctx, burst_rate, params.therm_samples, su.v0, su.width, su.good, params.therm_bias_widths,
-                t_base, {**meta, "t_set_K": 0.0}, therm.settle_s)
+                t_base, {**meta, "t_set_K": 0.0}, L.BURST_SETTLE_S)
     tau_c = bursts.slowest_tau_c(su.good)
     su.rate_Hz = _rate_for(tau_c, params) if math.isfinite(tau_c) else params.sample_rate_Hz
     w_pred = np.where(su.good, su.width, float(np.median(su.width[su.good])))
@@ -343,14 +341,14 @@ def acquire_ladder(ctx: Context, params: Parameters) -> xr.Dataset:
             t_chip = chip_temperature(ctx)
             if do_bursts:
                 bursts.take(ctx, burst_rate, params.therm_samples, su.v0, su.width, su.good, (0.0,),
-                            t_chip, {**meta, "t_set_K": t_set}, therm.settle_s)
+                            t_chip, {**meta, "t_set_K": t_set}, L.BURST_SETTLE_S)
                 bursts_taken += 1
             if do_scurves:
                 t_chip = measure(t_set, t_chip)
                 lad.off()
                 law = fit_widths(np.array([b[0] for b in blocks]), np.array(widths), np.array(errors))
                 if len(blocks) >= 3 and law.success:
-                    targets = th.plateau_temperatures(blocks[0][0], law["t_excess_K"], law["t_eff_exponent"],
+                    targets = L.plateau_temperatures(blocks[0][0], law["t_excess_K"], law["t_eff_exponent"],
                                                       params.therm_t_eff_steps)[1:]
                     todo = sorted(targets, reverse=True)[bursts_taken:]
                     passed = [t for t in todo if t >= t_chip]  # between this plateau and the last
@@ -366,7 +364,7 @@ def acquire_ladder(ctx: Context, params: Parameters) -> xr.Dataset:
         "ladder_heater_setpoints": [float(x) for x in lad.setpoints],
         "ladder_sample_rate_Hz": su.rate_Hz,
         "ladder_slowest_tau_c_s": tau_c,
-        "run_id": "+".join(run_ids + bursts.run_ids),
+        "run_id": "+".join(run_ids),  # the bursts are thermalization's runs (its dataset's parts)
         "calibration": NAME,
     }
     return ds.assign_attrs(ladder_attrs)
@@ -612,14 +610,14 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
 def _fit_fridge(dataset: xr.Dataset) -> tuple[Any, float, float]:
     """The ladder's fridge traces fitted by the cryostat node's fit, and the fridge floor of
     this ladder's hottest plateau from the fitted values (pure)."""
-    from labstack.calibrations import cryostat
     from labstack.calibrations.fridge import floor_s
+    from labstack.calibrations.fridge_fit import fit_traces
     from labstack.calibrations.ladder import fridge_part
 
     part = fridge_part(dataset)
     if part is None or "t_cool" not in part.dims:
         return None, math.nan, 0.0
-    result = cryostat.fit(part)
+    result = fit_traces(part)
     top = float(dataset.attrs.get("ladder_top_K", 0.0))
     d = result.derived
     if not d.success or "chip_tau_s" not in d.values:
@@ -688,9 +686,9 @@ def update(result: Result, params: Parameters | None = None) -> StateChange:
         if i not in result.cells:
             change.flag(f"cells.{i}.alpha_K_per_V", why, "K/V")
     if result.fridge is not None:  # the ladder's heater step and cool-down: the cryostat's values
-        from labstack.calibrations import cryostat
+        from labstack.calibrations.fridge_fit import update as fridge_update
 
-        fridge = cryostat.update(result.fridge)
+        fridge = fridge_update(result.fridge)
         if not fridge.failed:
             change.merge(fridge)
         if math.isfinite(result.floor_s):

@@ -238,7 +238,7 @@ class Ladder:
         """(heating coefficient K^2/A^2, time constant at base s) from the warm-up traced so far:
         the mixing chamber's dilution settling towards ``T_inf`` at a known current, its time
         constant there scaled to base (``tau`` goes as ``1 / T``)."""
-        from labstack.calibrations.cryostat import fit_dilution
+        from labstack.calibrations.fridge_fit import fit_dilution
 
         if self._rise is None:
             rows = np.asarray(self.trace.phases["heat"], float)
@@ -349,6 +349,31 @@ class Ladder:
     def back_at_base(self) -> float:
         """Trace on until the chip is within :data:`BACK_AT_BASE_REL` of its baseline."""
         return self.cool_until(self.base_chip_K * (1 + BACK_AT_BASE_REL))
+
+
+#: settle after each burst's bias point (s): a burst lasts milliseconds
+BURST_SETTLE_S = 1e-3
+
+
+def burst_rate(ctx: Context, max_memory: float = 0.25, max_rate_Hz: float = 10e6, fallback_Hz: float = 4e6) -> float:
+    """The fastest sample rate whose samples the readout's low-pass keeps apart: the
+    amplifier leaves ``exp(-Delta / tau_a)`` of the previous reading in a sample, at most
+    ``max_memory`` (its calibrated ``readout.lowpass_tau_s``; ``fallback_Hz`` without it)."""
+    key = "readout.lowpass_tau_s"
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return fallback_Hz
+    tau = float(ctx.state.value(key))
+    return float(min(max_rate_Hz, 1.0 / (tau * math.log(1.0 / max_memory))))
+
+
+def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:
+    """Chip temperatures whose T_eff is ``steps`` times that at ``t_base_K`` (0 = base)."""
+    base = (t_base_K**n + t_x**n) ** (1 / n)
+    out = [0.0]
+    for k in steps:
+        target = k * base
+        out.append(float((target**n - t_x**n) ** (1 / n)))
+    return out
 
 
 def plateaus_descending(temperatures_K: Callable[[], list[float]] | list[float]) -> list[float]:

@@ -77,6 +77,7 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
+from labstack.calibrations.ladder import burst_rate, plateau_temperatures
 from labstack.fit import FitResult, fit_linear, two_level_threshold
 from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
@@ -126,21 +127,7 @@ class Parameters:
 
 def sample_rate(ctx: Context, params: Parameters) -> float:
     """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
-    key = "readout.lowpass_tau_s"
-    if key not in ctx.state or not ctx.state.get(key).valid:
-        return params.sample_rate_Hz
-    tau = float(ctx.state.value(key))
-    return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
-
-
-def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:
-    """Chip temperatures whose T_eff is ``steps`` times that at ``t_base_K`` (0 = base)."""
-    base = (t_base_K**n + t_x**n) ** (1 / n)
-    out = [0.0]
-    for k in steps:
-        target = k * base
-        out.append(float((target**n - t_x**n) ** (1 / n)))
-    return out
+    return burst_rate(ctx, params.max_memory, params.max_rate_Hz, params.sample_rate_Hz)
 
 
 # ------------------------------------------------------------------- acquire
