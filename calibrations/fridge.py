@@ -244,3 +244,110 @@ def plateaus(ctx: Context, temperatures_K: Iterable[float], *, settle_taus: floa
         yield t_set
     if not off:
         cool_down(ctx)
+
+
+# ------------------------------------------------------------- fridge model and floor
+#: the fridge is "back at base" when the chip is within this fraction of base
+BACK_AT_BASE_REL = 0.05
+
+
+def max_heater_current(ctx: Context) -> float | None:
+    """The largest sample-heater current the station's interlocks allow (A), None if unbounded.
+
+    The safety guard refuses a range above ``heater_max_range`` (or above the range whose
+    full-scale power exceeds ``heater_max_power_W``); the full scale of the highest allowed
+    range is the best overdrive a heater step may use.
+    """
+    from labstack.safety.guard import LS372_RANGES_A, max_heater_range
+
+    limits = []
+    safety = getattr(ctx.station, "safety", None)
+    index = max_heater_range(safety.config.interlocks) if safety is not None else None
+    if index is not None:
+        limits.append(LS372_RANGES_A[index])
+    if not closed_loop(ctx) and ctx.station.layout.heater is not None:
+        allowed = getattr(getattr(heater(ctx).output_range, "vals", None), "_values", None)
+        if allowed:  # the driver's ranges
+            limits.append(max(HEATER_RANGES_A.get(str(r), 0.0) for r in allowed))
+    # set_heater_current uses a range up to 95 % of its full scale
+    return 0.95 * min(limits) if limits else None
+
+
+def mc_after(t0: float, t_inf: float, base: float, tau_base: float, duration: float) -> float:
+    """Mixing-chamber temperature after ``duration`` s at a constant power holding ``t_inf``.
+
+    ``C dT/dt = a (T_inf^2 - T^2)`` with ``C / a = 2 tau_base T_base``: the exact tanh
+    (warming) or coth (cooling) solution, as the cryostat node fits it.
+    """
+    k = t_inf / (2.0 * tau_base * base)
+    if duration <= 0 or t0 == t_inf:
+        return t0
+    x = t0 / t_inf
+    if x < 1.0:
+        return float(t_inf * math.tanh(k * duration + math.atanh(x)))
+    return float(t_inf / math.tanh(k * duration + math.atanh(1.0 / x)))
+
+
+def floor_s(
+    base_K: float,
+    tau_base_s: float,
+    heating_K2_per_A2: float | None,
+    chip_tau_s: float,
+    top_K: float,
+    max_current_A: float | None,
+    *,
+    within: float = BACK_AT_BASE_REL,
+    step_s: float = 1.0,
+) -> float:
+    """The fridge floor: lab seconds the fridge alone needs to visit plateaus up to ``top_K``
+    and bring the chip back within ``within`` of base.
+
+    Best protocol the interlocks allow: the heater at its largest allowed current until
+    the mixing chamber reaches ``top_K`` (every lower plateau is passed on the way), then
+    off; the free cool-down until the chip is within ``within`` of base (the chip's lag
+    makes the tail). Any real protocol also waits for the chip at each plateau it uses:
+    this is the floor, not a schedule. Mixing chamber exact
+    between steps, the chip's first-order lag integrated exactly for a linear drive over
+    each ``step_s``. Without a heating coefficient or current limit the heating is taken
+    as instantaneous (the cool-down is most of the floor anyway).
+    """
+    if top_K <= base_K * (1 + within):
+        return 0.0
+    t_mc = t_chip = base_K
+    elapsed = 0.0
+    lag = math.exp(-step_s / chip_tau_s) if chip_tau_s > 0 else 0.0
+    if heating_K2_per_A2 and max_current_A:
+        t_inf = math.sqrt(heating_K2_per_A2 * max_current_A**2 + base_K**2)
+        while t_mc < top_K and elapsed < 1e6:
+            nxt = mc_after(t_mc, t_inf, base_K, tau_base_s, step_s)
+            t_chip = _lag_step(t_chip, t_mc, nxt, step_s, chip_tau_s, lag)
+            t_mc, elapsed = nxt, elapsed + step_s
+    else:
+        t_mc = t_chip = top_K
+    while t_chip > base_K * (1 + within) and elapsed < 1e7:
+        nxt = mc_after(t_mc, base_K, base_K, tau_base_s, step_s)
+        t_chip = _lag_step(t_chip, t_mc, nxt, step_s, chip_tau_s, lag)
+        t_mc, elapsed = nxt, elapsed + step_s
+    return elapsed
+
+
+def _lag_step(t_chip: float, mc0: float, mc1: float, h: float, tau: float, lag: float) -> float:
+    """The chip after ``h`` s following a mixing chamber that moved linearly from mc0 to mc1."""
+    if tau <= 0:
+        return mc1
+    slope = (mc1 - mc0) / h
+    drive = mc0 - slope * tau
+    return drive + slope * h + (t_chip - drive) * lag
+
+
+def floor_from_state(ctx: Context, top_K: float) -> float | None:
+    """:func:`floor_s` from the *calibrated* fridge (``cryostat.*``), None if not calibrated."""
+    state = ctx.state
+    try:
+        base = float(state.value("cryostat.mc_base_K"))
+        tau = float(state.value("cryostat.mc_tau_base_s"))
+        chip = float(state.value("cryostat.chip_tau_s"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    k = float(state.value("cryostat.heating_K2_per_A2")) if "cryostat.heating_K2_per_A2" in state else None
+    return floor_s(base, tau, k, chip, top_K, max_heater_current(ctx))
