@@ -6,12 +6,11 @@ Not a routine itself (no ``NAME``), so it is not registered as an entry point.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from qcodes.parameters import Parameter
 
 from labstack.calibrate import Context
 from labstack.calibrations.virtual_bias import coupler_zeros
@@ -39,68 +38,6 @@ def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: in
     return Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")
 
 
-def ramp_step(station: Any, names: Sequence[str]) -> float | None:
-    """The smallest ``max_step`` (V) of the safety ramps on ``names``; None if none is ramped."""
-    safety = getattr(station, "safety", None)
-    channels = getattr(safety, "channels", {}) or {}
-    steps = [channels[n].ramp.max_step for n in names if n in channels and channels[n].ramp is not None]
-    return float(min(steps)) if steps else None
-
-
-def approach(ctx: Context, targets: Mapping[str, float], start: Mapping[str, float] | None = None) -> None:
-    """Move many lines to their targets together, each within its own safety ramp.
-
-    The ramp layer moves one parameter at a time and waits between *that line's*
-    steps, so setting 64 lines one after the other to a point 2 V away takes 64 ramps
-    end to end (128 s of fridge time at 1 V/s). Here every line takes one step of at
-    most the ramps' ``max_step`` per round, all lines in each round, so the move takes
-    one ramp's time; each line still never steps further or faster than its ramp allows.
-    """
-    station = ctx.station
-    names = list(targets)
-    step = ramp_step(station, names)
-    params = [station.parameter(n) for n in names]
-    goal = np.array([float(targets[n]) for n in names])
-    if step is None:
-        for p, v in zip(params, goal, strict=True):
-            p.set(float(v))
-        return
-    # where the lines are: read, unless the caller moved them there itself (a sweep)
-    start = np.array([float(start[n]) if start is not None else float(p.get()) for n, p in zip(names, params, strict=True)])
-    rounds = max(1, math.ceil(float(np.max(np.abs(goal - start), initial=0.0)) / step - 1e-9))
-    for k in range(1, rounds + 1):
-        row = start + (goal - start) * (k / rounds)
-        for p, v, s in zip(params, row, start, strict=True):
-            if k == rounds or abs(v - s) > 0:
-                p.set(float(v))
-
-
-class LinesTogether(Parameter):
-    """A setting index ``k`` that moves every line to ``rows[k]`` with :func:`approach`.
-
-    A sweep over this one parameter moves its lines in parallel between settings far
-    apart (the readout node's four configurations, 2 V apart), where a sweep over the
-    lines themselves would ramp them one after the other.
-    """
-
-    def __init__(self, ctx: Context, name: str, lines: Sequence[str], rows: np.ndarray) -> None:
-        super().__init__(name, label=name, unit="")
-        self._ctx = ctx
-        self._lines = list(lines)
-        self._rows = np.asarray(rows, dtype=float)
-        self._index = 0
-        self._moved = False  # the lines sit at rows[_index] because this parameter put them there
-
-    def set_raw(self, value: Any) -> None:
-        k = int(value)
-        start = dict(zip(self._lines, self._rows[self._index].tolist(), strict=True)) if self._moved else None
-        approach(self._ctx, dict(zip(self._lines, self._rows[k].tolist(), strict=True)), start)
-        self._index, self._moved = k, True
-
-    def get_raw(self) -> int:
-        return self._index
-
-
 def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) -> xr.Dataset:
     """Run ``sequence`` into a stored run named after the routine; its dataset."""
     result = run_sequence(
@@ -116,19 +53,13 @@ def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) ->
     return result.dataset()
 
 
-def settle_time(ctx: Context, settle_s: float, unmeasured_s: float = 0.0) -> float:
+def settle_time(ctx: Context, settle_s: float) -> float:
     """How long a sweep waits after setting a point: its own ``settle_s``, or longer if the
-    bias lines were measured to need it (``dac.settle_s``, :mod:`.bias_settling`).
-
-    ``unmeasured_s``: the wait while the lines' settling is not yet measured. A sweep
-    that samples for a fraction of a second per point must not read a line still
-    moving, so before :mod:`.bias_settling` it waits as the readout node does (ten times
-    the slowest line filter, 0.5 s); one that samples for many seconds may pass 0.
-    """
+    bias lines were measured to need it (``dac.settle_s``, :mod:`.bias_settling`)."""
     key = "dac.settle_s"
     if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
         return max(float(settle_s), float(ctx.state.value(key)))
-    return max(float(settle_s), float(unmeasured_s))
+    return float(settle_s)
 
 
 def cell_values(ctx: Context, n_cells: int, key: str, default: float = math.nan) -> np.ndarray:

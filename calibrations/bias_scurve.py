@@ -11,16 +11,6 @@ levels, with the misassignment rate ``e`` folded into the model,
 curve, and binomial errors from each point's effective number of independent
 samples, so slow cells get honestly larger errors.
 
-Sampling (:mod:`labstack.calibrations.sampling`): the sampler reads every cell at one
-rate, ``tau_multiple`` zero-field correlation times of the slowest cell apart, not at a
-fixed 100 Hz. The correlation times are measured on the first calibration by a fast
-burst at a few points across the range (a run of its own), stored per cell as
-``cells.<i>.correlation_time_s`` and reused after; ``n_samples`` is then the count of
-independent samples the slowest cell must give, the raw count raised to hold it.
-Every point's error still comes from its measured effective count. Before the lines'
-settling is measured (``bias_settling`` runs after this node) each point waits
-``unmeasured_settle_s``. ``sample_rate_Hz=100`` restores the old fixed sampling.
-
 A cell whose readings never show two levels is flagged with the readout node's
 verdict (``dead``, ``stuck_plus``, ``stuck_minus``), or ``no_switching`` if that
 node had no objection; a cell whose fit fails or lands outside the swept range is flagged
@@ -43,7 +33,7 @@ Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,14 +49,8 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations import _lockin, sampling
-from labstack.calibrations._common import (
-    LinesTogether,
-    idle_couplers,
-    run,
-    sample_cells,
-    settle_time,
-)
+from labstack.calibrations import _lockin
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
 from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
@@ -83,8 +67,6 @@ DEPENDS_ON: tuple[str, ...] = ("readout", "cryostat")
 # (plateaus settling over tens of minutes) finishes within it
 TIMEOUT_S = 8 * 3600.0
 FIXED_POINT = "bias_loop"
-#: the ``calibration`` label of the correlation-time burst's run
-BURST = f"{NAME}_burst"
 #: a check that finds some cells moved recalibrates those alone, in windows around their
 #: stored offsets, the other lines moving with them as in every S-curve
 PER_CELL = True
@@ -97,26 +79,11 @@ class Parameters:
     v_start: float = -1.0
     v_stop: float = 1.0
     n_points: int = 61
-    #: samples per point; with a measured interval (``sample_rate_Hz`` None) the count of
-    #: *independent* samples of the slowest cell, the raw count raised to hold it
     n_samples: int = 3000
-    #: None: sample ``tau_multiple`` zero-field correlation times of the slowest cell apart,
-    #: measured (:mod:`labstack.calibrations.sampling`); a number: that fixed rate (100 Hz,
-    #: the old setting, spends 30 s of fridge time per point)
-    sample_rate_Hz: float | None = None
-    #: the interval in correlation times: successive samples correlated by e^-3 = 0.05
-    tau_multiple: float = 3.0
-    #: the burst that measures the correlation times when none is stored: points across
-    #: the range, each cell read where it switches, samples far closer than any tau_c
-    probe_points: int = 21
-    probe_rate_Hz: float = 1e6
-    probe_samples: int = 4000
-    #: the rate if no cell switched during the burst (independent samples, as of old)
-    fallback_rate_Hz: float = 100.0
+    #: slow enough that successive samples are independent draws (tau_c is microseconds),
+    #: which the virtual lab simulates with a few heat-bath sweeps per sample
+    sample_rate_Hz: float = 100.0
     settle_s: float = 1e-3
-    #: the wait per point before bias_settling measured the lines (measured interval only:
-    #: a point sampled for a fraction of a second must not see a line still moving)
-    unmeasured_settle_s: float = 0.5
     #: cheap check: fewer points and samples
     check_points: int = 31
     check_samples: int = 1000
@@ -148,6 +115,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     n_points = params.n_points if full else params.check_points
     if _lockin.is_lockin(layout):
         return _acquire_lockin(ctx, params, mode, np.linspace(params.v_start, params.v_stop, n_points))
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
     idle_couplers(ctx, layout)
     # the readout node's verdict on each cell, so the fit can say dead or stuck
     health = {str(i): ctx.state.value(f"cells.{i}.health", "") for i in range(len(layout.bias))}
@@ -156,9 +124,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     coupling = idle_coupling(ctx.state, list(layout.coupler_pairs))
     meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health,
             "idle_coupling": coupling}
-    rate, n_samples, settle = _plan(ctx, params, full, meta)
-    read = sample_cells(station, layout, rate, n_samples)
-    params = replace(params, settle_s=settle)
     if full and ctx.selection:
         windows = _stored_windows(ctx, ctx.selection)
         if windows is not None:
@@ -174,64 +139,12 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
 
 
-def _plan(ctx: Context, params: Parameters, full: bool, meta: dict[str, Any]) -> tuple[float, int, float]:
-    """(sample rate, samples per point, settle per point) of this acquisition.
-
-    A fixed ``sample_rate_Hz`` takes ``n_samples`` (``check_samples``) at it. Otherwise the
-    interval is ``tau_multiple`` correlation times of the slowest cell: stored by an
-    earlier calibration, or measured now by a fast burst (:func:`_probe`, which also
-    goes into ``meta`` for the state); the count keeps ``n_samples`` independent ones.
-    """
-    wanted = params.n_samples if full else params.check_samples
-    if params.sample_rate_Hz is not None:
-        return float(params.sample_rate_Hz), int(wanted), settle_time(ctx, params.settle_s)
-    n_cells = len(ctx.station.layout.bias)
-    tau = sampling.stored_tau_c(ctx.state, range(n_cells))
-    if not np.isfinite(tau):
-        measured = _probe(ctx, params, meta)
-        meta["correlation_time_s"] = [float(t) if np.isfinite(t) else None for t in measured]
-        tau = sampling.slowest(measured)
-    if not np.isfinite(tau):  # no cell switched in the burst: nothing to set an interval by
-        meta["sampling"] = {"rate": f"fallback: no cell switched during the burst ({params.probe_points} points)"}
-        ctx.logger.warning("%s: no correlation time measured; sampling at %g Hz", NAME, params.fallback_rate_Hz)
-        return float(params.fallback_rate_Hz), int(wanted), settle_time(ctx, params.settle_s)
-    period = 1.0 / sampling.rate_Hz(sampling.choose_period(tau, params.tau_multiple, sampling.lowpass_tau(ctx.state)))
-    meta["sampling"] = {"tau_c_s": tau, "period_s": period, "correlation": sampling.correlation(period, tau)}
-    n = sampling.samples_for(wanted, period, tau)
-    return 1.0 / period, n, settle_time(ctx, params.settle_s, params.unmeasured_settle_s)
-
-
-def _probe(ctx: Context, params: Parameters, meta: dict[str, Any]) -> np.ndarray:
-    """Each cell's zero-field correlation time from a fast burst at ``probe_points`` biases
-    (all lines together, as in the sweep); stored as a run of its own."""
-    layout = ctx.station.layout
-    volts = np.linspace(params.v_start, params.v_stop, params.probe_points)
-    read = sample_cells(ctx.station, layout, params.probe_rate_Hz, params.probe_samples)
-    # points further apart than a ramp step: the lines move in parallel, not one after the other
-    lines = LinesTogether(ctx, "bias_probe", layout.bias, np.repeat(volts[:, None], len(layout.bias), axis=1))
-    sequence = Sweep(
-        "bias",
-        {lines: np.arange(len(volts))},
-        body=[read],
-        settle=settle_time(ctx, params.settle_s, params.unmeasured_settle_s),
-        coord=volts,
-    )
-    # a run of its own kind: the S-curve runs of a calibration stay the sweeps and their windows
-    ds = run(ctx, NAME, sequence, {**meta, "calibration": BURST, "probe": "correlation times (calibrations.sampling)"})
-    samples = ds["samples"].transpose("cell", "bias", "sample").values
-    return sampling.burst_correlation_times(samples, 1.0 / params.probe_rate_Hz)
-
-
 def _sweep(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], volts: np.ndarray) -> xr.Dataset:
-    layout = ctx.station.layout
-    # all lines together, in parallel: a step wider than the ramps' (a check's 31 points over
-    # 2 V) would otherwise ramp the lines one after the other at every point
-    lines = LinesTogether(ctx, "bias_sweep", layout.bias, np.repeat(volts[:, None], len(layout.bias), axis=1))
     sequence = Sweep(
         "bias",
-        {lines: np.arange(len(volts))},
+        {name: volts for name in ctx.station.layout.bias},
         body=[read],
-        settle=params.settle_s,
+        settle=settle_time(ctx, params.settle_s),
         coord=volts,
     )
     return run(ctx, NAME, sequence, meta)
@@ -325,12 +238,6 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
             r.fit.extra["p"] = p.tolist()
             r.fit.extra["p_err"] = np.sqrt((p * n + 0.5) * (n - p * n + 0.5) / (n + 1) ** 3).tolist()
         results.append(r)
-    tau = dataset.attrs.get("correlation_time_s")
-    if tau:
-        tau = json.loads(tau) if isinstance(tau, str) else tau
-        for r in results:
-            if tau[r.cell] is not None:
-                r.fit.extra["correlation_time_s"] = float(tau[r.cell])
     coupling = dataset.attrs.get("idle_coupling")
     if coupling:
         coupling = json.loads(coupling) if isinstance(coupling, str) else coupling
@@ -375,9 +282,6 @@ def update(results: list[ScurveResult], params: Parameters | None = None) -> Sta
         prefix = f"cells.{r.cell}"
         if r.ok:
             change.add_fit(prefix, r.fit, {"v0_V": ("bias_offset_V", "V"), "width_V": ("scurve_width_V", "V")})
-            if "correlation_time_s" in r.fit.extra:
-                change.set(f"{prefix}.correlation_time_s", r.fit.extra["correlation_time_s"], None, "s",
-                           note="zero-field correlation time from a fast burst (calibrations.sampling)")
         else:
             reason = f"{r.flag}: {r.fit.message}"
             for key in ("bias_offset_V", "scurve_width_V"):

@@ -50,7 +50,7 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations._common import approach, cell_values, idle_couplers, run, sample_cells
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
 from labstack.calibrations.cell_states import digitize
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Step, Trace, Wait
@@ -131,7 +131,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     high = np.where(good, v0 + steps / 2, 0.0)
     read = sample_cells(ctx.station, layout, 1.0 / params.period_s, params.n_samples)
     idle_couplers(ctx, layout)
-    approach(ctx, dict(zip(layout.bias, low.tolist(), strict=True)))  # from wherever, in parallel
     filters = {str(ctx.station.parameter(name.rsplit(".", 1)[0] + ".output_filter").get()) for name in layout.bias}
     if len(filters) != 1:
         raise RuntimeError(f"bias lines have different output filters {sorted(filters)}: settle them one filter at a time")

@@ -49,7 +49,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import LinesTogether, approach, run, sample_cells, settle_time
+from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize_cells
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import FitResult
@@ -116,7 +116,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = station.layout
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
-    approach(ctx, dict(zip(layout.bias, model.voltages_for_detuning(np.zeros(n)).tolist(), strict=True)))
+    for name, v in zip(layout.bias, model.voltages_for_detuning(np.zeros(n)), strict=True):
+        station.parameter(name).set(float(v))
     zero = coupler_zeros(state, len(pairs))
     full = mode is Mode.CALIBRATE
     offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
@@ -131,11 +132,9 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             active.append(mask)
     volts = np.array(rows)
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if full else params.check_samples)
-    # a matching's couplers step together and jump back between matchings: in parallel
-    lines = LinesTogether(ctx, "coupler_point", layout.couplers, volts)
     sequence = Sweep(
         "point",
-        {lines: np.arange(len(volts))},
+        {name: volts[:, k] for k, name in enumerate(layout.couplers)},
         body=[read],
         settle=settle_time(ctx, params.settle_s),
         coord=np.arange(len(volts)),

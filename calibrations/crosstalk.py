@@ -60,15 +60,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations import sampling
-from labstack.calibrations._common import (
-    LinesTogether,
-    approach,
-    idle_couplers,
-    run,
-    sample_cells,
-    settle_time,
-)
+from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.measure import Sweep
 
@@ -87,17 +79,10 @@ class Parameters:
     groups: int = 3
     push_V: float = 0.55  # lines of the group sit this far above their S-curve centre...
     step_V: float = 0.25  # ...plus or minus this (push - step must saturate the cell)
-    #: samples per point; with a measured interval (``sample_rate_Hz`` None) the count of
-    #: independent samples of the slowest cell, the raw count raised to hold it
     n_samples: int = 1000
-    #: None: ``tau_multiple`` stored zero-field correlation times of the slowest cell apart
-    #: (the cells sit at their S-curve centres, where tau_c is longest;
-    #: :mod:`labstack.calibrations.sampling`); a number: that fixed rate (100 Hz, the old
-    #: setting, spends 10 s of fridge time per point)
-    sample_rate_Hz: float | None = None
-    tau_multiple: float = 3.0
-    #: the rate when no correlation time is stored (the S-curve node sampled at a fixed rate)
-    fallback_rate_Hz: float = 100.0
+    #: slow enough that samples are independent draws (the virtual lab then simulates a
+    #: few heat-bath sweeps per sample instead of hundreds of small physical steps)
+    sample_rate_Hz: float = 100.0
     settle_s: float = 1e-3
     check_samples: int = 800
     #: how far an entry of C may move before the node is out of spec (V/V)
@@ -152,16 +137,10 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     offsets, group_of = design(n, params)
     volts = base[None, :] + offsets
     idle_couplers(ctx, layout)
-    wanted = params.n_samples if mode is Mode.CALIBRATE else params.check_samples
-    rate, n_samples, sampled = sampling.plan(
-        state, [i for i in range(n) if valid[i]], params.sample_rate_Hz, wanted, params.tau_multiple, params.fallback_rate_Hz
-    )
-    read = sample_cells(station, layout, rate, n_samples)
-    approach(ctx, {name: float(volts[0, i]) for i, name in enumerate(layout.bias)})  # in parallel, not line by line
-    lines = LinesTogether(ctx, "crosstalk_point", layout.bias, volts)  # patterns 0.5 V apart: lines move in parallel
+    read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sequence = Sweep(
         "point",
-        {lines: np.arange(len(volts))},
+        {name: volts[:, i] for i, name in enumerate(layout.bias)},
         body=[read],
         settle=settle_time(ctx, params.settle_s),
         coord=np.arange(len(volts)),
@@ -170,7 +149,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         "calibration": NAME,
         "mode": str(mode),
         "parameters": asdict(params),
-        "sampling": sampled,
         "line_volts": volts.tolist(),
         "group_of_point": group_of.tolist(),
         "scurve_offset_V": [v if ok else None for v, ok in zip(scurve["bias_offset_V"], valid, strict=True)],

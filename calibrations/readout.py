@@ -98,13 +98,9 @@ class Parameters:
     #: wait after the lines arrive; this node runs before the line settling is measured, so
     #: ten times the slowest line filter a bias line has (RC <= 50 ms)
     settle_s: float = 0.5
-    #: acquisitions of the wander trace, and the time between them: 40 x 0.5 s covers the lags
-    #: of a check's and a small chip's configurations; 5 s spacing (the old setting) spends
-    #: 200 s of fridge time on the trace. The configurations themselves stay one line after
-    #: the other: moving half the lines 2 V in parallel warms the chip (bias heating) and
-    #: biased the fidelities a test checks against the truth.
+    #: acquisitions of the wander trace, and the time between them
     trace_points: int = 40
-    trace_spacing_s: float = 0.5
+    trace_spacing_s: float = 5.0
     #: the noise-only acquisition that gives the amplifier's bandwidth
     fast_rate_Hz: float = 10e6
     #: levels closer than this (in noise sigmas) are one level: the cell shows no signal
@@ -160,7 +156,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             Set(rate, params.sample_rate_Hz),
             Sweep(
                 "config",
-                # half the lines move 2 V between configurations: in parallel, not one after the other
                 {name: volts[:, i] for i, name in enumerate(layout.bias)},
                 body=[read],
                 settle=params.settle_s,

@@ -30,7 +30,7 @@ import numpy as np
 import xarray as xr
 
 from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChange, Verdict
-from labstack.calibrations._common import approach, run, sample_cells, settle_time
+from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.fit import ising
@@ -122,7 +122,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     for name, v in zip(layout.couplers, coupler_v, strict=True):
         station.parameter(name).set(float(v))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples)
-    approach(ctx, dict(zip(layout.bias, np.asarray(bias, float).tolist(), strict=True)))  # in parallel
     sequence = Sweep(
         "point",
         {name: np.array([v]) for name, v in zip(layout.bias, bias, strict=True)},
@@ -164,7 +163,6 @@ def re_zero(
         station.parameter(name).set(float(v))
     zero = model.voltages_for_theta(np.zeros(layout.n_cells))
     read = sample_cells(station, layout, params.sample_rate_Hz, params.zero_samples)
-    approach(ctx, dict(zip(layout.bias, np.asarray(zero, float).tolist(), strict=True)))  # in parallel
     sequence = Sweep(
         "point",
         {name: np.array([v]) for name, v in zip(layout.bias, zero, strict=True)},

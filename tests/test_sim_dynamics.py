@@ -298,6 +298,5 @@ def test_finite_steps_take_the_lattice_from_64_cells(monkeypatch) -> None:
         graph = CouplingGraph.build(n, truth.couplers.pairs, np.full(n - 1, 0.01))
         cells = CellEnsemble(truth.cells.gamma0_Hz, truth.cells.barrier_K, truth.cells.stuck,
                              np.random.default_rng(1))
-        cells.EVENTS_FROM_SWEEPS = 10**12  # stepped kernels only: which of them is the question
         cells.sample(5, 1e-6, np.zeros(n), 0.035, graph)
     assert calls == [64, 100]

@@ -276,7 +276,6 @@ def test_kinetic_fast_path_on_a_small_grid_matches_exact_enumeration(monkeypatch
     stuck = np.zeros(n, np.int8)
     stuck[5] = 1
     monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice for 12 cells too
-    monkeypatch.setattr(CellEnsemble, "EVENTS_FROM_SWEEPS", 10**12)  # stepped, not event by event
     cells = CellEnsemble(gamma0, barrier, stuck, np.random.default_rng(9))
     r0 = cells.attempt_rates(T_EFF)[stuck == 0]
     period = 8.0 / (2.0 * r0.min())

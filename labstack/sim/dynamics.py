@@ -74,7 +74,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from labstack.sim import event_kernels, kernels
+from labstack.sim import kernels
 from labstack.sim.lattice import Lattice
 
 
@@ -284,14 +284,6 @@ class CellEnsemble:
     resolve probabilities to 2**-31, so a zero-field flip probability ``r0 dt`` below
     this would be rounded by more than 2**-11 of itself; shorter steps (a catch-up of a
     few picoseconds) go to the tabulated kernel (53 bits)."""
-    EVENTS_FROM_SWEEPS = 64
-    """Kinetic steps per sample from which a stretch runs event by event instead
-    (:mod:`labstack.sim.event_kernels`: the same chain in continuous time, whose cost is the
-    flips that happen, not the fastest cell's rate). Sampling the slowest cell a few
-    correlation times apart asks thousands of steps per sample of a chip whose attempt
-    rates spread over decades; the lab's faster samplings (the couplers at 200 kHz,
-    validation at 100 kHz, readout at 2 MHz: tens to hundreds of steps) keep the stepped
-    kernels and their random streams."""
     LATTICE_THREADS_FROM = 16384
     THREADED_WORK = 2_000_000
     TABLE_THREADS_FROM = 1 << 21
@@ -494,9 +486,6 @@ class CellEnsemble:
         out: np.ndarray | None,
     ) -> None:
         heat_bath = not np.isfinite(dt)
-        if not heat_bath and n_sweeps >= self.EVENTS_FROM_SWEEPS:
-            self._run_events(graph, h, t_eff, n_samples, n_sweeps * float(dt), key, out)
-            return
         on_lattice = heat_bath or (self.KINETIC_ON_LATTICE and self.n >= self.KINETIC_LATTICE_FROM
                                    and self._resolved(t_eff, dt))
         lattice = graph.lattice() if graph is not None and on_lattice else None
@@ -545,38 +534,6 @@ class CellEnsemble:
                     buf[k] = up
         self.spins[order] = 2 * up.astype(np.int8) - 1
         if out is not None and buf is not None:
-            _to_spins(buf[:, lay.position], out)
-
-    def _run_events(
-        self,
-        graph: CouplingGraph | None,
-        h: np.ndarray,
-        t_eff: float,
-        n_samples: int,
-        period: float,
-        key: np.uint64,
-        out: np.ndarray | None,
-    ) -> None:
-        """``n_samples`` periods of the kinetic chain event by event (``EVENTS_FROM_SWEEPS``)."""
-        lay = graph.layout() if graph is not None else Layout.isolated(self.n)
-        order = lay.order
-        up = np.ascontiguousarray(self.spins[order] > 0, dtype=np.uint8)
-        buf = np.empty((n_samples if out is not None else 0, self.n), dtype=np.uint8)
-        event_kernels.evolve_events(
-            up,
-            np.ascontiguousarray(h[order] / t_eff, dtype=np.float64),
-            np.ascontiguousarray(lay.j / t_eff, dtype=np.float64),
-            np.ascontiguousarray(self.attempt_rates(t_eff)[order]),
-            np.ascontiguousarray(self.saturation(t_eff)[order]),
-            lay.nbr,
-            np.ascontiguousarray(self._frozen[order]),
-            float(period),
-            n_samples,
-            key,
-            buf,
-        )
-        self.spins[order] = 2 * up.astype(np.int8) - 1
-        if out is not None:
             _to_spins(buf[:, lay.position], out)
 
 

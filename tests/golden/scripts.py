@@ -10,14 +10,12 @@ from labstack.measure import Read, Sweep
 
 LAB = "seed=7,cells=4"
 #: a small calibration of the default (realistic) chip: 4 cells, bias_scurve and what it
-#: depends on (readout, cryostat), 21 bias points of 400 samples at a fixed 100 Hz (no
-#: correlation-time burst: its fast samples would make the golden files large; no windows,
-#: whose runs would too), 500
-#: readout samples per level, a readout wander trace of 12 acquisitions (40 by default:
-#: kept short so the golden files stay small)
+#: depends on (readout, cryostat), 21 bias points of 400 samples, 500 readout samples per
+#: level, a readout wander trace of 12 acquisitions (40 by default: kept short so the
+#: golden files stay small)
 CALIBRATION_NAMES = ["bias_scurve"]
 CALIBRATION_PARAMS = {
-    "bias_scurve": {"n_points": 21, "n_samples": 400, "sample_rate_Hz": 100.0, "windows": False},
+    "bias_scurve": {"n_points": 21, "n_samples": 400},
     "readout": {"n_samples": 500, "trace_points": 12},
 }
 
