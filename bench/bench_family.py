@@ -40,20 +40,6 @@ from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
 
-def _overrides(items: list[str]) -> dict[str, dict[str, object]] | None:
-    """``node.key=value`` strings as calibrate_chips' params (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, dict[str, object]] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        node, _, name = key.partition(".")
-        if not (node and name and _):
-            raise SystemExit(f"--set {item!r}: expected NODE.KEY=VALUE")
-        out.setdefault(node, {})[name] = yaml.safe_load(value)
-    return out or None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="new seeds, same shapes")
@@ -64,8 +50,6 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="write the inspections as JSON")
     parser.add_argument("--baseline", default=None, help="a saved run to compare median stderr with")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="NODE.KEY=VALUE",
-                        help="node parameter for every chip (repeatable), as labstack calibrate --set")
     args = parser.parse_args()
     members = family.fresh_family() if args.fresh else family.FAMILY
     members = members[: args.only] if args.only else members
@@ -91,7 +75,7 @@ def main() -> None:
 
     report = calibrate_chips(
         chips, root / "data", scheduler=args.scheduler, n_workers=args.workers,
-        inspect=family.inspect, on_result=done, params=_overrides(args.set),
+        inspect=family.inspect, on_result=done,
     )
     wall = time.perf_counter() - t0
     broken = [r for r in report.results if r.inspection is None]

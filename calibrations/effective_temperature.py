@@ -71,8 +71,6 @@ from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     calibration_rel,
     chip_temperature,
-    closed_loop,
-    max_heater_current,
     plateaus,
 )
 from labstack.fit import FitResult, fit_mean_scurve, fit_scurve
@@ -107,22 +105,6 @@ class Parameters:
     calibration_rel_10mK: float = CALIBRATION_REL_10MK
     #: cheap check: base temperature only, fewer samples
     check_samples: int = 200
-    #: one heat–cool cycle shared with the cryostat and thermalization (:mod:`.ladder`);
-    #: false: this node's own plateaus and cool-down, sampled at ``sample_rate_Hz``
-    ladder: bool = True
-    #: with the ladder (and in checks): samples this many of the slowest cell's measured
-    #: correlation times apart (independent draws), at most ``max_rate_Hz``
-    sample_taus: float = 5.0
-    max_rate_Hz: float = 1e6
-    #: the ladder's thermalization bursts: samples each, bias points (widths from V0) at base,
-    #: and the warm plateaus as multiples of the base T_eff (chosen from this node's fit)
-    therm_samples: int = 20000
-    therm_bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    therm_t_eff_steps: tuple[float, ...] = (1.08, 1.16)
-    #: a thermalization plateau within this fraction of an S-curve plateau is taken there
-    merge_rel: float = 0.03
-    #: thermometer reading pairs of the ladder's baseline (the cryostat's base temperature)
-    baseline_pairs: int = 3
     #: a cell is out of spec when its base width moved by more than this fraction
     tolerance_rel: float = 0.05
     limits_V: tuple[float, float] = (-1.5, 1.5)
@@ -131,24 +113,8 @@ class Parameters:
 
 
 # ------------------------------------------------------------------- acquire
-@dataclass
-class _Setup:
-    """What every plateau's S-curves need: the cells, their grids' centres, the readout."""
-
-    v0: np.ndarray
-    width: np.ndarray
-    good: np.ndarray
-    thresholds: np.ndarray
-    colour: np.ndarray
-    lockin: bool
-    settings: Any
-    chain: Any
-    n_reads: int
-    rate_Hz: float
-    n_samples: int
-
-
-def _setup(ctx: Context, params: Parameters, mode: Mode, rate_Hz: float) -> _Setup:
+def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """S-curves of every healthy cell at each temperature, colour class by colour class."""
     layout = ctx.station.layout
     n = layout.n_cells
     v0 = cell_values(ctx, n, "bias_offset_V")
@@ -160,230 +126,75 @@ def _setup(ctx: Context, params: Parameters, mode: Mode, rate_Hz: float) -> _Set
     colour = two_colouring(n, layout.coupler_pairs)
     lockin = _lockin.is_lockin(layout)
     settings = _lockin.as_settings(params.lockin)
-    chain = None
-    n_samples = params.n_samples if mode is Mode.CALIBRATE else params.check_samples
     if lockin:
         n_reads = settings.reads
         idle_couplers(ctx, layout)
         high = {b: params.limits_V[1] * 0.6 for b in layout.bias}
         chain = _lockin.prepare(ctx, settings, high, {b: -v for b, v in high.items()})
     else:
-        sample_cells(ctx.station, layout, rate_Hz, n_samples)
+        read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
         n_reads = int(ctx.station.components[layout.readout].n_samples())
         idle_couplers(ctx, layout)
-    return _Setup(v0, width, good, thresholds, colour, lockin, settings, chain, n_reads, rate_Hz, n_samples)
-
-
-def _plateau(
-    ctx: Context, params: Parameters, su: _Setup, w_pred: np.ndarray, meta: dict[str, Any], run_ids: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """S-curves of every healthy cell at the present temperature, colour class by colour class;
-    (grids, samples)."""
-    layout = ctx.station.layout
-    n = layout.n_cells
-    k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
-    grids = np.clip(su.v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
-    samples = np.zeros((n, params.n_points, su.n_reads), dtype=np.float64 if su.lockin else np.float32)
-    read = None if su.lockin else sample_cells(ctx.station, layout, su.rate_Hz, su.n_samples)
-    for c in np.unique(su.colour):
-        active = su.good & (su.colour == c)
-        if not active.any():
-            continue
-        parked = np.clip(su.v0 - params.park_widths * w_pred, *params.limits_V)
-        setpoints = {}
-        for i, name in enumerate(layout.bias):
-            if active[i]:
-                setpoints[name] = grids[i]
-            else:
-                setpoints[name] = np.full(params.n_points, parked[i] if su.good[i] else 0.0)
-        part = {**meta, "colour": int(c)}
-        if su.lockin:
-            ds = _lockin.sweep(ctx, su.settings, setpoints, np.arange(params.n_points), "point", run, NAME, part, su.chain)
-            run_ids.append(ds.attrs["run_id"])
-            samples[active] = ds["level"].transpose("cell", "point", "read").values[active]
-            continue
-        seq = Sweep(
-            "point",
-            setpoints,
-            body=[read],
-            settle=settle_time(ctx, params.settle_s),
-            coord=np.arange(params.n_points),
-        )
-        ds = run(ctx, NAME, seq, part)
-        run_ids.append(ds.attrs["run_id"])
-        samples[active] = ds["samples"].transpose("cell", "point", "sample").values[active]
-    return grids, samples
-
-
-def check_rate(ctx: Context, params: Parameters) -> float:
-    """Sample rate of a base-temperature check: a few calibrated ``tau_c`` of the slowest cell
-    (thermalization's ``cells.<i>.tau_c_s``), else the fixed ``sample_rate_Hz``."""
-    n = ctx.station.layout.n_cells
-    taus = cell_values(ctx, n, "tau_c_s")
-    taus = taus[np.isfinite(taus) & (taus > 0)]
-    if params.ladder and taus.size:
-        return _rate_for(float(taus.max()), params)
-    key = "ladder.slowest_tau_c_s"  # before thermalization ran: the ladder's own bursts
-    if params.ladder and key in ctx.state and ctx.state.get(key).valid:
-        return _rate_for(float(ctx.state.value(key)), params)
-    return params.sample_rate_Hz
-
-
-def _rate_for(tau_c: float, params: Parameters) -> float:
-    """Samples ``sample_taus`` correlation times apart, within the sampler's range."""
-    return float(np.clip(1.0 / (params.sample_taus * tau_c), 1.0, params.max_rate_Hz))
-
-
-def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
-    """S-curves of every healthy cell at each temperature, colour class by colour class.
-
-    ``ladder`` (sampler readout, whole chip): one heat–cool cycle shared with the cryostat's
-    heater step and thermalization's plateaus (:mod:`labstack.calibrations.ladder`).
-    Otherwise each temperature is held in turn and the fridge cooled down at the end.
-    """
-    layout = ctx.station.layout
-    if (
-        mode is Mode.CALIBRATE and params.ladder and not _lockin.is_lockin(layout)
-        and ctx.selection is None and layout.thermometer_mc is not None
-    ):
-        return acquire_ladder(ctx, params)
-    su = _setup(ctx, params, mode, check_rate(ctx, params) if mode is not Mode.CALIBRATE else params.sample_rate_Hz)
     temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
+    k = np.linspace(-params.span_widths, params.span_widths, params.n_points)
     # cells without an S-curve (flagged) are parked and gridded at the chip's median width:
     # a number from this chip's data, not a design value
-    w_pred = np.where(su.good, su.width, float(np.median(su.width[su.good])))
+    w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
     for t_set in plateaus(ctx, temps):
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
-        meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
-        grids, samples = _plateau(ctx, params, su, w_pred, meta, run_ids)
+        grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
+        samples = np.zeros((n, params.n_points, n_reads), dtype=np.float64 if lockin else np.float32)
+        for c in np.unique(colour):
+            active = good & (colour == c)
+            if not active.any():
+                continue
+            parked = np.clip(v0 - params.park_widths * w_pred, *params.limits_V)
+            setpoints = {}
+            for i, name in enumerate(layout.bias):
+                if active[i]:
+                    setpoints[name] = grids[i]
+                else:
+                    setpoints[name] = np.full(params.n_points, parked[i] if good[i] else 0.0)
+            meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set, "colour": int(c)}
+            if lockin:
+                ds = _lockin.sweep(ctx, settings, setpoints, np.arange(params.n_points), "point", run, NAME, meta, chain)
+                run_ids.append(ds.attrs["run_id"])
+                samples[active] = ds["level"].transpose("cell", "point", "read").values[active]
+                continue
+            seq = Sweep(
+                "point",
+                setpoints,
+                body=[read],
+                settle=settle_time(ctx, params.settle_s),
+                coord=np.arange(params.n_points),
+            )
+            ds = run(ctx, NAME, seq, meta)
+            run_ids.append(ds.attrs["run_id"])
+            data = ds["samples"].transpose("cell", "point", "sample").values
+            samples[active] = data[active]
         t_after = chip_temperature(ctx)
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
-        for i in np.flatnonzero(su.good):
-            r = _fit_cell(grids[i], samples[i], i, su.lockin)
+        for i in np.flatnonzero(good):
+            r = _fit_cell(grids[i], samples[i], i, lockin)
             if r.ok:
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
-    return scurve_dataset(ctx, su, blocks, run_ids)
-
-
-def acquire_ladder(ctx: Context, params: Parameters) -> xr.Dataset:
-    """The shared heat–cool cycle (:mod:`labstack.calibrations.ladder`): base S-curves and
-    bursts, one warm-up to the hottest plateau, the lower plateaus as the free cool-down
-    passes them, thermalization's plateaus chosen from this node's widths, back at base."""
-    from labstack.calibrations import ladder as L
-
-    layout = ctx.station.layout
-    trace = L.FridgeTrace(ctx, str(layout.thermometer_mc), layout.thermometer_chip)
-    lad = L.Ladder(ctx, trace)
-    lad.baseline(params.baseline_pairs)
-    su = _setup(ctx, params, Mode.CALIBRATE, params.sample_rate_Hz)
-    meta = {"mode": str(Mode.CALIBRATE), "parameters": asdict(params), "ladder": True}
-    burst_rate = L.burst_rate(ctx)
-    bursts = L.Bursts()
-    t_base = chip_temperature(ctx)
-    bursts.take(ctx, burst_rate, params.therm_samples, su.v0, su.width, su.good, params.therm_bias_widths,
-                t_base, {**meta, "t_set_K": 0.0}, L.BURST_SETTLE_S)
-    tau_c = bursts.slowest_tau_c(su.good)
-    su.rate_Hz = _rate_for(tau_c, params) if math.isfinite(tau_c) else params.sample_rate_Hz
-    w_pred = np.where(su.good, su.width, float(np.median(su.width[su.good])))
-    blocks: list[tuple[float, np.ndarray, np.ndarray]] = []
-    widths: list[np.ndarray] = []
-    errors: list[np.ndarray] = []
-    run_ids: list[str] = []
-
-    def measure(t_set: float, t_before: float) -> float:
-        nonlocal w_pred
-        if blocks:  # T_eff moves by between 1 and T / T_prev: the geometric mean
-            w_pred = w_pred * math.sqrt(t_before / blocks[-1][0])
-        grids, samples = _plateau(ctx, params, su, w_pred, {**meta, "t_set_K": t_set}, run_ids)
-        t_after = chip_temperature(ctx)
-        t_mean = 0.5 * (t_before + t_after)
-        blocks.append((t_mean, grids, samples))
-        w, e = np.full(su.good.size, np.nan), np.full(su.good.size, np.nan)
-        for i in np.flatnonzero(su.good):
-            r = _fit_cell(grids[i], samples[i], i, su.lockin)
-            if r.ok:
-                w_pred[i] = w[i] = r.fit["width_V"]
-                e[i] = r.fit.error("width_V")
-        widths.append(w)
-        errors.append(e)
-        return t_after
-
-    measure(0.0, t_base)
-    warm = L.plateaus_descending(list(params.temperatures_K))
-    if warm:
-        measure(warm[0], lad.heat_to_top(warm[0]))
-        lad.off()  # the lower plateaus: held as the free cool-down reaches them, the heater off between
-        # stops on the way down: this node's plateaus, and thermalization's, chosen from this
-        # node's widths as soon as three temperatures fix T_x and the exponent (refitted with
-        # every new one); a stop serves both when they fall within ``merge_rel`` of each other
-        scurve_todo = list(warm[1:])
-        burst_todo: list[float] = []
-        bursts_taken = 0
-        t_chip = blocks[-1][0]
-        while scurve_todo or burst_todo:
-            t_set = max(scurve_todo + burst_todo)
-            do_scurves = bool(scurve_todo) and abs(max(scurve_todo) - t_set) <= params.merge_rel * t_set
-            do_bursts = bool(burst_todo) and abs(max(burst_todo) - t_set) <= params.merge_rel * t_set
-            if do_scurves:
-                scurve_todo.remove(max(scurve_todo))
-            if do_bursts:
-                burst_todo.remove(max(burst_todo))
-            if do_scurves:  # S-curves take a minute: the plateau is held
-                lad.hold_at(t_set)
-            else:  # a burst takes milliseconds: taken as the chip passes
-                lad.cool_until(t_set)
-            t_chip = chip_temperature(ctx)
-            if do_bursts:
-                bursts.take(ctx, burst_rate, params.therm_samples, su.v0, su.width, su.good, (0.0,),
-                            t_chip, {**meta, "t_set_K": t_set}, L.BURST_SETTLE_S)
-                bursts_taken += 1
-            if do_scurves:
-                t_chip = measure(t_set, t_chip)
-                lad.off()
-                law = fit_widths(np.array([b[0] for b in blocks]), np.array(widths), np.array(errors))
-                if len(blocks) >= 3 and law.success:
-                    targets = L.plateau_temperatures(blocks[0][0], law["t_excess_K"], law["t_eff_exponent"],
-                                                      params.therm_t_eff_steps)[1:]
-                    todo = sorted(targets, reverse=True)[bursts_taken:]
-                    passed = [t for t in todo if t >= t_chip]  # between this plateau and the last
-                    burst_todo = ([t_chip * (1 - params.merge_rel)] if passed else []) + [t for t in todo if t < t_chip]
-        lad.back_at_base()
-    control = "closed_loop" if closed_loop(ctx) else "open_loop"
-    fridge = trace.dataset(fridge_heater_current_A=lad.heater_current_A, fridge_control=control)
-    ds = scurve_dataset(ctx, su, blocks, run_ids)
-    ds = xr.merge([ds, fridge, bursts.dataset()], combine_attrs="no_conflicts")
-    ladder_attrs = {
-        "ladder_top_K": float(warm[0]) if warm else 0.0,
-        "ladder_max_current_A": max_heater_current(ctx) or math.nan,
-        "ladder_heater_setpoints": [float(x) for x in lad.setpoints],
-        "ladder_sample_rate_Hz": su.rate_Hz,
-        "ladder_slowest_tau_c_s": tau_c,
-        "run_id": "+".join(run_ids),  # the bursts are thermalization's runs (its dataset's parts)
-        "calibration": NAME,
-    }
-    return ds.assign_attrs(ladder_attrs)
-
-
-def scurve_dataset(ctx: Context, su: _Setup, blocks: list[tuple[float, np.ndarray, np.ndarray]], run_ids: list[str]) -> xr.Dataset:
-    """The node's dataset: samples (or lock-in levels) and grids per temperature and cell."""
-    n = ctx.station.layout.n_cells
     return xr.Dataset(
         {
-            ("level" if su.lockin else "samples"): (
-                ("temperature", "cell", "point", "read" if su.lockin else "sample"),
+            ("level" if lockin else "samples"): (
+                ("temperature", "cell", "point", "read" if lockin else "sample"),
                 np.stack([b[2] for b in blocks]),
             ),
             "bias": (("temperature", "cell", "point"), np.stack([b[1] for b in blocks]), {"units": "V"}),
             "T_chip": (("temperature",), np.array([b[0] for b in blocks]), {"units": "K"}),
-            "threshold": (("cell",), su.thresholds, {"units": "V"}),
-            "measured": (("cell",), su.good),
-            "colour": (("cell",), su.colour),
+            "threshold": (("cell",), thresholds, {"units": "V"}),
+            "measured": (("cell",), good),
+            "colour": (("cell",), colour),
             "crosstalk": (("cell", "line"), _crosstalk(ctx, n), {"units": "V/V"}),
         },
         attrs={"run_id": "+".join(run_ids), "calibration": NAME},
@@ -404,13 +215,6 @@ class Result:
     alpha: FitResult  # values/stderr "alpha_<i>" and "t_excess_K"
     cells: list[int] = field(default_factory=list)
     flags: dict[int, str] = field(default_factory=dict)
-    #: the ladder's fridge traces fitted as the cryostat node fits its own (None: no ladder)
-    fridge: Any = None
-    #: the fridge floor of this ladder from the fitted fridge (s; nan: no ladder)
-    floor_s: float = math.nan
-    top_K: float = 0.0
-    #: the slowest cell's correlation time at base the ladder measured (s; nan: none)
-    slowest_tau_c_s: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -602,32 +406,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     for i in np.flatnonzero(measured):
         if int(i) not in cells:
             flags.setdefault(int(i), "widths at fewer than two temperatures")
-    fridge, floor, top = _fit_fridge(dataset)
-    tau_c = float(dataset.attrs.get("ladder_slowest_tau_c_s", math.nan))
-    return Result(widths, errors, t_chip, joint, cells, flags, fridge, floor, top, tau_c)
-
-
-def _fit_fridge(dataset: xr.Dataset) -> tuple[Any, float, float]:
-    """The ladder's fridge traces fitted by the cryostat node's fit, and the fridge floor of
-    this ladder's hottest plateau from the fitted values (pure)."""
-    from labstack.calibrations.fridge import floor_s
-    from labstack.calibrations.fridge_fit import fit_traces
-    from labstack.calibrations.ladder import fridge_part
-
-    part = fridge_part(dataset)
-    if part is None or "t_cool" not in part.dims:
-        return None, math.nan, 0.0
-    result = fit_traces(part)
-    top = float(dataset.attrs.get("ladder_top_K", 0.0))
-    d = result.derived
-    if not d.success or "chip_tau_s" not in d.values:
-        return result, math.nan, top
-    current = float(dataset.attrs.get("ladder_max_current_A", math.nan))
-    floor = floor_s(
-        d["mc_base_K"], d["mc_tau_base_s"], d.values.get("heating_K2_per_A2"), d["chip_tau_s"], top,
-        current if math.isfinite(current) else None,
-    )
-    return result, floor, top
+    return Result(widths, errors, t_chip, joint, cells, flags)
 
 
 # --------------------------------------------------------------------- check
@@ -685,19 +464,6 @@ def update(result: Result, params: Parameters | None = None) -> StateChange:
     for i, why in result.flags.items():
         if i not in result.cells:
             change.flag(f"cells.{i}.alpha_K_per_V", why, "K/V")
-    if result.fridge is not None:  # the ladder's heater step and cool-down: the cryostat's values
-        from labstack.calibrations.fridge_fit import update as fridge_update
-
-        fridge = fridge_update(result.fridge)
-        if not fridge.failed:
-            change.merge(fridge)
-        if math.isfinite(result.floor_s):
-            change.set("ladder.floor_s", result.floor_s, None, "s",
-                       note=f"fridge floor: plateaus up to {result.top_K * 1e3:.0f} mK and back within 5 % of base")
-            change.set("ladder.top_K", result.top_K, None, "K", note="hottest plateau of the shared ladder")
-    if math.isfinite(result.slowest_tau_c_s):
-        change.set("ladder.slowest_tau_c_s", result.slowest_tau_c_s, None, "s",
-                   note="slowest cell's correlation time at base and V0 (the ladder's bursts): sets the sampling")
     return change
 
 

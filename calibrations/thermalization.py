@@ -77,7 +77,6 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
-from labstack.calibrations.ladder import burst_rate, plateau_temperatures
 from labstack.fit import FitResult, fit_linear, two_level_threshold
 from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
@@ -118,48 +117,30 @@ class Parameters:
     bounded_kramers: bool = True
     #: refits of the bounded-law correction (on a real chip it moves dU by ~1e-3 the first time)
     bounded_refits: int = 6
-    #: use the bursts the shared ladder took (:mod:`.ladder`, in the effective-temperature
-    #: node's run) when that run is newer than this node's last calibration; false, or no
-    #: such run (``--only thermalization``, a per-cell or an out-of-spec recalibration):
-    #: this node's own plateaus and cool-down
-    ladder: bool = True
 
 
 def sample_rate(ctx: Context, params: Parameters) -> float:
     """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
-    return burst_rate(ctx, params.max_memory, params.max_rate_Hz, params.sample_rate_Hz)
+    key = "readout.lowpass_tau_s"
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return params.sample_rate_Hz
+    tau = float(ctx.state.value(key))
+    return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
+
+
+def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:
+    """Chip temperatures whose T_eff is ``steps`` times that at ``t_base_K`` (0 = base)."""
+    base = (t_base_K**n + t_x**n) ** (1 / n)
+    out = [0.0]
+    for k in steps:
+        target = k * base
+        out.append(float((target**n - t_x**n) ** (1 / n)))
+    return out
 
 
 # ------------------------------------------------------------------- acquire
-def ladder_bursts(ctx: Context) -> xr.Dataset | None:
-    """The bursts of the last shared ladder, if this node has not calibrated from them yet."""
-    from labstack.data.interop import open_dataset
-
-    key = "noise.t_excess_K"  # the effective-temperature calibration that ran the ladder
-    if key not in ctx.state or not ctx.state.get(key).run_id:
-        return None
-    source = ctx.state.get(key)
-    own = ctx.state.node_record(NAME)
-    if own is not None and own.calibrated_version is not None and own.calibrated_version > source.version:
-        return None  # already used: a recalibration now means something moved since
-    try:
-        data = open_dataset(str(source.run_id), ctx.data_dir)
-    except (KeyError, OSError, ValueError):
-        return None
-    return data if "therm_states" in data else None
-
-
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
-    """Single-shot bursts at base (three bias points) and at warmer plateaus (at V0).
-
-    With ``ladder``, a calibration takes the shared ladder's bursts (no fridge time);
-    otherwise, and for checks (base only), it measures them here.
-    """
     layout = ctx.station.layout
-    if mode is Mode.CALIBRATE and params.ladder and ctx.selection is None:
-        shared = ladder_bursts(ctx)
-        if shared is not None:
-            return _from_ladder(ctx, shared)
     n = layout.n_cells
     v0 = cell_values(ctx, n, "bias_offset_V")
     alpha = cell_values(ctx, n, "alpha_K_per_V")
@@ -217,44 +198,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "calibration": NAME,
             "sample_period_s": 1.0 / float(sampler.sample_rate()),
             "temperatures_K": temps,
-            **_noise_attrs(ctx),
+            "t_excess_K": t_x,
+            "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
+            "t_eff_exponent": n_exp,
+            "t_eff_exponent_err": float(ctx.state.get("noise.t_eff_exponent").stderr or 0.0),
+            **{key: [float(x) for x in ctx.state.value(f"noise.{key}")]
+               for key in ("t_eff_stat_covariance", "t_eff_thermometer_shift") if f"noise.{key}" in ctx.state},
         },
     )
-
-
-def _from_ladder(ctx: Context, shared: xr.Dataset) -> xr.Dataset:
-    """This node's dataset from the ladder's bursts, with today's ``T_x`` and exponent."""
-    n = ctx.station.layout.n_cells
-    good = np.isfinite(cell_values(ctx, n, "bias_offset_V")) & np.isfinite(cell_values(ctx, n, "alpha_K_per_V"))
-    temps = sorted({float(t) for t in shared["therm_T_chip"].values})
-    return xr.Dataset(
-        {
-            "states": (("point", "cell", "sample"), shared["therm_states"].values.astype(np.uint8)),
-            "T_chip": (("point",), shared["therm_T_chip"].values.astype(float), {"units": "K"}),
-            "bias_widths": (("point",), shared["therm_bias_widths"].values.astype(float)),
-            "measured": (("cell",), good),
-        },
-        attrs={
-            "run_id": str(shared.attrs.get("therm_run_ids", "")),
-            "calibration": NAME,
-            "ladder_run": str(shared.attrs.get("run_id", "")),
-            "sample_period_s": float(shared.attrs["therm_sample_period_s"]),
-            "temperatures_K": temps,
-            **_noise_attrs(ctx),
-        },
-    )
-
-
-def _noise_attrs(ctx: Context) -> dict[str, Any]:
-    """``T_x``, the exponent, their errors and covariance as the fit needs them."""
-    return {
-        "t_excess_K": float(ctx.state.value("noise.t_excess_K")),
-        "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
-        "t_eff_exponent": float(ctx.state.value("noise.t_eff_exponent")),
-        "t_eff_exponent_err": float(ctx.state.get("noise.t_eff_exponent").stderr or 0.0),
-        **{key: [float(x) for x in ctx.state.value(f"noise.{key}")]
-           for key in ("t_eff_stat_covariance", "t_eff_thermometer_shift") if f"noise.{key}" in ctx.state},
-    }
 
 
 # ----------------------------------------------------------------------- fit

@@ -9,15 +9,11 @@ or out of spec.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from qcodes.instrument import Instrument
 
 from labstack.calibrate import CalibrationState, Status
-from labstack.calibrations.fridge import floor_s
-from labstack.data.interop import open_dataset
 from labstack.session import calibrate_station, routines
 from labstack.visa import open_station
 from tests.acquisition_truth import runs_of, scurve_truth, truth_at_middle
@@ -142,73 +138,6 @@ def test_validation_kl_below_acceptance(calibrated):
     assert kl.valid and kl.value < 0.02, kl
     cells = state.value("validation.cells")
     assert len(cells) == 8 and not lab.truth.cells.dead[cells].any()
-
-
-def _heat_cycles(lab, since_s: float = 0.0, warm_rel: float = 1.5) -> int:
-    """How often the mixing chamber warmed past ``warm_rel`` x base (its recorded history)."""
-    times, mc, _ = (np.asarray(a) for a in lab.cryostat._history)
-    warm = mc[times >= since_s] > warm_rel * lab.truth.cryostat.mc_base_K
-    return int(np.count_nonzero(warm[1:] & ~warm[:-1]) + (1 if warm.size and warm[0] else 0))
-
-
-def test_one_shared_heat_cool_cycle_for_every_warm_node(calibrated):
-    """Cryostat, effective temperature and thermalization share one ladder: the fridge warms
-    once in the whole cold start, each plateau is used once, and the cold start ends at base."""
-    station, lab, data_dir, report = calibrated
-    assert _heat_cycles(lab) == 1
-    state = _state(data_dir)
-    t_eff_run = state.get("noise.t_excess_K").run_id
-    attrs = open_dataset(t_eff_run, data_dir).attrs
-    setpoints = json.loads(attrs["ladder_heater_setpoints"]) if isinstance(attrs["ladder_heater_setpoints"], str) \
-        else list(attrs["ladder_heater_setpoints"])
-    temps = open_dataset(t_eff_run, data_dir)["T_chip"].values
-    assert len(set(np.round(temps, 4))) == len(temps)  # each S-curve plateau visited once
-    # the warm-up, then per lower plateau at most a boost and a hold, the heater off after each
-    off = [i for i, x in enumerate(setpoints) if x == 0.0]
-    assert len(off) == np.count_nonzero(temps > 1.5 * temps.min()) and off[-1] == len(setpoints) - 1
-    assert all(1 <= b - a - 1 <= 2 for a, b in zip([-1, *off[:-1]], off, strict=True))
-    for key in ("cryostat.heating_K2_per_A2", "cryostat.mc_tau_base_s", "cryostat.chip_tau_s"):
-        assert state.get(key).node == "effective_temperature" and state.get(key).run_id == t_eff_run
-    c = lab.truth.cryostat  # the ladder's warm-up and last free cool-down, fitted as the cryostat's
-    for key, true in (("heating_K2_per_A2", c.heater_resistance_ohm / c.mc_cooling_W_per_K2),
-                      ("mc_tau_base_s", c.mc_tau_s(c.mc_base_K)), ("chip_tau_s", c.chip_tau_s)):
-        entry = state.get(f"cryostat.{key}")
-        assert abs(entry.value - true) < max(3 * entry.stderr, 0.05 * true), (key, entry.value, entry.stderr, true)
-    assert report.costs["thermalization"].lab_s < 1.0  # its plateaus came from the ladder
-    assert report.costs["cryostat"].lab_s < 120.0  # a baseline
-    _, _, t_chip = (np.asarray(a) for a in lab.cryostat._history)
-    assert t_chip[-1] <= 1.06 * lab.truth.cryostat.mc_base_K
-
-
-def test_fridge_floor_from_calibration_matches_truth(calibrated):
-    """The floor the calibration prints (from fitted fridge parameters) is the one the
-    simulator's own fridge gives for the same plateaus and heater limit."""
-    station, lab, data_dir, report = calibrated
-    state = _state(data_dir)
-    tr = lab.truth.cryostat
-    attrs = open_dataset(state.get("noise.t_excess_K").run_id, data_dir).attrs
-    truth_floor = floor_s(
-        tr.mc_base_K, tr.mc_tau_s(tr.mc_base_K), tr.heater_resistance_ohm / tr.mc_cooling_W_per_K2,
-        tr.chip_tau_s, float(state.value("ladder.top_K")), float(attrs["ladder_max_current_A"]),
-    )
-    assert truth_floor > 600.0
-    assert state.value("ladder.floor_s") == pytest.approx(truth_floor, rel=0.1)
-    assert "fridge floor" in report.render()
-    # the ladder's own cost stays near the floor (heating, plateaus, the same cool-down)
-    assert report.costs["effective_temperature"].lab_s < 1.3 * truth_floor + 300
-
-
-def test_check_data_of_warm_nodes_does_not_heat(calibrated):
-    """Maintaining a chip that did not drift: the checks of the nodes that heat to calibrate
-    read at base only, and cheaply."""
-    station, lab, data_dir, report = calibrated
-    graph = report.graph
-    start = station.clock.now()
-    for name in ("cryostat", "effective_temperature", "thermalization"):
-        graph.check_data(name)
-    spent = station.clock.now() - start
-    assert _heat_cycles(lab, since_s=start, warm_rel=1.1) == 0
-    assert spent < 60.0, spent
 
 
 def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):

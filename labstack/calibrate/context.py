@@ -31,11 +31,6 @@ class Context:
     #: Set by the engine around ``acquire`` only; the other cells stay at their
     #: calibrated operating points.
     selection: Mapping[int, str] | None = None
-    #: the parameters of every node in the graph this context serves (name -> params), so
-    #: a node can tell whether another will do part of its work: the cryostat leaves its
-    #: heater step to the effective-temperature node's shared temperature ladder only when
-    #: that node is in the graph and runs one
-    graph_params: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def create(

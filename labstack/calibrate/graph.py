@@ -183,7 +183,6 @@ class CalibrationGraph:
         if node.name in self._nodes:
             raise ValueError(f"node {node.name!r} is already in the graph")
         self._nodes[node.name] = node
-        self.context.graph_params[node.name] = node.params
         return node
 
     def add_module(self, module: ModuleType, params: Any = None, **overrides: Any) -> Node:

@@ -167,9 +167,6 @@ class CalibrationReport:
     costs: dict[str, Elapsed] = field(default_factory=dict)
     #: what the whole walk cost
     cost: Elapsed | None = None
-    #: the fridge floor of the shared temperature ladder (s), from the calibrated fridge:
-    #: what visiting its plateaus and coming back within 5 % of base costs at best
-    floor_s: float | None = None
 
     @property
     def all_ok(self) -> bool:
@@ -191,13 +188,8 @@ class CalibrationReport:
             if keys:
                 lines.append(f"{name}: {len(keys)} flagged: {', '.join(keys)}")
         if self.cost is not None:
-            floor = ""
-            if self.floor_s is not None:
-                floor = f"; fridge floor {format_duration(self.floor_s)}"
-                if self.floor_s > 0:
-                    floor += f" ({self.cost.lab_s / self.floor_s:.2f}x)"
             lines.append(f"fridge time: {format_duration(self.cost.lab_s)} of lab clock "
-                         f"(wall {format_duration(self.cost.wall_s)}){floor}")
+                         f"(wall {format_duration(self.cost.wall_s)})")
         lines.append(f"calibration state v{self.state_version}: {self.state_path}")
         lines.append(f"data: {self.data_dir}")
         if self.run_id:
@@ -294,7 +286,6 @@ def _report(
         convergence={g: r.last.summary() for g, r in graph.convergence.items() if r.last is not None},
         costs=node_costs(graph),
         cost=graph.walk_cost,
-        floor_s=float(state.value("ladder.floor_s")) if "ladder.floor_s" in state else None,
     )
 
 
