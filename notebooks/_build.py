@@ -29,7 +29,7 @@ from labstack.data import list_runs, load_run
 from labstack.visa import open_station
 
 data_dir = Path(tempfile.mkdtemp(prefix="labstack-quickstart-"))
-station = open_station("virtual", lab="seed=1234,cells=16,instance=quickstart")
+station = open_station("virtual", lab="seed=1234,cells=8,instance=quickstart")
 layout = station.layout
 print(f"{layout.n_cells} cells; bias lines {layout.bias[0]} .. {layout.bias[-1]}")
 print(f"mixing chamber: {station.ls372.ch06.temperature() * 1e3:.2f} mK")"""),
