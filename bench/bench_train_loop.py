@@ -59,16 +59,8 @@ from labstack.visa import open_station  # noqa: E402
 from tests import train_helpers as H  # noqa: E402
 from tests.conftest import lab_description, lab_of  # noqa: E402
 
-#: as tests/test_train_chip.py: what training reads, lighter sweeps (the loop is timed, not the calibration)
-CALIBRATE = {
-    "names": ["couplers"],
-    "params": {
-        "bias_scurve": {"n_points": 121, "n_samples": 500},
-        "bias_settling": {"repeats": 1},
-        "effective_temperature": {"temperatures_K": [0.0, 0.035, 0.08], "n_samples": 200},
-        "couplers": {"n_samples": 3000},
-    },
-}
+#: what training reads, lighter sweeps (the loop is timed, not the calibration)
+CALIBRATE = H.CALIBRATE
 
 
 class PhysicsTimer:

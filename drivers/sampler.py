@@ -158,5 +158,8 @@ def parse_channels(reply: str) -> tuple[int, ...] | None:
     cells: list[int] = []
     for item in text[2:-1].split(","):
         lo, _, hi = item.partition(":")
-        cells.extend(range(int(lo), int(hi or lo) + 1))
+        try:
+            cells.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ReplyError(f"sampler: 'SAMP:CHAN?' answered {text!r}: {item!r} is not a cell or range") from None
     return tuple(cells)

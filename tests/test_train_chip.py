@@ -35,18 +35,7 @@ pytestmark = pytest.mark.timeout(600)
 #: fewer samples than the defaults keep the module fast; the criteria are the acceptance's
 FAST = TrainConfig(n_samples=20_000, n_eval=100_000)
 
-#: the nodes training reads (couplers; its dependencies come along) and lighter routine
-#: parameters: one fine chip-wide S-curve sweep resolves every cell without per-cell
-#: windows, fewer samples, one settling repeat, three temperatures for T_eff
-CALIBRATE = {
-    "names": ["couplers"],
-    "params": {
-        "bias_scurve": {"n_points": 121, "n_samples": 500},
-        "bias_settling": {"repeats": 1},
-        "effective_temperature": {"temperatures_K": [0.0, 0.035, 0.08], "n_samples": 200},
-        "couplers": {"n_samples": 3000},
-    },
-}
+CALIBRATE = H.CALIBRATE
 
 
 @pytest.fixture(scope="module")

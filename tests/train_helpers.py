@@ -18,6 +18,20 @@ import numpy as np
 from labstack.train import exact
 from labstack.train.calibration import Couplers, VirtualBias
 
+#: what training reads (the couplers node; its dependencies come along) with lighter
+#: routine parameters: one fine chip-wide S-curve sweep resolves every cell without
+#: per-cell windows, fewer samples, one settling repeat, three temperatures for T_eff.
+#: The training tests and bench/bench_train_loop.py calibrate with it.
+CALIBRATE = {
+    "names": ["couplers"],
+    "params": {
+        "bias_scurve": {"n_points": 121, "n_samples": 500},
+        "bias_settling": {"repeats": 1},
+        "effective_temperature": {"temperatures_K": [0.0, 0.035, 0.08], "n_samples": 200},
+        "couplers": {"n_samples": 3000},
+    },
+}
+
 
 def usable_graph(state: Any, layout: Any) -> tuple[np.ndarray, dict[int, list[int]]]:
     """(usable cells, neighbours over calibrated couplers) as the state has them."""

@@ -471,9 +471,11 @@ class ScpiGuard:
             channel = self.channels[decision.channel]
             if channel.ramp is not None and channel.known is None:
                 channel.known = parse(resource.query(self.dialect.read_query(decision.channel)))
-            if channel.ramp is not None and sent_at is None:
-                sent_at = self.clock.now()
-            now = sent_at if channel.ramp is not None and sent_at is not None else 0.0
+            now = 0.0
+            if channel.ramp is not None:
+                if sent_at is None:
+                    sent_at = self.clock.now()
+                now = sent_at
             if decision.channel in pending:
                 self._refuse(f"{channel.name}: refused {command!r}: two set-points in one message")
             try:
