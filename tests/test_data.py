@@ -285,3 +285,66 @@ def test_store_is_the_zarr_v2_store_zarr_python_writes(tmp_path):
     assert consolidated.attrs["status"] == "completed"
     assert sorted(consolidated.array_keys()) == ["a", "n", "t", "x"]
     np.testing.assert_array_equal(run.dataset()["a"].values, expected)
+
+
+def _files(store) -> dict[str, bytes]:
+    return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*"))
+            if p.is_file()}
+
+
+def test_deferred_store_appears_whole_at_the_first_flush_of_points(tmp_path):
+    """A deferred writer stages its whole store until points are flushed: no store before,
+    the whole store with every flushed point after (a filled chunk, a flush, or close)."""
+    w = RunWriter("deferred", data_dir=tmp_path, attrs={"note": "x"}, deferred=True, flush_every=4)
+    w.add_coord("x", ("x",), np.arange(10.0))
+    a = w.add_variable("a", (("x", 10),))
+    for i in range(3):
+        a.append(float(i))
+    run = load_run(w.id, tmp_path)
+    assert run.status == "running" and run.info["points_flushed"] == 0
+    assert not run.store_path.exists()
+    with pytest.raises(FileNotFoundError, match=r"no data\.zarr yet.*first flush"):
+        run.dataset()
+    a.append(3.0)  # fills the first chunk: those points are flushed, so the store is placed
+    ds = run.dataset()
+    assert ds.attrs["note"] == "x" and list(ds["x"].values) == list(np.arange(10.0))
+    np.testing.assert_array_equal(ds["a"].values[:4], [0.0, 1.0, 2.0, 3.0])
+    assert np.isnan(ds["a"].values[4:]).all()
+    a.append(4.0)
+    w.flush(points_flushed=5)  # and later points by the writer's own flush, as before
+    assert run.dataset()["a"].values[4] == 4.0
+    done = w.close("completed")
+    assert sorted(p.name for p in done.path.iterdir()) == ["data.zarr", "run.json"]
+    assert done.dataset().attrs["status"] == "completed"
+
+    w = RunWriter("flushed", data_dir=tmp_path, deferred=True)
+    w.add_coord("x", ("x",), np.arange(3.0))
+    b = w.add_variable("b", (("x", 3),))
+    b.append(7.0)
+    assert not (w.path / "data.zarr").exists()
+    w.flush(points_flushed=1)  # a flush places the store even before any chunk fills
+    assert load_run(w.id, tmp_path).dataset()["b"].values[0] == 7.0
+    w.close("completed")
+
+
+def test_a_deferred_store_closed_before_any_flush_is_the_same_store(tmp_path):
+    """Nothing flushed until close: the store is placed in one go and is file for file the
+    store an undeferred writer makes (its attributes differ only in the run id)."""
+    runs = []
+    for deferred in (False, True):
+        w = RunWriter("same", data_dir=tmp_path / str(deferred), attrs={"snapshot": "{}"},
+                      deferred=deferred)
+        w.add_coord("x", ("x",), np.arange(4.0), {"units": "V"})
+        a = w.add_variable("a", (("x", 4),), attrs={"units": "A"})
+        n = w.add_variable("n", (("x", 4),), ("k",))
+        for i in range(4):
+            a.append(i / 2)
+            n.append(np.array([i, -i], np.int16))
+        runs.append(w.close("completed", {"end_utc": "2026-01-01T00:00:00+00:00"}))
+    plain, deferred_run = (_files(r.store_path) for r in runs)
+    assert sorted(plain) == sorted(deferred_run)
+    assert {".zgroup", ".zattrs", ".zmetadata", "a/0", "n/0.0", "x/0"} <= set(plain)
+    for key, content in plain.items():
+        assert deferred_run[key] == content.replace(runs[0].id.encode(), runs[1].id.encode()), key
+    assert sorted(p.name for p in runs[1].path.iterdir()) == ["data.zarr", "run.json"]
+    np.testing.assert_array_equal(runs[1].dataset()["a"].values, np.arange(4) / 2)

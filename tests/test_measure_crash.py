@@ -98,3 +98,56 @@ def test_sigkill_mid_sweep_keeps_flushed_points(tmp_path):
     expected = np.arange(m, dtype=np.float32)[:, None, None] + np.arange(4096, dtype=np.float32)
     np.testing.assert_array_equal(block[:m], np.broadcast_to(expected, (m, 16, 4096)))
     assert np.isnan(block[m:]).all()
+
+
+CHILD_UNFLUSHED = textwrap.dedent(
+    """
+    import numpy as np
+    from qcodes import Parameter
+    from labstack.clock import WallClock
+    from labstack.measure import Read, Sweep, run_sequence
+
+    v = Parameter("v", set_cmd=None, initial_value=0.0, unit="V")
+    y = Parameter("y", get_cmd=lambda: 3 * v.cache.get() + 1)
+    # no flush for ten minutes and no filled chunk: the store stays staged
+    run_sequence(
+        Sweep.over("v", v, np.arange(2000.0), Read(y), settle=0.01), None, name="early",
+        clock=WallClock(), progress=False, flush_every=10_000, flush_interval=600,
+    )
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_before_the_first_flush_loses_nothing_flushed(tmp_path):
+    """A sequence's store appears at its first flush; a kill before it leaves the run
+    listed (failed, nothing flushed) with its staged store beside it and no store a reader
+    could mistake for data, so no flushed point can have been lost."""
+    env = dict(os.environ, LABSTACK_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_UNFLUSHED], env=env,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 45
+        # the variables exist once the first point is taken
+        while not list(tmp_path.glob("*/.data.zarr.staging/y/.zattrs")):
+            if proc.poll() is not None:
+                pytest.fail(f"child exited early: {proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail("child never took a point")
+            time.sleep(0.01)
+        time.sleep(0.2)  # some 20 points measured, none flushed
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+
+    (run,) = list_runs(tmp_path)
+    assert run.status == "failed" and run.name == "early"
+    assert run.info["points_flushed"] == 0 and run.info["points_total"] == 2000
+    assert not run.store_path.exists()
+    assert (run.path / ".data.zarr.staging" / "y" / ".zarray").is_file()
+    with pytest.raises(FileNotFoundError, match=r"no data\.zarr yet.*points flushed: 0"):
+        run.dataset()

@@ -129,9 +129,19 @@ class Run:
     def store_path(self) -> Path:
         return self.path / STORE_NAME
 
+    def _check_store(self) -> None:
+        """A clear error for a run whose store is not in place yet."""
+        if not self.store_path.is_dir():
+            raise FileNotFoundError(
+                f"run {self.id} ({self.path}) has no {STORE_NAME} yet: a sequence's store "
+                "appears, whole, at its first flush of points (status: "
+                f"{self.info.get('status')}, points flushed: {self.info.get('points_flushed', 0)})"
+            )
+
     @property
     def attrs(self) -> dict[str, Any]:
         """Dataset attributes (snapshot, sequence, times, versions, metadata) and status."""
+        self._check_store()
         attrs = dict(zarr.open_group(self.store_path, mode="r").attrs)
         attrs["status"] = self.status
         return attrs
@@ -141,8 +151,12 @@ class Run:
 
         Works while the run is still being written: it holds everything flushed so far
         (points not yet measured read as NaN in float variables; ``<dim>_clock`` tells
-        which points were taken).
+        which points were taken). A sequence's store appears at its first flush of points
+        (after ``flush_interval`` seconds, a filled chunk, or the end); before that, and
+        for a run killed before it, this raises :class:`FileNotFoundError`: there is
+        nothing on disk to show, and nothing was lost.
         """
+        self._check_store()
         consolidated = (self.store_path / ".zmetadata").exists()
         ds = xr.open_zarr(self.store_path, consolidated=consolidated, chunks=None)
         ds.attrs["status"] = self.status

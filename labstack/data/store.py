@@ -38,6 +38,20 @@ the first ``run.json``), writes staged files without temporary names (nobody see
 them until the rename), and encodes each piece of metadata once: the closing
 ``.zattrs`` and ``.zmetadata`` are spliced from the JSON text written at creation
 (the snapshot can be megabytes), not encoded again.
+
+Deferred store (``RunWriter(deferred=True)``, what sequences use): the whole store is
+built in one staging directory (``<run>/.data.zarr.staging``) and renamed into place
+at the first flush of points: a :meth:`RunWriter.flush` (the runner's
+``flush_interval``), a variable's filled chunk, or :meth:`RunWriter.close`. Until
+then its arrays and chunks are plain files (no temporary names, no rename per array),
+and a run that ends before its first flush writes its closing ``.zattrs`` and
+``.zmetadata`` once, into the staged store, and places it in one rename. So nothing
+flushed is ever only in staging: the rename happens before a flush returns, before
+``run.json`` counts the points. What a reader of a running run sees: ``run.json``
+(status ``running``, ``points_total``) from the start; the store from the first flush
+on, whole, holding every point flushed so far (as above); before it, no store
+(:meth:`labstack.data.runs.Run.dataset` says so). A kill before the first flush leaves
+``run.json`` and the staging leftover, with nothing flushed to lose.
 """
 
 from __future__ import annotations
@@ -313,6 +327,7 @@ class Variable:
         self.count += 1
         if self.count == self.limit:
             self.flush()
+            self.writer.place()
             self.base += self.count
             self.count = self.flushed = 0
             self.limit = min(self.capacity, self.total - self.base)
@@ -353,9 +368,16 @@ class RunWriter:
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         created: datetime | None = None,
         info: Mapping[str, Any] | None = None,
+        deferred: bool = False,
     ) -> None:
         """``info``: further fields of the first ``run.json`` (e.g. ``points_total``),
-        so that a run does not rewrite its index just after creating it."""
+        so that a run does not rewrite its index just after creating it.
+
+        ``deferred``: build the whole store in the run folder's staging directory and
+        move it into place at the first flush of points (or at :meth:`close`), see
+        the module docstring. For writers that flush soon (sequences); a writer whose
+        store attributes must be readable from the start (a session record) keeps the
+        default, a store in place at once."""
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1 point, got {flush_every}")
         self.flush_every = int(flush_every)
@@ -380,12 +402,12 @@ class RunWriter:
         self._attrs_text = _encode(self.attrs)
         self._attrs_keys = set(self.attrs)
         self._dir, self._store_dir = os.fspath(self.path), os.fspath(self.store)
-        staged = self._stage(STORE_NAME)
-        write_file(f"{staged}/.zgroup", group_text.encode())
-        write_file(f"{staged}/.zattrs", self._attrs_text.encode())
-        os.rename(staged, self._store_dir)
         self.variables: dict[str, Variable] = {}
         self._arrays: dict[str, _V2Array] = {}
+        #: the store's staging directory while the store is not in place yet (deferred)
+        self._staged_store: str | None = self._stage(STORE_NAME)
+        if not deferred:
+            self.place()
         self._adopted = False
         self._dims: dict[str, tuple[int, str]] = {}
         self.info: dict[str, Any] = {
@@ -429,7 +451,12 @@ class RunWriter:
         ``data`` (a coordinate's values, the whole array) is written before the move,
         so the array appears with its values.
         """
-        staged = self._stage(name)
+        in_store = self._staged_store  # not None: the whole store is still staged
+        if in_store is not None:
+            staged = f"{in_store}/{name}"
+            os.mkdir(staged)
+        else:
+            staged = self._stage(name)
         array = _V2Array(staged, shape, chunks if chunks is not None else shape, dtype, fill_value)
         meta_text = _encode(array.metadata())
         attrs_text = _encode(dict(attributes))
@@ -437,9 +464,10 @@ class RunWriter:
         write_file(f"{staged}/.zattrs", attrs_text.encode())
         if data is not None:
             array[...] = data
-        placed = f"{self._store_dir}/{name}"
-        os.rename(staged, placed)
-        array.path, array.staged = placed, False
+        if in_store is None:
+            placed = f"{self._store_dir}/{name}"
+            os.rename(staged, placed)
+            array.path, array.staged = placed, False
         self._arrays[name] = array
         self._metadata[f"{name}/.zarray"] = meta_text
         self._metadata[f"{name}/.zattrs"] = attrs_text
@@ -456,6 +484,26 @@ class RunWriter:
             os.mkdir(staged)
         return staged
 
+    def place(self, attrs_text: str | None = None, consolidated: str | None = None) -> None:
+        """Move the staged store into place (once; later calls do nothing).
+
+        Its group files are written first, ``.zattrs`` as ``attrs_text`` (default: the
+        attributes at creation) and ``.zmetadata`` only when ``consolidated`` is
+        given (at close), so the store appears whole, in one rename. From then on
+        new arrays are staged one by one and chunks are replaced atomically.
+        """
+        staged = self._staged_store
+        if staged is None:
+            return
+        write_file(f"{staged}/.zgroup", self._metadata[".zgroup"].encode())
+        write_file(f"{staged}/.zattrs", (attrs_text or self._attrs_text).encode())
+        if consolidated is not None:
+            write_file(f"{staged}/.zmetadata", consolidated.encode())
+        os.rename(staged, self._store_dir)
+        self._staged_store = None
+        for name, array in self._arrays.items():
+            array.path, array.staged = f"{self._store_dir}/{name}", False
+
     def _remove_leftovers(self) -> None:
         """Remove staging directories an interrupted array creation left in the run folder."""
         with os.scandir(self.path) as entries:
@@ -466,6 +514,7 @@ class RunWriter:
     def adopt_store(self) -> None:
         """The store was rewritten by another writer (xarray): read its metadata at close."""
         self._adopted = True
+        self._staged_store = None  # the store is in place, whatever was staged is a leftover
 
     def _claim_dim(self, dim: str, size: int, who: str) -> None:
         have = self._dims.get(dim)
@@ -522,6 +571,7 @@ class RunWriter:
         """Write every buffered point, then record ``progress`` in ``run.json``."""
         for var in self.variables.values():
             var.flush()
+        self.place()
         if progress:
             self.update_info(**progress)
 
@@ -545,6 +595,7 @@ class RunWriter:
             if error is not None:
                 final["error"] = error
             group_attrs = self.store / ".zattrs"
+            consolidated: str | None
             if self._adopted:
                 self.attrs = json.loads(group_attrs.read_text())
                 self.attrs.update(final)
@@ -555,9 +606,14 @@ class RunWriter:
                 self.attrs.update(final)
                 if text is None:
                     text = _encode(self.attrs)
-                write_atomic(group_attrs, text.encode())
                 consolidated = _consolidated_text({**self._metadata, ".zattrs": text})
-            write_atomic(self.store / ".zmetadata", consolidated.encode())
+                if self._staged_store is not None:
+                    self.place(text, consolidated)  # nothing flushed before: all in one go
+                    consolidated = None
+                else:
+                    write_atomic(group_attrs, text.encode())
+            if consolidated is not None:
+                write_atomic(self.store / ".zmetadata", consolidated.encode())
             self._remove_leftovers()
             self.info.update(info)
             self.info["status"] = status

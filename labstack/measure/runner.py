@@ -361,6 +361,7 @@ def run_sequence(
         metadata=metadata,
         flush_every=flush_every,
         info={"points_total": plan.leaf_points},  # progress for readers of run.json (dashboards)
+        deferred=True,  # the store appears at the first flush of points, whole
     )
     bar = None
     notify = _Notifier(writer, plan.leaf_points, subscribers)
