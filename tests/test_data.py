@@ -294,7 +294,7 @@ def _files(store) -> dict[str, bytes]:
 
 def test_deferred_store_appears_whole_at_the_first_flush_of_points(tmp_path):
     """A deferred writer stages its whole store until points are flushed: no store before,
-    the whole store with every flushed point after (a filled chunk, a flush, or close)."""
+    the whole store with every flushed point after (its owner's placing, a flush, or close)."""
     w = RunWriter("deferred", data_dir=tmp_path, attrs={"note": "x"}, deferred=True, flush_every=4)
     w.add_coord("x", ("x",), np.arange(10.0))
     a = w.add_variable("a", (("x", 10),))
@@ -305,7 +305,10 @@ def test_deferred_store_appears_whole_at_the_first_flush_of_points(tmp_path):
     assert not run.store_path.exists()
     with pytest.raises(FileNotFoundError, match=r"no data\.zarr yet.*first flush"):
         run.dataset()
-    a.append(3.0)  # fills the first chunk: those points are flushed, so the store is placed
+    a.append(3.0)  # fills the first chunk: written into the staged store, for its owner to place
+    assert w.unplaced and not run.store_path.exists()
+    w.place()
+    assert not w.unplaced
     ds = run.dataset()
     assert ds.attrs["note"] == "x" and list(ds["x"].values) == list(np.arange(10.0))
     np.testing.assert_array_equal(ds["a"].values[:4], [0.0, 1.0, 2.0, 3.0])

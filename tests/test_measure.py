@@ -277,6 +277,46 @@ def test_a_run_being_written_opens_with_what_is_flushed(station, tmp_path):
     assert load_run(list_runs(tmp_path)[0].id[:17], tmp_path).status == "completed"
 
 
+def test_a_filled_chunk_is_on_disk_at_the_next_point(station, tmp_path):
+    """No time-based flush: the store appears when the first chunk fills, at the point
+    after it (a sequence's store is staged until its first flush of points)."""
+    placed, values = [], []
+
+    def peek():
+        (run,) = list_runs(tmp_path)
+        placed.append(run.store_path.exists())
+        if len(placed) == 5:  # points 0-3 filled the first chunk of four
+            values.extend(run.dataset()["dmm_v1"].values)
+        return 0.0
+
+    station.qcodes.add_component(Parameter("peek", get_cmd=peek), update_snapshot=False)
+    seq = Sweep.over("v", "dac.ch1", np.arange(10.0), Read("dmm.v1"), Read("peek"))
+    run = run_sequence(seq, station, name="chunked", data_dir=tmp_path, progress=False,
+                       flush_every=4, flush_interval=600)
+    assert placed == [False] * 4 + [True] * 6
+    np.testing.assert_allclose(values[:4], 2 * np.arange(4.0))
+    assert np.isnan(values[4:]).all()
+    np.testing.assert_allclose(run.dataset()["dmm_v1"].values, 2 * np.arange(10.0))
+    assert sorted(p.name for p in run.path.iterdir()) == ["data.zarr", "run.json"]
+
+
+def test_a_chunk_filled_at_the_last_point_is_placed_when_steps_follow(station, tmp_path):
+    """Only a run whose last point is the last thing it does leaves its store to close;
+    a step after the sweep (a wait, a read) finds every point of the sweep on disk."""
+    values = []
+
+    def peek():
+        (run,) = list_runs(tmp_path)
+        values.extend(run.dataset()["dmm_v1"].values)
+        return 0.0
+
+    station.qcodes.add_component(Parameter("peek", get_cmd=peek), update_snapshot=False)
+    seq = Sequence((Sweep.over("v", "dac.ch1", np.arange(5.0), Read("dmm.v1")), Read("peek")))
+    run_sequence(seq, station, name="then", data_dir=tmp_path, progress=False,
+                 flush_interval=600)
+    np.testing.assert_allclose(values, 2 * np.arange(5.0))
+
+
 def test_progress_bar_is_switchable(station, tmp_path, capsys, monkeypatch):
     import labstack.measure.runner as runner
 

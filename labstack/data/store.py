@@ -42,7 +42,8 @@ them until the rename), and encodes each piece of metadata once: the closing
 Deferred store (``RunWriter(deferred=True)``, what sequences use): the whole store is
 built in one staging directory (``<run>/.data.zarr.staging``) and renamed into place
 at the first flush of points: a :meth:`RunWriter.flush` (the runner's
-``flush_interval``), a variable's filled chunk, or :meth:`RunWriter.close`. Until
+``flush_interval``), a variable's filled chunk (the runner places it after that
+point; after the run's last point, :meth:`RunWriter.close` does), or close. Until
 then its arrays and chunks are plain files (no temporary names, no rename per array),
 and a run that ends before its first flush writes its closing ``.zattrs`` and
 ``.zmetadata`` once, into the staged store, and places it in one rename. So nothing
@@ -327,7 +328,8 @@ class Variable:
         self.count += 1
         if self.count == self.limit:
             self.flush()
-            self.writer.place()
+            if self.writer._staged_store is not None:
+                self.writer.unplaced = True  # the owner places the store (see RunWriter.place)
             self.base += self.count
             self.count = self.flushed = 0
             self.limit = min(self.capacity, self.total - self.base)
@@ -406,6 +408,8 @@ class RunWriter:
         self._arrays: dict[str, _V2Array] = {}
         #: the store's staging directory while the store is not in place yet (deferred)
         self._staged_store: str | None = self._stage(STORE_NAME)
+        #: a filled chunk was written into the staged store: the owner is to place it
+        self.unplaced = False
         if not deferred:
             self.place()
         self._adopted = False
@@ -491,6 +495,11 @@ class RunWriter:
         attributes at creation) and ``.zmetadata`` only when ``consolidated`` is
         given (at close), so the store appears whole, in one rename. From then on
         new arrays are staged one by one and chunks are replaced atomically.
+
+        :meth:`flush` and :meth:`close` place the store. A chunk that fills before
+        that is written into the staged store and sets :attr:`unplaced`; the owner
+        places it when it sees fit (the runner: after that point, or at close when
+        it was the run's last point, so a short run places its store once, closed).
         """
         staged = self._staged_store
         if staged is None:
@@ -501,6 +510,7 @@ class RunWriter:
             write_file(f"{staged}/.zmetadata", consolidated.encode())
         os.rename(staged, self._store_dir)
         self._staged_store = None
+        self.unplaced = False
         for name, array in self._arrays.items():
             array.path, array.staged = f"{self._store_dir}/{name}", False
 

@@ -156,6 +156,7 @@ class _Pacer:
         writer: RunWriter,
         flush_interval: float,
         bar: Any,
+        closes_at: int,
         notify: _Notifier | None = None,
         checkpoint: Thunk | None = None,
     ) -> None:
@@ -164,6 +165,7 @@ class _Pacer:
         self.flush_interval = flush_interval
         self.bar = bar
         self.notify = notify
+        self.closes_at = closes_at  # the point count after which only close is left (-1: none)
         self.done = 0
         self.shown = 0
         now = time.perf_counter()
@@ -172,6 +174,10 @@ class _Pacer:
 
     def tick(self, points: int) -> None:
         self.done += points
+        if self.writer.unplaced and self.done != self.closes_at:
+            # a chunk filled: its points are flushed once the store is in place (after
+            # the run's last point, when nothing follows it, close places the store)
+            self.writer.place()
         if self.checkpoint is not None:
             self.checkpoint()
         if time.perf_counter() >= self.next_tick:
@@ -297,6 +303,19 @@ class _Compiler:
         return trace
 
 
+def _ends_with_leaf(steps: tuple[Step, ...]) -> bool:
+    """Whether the last leaf point of ``steps`` is the last thing they do (then the
+    runner's close follows it at once: nothing waits, sets or reads after it)."""
+    if not steps:
+        return False
+    last = steps[-1]
+    if isinstance(last, Sequence):
+        return _ends_with_leaf(last.steps)
+    if isinstance(last, Sweep | Trace):
+        return not contains_loop(last.body) or _ends_with_leaf(last.body)
+    return False
+
+
 def _realise(plan: Plan, writer: RunWriter) -> None:
     """Write coordinates (reading setpoint parameters now) and declare variables."""
     for spec in plan.coords.values():
@@ -371,7 +390,8 @@ def run_sequence(
             bar = tqdm(total=plan.leaf_points, desc=name, unit="pt", delay=PROGRESS_DELAY_S)
         control = control if control is not None else lab.control
         control.start(clock, writer.path.parent, writer)
-        pacer = _Pacer(writer, flush_interval, bar, notify, control.checkpoint)
+        closes_at = plan.leaf_points if _ends_with_leaf(seq.steps) else -1
+        pacer = _Pacer(writer, flush_interval, bar, closes_at, notify, control.checkpoint)
         execute = _Compiler(plan, writer, clock, pacer, t0).steps(seq.steps, ())
         control.checkpoint()
         execute()
