@@ -351,3 +351,18 @@ def test_a_deferred_store_closed_before_any_flush_is_the_same_store(tmp_path):
         assert deferred_run[key] == content.replace(runs[0].id.encode(), runs[1].id.encode()), key
     assert sorted(p.name for p in runs[1].path.iterdir()) == ["data.zarr", "run.json"]
     np.testing.assert_array_equal(runs[1].dataset()["a"].values, np.arange(4) / 2)
+
+
+@pytest.mark.parametrize("dtype", ["f8", "f4", "i8", "i2", "u1", "bool", "c16"])
+@pytest.mark.parametrize("shape", [(), (1,), (100,), (7, 5), (3, 4096)])
+def test_chunks_are_compressed_as_the_codec_does(dtype, shape):
+    """The writer calls Blosc directly; its bytes are those of the store's codec."""
+    import numcodecs
+
+    from labstack.data.store import COMPRESSOR, _compress
+
+    data = (np.random.default_rng(0).normal(size=shape) * 100).astype(dtype)
+    codec = numcodecs.get_codec(dict(COMPRESSOR))
+    assert _compress(data) == codec.encode(np.ascontiguousarray(data))
+    np.testing.assert_array_equal(np.frombuffer(codec.decode(_compress(data)), dtype).reshape(shape),
+                                  data)
