@@ -348,8 +348,11 @@ def run_sequence(
     current (the calibration engine passes it; ``labstack measure`` too).
 
     Points are flushed to disk every ``flush_every`` points (per variable, fewer for
-    large arrays) and at least every ``flush_interval`` seconds of wall time; a crash
-    loses at most what arrived since. An exception (KeyboardInterrupt included) marks
+    large arrays; on disk by the end of the point that filled the chunk) and at least
+    every ``flush_interval`` seconds of wall time; a crash loses at most what arrived
+    since. The run's store is staged until its first flush and then appears whole
+    (a run shorter than that places it once, at the end: see :mod:`labstack.data.store`);
+    ``run.json`` says ``running`` from the start. An exception (KeyboardInterrupt included) marks
     the run ``failed``, keeps what was measured, and propagates with a note naming
     the run.
 
