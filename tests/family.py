@@ -17,6 +17,7 @@ Used by ``bench/bench_family.py`` (the whole family as a Dask batch) and
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -185,11 +186,19 @@ def inspect(chip: ChipSpec, station: Any, report: Any) -> dict[str, Any]:
     def crossing(run_id: str, cell: int, fitted: float) -> Any:
         """The truth when the S-curve sweep crossed ``fitted`` (where its curve is decided)."""
         ds = run(run_id).dataset()
-        if "bias" in ds.variables and "bias_clock" in ds.variables and not run(run_id).metadata.get("derived_from"):
+        merged = bool(run(run_id).metadata.get("derived_from"))
+        # a sweep merged with per-cell windows keeps every point's clock (from its first part's
+        # start) and which block each point is for: the cell's crossing is in its own points,
+        # minutes to hours from the middle of the whole merge while offsets drift
+        if "bias" in ds.variables and "bias_clock" in ds.variables and (not merged or "block" in ds.variables):
             volts = np.asarray(ds["bias"].values, dtype=float)
             times = float(ds.attrs["clock_start"]) + np.asarray(ds["bias_clock"].values, dtype=float)
             if volts.ndim > 1:  # per-cell grids (cell, point)
                 volts = volts[cell]
+            elif "block" in ds.variables:
+                blocks = json.loads(ds.attrs.get("block_cells", "[null]"))
+                mine = np.array([blocks[b] is None or cell in blocks[b] for b in np.asarray(ds["block"].values)])
+                volts, times = volts[mine], times[mine]
             k = int(np.argmin(np.abs(volts.ravel() - fitted)))
             return truth_at(float(times.ravel()[min(k, times.size - 1)]))
         lo, hi = run_times(run_id)
