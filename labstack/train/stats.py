@@ -132,10 +132,10 @@ def state_indices(states01: np.ndarray) -> np.ndarray:
     """Each sample's state index (:func:`labstack.fit.ising.all_states` order: cell ``i``
     up sets bit ``i``) of boolean ``states01`` (cells, samples)."""
     states = np.asarray(states01, dtype=bool)
-    index = np.zeros(states.shape[1], dtype=np.intp)
-    for i, row in enumerate(states):
-        index |= row.astype(np.intp) << i
-    return index
+    n = states.shape[0]
+    dtype = np.uint16 if n <= 16 else np.int64  # a sum of distinct powers of two: no carry
+    weights = (1 << np.arange(n)).astype(dtype)
+    return (states * weights[:, None]).sum(axis=0, dtype=dtype)
 
 
 def parity_sums(counts: np.ndarray, n: int) -> np.ndarray:
