@@ -100,11 +100,9 @@ def from_states(states01: np.ndarray, errors: np.ndarray, edges: np.ndarray) -> 
         sums = parity[masks].astype(np.float64)
         second = parity[pair_masks].astype(np.float64) / n_samples
         ones = (n_samples + parity[1 << np.arange(n)]) // 2  # each cell's 1s
-        pairs_and = np.bincount(index[1:] & index[:-1], minlength=2**n)
-        ones_next = (n_samples - 1 + parity_sums(pairs_and, n)[1 << np.arange(n)]) // 2
-        bit = (1 << np.arange(n))
+        ones_next = (states[:, 1:] & states[:, :-1]).view(np.uint8).sum(axis=1, dtype=np.int64)
         ess = effective_from_counts(ones.astype(np.float64), ones_next.astype(np.float64),
-                                    (index[0] & bit) > 0, (index[-1] & bit) > 0, n_samples)
+                                    states[:, 0], states[:, -1], n_samples)
     else:
         s = states.astype(np.float32)  # (cells, samples) ±1: 2 x - 1 in place
         s *= 2.0
@@ -151,9 +149,10 @@ def parity_sums(counts: np.ndarray, n: int) -> np.ndarray:
         raise ValueError(f"{h.size} counts, not the 2**{n} states of {n} cells")
     for i in range(n):
         v = h.reshape(-1, 2, 2**i)
-        low = v[:, 0, :].copy()
-        v[:, 0, :] += v[:, 1, :]
-        v[:, 1, :] = low - v[:, 1, :]
+        low, high = v[:, 0, :], v[:, 1, :]
+        total = low + high
+        np.subtract(low, high, out=high)
+        low[...] = total
     return np.where(_odd(n), -h, h)
 
 
