@@ -57,7 +57,17 @@ def parse_block(raw: bytes, termination: bytes, instrument: str, command: str) -
     return raw[head:end]
 
 
-def float32_cells(payload: bytes, n_cells: int, instrument: str, command: str) -> np.ndarray:
+def block_body(body: bytes, length: int, termination: bytes, instrument: str, command: str) -> memoryview:
+    """The payload of a block whose header announced ``length`` bytes, from what was read
+    after the header (``body``: the payload then the termination), without a copy."""
+    if len(body) != length + len(termination) or body[length:] != termination:
+        raise ReplyError(
+            f"{instrument}: {command!r} block announced {length} bytes, message has {len(body)} after the header"
+        )
+    return memoryview(body)[:length]
+
+
+def float32_cells(payload: bytes | memoryview, n_cells: int, instrument: str, command: str) -> np.ndarray:
     """(n_cells, n_samples) float32 from a sample-major little-endian payload."""
     if n_cells <= 0 or len(payload) % (4 * n_cells):
         raise ReplyError(

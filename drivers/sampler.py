@@ -22,7 +22,7 @@ from qcodes import validators as vals
 from qcodes.instrument import VisaInstrument
 from qcodes.parameters import Parameter, ParameterWithSetpoints
 
-from ._replies import ReplyError, block_length, float32_cells, parse_block
+from ._replies import ReplyError, block_body, block_length, float32_cells
 
 __all__ = ["LabstackSampler", "ReplyError"]
 
@@ -133,8 +133,8 @@ class LabstackSampler(VisaInstrument):
         # it would end a VISA read (about one in 256 bytes, thousands of reads per
         # block); its length is known, so it is read with the character off, in one go
         with handle.read_termination_context(None):
-            raw = head + handle.read_bytes(length + len(termination), chunk_size=length + len(termination))
-        payload = parse_block(raw, termination, self.name, "READ?")
+            body = handle.read_bytes(length + len(termination), chunk_size=length + len(termination))
+        payload = block_body(body, length, termination, self.name, "READ?")  # a view: no copy
         return float32_cells(payload, n_cells, self.name, "READ?")
 
 

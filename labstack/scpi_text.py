@@ -10,9 +10,17 @@ from __future__ import annotations
 
 
 def split_commands(message: str) -> list[str]:
-    """Commands of one message: lines, then ``;`` outside quotes; empty pieces dropped."""
+    """Commands of one message: lines, then ``;`` outside quotes; empty pieces dropped.
+
+    A line without quotes (a DAC's many set-points in one message: every message of a
+    training iteration) is split at each ``;`` at once; only a line with a quote is
+    read character by character.
+    """
     out: list[str] = []
     for line in message.splitlines() or [""]:
+        if '"' not in line and "'" not in line:
+            out.extend([piece.strip() for piece in line.split(";")])
+            continue
         current: list[str] = []
         quote: str | None = None
         for ch in line:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labstack.fit import ising
 from labstack.train.readout import ReadoutError, ReadoutSplit
 from labstack.train.stats import measure
 
@@ -74,4 +75,47 @@ def test_counted_statistics_equal_the_float64_formulas():
     np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
     centred = f - f.mean(axis=0)
     np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
-    np.testing.assert_array_equal(m.spins, s.astype(np.int8))
+    np.testing.assert_array_equal(m.counts, np.bincount(ising.state_index(s), minlength=2**8))
+
+
+@pytest.mark.parametrize("cells, samples", [(8, 5000), (12, 5000), (12, 20000)])
+def test_counted_and_row_statistics_agree(cells, samples):
+    """Both ways of summing (the states counted and Walsh-transformed when there are few
+    cells for the samples; float32 rows otherwise) give the float64 formulas' numbers."""
+    from labstack.train.calibration import n_effective
+    from labstack.train.stats import from_states
+
+    rng = np.random.default_rng(cells + samples)
+    states = rng.random((cells, samples)) < rng.uniform(0.05, 0.95, (cells, 1))
+    states[:, 1:] = np.where(rng.random((cells, samples - 1)) < 0.4, states[:, :-1], states[:, 1:])
+    edges = np.array([[i, i + 1] for i in range(cells - 1)] + [[0, cells - 1]])
+    errors = rng.uniform(0.0, 0.04, cells)
+    m = from_states(states, errors, edges)
+    s = np.where(states, 1.0, -1.0).T
+    f = np.concatenate([s, s[:, edges[:, 0]] * s[:, edges[:, 1]]], axis=1)
+    scale = np.concatenate([1 - 2 * errors, (1 - 2 * errors[edges[:, 0]]) * (1 - 2 * errors[edges[:, 1]])])
+    np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
+    centred = f - f.mean(axis=0)
+    np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
+    assert m.n_eff == pytest.approx(float(np.min(n_effective(states))), rel=1e-12)
+    ess = np.minimum(n_effective(states)[edges[:, 0]], n_effective(states)[edges[:, 1]])
+    var = np.clip(1 - (f.mean(axis=0)) ** 2, 1 / samples, None) / np.concatenate([n_effective(states), ess])
+    np.testing.assert_allclose(m.stderr, np.sqrt(var) / scale, rtol=1e-10)
+    np.testing.assert_array_equal(m.counts, np.bincount(ising.state_index(s), minlength=2**cells))
+
+
+def test_parity_sums_are_sums_of_spin_products():
+    """The Walsh-Hadamard transform of the state counts is, for every set of cells, the
+    sum over the samples of the product of their spins (brute force on 5 cells)."""
+    from labstack.train.stats import parity_sums, state_indices
+
+    rng = np.random.default_rng(5)
+    states = rng.random((5, 300)) < 0.35
+    counts = np.bincount(state_indices(states), minlength=32)
+    spins = np.where(states, 1, -1)
+    got = parity_sums(counts, 5)
+    for mask in range(32):
+        cells = [i for i in range(5) if mask >> i & 1]
+        assert got[mask] == int(np.prod(spins[cells], axis=0).sum()), mask
+    with pytest.raises(ValueError, match="2\\*\\*4 states"):
+        parity_sums(counts, 4)

@@ -160,7 +160,7 @@ def test_moment_matching_step_from_exact_fisher_lands_on_the_target():
         p = exact.distribution(chip_params, n, edges)
         mu = p @ f
         fisher = (f * p[:, None]).T @ f - np.outer(mu, mu)
-        chip = Moments(mu, np.full(mu.size, 1e-3), fisher, np.zeros(n), 1, 1.0, np.zeros((1, n), np.int8))
+        chip = Moments(mu, np.full(mu.size, 1e-3), fisher, np.zeros(n), 1, 1.0, np.zeros(2**n, np.int64))
         r = exact.moments(exact.distribution(target, n, edges), n, edges) - mu
         chip_params = chip_params + step(r, chip, 1.0, ridge=0.0)
     assert np.max(np.abs(chip_params - target)) < 1e-8

@@ -143,9 +143,16 @@ def n_effective(states: np.ndarray) -> np.ndarray:
     n = x.shape[1]
     n1 = np.count_nonzero(x, axis=1).astype(np.float64)
     n11 = np.count_nonzero(x[:, 1:] & x[:, :-1], axis=1).astype(np.float64)
+    return effective_from_counts(n1, n11, x[:, 0], x[:, -1], n)
+
+
+def effective_from_counts(n1: np.ndarray, n11: np.ndarray, first: np.ndarray, last: np.ndarray,
+                          n: int) -> np.ndarray:
+    """:func:`n_effective` from each row's ones ``n1``, neighbouring pairs of ones ``n11``,
+    first and last value (0/1), over ``n >= 2`` samples."""
     m = n1 / n
     var = m * (1.0 - m)
-    lag = (n11 - m * (2.0 * n1 - x[:, 0] - x[:, -1]) + (n - 1) * m * m) / (n - 1)
+    lag = (n11 - m * (2.0 * n1 - first - last) + (n - 1) * m * m) / (n - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = lag / var
     rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)

@@ -331,9 +331,10 @@ def _reference(cmap: ChipMap) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[
     return mu, err, ml, {"held": held, "p_ml": p_ml, "params": ml, "loglik_ml": exact.log_likelihood(p_ml, held)}
 
 
-def _transfer_only(sampler: Any, cells: Any) -> np.ndarray:
+def _transfer_only(sampler: Any, cells: Any) -> np.ndarray | slice:
     """Have the sampler send the target cells' readings only, if it can; the rows of an
-    acquisition that hold them, in the target's order.
+    acquisition that hold them, in the target's order (all of them, as a slice: a view
+    of the readings, not a copy).
 
     A loop on a dozen cells of a 64-cell chip then moves a dozen cells' readings per
     iteration (a fifth of the transfer and parsing); a sampler without a channel
@@ -344,7 +345,7 @@ def _transfer_only(sampler: Any, cells: Any) -> np.ndarray:
     if selection is None:
         return cells
     selection([int(c) for c in cells])
-    return np.arange(cells.size)
+    return slice(None)
 
 
 def _transfer_all(sampler: Any) -> None:
@@ -355,7 +356,7 @@ def _transfer_all(sampler: Any) -> None:
 
 
 def _score(sampler: Any, cmap: ChipMap, config: TrainConfig, reference: dict[str, Any],
-           rows: np.ndarray) -> Score:
+           rows: np.ndarray | slice) -> Score:
     """Score the chip as programmed now on one long acquisition (``rows``: the target cells')."""
     sampler.n_samples(config.n_eval)
     readings = sampler.acquire()

@@ -93,8 +93,23 @@ class _Line:
     channel: Any  # the safety layer's Channel, or None
 
 
+@dataclass
+class _Batch:
+    """The lines one message writes: one DAC's."""
+
+    instrument: Any
+    lines: np.ndarray  # positions in the writer's lines
+    numbers: list[int]  # the DAC's channel number of each
+    parameters: list[Any]
+
+
 class LineWriter:
-    """Writes a station's bias and coupler lines, all of one DAC in one guarded message."""
+    """Writes a station's bias and coupler lines, all of one DAC in one guarded message.
+
+    The checks before a message (limits, steps, rates) are array operations over every
+    line: each line's limits and maximum step are read from the safety layer's channels
+    once, when the writer is made (a writer lives for one training run).
+    """
 
     def __init__(self, station: Any, names: list[str]) -> None:
         self.station = station
@@ -109,61 +124,85 @@ class LineWriter:
             batch = "QDac2" in models and p.name == "dc_constant_V" and isinstance(number, int)
             self.lines.append(_Line(name, p, root if batch else None, int(number) if batch else -1, channels.get(name)))
         self.messages = 0
+        self._channels = [line.channel for line in self.lines]
+        self._guarded = np.array([c is not None for c in self._channels], dtype=bool)
+        self._low = np.array([c.low if c is not None else -math.inf for c in self._channels], dtype=float)
+        self._high = np.array([c.high if c is not None else math.inf for c in self._channels], dtype=float)
+        ramps = [c.ramp if c is not None else None for c in self._channels]
+        self._ramped = [c for c, r in zip(self._channels, ramps, strict=True) if r is not None]
+        self._ramped_at = np.array([r is not None for r in ramps], dtype=bool)
+        self._max_step = np.array([r.max_step for r in ramps if r is not None], dtype=float)
+        self._direct = [k for k, line in enumerate(self.lines) if line.instrument is None]
+        batches: dict[int, _Batch] = {}
+        for k, line in enumerate(self.lines):
+            if line.instrument is not None:
+                b = batches.setdefault(id(line.instrument), _Batch(line.instrument, np.zeros(0, dtype=int), [], []))
+                b.lines = np.append(b.lines, k)
+                b.numbers.append(line.number)
+                b.parameters.append(line.parameter)
+        self._batches = list(batches.values())
 
     def present(self) -> np.ndarray:
         """What each line was last set to (the guard's record, else the parameter's cache)."""
-        out = np.empty(len(self.lines))
-        for k, line in enumerate(self.lines):
-            known = line.channel.known if line.channel is not None else None
-            out[k] = known if known is not None else float(line.parameter.get_latest())
+        known = [c.known if c is not None else None for c in self._channels]
+        out = np.array([math.nan if v is None else v for v in known], dtype=float)
+        for k, v in enumerate(known):
+            if v is None:
+                out[k] = float(self.lines[k].parameter.get_latest())
         return out
+
+    def _known(self) -> np.ndarray:
+        """Whether the guard knows each line's present value."""
+        return np.array([c is not None and c.known is not None for c in self._channels], dtype=bool)
 
     def step_ratio(self, values: np.ndarray) -> float:
         """Largest ``|step| / max_step`` over the ramped lines (≤ 1: the update may be sent whole)."""
-        now = self.present()
-        ratio = 0.0
-        for line, v, v0 in zip(self.lines, values, now, strict=True):
-            ramp = line.channel.ramp if line.channel is not None else None
-            if ramp is not None:
-                ratio = max(ratio, abs(v - v0) / ramp.max_step)
-        return ratio
+        if not self._ramped:
+            return 0.0
+        now = self.present()[self._ramped_at]
+        return float(np.max(np.abs(np.asarray(values, dtype=float)[self._ramped_at] - now) / self._max_step))
 
     def check_limits(self, values: np.ndarray) -> None:
         """Raise :class:`UpdateRefused` naming the first line a value would put outside its limits."""
-        for line, v in zip(self.lines, values, strict=True):
-            if not math.isfinite(v):
-                raise UpdateRefused(f"{line.name}: refused {v!r}: not a finite voltage")
-            c = line.channel
-            if c is not None and not c.low <= v <= c.high:
-                raise UpdateRefused(f"{line.name}: refused {v:.6g} V: outside the limits [{c.low:g}, {c.high:g}] V")
+        v = np.asarray(values, dtype=float)
+        if v.shape != self._low.shape:
+            raise ValueError(f"{v.size} values for {len(self.lines)} lines")
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(v) | (self._guarded & ((v < self._low) | (v > self._high)))
+        if not bad.any():
+            return
+        k = int(np.argmax(bad))
+        line, x = self.lines[k], float(v[k])
+        if not math.isfinite(x):
+            raise UpdateRefused(f"{line.name}: refused {x!r}: not a finite voltage")
+        c = line.channel
+        raise UpdateRefused(f"{line.name}: refused {x:.6g} V: outside the limits [{c.low:g}, {c.high:g}] V")
 
     def ready_at(self) -> float:
         """Station time at which every ramped line may move again (its rate)."""
-        times = [line.channel.t_ready for line in self.lines if line.channel is not None and line.channel.ramp is not None]
-        return max(times, default=-math.inf)
+        return max((c.t_ready for c in self._ramped), default=-math.inf)
 
     def write(self, values: np.ndarray, *, tolerance_V: float = 1e-9) -> int:
         """Send every changed line; the number of SCPI messages (or parameter sets) used.
 
         The caller has checked limits and steps; the guard checks them again on the wire.
         """
-        now = self.present()
-        batches: dict[int, tuple[Any, list[str], list[tuple[_Line, float]]]] = {}
+        v = np.asarray(values, dtype=float)
+        unchanged = (np.abs(v - self.present()) <= tolerance_V) & self._known()
         sent = 0
-        for line, v, v0 in zip(self.lines, values, now, strict=True):
-            if abs(v - v0) <= tolerance_V and line.channel is not None and line.channel.known is not None:
-                continue
-            if line.instrument is None:
-                line.parameter.set(float(v))
+        for k in self._direct:
+            if not unchanged[k]:
+                self.lines[k].parameter.set(float(v[k]))
                 sent += 1
+        for batch in self._batches:
+            moved = np.flatnonzero(~unchanged[batch.lines])
+            if moved.size == 0:
                 continue
-            entry = batches.setdefault(id(line.instrument), (line.instrument, [], []))
-            entry[1].append(f"sour{line.number}:volt {float(v):.9g}")
-            entry[2].append((line, float(v)))
-        for instrument, commands, done in batches.values():
-            instrument.write(";".join(commands))
+            volts = v[batch.lines[moved]].tolist()
+            numbers = [batch.numbers[j] for j in moved]
+            batch.instrument.write(";".join([f"sour{n}:volt {x:.9g}" for n, x in zip(numbers, volts, strict=True)]))
             sent += 1
-            for line, v in done:
-                line.parameter.cache.set(v)
+            for j, x in zip(moved, volts, strict=True):
+                batch.parameters[j].cache.set(x)
         self.messages += sent
         return sent

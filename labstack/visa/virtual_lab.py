@@ -172,8 +172,13 @@ class LabstackVisaLibrary(LabstackLibrary):
                 status = StatusCode.success_termination_character_read
         if end > count:
             end, status = count, StatusCode.success_max_count_read
-        chunk = bytes(s.outbox[:end])
-        del s.outbox[:end]
+        if end == len(s.outbox):  # the whole answer (a block in one read): one copy
+            chunk = bytes(s.outbox)
+            s.outbox.clear()
+        else:
+            with memoryview(s.outbox) as view:
+                chunk = bytes(view[:end])
+            del s.outbox[:end]
         return chunk, status
 
     def clear(self, session: VISASession) -> StatusCode:

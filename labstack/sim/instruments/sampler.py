@@ -112,7 +112,7 @@ class VirtualSampler(ScpiDevice):
     def fetch(self) -> bytes:
         if self.data is None:
             raise ScpiError(-230, "Data corrupt or stale; no acquisition")
-        return binary_block(self.data.astype("<f4").tobytes())
+        return binary_block(memoryview(np.ascontiguousarray(self.data, dtype="<f4")).cast("B"))
 
     @scpi(r"READ\?")
     def read(self) -> bytes:

@@ -13,6 +13,8 @@ host sees a timeout, again as with hardware.
 from __future__ import annotations
 
 import re
+import re._constants as re_constants
+import re._parser as re_parser
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -64,10 +66,46 @@ def parse_float(text: str) -> float:
     return value
 
 
-def binary_block(payload: bytes) -> bytes:
-    """IEEE 488.2 definite-length arbitrary block: ``#<n><length><payload>``."""
-    length = str(len(payload))
-    return b"#" + str(len(length)).encode() + length.encode() + payload
+def binary_block(payload: bytes | memoryview) -> bytes:
+    """IEEE 488.2 definite-length arbitrary block: ``#<n><length><payload>``
+    (``payload``: any bytes-like object, copied once into the block)."""
+    length = str(memoryview(payload).nbytes)
+    return b"".join((b"#", str(len(length)).encode(), length.encode(), payload))
+
+
+def first_characters(pattern: str) -> frozenset[str] | None:
+    """The upper-case characters a match of ``pattern`` (case-insensitive) can start
+    with, or None when the pattern does not say (an optional or variable start)."""
+    try:
+        tree = re_parser.parse(pattern, re.IGNORECASE)
+    except re.error:
+        return None
+    return _first_of(list(tree))
+
+
+def _first_of(items: list[Any]) -> frozenset[str] | None:
+    if not items:
+        return None
+    op, arg = items[0]
+    if op is re_constants.LITERAL:
+        return frozenset(chr(arg).upper())
+    if op is re_constants.IN:
+        chars: set[str] = set()
+        for kind, value in arg:
+            if kind is not re_constants.LITERAL:
+                return None  # a range, a category or a negation: any start
+            chars.add(chr(value).upper())
+        return frozenset(chars)
+    if op is re_constants.SUBPATTERN:
+        return _first_of(list(arg[-1]))
+    if op is re_constants.BRANCH:
+        starts = [_first_of(list(branch)) for branch in arg[1]]
+        if any(first is None for first in starts):
+            return None
+        return frozenset().union(*starts)  # type: ignore[arg-type]
+    if op in (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT) and arg[0] >= 1:
+        return _first_of(list(arg[2]))
+    return None
 
 
 class ScpiDevice:
@@ -78,6 +116,10 @@ class ScpiDevice:
     read_termination: str = "\n"
 
     _handlers: list[tuple[re.Pattern[str], str]]
+    #: per handler, the (upper-case) characters a command it matches can start with; None: any
+    _starts: list[frozenset[str] | None]
+    #: handlers a command starting with a given character may match, in order (filled on use)
+    _by_start: dict[str, list[tuple[re.Pattern[str], str]]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -87,6 +129,8 @@ class ScpiDevice:
                 for pattern in getattr(member, "_scpi_patterns", ()):
                     handlers.append((re.compile(pattern + r"\Z", re.IGNORECASE), name))
         cls._handlers = handlers
+        cls._starts = [first_characters(regex.pattern) for regex, _ in handlers]
+        cls._by_start = {}
 
     def __init__(self) -> None:
         self.errors: deque[ScpiError] = deque(maxlen=100)
@@ -123,11 +167,23 @@ class ScpiDevice:
         command = command.strip()
         header, _, args = command.partition(" ")
         text = header + (" " + args.strip() if args.strip() else "")
-        for regex, name in self._handlers:
+        for regex, name in self._candidates(text[:1].upper()):
             match = regex.match(text)
             if match:
                 return getattr(self, name)(*match.groups())
         raise undefined_header()
+
+    @classmethod
+    def _candidates(cls, start: str) -> list[tuple[re.Pattern[str], str]]:
+        """The handlers, in order, that may match a command starting with ``start``: the
+        others cannot (their pattern starts otherwise), so the first match is the same as
+        over every handler, after a few regular expressions instead of dozens."""
+        found = cls._by_start.get(start)
+        if found is None:
+            found = [h for h, first in zip(cls._handlers, cls._starts, strict=True)
+                     if first is None or start in first]
+            cls._by_start[start] = found
+        return found
 
     # ------------------------------------------------------- common commands
     @scpi(r"\*IDN\?")
