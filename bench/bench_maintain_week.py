@@ -7,8 +7,9 @@ as ``labstack watch`` does: Optimus ``maintain``, which looks at a node again on
 when its timeout has passed or a dependency changed, and recalibrates only the
 nodes, and of a per-cell node only the cells, that its cheap check finds out of
 spec. The offsets drift fastest, so the S-curve's timeout is set below the
-maintenance interval (``timeouts={"bias_scurve": 0.75 * interval}``): its check runs
-on every pass. On top of the chip's own random jumps, one jump of ``--jump`` is
+maintenance interval (``timeouts={"bias_scurve": 0.5 * interval}``): its check runs
+on every pass, also after a pass that recalibrated something first and checked the
+offsets up to half an interval late. On top of the chip's own random jumps, one jump of ``--jump`` is
 scheduled (cell, size, lab hour) so that every run has one to find.
 
 **Tolerance.** A cell is "within tolerance" at a pass when the offset the state holds
@@ -97,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     member = next(m for m in family.FAMILY if m.seed == args.member)
     interval = args.every_h * 3600.0
-    timeouts = {BIAS: 0.75 * interval}
+    timeouts = {BIAS: 0.5 * interval}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
