@@ -49,6 +49,23 @@ def _recalibrated_cells(report) -> list[int] | None:
     return cells
 
 
+def test_timeouts_override_a_routines_and_bad_ones_are_refused(virtual_station, tmp_path):
+    """First in the module: the day's chip holds the instrument names while it lives."""
+    from labstack.calibrate import Context
+    from labstack.session.run import UnknownRoutineError, build_graph
+
+    station, _ = virtual_station(seed=3, cells=16)
+    ctx = Context.create(tmp_path, station, progress=False)
+    graph = build_graph(ctx, [BIAS], timeouts={BIAS: 2700})
+    assert graph[BIAS].timeout_s == 2700.0
+    assert graph["readout"].timeout_s == 24 * HOUR  # the others keep their own
+    with pytest.raises(UnknownRoutineError, match=r"timeouts given for routine\(s\) \['couplers'\]"):
+        build_graph(ctx, [BIAS], timeouts={"couplers": 60})
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="timeout for bias_scurve"):
+            build_graph(ctx, [BIAS], timeouts={BIAS: bad})
+
+
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """(lab, passes): a day of passes every EVERY, each (lab hour, recalibrated cells, held offsets, truth)."""
@@ -104,18 +121,3 @@ def test_only_cells_that_moved_are_remeasured(day):
     assert {c for _, cells in redone for c in cells} <= jumped, redone
     assert len(redone) >= 1  # the injected jump, at least
 
-
-def test_timeouts_override_a_routines_and_bad_ones_are_refused(virtual_station, tmp_path):
-    from labstack.calibrate import Context
-    from labstack.session.run import UnknownRoutineError, build_graph
-
-    station, _ = virtual_station(seed=3, cells=16)
-    ctx = Context.create(tmp_path, station, progress=False)
-    graph = build_graph(ctx, [BIAS], timeouts={BIAS: 2700})
-    assert graph[BIAS].timeout_s == 2700.0
-    assert graph["readout"].timeout_s == 24 * HOUR  # the others keep their own
-    with pytest.raises(UnknownRoutineError, match=r"timeouts given for routine\(s\) \['couplers'\]"):
-        build_graph(ctx, [BIAS], timeouts={"couplers": 60})
-    for bad in (0, -5, float("nan")):
-        with pytest.raises(ValueError, match="timeout for bias_scurve"):
-            build_graph(ctx, [BIAS], timeouts={BIAS: bad})
