@@ -90,6 +90,10 @@ class Parameters:
     #: how far V0 may move before the cell is out of spec: 10 mV moves P(+1) at a cell's
     #: centre by 10 mV / (4 w), 4-6 % for the 40-65 mV widths of a chip at base
     tolerance_V: float = 0.01
+    #: a cell is recalibrated once its check has not shown it within tolerance at this
+    #: many standard errors (Tolerance.guard_sigma): offsets drift steadily, and a check
+    #: that reads 9 +- 1.5 mV has not shown a cell within 10 mV
+    check_guard_sigma: float = 2.0
     #: the check sweeps only where a stored S-curve is decided: this many widths either
     #: side of the stored offsets (the rest of the range is +-1 plateaus that say nothing
     #: about an offset and cost fridge time)
@@ -291,7 +295,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
 # --------------------------------------------------------------------- check
 def check(results: list[ScurveResult], params: Parameters, state: CalibrationState) -> Verdict:
     """In spec while every calibrated cell's V0 stays within tolerance and still switches."""
-    tolerance = Tolerance(params.tolerance_V)
+    tolerance = Tolerance(params.tolerance_V, guard_sigma=params.check_guard_sigma)
     verdicts = []
     for r in results:
         key = f"cells.{r.cell}.bias_offset_V"
