@@ -87,8 +87,17 @@ class Parameters:
     #: cheap check: fewer points and samples
     check_points: int = 31
     check_samples: int = 1000
-    #: how far V0 may move before the cell is out of spec
+    #: how far V0 may move before the cell is out of spec: 10 mV moves P(+1) at a cell's
+    #: centre by 10 mV / (4 w), 4-6 % for the 40-65 mV widths of a chip at base
     tolerance_V: float = 0.01
+    #: a cell is recalibrated once its check has not shown it within tolerance at this
+    #: many standard errors (Tolerance.guard_sigma): offsets drift steadily, and a check
+    #: that reads 9 +- 1.5 mV has not shown a cell within 10 mV
+    check_guard_sigma: float = 2.0
+    #: the check sweeps only where a stored S-curve is decided: this many widths either
+    #: side of the stored offsets (the rest of the range is +-1 plateaus that say nothing
+    #: about an offset and cost fridge time)
+    check_widths: float = 5.0
     #: how a lock-in readout is driven (used only when the readout role is lock-ins)
     lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
     #: a cell the chip-wide sweep does not resolve gets a window of its own:
@@ -129,14 +138,41 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         if windows is not None:
             return _merged([_window_run(ctx, params, read, meta, w) for w in windows], windows, with_main=False)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
-    main = _sweep(ctx, params, read, meta, volts)
     if not full:
-        return main
+        return _sweep(ctx, params, read, meta, check_span(ctx, volts, params.check_widths))
+    main = _sweep(ctx, params, read, meta, volts)
     broken = {int(i) for i, h in health.items() if h not in ("", "ok")}
     windows = needs_window(fit(main, params), volts, broken) if params.windows else []
     if not windows:
         return main
     return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
+
+
+def check_span(ctx: Context, volts: np.ndarray, widths: float) -> np.ndarray:
+    """The points of the check's sweep within ``widths`` S-curve widths of a stored offset.
+
+    The grid stays the check's own (same spacing, so the same precision per cell), cut to
+    the span from the lowest stored offset minus ``widths`` of its width to the highest
+    plus as many, with one point more on each side. Every point if a calibrated cell has
+    no valid offset or width (nothing to centre on), or if fewer than 7 points remain.
+    """
+    n = len(ctx.station.layout.bias)
+    lows, highs = [], []
+    for i in range(n):
+        key = f"cells.{i}.bias_offset_V"
+        if key not in ctx.state or not ctx.state.get(key).valid:
+            continue
+        v0 = float(ctx.state.value(key))
+        w = ctx.state.value(f"cells.{i}.scurve_width_V", None)
+        if w is None or not np.isfinite(w) or w <= 0 or not np.isfinite(v0):
+            return volts
+        lows.append(v0 - widths * float(w))
+        highs.append(v0 + widths * float(w))
+    if not lows:
+        return volts
+    step = float(np.abs(np.diff(volts)).max()) if len(volts) > 1 else 0.0
+    keep = (volts >= min(lows) - step) & (volts <= max(highs) + step)
+    return volts[keep] if keep.sum() >= 7 else volts
 
 
 def _sweep(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], volts: np.ndarray) -> xr.Dataset:
@@ -259,7 +295,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
 # --------------------------------------------------------------------- check
 def check(results: list[ScurveResult], params: Parameters, state: CalibrationState) -> Verdict:
     """In spec while every calibrated cell's V0 stays within tolerance and still switches."""
-    tolerance = Tolerance(params.tolerance_V)
+    tolerance = Tolerance(params.tolerance_V, guard_sigma=params.check_guard_sigma)
     verdicts = []
     for r in results:
         key = f"cells.{r.cell}.bias_offset_V"

@@ -148,6 +148,12 @@ def test_tolerance_and_quality_verdicts():
     assert t.judge("x", 0.150, 0.001, 0.100, 0.001).spec is Spec.OUT_OF_SPEC
     assert t.judge("x", 0.150, 0.05, 0.100, 0.001).spec is Spec.IN_SPEC  # big but not significant
     assert t.judge("x", float("nan"), 0.1, 0.1).spec is Spec.BAD_DATA
+    # a guard band: a significant move not shown to be within the tolerance is out of spec
+    guarded = Tolerance(abs=0.01, n_sigma=3, guard_sigma=2)
+    assert t.judge("x", 0.109, 0.001, 0.100, 0.001).spec is Spec.IN_SPEC  # 9 +- 1.4 mV: no guard
+    assert guarded.judge("x", 0.109, 0.001, 0.100, 0.001).spec is Spec.OUT_OF_SPEC
+    assert guarded.judge("x", 0.105, 0.001, 0.100, 0.001).spec is Spec.IN_SPEC  # 5 + 2.8 < 10 mV
+    assert guarded.judge("x", 0.109, 0.005, 0.100, 0.001).spec is Spec.IN_SPEC  # not significant
     bad = FitResult(model="m", values={"a": 1}, chi2_reduced=10, absolute_sigma=True)
     assert FitQuality().judge("k", bad).spec is Spec.BAD_DATA
     unknown_errors = FitResult(model="m", values={"a": 1}, chi2_reduced=10, absolute_sigma=False)

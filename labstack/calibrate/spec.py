@@ -103,10 +103,17 @@ class Tolerance:
     significant (more than ``n_sigma`` combined standard errors). The second
     condition keeps a noisy cheap check from triggering recalibrations on noise;
     the first keeps a precise check from recalibrating for moves too small to matter.
+
+    ``guard_sigma`` > 0 turns the first condition into "not shown to be within ``abs``":
+    a significant move counts as out of spec once ``|move| + guard_sigma * sigma``
+    exceeds ``abs``. A value that drifts steadily is then recalibrated before the check's
+    own noise can hide that it crossed the tolerance (a check that measures 9 mV with a
+    1.5 mV error has not shown the value to be within 10 mV).
     """
 
     abs: float
     n_sigma: float = 3.0
+    guard_sigma: float = 0.0
 
     def judge(
         self,
@@ -120,7 +127,7 @@ class Tolerance:
             return Verdict(Spec.BAD_DATA, f"{name}: new value is {new}")
         delta = new - old
         sigma = math.hypot(new_err if math.isfinite(new_err) else 0.0, old_err or 0.0)
-        if abs(delta) > self.abs and abs(delta) > self.n_sigma * sigma:
+        if abs(delta) + self.guard_sigma * sigma > self.abs and abs(delta) > self.n_sigma * sigma:
             return Verdict(
                 Spec.OUT_OF_SPEC,
                 f"{name} moved {delta:+.4g} (tolerance {self.abs:.3g}, sigma {sigma:.3g})",

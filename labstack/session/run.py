@@ -87,11 +87,15 @@ def build_graph(
     ctx: Context,
     names: list[str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    timeouts: Mapping[str, float] | None = None,
 ) -> CalibrationGraph:
     """A graph of the named routines and everything they depend on (default: all installed).
 
     ``params`` overrides fields of a routine's ``Parameters``, by routine name
     (``{"bias_scurve": {"n_points": 21}}``): a small chip in a test needs fewer points.
+    ``timeouts`` overrides a routine's ``TIMEOUT_S`` (lab seconds after which its last
+    check is stale), by routine name: a lab that maintains hourly and wants the drifting
+    offsets looked at on every pass gives ``{"bias_scurve": 2700}``.
     Routines the station's roles cannot serve (:func:`unavailable_routines`) are left
     out of the default; naming one is an error that says which role it needs.
     """
@@ -114,12 +118,30 @@ def build_graph(
     unknown = sorted(set(params) - set(wanted))
     if unknown:
         raise UnknownRoutineError(f"parameters given for routine(s) {unknown} that are not calibrated")
+    timeouts = _checked_timeouts(timeouts or {}, wanted)
     for name in wanted:
         module = available[name]
         overrides = params.get(name)
-        graph.add_module(module, module.Parameters(**overrides) if overrides else None, depends_on=dependencies(module, kind))
+        extra = {"timeout_s": timeouts[name]} if name in timeouts else {}
+        graph.add_module(
+            module, module.Parameters(**overrides) if overrides else None, depends_on=dependencies(module, kind), **extra
+        )
     graph.validate()
     return graph
+
+
+def _checked_timeouts(timeouts: Mapping[str, float], wanted: list[str]) -> dict[str, float]:
+    """``timeouts`` as floats, refused with the routine named if unknown or not > 0."""
+    unknown = sorted(set(timeouts) - set(wanted))
+    if unknown:
+        raise UnknownRoutineError(f"timeouts given for routine(s) {unknown} that are not calibrated")
+    out = {}
+    for name, value in timeouts.items():
+        seconds = float(value)
+        if not seconds > 0:  # NaN included
+            raise ValueError(f"timeout for {name}: {value!r} s; a timeout is lab seconds > 0")
+        out[name] = seconds
+    return out
 
 
 @dataclass
@@ -217,11 +239,13 @@ def calibrate_station(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     state_dir: str | Path | None = None,
     lock_wait: float | None = None,
+    timeouts: Mapping[str, float] | None = None,
 ) -> CalibrationReport:
     """Bring the station's chip to a calibrated state; redo only what is stale unless ``force``.
 
     ``params`` overrides routine parameters by routine name
-    (``{"bias_scurve": {"n_samples": 500}}``); ``state_dir`` puts the calibration
+    (``{"bias_scurve": {"n_samples": 500}}``) and ``timeouts`` their ``TIMEOUT_S``
+    (:func:`build_graph`); ``state_dir`` puts the calibration
     state elsewhere than ``<data_dir>/calibration_state`` (one per chip in a batch).
     The calibration is recorded as a run of its own (``report.run_id``), failed if
     the walk raised.
@@ -235,7 +259,7 @@ def calibrate_station(
     root = resolve_data_dir(data_dir)
     state = CalibrationState.load(Path(state_dir)) if state_dir is not None else None
     ctx = Context.create(root, station, progress=progress, state=state)
-    graph = build_graph(ctx, names, params)
+    graph = build_graph(ctx, names, params, timeouts)
     with ctx.state.writer(wait=lock_wait, on_wait=_tell_waiting):
         recorder = SessionRecorder(ctx, names=names, force=force, params=params)
         try:
