@@ -128,26 +128,28 @@ def run_tasks(
             ): (i, item)
             for i, item in enumerate(items)
         }
-        retried: set[int] = set()
-        pending = as_completed(futures)
-        for future in pending:
-            i, item = futures.pop(future)
+        lost: list[tuple[int, Any]] = []
+        for future in as_completed(futures):
+            i, item = futures[future]
             try:
                 outcome: tuple[Any, T | None, BaseException | None] = (item, future.result(), None)
             except Exception as exc:  # the task raised, or its worker died (KilledWorker)
                 outcome = (item, None, exc)
             future.release()
-            if outcome[2] is not None and _lost_worker(outcome[2]) and i not in retried:
-                # a worker that dies takes every task it held, not only the one that killed
-                # it: each is tried once more elsewhere; one that kills a second worker is
-                # the culprit, and is reported
-                retried.add(i)
-                again = client.submit(
-                    _locked, fn, item, *args, key=f"{key_prefix}-{batch}-{i}-again", pure=False
-                )
-                futures[again] = (i, item)
-                pending.add(again)
+            if outcome[2] is not None and _lost_worker(outcome[2]):
+                lost.append((i, item))  # tried again below
                 continue
+            yield outcome
+        # a worker that dies takes every task it held, not only the one that killed it: each
+        # lost task is tried once more, alone on the cluster, so that the culprit dying again
+        # takes no bystander with it; the one that kills a second worker is reported
+        for i, item in lost:
+            again = client.submit(_locked, fn, item, *args, key=f"{key_prefix}-{batch}-{i}-again", pure=False)
+            try:
+                outcome = (item, again.result(), None)
+            except Exception as exc:
+                outcome = (item, None, exc)
+            again.release()
             yield outcome
 
 
