@@ -3,7 +3,7 @@
 The week-long version, with the chip's own random jumps and the fridge time per
 day, is ``bench/bench_maintain_week.py``. Here one 16-cell chip (realistic: offsets
 random-walk, gains wander) gets the S-curve node and its dependencies calibrated,
-then ``calibrate_station`` (Optimus maintain) every 3 lab hours for a day, with the
+then ``calibrate_station`` (Optimus maintain) every 4 lab hours for a day, with the
 S-curve's timeout below the interval so that its cheap check runs on every pass.
 
 Judged against the truth after every pass: every live cell's offset within the
@@ -26,7 +26,7 @@ from tests.conftest import lab_description, lab_of
 
 BIAS = "bias_scurve"
 HOUR = 3600.0
-EVERY = 3 * HOUR  # the bench maintains hourly for a week; a day here at a pass every 3 h
+EVERY = 4 * HOUR  # the bench maintains hourly for a week; a day here at a pass every 4 h
 TIMEOUTS = {BIAS: 0.5 * EVERY}  # older than that at a pass: checked on every pass
 JUMP_CELL, JUMP_V, JUMP_AFTER_H = 5, 0.030, 5.5
 
