@@ -53,18 +53,17 @@ def _flushed(data_dir) -> int:
         return 0
 
 
-@pytest.mark.timeout(60)
-def test_sigkill_mid_sweep_keeps_flushed_points(tmp_path):
-    env = dict(os.environ, LABSTACK_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stderr=subprocess.PIPE)
+def _kill_when(proc: subprocess.Popen, ready, what: str, after_s: float = 0.0) -> None:
+    """SIGKILL ``proc`` ``after_s`` after ``ready()`` holds (fail if it exits or 45 s pass)."""
     try:
         deadline = time.monotonic() + 45
-        while _flushed(tmp_path) < 25:
+        while not ready():
             if proc.poll() is not None:
                 pytest.fail(f"child exited early: {proc.stderr.read().decode()}")
             if time.monotonic() > deadline:
-                pytest.fail("child never flushed 25 points")
+                pytest.fail(f"child never {what}")
             time.sleep(0.01)
+        time.sleep(after_s)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -72,6 +71,13 @@ def test_sigkill_mid_sweep_keeps_flushed_points(tmp_path):
             proc.kill()
             proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_mid_sweep_keeps_flushed_points(tmp_path):
+    env = dict(os.environ, LABSTACK_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], env=env, stderr=subprocess.PIPE)
+    _kill_when(proc, lambda: _flushed(tmp_path) >= 25, "flushed 25 points")
 
     (run,) = list_runs(tmp_path)
     flushed = run.info["points_flushed"]
@@ -126,23 +132,9 @@ def test_sigkill_before_the_first_flush_loses_nothing_flushed(tmp_path):
     env = dict(os.environ, LABSTACK_DATA_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", CHILD_UNFLUSHED], env=env,
                             stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 45
-        # the variables exist once the first point is taken
-        while not list(tmp_path.glob("*/.data.zarr.staging/y/.zattrs")):
-            if proc.poll() is not None:
-                pytest.fail(f"child exited early: {proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("child never took a point")
-            time.sleep(0.01)
-        time.sleep(0.2)  # some 20 points measured, none flushed
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == -signal.SIGKILL
+    # the variables exist once the first point is taken; then some 20 points, none flushed
+    _kill_when(proc, lambda: bool(list(tmp_path.glob("*/.data.zarr.staging/y/.zattrs"))),
+               "took a point", after_s=0.2)
 
     (run,) = list_runs(tmp_path)
     assert run.status == "failed" and run.name == "early"
