@@ -53,6 +53,18 @@ def test_a_flat_cell_is_refused_by_name():
         ReadoutSplit.fit(np.concatenate([good, flat]), cells=[3, 7])
 
 
+def _assert_textbook_moments(m, states, errors, edges):
+    """Assert ``m``'s values and Fisher matrix are the float64 formulas; return the spins
+    (sample, cell), the features (spins then edge products) and the readout scale."""
+    s = np.where(states, 1.0, -1.0).T
+    f = np.concatenate([s, s[:, edges[:, 0]] * s[:, edges[:, 1]]], axis=1)
+    scale = np.concatenate([1 - 2 * errors, (1 - 2 * errors[edges[:, 0]]) * (1 - 2 * errors[edges[:, 1]])])
+    np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
+    centred = f - f.mean(axis=0)
+    np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
+    return s, f, scale
+
+
 def test_counted_statistics_equal_the_float64_formulas():
     """The training loop's fast statistics (integer counts, float32 rows) are the textbook
     float64 formulas: lag-1 effective counts, means, correlations and the Fisher matrix."""
@@ -69,12 +81,7 @@ def test_counted_statistics_equal_the_float64_formulas():
     edges = np.array([[0, 1], [1, 2], [3, 5], [6, 7]])
     errors = np.linspace(0.0, 0.03, 8)
     m = from_states(states, errors, edges)
-    s = np.where(states, 1.0, -1.0).T
-    f = np.concatenate([s, s[:, edges[:, 0]] * s[:, edges[:, 1]]], axis=1)
-    scale = np.concatenate([1 - 2 * errors, (1 - 2 * errors[edges[:, 0]]) * (1 - 2 * errors[edges[:, 1]])])
-    np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
-    centred = f - f.mean(axis=0)
-    np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
+    s, f, scale = _assert_textbook_moments(m, states, errors, edges)
     np.testing.assert_array_equal(m.counts, np.bincount(ising.state_index(s), minlength=2**8))
 
 
@@ -91,12 +98,7 @@ def test_counted_and_row_statistics_agree(cells, samples):
     edges = np.array([[i, i + 1] for i in range(cells - 1)] + [[0, cells - 1]])
     errors = rng.uniform(0.0, 0.04, cells)
     m = from_states(states, errors, edges)
-    s = np.where(states, 1.0, -1.0).T
-    f = np.concatenate([s, s[:, edges[:, 0]] * s[:, edges[:, 1]]], axis=1)
-    scale = np.concatenate([1 - 2 * errors, (1 - 2 * errors[edges[:, 0]]) * (1 - 2 * errors[edges[:, 1]])])
-    np.testing.assert_allclose(m.value, f.mean(axis=0) / scale, rtol=1e-12, atol=1e-15)
-    centred = f - f.mean(axis=0)
-    np.testing.assert_allclose(m.fisher, centred.T @ centred / len(f) / np.outer(scale, scale), atol=1e-12)
+    s, f, scale = _assert_textbook_moments(m, states, errors, edges)
     assert m.n_eff == pytest.approx(float(np.min(n_effective(states))), rel=1e-12)
     ess = np.minimum(n_effective(states)[edges[:, 0]], n_effective(states)[edges[:, 1]])
     var = np.clip(1 - (f.mean(axis=0)) ** 2, 1 / samples, None) / np.concatenate([n_effective(states), ess])
