@@ -49,6 +49,7 @@ from labstack.calibrate import STATE_DIRNAME, CalibrationState  # noqa: E402
 from labstack.session import calibrate_station  # noqa: E402
 from labstack.visa import open_station  # noqa: E402
 from tests import family  # noqa: E402
+from tests.acquisition_truth import recalibrated_cells, swept_offsets_now  # noqa: E402
 
 BIAS = "bias_scurve"
 
@@ -61,31 +62,11 @@ class Pass:
     lab_s: float
     wall_s: float
     nodes: list[str]
-    cells: dict[str, list[int]]
+    cells: dict[str, list[int] | None]  # per node recalibrated: its cells alone, None the whole node
     checked: list[str]
     worst_mV: float
     worst_cell: int
     outside: list[int] = field(default_factory=list)
-
-
-def swept_offsets(lab, live: np.ndarray) -> np.ndarray:
-    """The truth's all-lines S-curve centre of every cell now: alpha V0 / (alpha + X)."""
-    v0, alpha = lab.drift.at(lab.clock.now())
-    xt = lab.truth.crosstalk_K_per_V
-    x = xt.sum(axis=1) if xt is not None else 0.0
-    return (alpha * v0 / (alpha + x))[live]
-
-
-def recalibrated_cells(graph) -> dict[str, list[int]]:
-    """Per node, the cells a per-cell recalibration re-measured in this walk ([] = whole node)."""
-    out: dict[str, list[int]] = {}
-    for entry in graph.log:
-        if entry.function == "calibrate" and entry.outcome == "ok":
-            cells = []
-            if entry.detail.startswith("cells ["):
-                cells = [int(c) for c in entry.detail[len("cells ["):].split("]", 1)[0].split(",") if c.strip()]
-            out.setdefault(entry.node, []).extend(cells)
-    return out
 
 
 def main() -> None:
@@ -135,14 +116,14 @@ def main() -> None:
             lab0, wall0 = clock.now(), time.perf_counter()
             report = calibrate_station(station, data_dir=data, progress=False, timeouts=timeouts)
             state = CalibrationState.load(data / STATE_DIRNAME)
-            truth_now = swept_offsets(lab, live)
+            truth_now = swept_offsets_now(lab)[live]
             held = np.array([state.value(f"cells.{i}.bias_offset_V") for i in live])
             err = np.abs(held - truth_now)
             worst = int(np.argmax(err))
             checked = [e.node for e in report.graph.log if e.function == "check_data"]
             p = Pass(
                 hour=lab0 / 3600, lab_s=clock.now() - lab0, wall_s=time.perf_counter() - wall0,
-                nodes=list(report.calibrated), cells=recalibrated_cells(report.graph), checked=checked,
+                nodes=list(report.calibrated), cells=recalibrated_cells(report.calibrated, state), checked=checked,
                 worst_mV=float(err[worst] * 1e3), worst_cell=int(live[worst]),
                 outside=[int(c) for c in live[err > tolerance]],
             )
@@ -163,7 +144,7 @@ def report_week(passes: list[Pass], lab, tolerance: float, live: np.ndarray, arg
     for d in range(0, len(passes), per_day):
         day = passes[d:d + per_day]
         nodes = sum(len(p.nodes) for p in day)
-        cells = sum(len(c) for p in day for c in p.cells.values())
+        cells = sum(len(c or []) for p in day for c in p.cells.values())
         outside = sum(len(p.outside) for p in day)
         print(f"{d // per_day + 1:>4} {len(day):>6} {sum(p.lab_s for p in day) / 60:>13.1f} {nodes:>11} "
               f"{cells:>11} {max(p.worst_mV for p in day):>14.2f} {outside:>7}")
@@ -173,14 +154,14 @@ def report_week(passes: list[Pass], lab, tolerance: float, live: np.ndarray, arg
             node_counts[n] = node_counts.get(n, 0) + 1
     cell_counts = np.zeros(lab.truth.n_cells, dtype=int)
     for p in passes:
-        for c in p.cells.get(BIAS, []):
+        for c in p.cells.get(BIAS) or []:
             cell_counts[c] += 1
     print(f"recalibrations by node: {node_counts or 'none'}")
     print(f"per-cell S-curve recalibrations: {dict((int(c), int(n)) for c, n in enumerate(cell_counts) if n)}")
     print("jumps (lab h, cell, mV) -> first pass after it, and whether that pass re-measured the cell:")
     missed = 0
     def remeasured(p: Pass, cell: int) -> bool:
-        return cell in p.cells.get(BIAS, []) or (BIAS in p.nodes and not p.cells.get(BIAS))
+        return BIAS in p.cells and (p.cells[BIAS] is None or cell in p.cells[BIAS])
 
     for j in lab.drift.jumps:
         after = next((p for p in passes if p.hour * 3600 >= j.time), None)

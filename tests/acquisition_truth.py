@@ -62,3 +62,22 @@ def within(values, errors, truth, n_sigma: float = 3.0) -> float:
     """Share of ``(values - truth) / errors`` within ``n_sigma``."""
     pulls = (np.asarray(values, dtype=float) - np.asarray(truth, dtype=float)) / np.asarray(errors, dtype=float)
     return float(np.mean(np.abs(pulls) < n_sigma))
+
+
+def swept_offsets_now(lab: VirtualLab) -> np.ndarray:
+    """Every cell's all-lines S-curve centre now, ``alpha V0 / (alpha + sum_j Xt_ij)`` with the
+    drifted V0 and alpha: what bias_scurve finds (the family's V0 judge uses the same)."""
+    v0, alpha = lab.drift.at(lab.clock.now()) if lab.drift is not None else (
+        lab.truth.cells.v0_V, lab.truth.cells.alpha_K_per_V)
+    xt = lab.truth.crosstalk_K_per_V
+    return alpha * v0 / (alpha + (xt.sum(axis=1) if xt is not None else 0.0))
+
+
+def recalibrated_cells(calibrated: list[str], state) -> dict[str, list[int] | None]:
+    """Per node a walk calibrated, the cells it re-measured alone (None: the whole node),
+    from each node's record (``NodeRecord.recalibrated_cells``)."""
+    out: dict[str, list[int] | None] = {}
+    for name in calibrated:
+        cells = state.node_record(name).recalibrated_cells
+        out[name] = sorted(int(c) for c in cells) if cells else None
+    return out

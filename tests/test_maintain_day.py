@@ -22,6 +22,7 @@ from qcodes.instrument import Instrument
 from labstack.calibrate import STATE_DIRNAME, CalibrationState
 from labstack.session import calibrate_station
 from labstack.visa import open_station
+from tests.acquisition_truth import recalibrated_cells, swept_offsets_now
 from tests.conftest import lab_description, lab_of
 
 BIAS = "bias_scurve"
@@ -29,24 +30,6 @@ HOUR = 3600.0
 EVERY = 4 * HOUR  # the bench maintains hourly for a week; a day here at a pass every 4 h
 TIMEOUTS = {BIAS: 0.5 * EVERY}  # older than that at a pass: checked on every pass
 JUMP_CELL, JUMP_V, JUMP_AFTER_H = 5, 0.030, 5.5
-
-
-def _swept_offsets(lab) -> np.ndarray:
-    """The truth's all-lines S-curve centre of each cell now: alpha V0 / (alpha + X)."""
-    v0, alpha = lab.drift.at(lab.clock.now())
-    xt = lab.truth.crosstalk_K_per_V
-    return alpha * v0 / (alpha + (xt.sum(axis=1) if xt is not None else 0.0))
-
-
-def _recalibrated_cells(report) -> list[int] | None:
-    """Cells the S-curve node re-measured in this walk ([] none, None the whole node)."""
-    cells: list[int] = []
-    for entry in report.graph.log:
-        if entry.function == "calibrate" and entry.node == BIAS and entry.outcome == "ok":
-            if not entry.detail.startswith("cells ["):
-                return None
-            cells += [int(c) for c in entry.detail[len("cells ["):].split("]", 1)[0].split(",")]
-    return cells
 
 
 def test_timeouts_override_a_routines_and_bad_ones_are_refused(virtual_station, tmp_path):
@@ -81,11 +64,12 @@ def day(tmp_path_factory):
     for k in range(int(24 * HOUR / EVERY)):
         clock.sleep(max(0.0, start + k * EVERY - clock.now()))
         hour = clock.now() / HOUR
-        truth_before = _swept_offsets(lab)
+        truth_before = swept_offsets_now(lab)
         report = calibrate_station(station, data_dir=data, names=[BIAS], timeouts=TIMEOUTS, progress=False)
         state = CalibrationState.load(data / STATE_DIRNAME)
         held = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
-        passes.append((hour, _recalibrated_cells(report), held, _swept_offsets(lab), truth_before))
+        cells = recalibrated_cells(report.calibrated, state).get(BIAS, [])
+        passes.append((hour, cells, held, swept_offsets_now(lab), truth_before))
     yield lab, passes
     station.close()
     Instrument.close_all()
