@@ -3,7 +3,7 @@
 The week-long version, with the chip's own random jumps and the fridge time per
 day, is ``bench/bench_maintain_week.py``. Here one 16-cell chip (realistic: offsets
 random-walk, gains wander) gets the S-curve node and its dependencies calibrated,
-then ``calibrate_station`` (Optimus maintain) every 4 lab hours for a day, with the
+then ``calibrate_station`` (Optimus maintain) every 6 lab hours for a day, with the
 S-curve's timeout below the interval so that its cheap check runs on every pass.
 
 Judged against the truth after every pass: every live cell's offset within the
@@ -27,9 +27,11 @@ from tests.conftest import lab_description, lab_of
 
 BIAS = "bias_scurve"
 HOUR = 3600.0
-EVERY = 4 * HOUR  # the bench maintains hourly for a week; a day here at a pass every 4 h
+EVERY = 6 * HOUR  # the bench maintains hourly for a week; a day here at a pass every 6 h
 TIMEOUTS = {BIAS: 0.5 * EVERY}  # older than that at a pass: checked on every pass
 JUMP_CELL, JUMP_V, JUMP_AFTER_H = 5, 0.030, 5.5
+#: the cold calibration with half the samples per point (the checks keep theirs)
+COLD = {BIAS: {"n_samples": 1500}}
 
 
 def test_timeouts_override_a_routines_and_bad_ones_are_refused(virtual_station, tmp_path):
@@ -57,7 +59,7 @@ def day(tmp_path_factory):
     lab = lab_of(description)
     data = tmp_path_factory.mktemp("maintain")
     clock = station.clock
-    calibrate_station(station, data_dir=data, names=[BIAS], timeouts=TIMEOUTS, progress=False)
+    calibrate_station(station, data_dir=data, names=[BIAS], timeouts=TIMEOUTS, progress=False, params=COLD)
     start = (np.floor(clock.now() / HOUR) + 1) * HOUR
     lab.drift.schedule_jump(JUMP_CELL, JUMP_V, at=start + JUMP_AFTER_H * HOUR)
     passes = []
