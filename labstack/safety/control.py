@@ -106,9 +106,11 @@ class RunControl:
         self._event("pause", reason)
 
     def resume(self) -> None:
+        # recorded before the run is released: a run that then finishes at once closes its
+        # run.json after this write, not before it (a late write would say "running" again)
+        self._event("resume")
         self._paused.clear()
         self._wakeup.set()
-        self._event("resume")
 
     def abort(self, reason: str = "aborted by user") -> None:
         self._abort_reason = reason or "aborted by user"
