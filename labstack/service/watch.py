@@ -455,7 +455,12 @@ class Watcher:
         self.passes = number
         if utc1 is not None:
             self._next_due = utc0 + timedelta(seconds=self.config.every_s)
-            unresolved = {n for n, s in status.items() if s is not Status.FRESH} | set(failed)
+            # a node this pass found fresh, verified or calibrated that is stale again by now (its timeout
+            # ran out during the pass on a fast served clock) is due for a stale pass, with its
+            # reason, not a retry: only what the pass could not bring fresh is unresolved
+            settled = {e.node for e in graph.log
+                       if (e.function, e.outcome) in (("calibrate", "ok"), ("check_data", "in_spec"), ("check_state", "pass"))}
+            unresolved = {n for n, s in status.items() if s is not Status.FRESH and n not in settled} | set(failed)
             self._unresolved = unresolved
             self._retry_at = utc1 + timedelta(seconds=self.config.retry_s) if unresolved or outcome != "ok" else None
         self._set(
