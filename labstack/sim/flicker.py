@@ -14,13 +14,44 @@ e^{-2 g dt})) xi``), so a series sampled every ``period`` is exactly the AR(1) s
 whose spectrum :meth:`Flicker.sampled_psd` gives, and the state carries over from
 one acquisition to the next however long the wait between them. Components that
 barely move during a series (``g T < 1e-3``) are held constant over it and then
-advanced exactly, which costs nothing for the slow decades. Pure numpy.
+advanced exactly, which costs nothing for the slow decades. The recursions of a
+series run in one compiled loop (:func:`_ar1_sum`): the same arithmetic in the same
+order as one ``scipy.signal.lfilter`` per component, bit for bit, without the
+temporary arrays; the normal draws, in the same order, are most of what is left.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
+from numba import njit
+
+
+@njit(cache=True)
+def _ar1_sum(out: np.ndarray, xi: np.ndarray, a: np.ndarray, scale: np.ndarray,
+             state: np.ndarray, frozen: np.ndarray) -> None:
+    """Add every component to ``out`` (n, c) in component order and leave each moving
+    one's state at its last sample: a frozen component adds its state; the m-th moving
+    one is ``x[i] = scale xi[m, i] + a x[i-1]`` with ``x[-1]`` its state."""
+    n, c = out.shape
+    m = 0
+    for k in range(a.shape[0]):
+        if frozen[k]:
+            for i in range(n):
+                for j in range(c):
+                    out[i, j] += state[k, j]
+            continue
+        ak, sk = a[k], scale[k]
+        y = np.empty(c)
+        for j in range(c):
+            y[j] = xi[m, 0, j] * sk + ak * state[k, j]
+            out[0, j] += y[j]
+        for i in range(1, n):
+            for j in range(c):
+                y[j] = xi[m, i, j] * sk + ak * y[j]
+                out[i, j] += y[j]
+        for j in range(c):
+            state[k, j] = y[j]
+        m += 1
 
 
 class Flicker:
@@ -85,19 +116,14 @@ class Flicker:
             return out
         duration = n * period
         a_all = np.exp(-self.rates * period)
-        for k, (g, v, a) in enumerate(zip(self.rates, self.variance, a_all, strict=True)):
-            if g * duration < 1e-3:  # frozen over the series: hold it, then move it exactly
-                out += self.state[k]
-                continue
-            xi = self.rng.standard_normal((n, self.n_channels)) * np.sqrt(v * (1 - a * a))
-            x = lfilter([1.0], [1.0, -a], xi, axis=0, zi=a * self.state[k][None, :])[0]
-            out += x
-            self.state[k] = x[-1]
-        frozen = self.rates * duration < 1e-3
-        if frozen.any():
+        frozen = self.rates * duration < 1e-3  # held over the series, then moved exactly
+        moving = int(np.count_nonzero(~frozen))
+        xi = self.rng.standard_normal((moving, n, self.n_channels))
+        _ar1_sum(out, xi, a_all, np.sqrt(self.variance * (1 - a_all * a_all)), self.state, frozen)
+        if moving < frozen.size:
             a = np.exp(-self.rates[frozen] * duration)[:, None]
             kick = np.sqrt(self.variance[frozen] * (1 - a[:, 0] ** 2))[:, None]
             self.state[frozen] = self.state[frozen] * a + kick * self.rng.standard_normal(
-                (int(frozen.sum()), self.n_channels)
+                (frozen.size - moving, self.n_channels)
             )
         return out
