@@ -33,6 +33,7 @@ import xarray as xr
 
 from labstack.calibrate import Context
 from labstack.calibrations._common import settle_time
+from labstack.data import values_in
 from labstack.measure import Read, Sweep, Trace
 from labstack.station import ChipLayout
 
@@ -203,7 +204,7 @@ def sweep(
             run_ids.append(ds.attrs["run_id"])
             for k, c in cells:
                 scale = settings.excitation_V * chain["chain_gain"][k]
-                out[c] = ds[f"X{k}"].transpose(dim, "read").values / scale
+                out[c] = values_in(ds[f"X{k}"], dim, "read") / scale
     variables = {"level": (("cell", dim, "read"), levels, {"units": "V", "long_name": "line level per volt of excitation"})}
     if park is not None:
         variables["leak"] = (("cell", dim, "read"), leaks, {"units": "V", "long_name": "the line with its cell held (neighbours' leak)"})

@@ -53,6 +53,7 @@ from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
+from labstack.data import values_in
 from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
 from labstack.measure import Sweep
 
@@ -227,7 +228,7 @@ def _merged(parts: list[xr.Dataset], windows: list[Window], with_main: bool) -> 
     from, ``block_cells`` which cells a block is for (None: every cell), ``bias_clock``
     counts from the first part's start."""
     t0 = float(parts[0].attrs["clock_start"])
-    samples = np.concatenate([p["samples"].transpose("bias", "cell", "sample").values for p in parts])
+    samples = np.concatenate([values_in(p["samples"], "bias", "cell", "sample") for p in parts])
     clock = np.concatenate([np.asarray(p["bias_clock"].values, float) + float(p.attrs["clock_start"]) - t0 for p in parts])
     block = np.concatenate([np.full(p.sizes["bias"], k) for k, p in enumerate(parts)])
     cells = ([None] if with_main else []) + [[w.cell] for w in windows]
@@ -247,13 +248,13 @@ def _merged(parts: list[xr.Dataset], windows: list[Window], with_main: bool) -> 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveResult]:
     """Fit every measured cell of a stored S-curve run (with its windows). Pure: needs no instrument."""
     if "level" in dataset:  # lock-in readout: time-averaged levels
-        levels = dataset["level"].transpose("cell", "bias", "read").values
+        levels = values_in(dataset["level"], "cell", "bias", "read")
         if "leak" in dataset:  # the neighbours' readout leak, measured with the cell held
-            levels = levels - dataset["leak"].transpose("cell", "bias", "read").values
+            levels = levels - values_in(dataset["leak"], "cell", "bias", "read")
         volts = dataset["bias"].values
         health = json.loads(dataset.attrs.get("health", "{}"))
         return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
-    samples = dataset["samples"].transpose("cell", "bias", "sample").values
+    samples = values_in(dataset["samples"], "cell", "bias", "sample")
     volts = np.asarray(dataset["bias"].values, dtype=float)
     health = json.loads(dataset.attrs.get("health", "{}"))
     block = np.asarray(dataset["block"].values) if "block" in dataset else np.zeros(volts.size, int)

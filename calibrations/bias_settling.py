@@ -52,6 +52,7 @@ from labstack.calibrate import (
 )
 from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
 from labstack.calibrations.cell_states import digitize
+from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Step, Trace, Wait
 
@@ -226,7 +227,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> SettlingResult
     measured = np.asarray(_attr(dataset, "measured"), dtype=bool)
     period = params.period_s
     states, times, ups = [], [], []
-    readings = {tag: dataset[f"samples_{tag}"].transpose("cell", tag, "sample").values for tag, _, _ in traces}
+    readings = {tag: values_in(dataset[f"samples_{tag}"], "cell", tag, "sample") for tag, _, _ in traces}
     pooled = np.concatenate([r.reshape(r.shape[0], -1) for r in readings.values()], axis=1)
     splits = [digitize(pooled[i]) for i in range(pooled.shape[0])]
     cells = [i for i in range(pooled.shape[0]) if measured[i] and splits[i].ok]

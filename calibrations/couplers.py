@@ -52,6 +52,7 @@ from labstack.calibrate import (
 from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize_cells
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
+from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Sweep
 
@@ -253,7 +254,7 @@ def fit_line(v: np.ndarray, beta: np.ndarray, err: np.ndarray, t_eff: float | No
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[CouplerResult]:
     """Per coupler: beta at each voltage, and the straight line through them. Pure."""
-    samples = dataset["samples"].transpose("cell", "point", "sample").values
+    samples = values_in(dataset["samples"], "cell", "point", "sample")
     pairs = [tuple(p) for p in _attr(dataset, "pairs")]
     volts = np.asarray(_attr(dataset, "coupler_volts"), dtype=float)
     active = np.asarray(_attr(dataset, "active"), dtype=bool)

@@ -62,6 +62,7 @@ from labstack.calibrate import (
 )
 from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
+from labstack.data import values_in
 from labstack.measure import Sweep
 
 NAME = "crosstalk"
@@ -207,7 +208,7 @@ def fit_slopes(
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> CrosstalkResult:
     """Slopes per (cell, line) and the crosstalk matrix, from a stored run alone."""
-    samples = dataset["samples"].transpose("cell", "point", "sample").values
+    samples = values_in(dataset["samples"], "cell", "point", "sample")
     volts = np.asarray(_meta(dataset, "line_volts"), dtype=float)
     group_of = np.asarray(_meta(dataset, "group_of_point"))
     n = samples.shape[0]

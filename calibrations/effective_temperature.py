@@ -73,6 +73,7 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
+from labstack.data import values_in
 from labstack.fit import FitResult, fit_mean_scurve, fit_scurve
 from labstack.measure import Sweep
 
@@ -163,7 +164,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             if lockin:
                 ds = _lockin.sweep(ctx, settings, setpoints, np.arange(params.n_points), "point", run, NAME, meta, chain)
                 run_ids.append(ds.attrs["run_id"])
-                samples[active] = ds["level"].transpose("cell", "point", "read").values[active]
+                samples[active] = values_in(ds["level"], "cell", "point", "read")[active]
                 continue
             seq = Sweep(
                 "point",
@@ -174,7 +175,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             )
             ds = run(ctx, NAME, seq, meta)
             run_ids.append(ds.attrs["run_id"])
-            data = ds["samples"].transpose("cell", "point", "sample").values
+            data = values_in(ds["samples"], "cell", "point", "sample")
             samples[active] = data[active]
         t_after = chip_temperature(ctx)
         blocks.append((0.5 * (t_chip + t_after), grids, samples))

@@ -72,6 +72,7 @@ from labstack.calibrate import (
 )
 from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells
+from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Sweep, Trace
 
@@ -352,17 +353,17 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     """Fit every cell of a stored readout run. Pure: needs no instrument."""
     params = params or Parameters()
     if "level" in dataset:  # lock-in readout: time-averaged levels
-        levels = dataset["level"].transpose("cell", "bias", "read").values
+        levels = values_in(dataset["level"], "cell", "bias", "read")
         lockin_cells = [fit_cell_lockin(levels[i], i, params) for i in range(levels.shape[0])]
         classify([r for r in lockin_cells if not r.health], [r for r in lockin_cells if r.ok])
         return ReadoutResult(lockin_cells, FitResult.failed("lowpass", "lock-in readout: the amplifier's bandwidth is not measured"))
-    samples = dataset["samples"].transpose("cell", "config", "sample").values.astype(float)
+    samples = values_in(dataset["samples"], "cell", "config", "sample").astype(float)
     configs = np.asarray(_attr(dataset, "configs"), dtype=float)
     n_cells = samples.shape[0]
     means = samples.mean(axis=2)  # (cell, config)
     # the noise within an acquisition (cells saturated), from every acquisition of the run;
     # its error from their scatter, so that whatever moves it from one to the next counts
-    wander = dataset["wander_samples"].transpose("cell", "wander", "sample").values.astype(float)
+    wander = values_in(dataset["wander_samples"], "cell", "wander", "sample").astype(float)
     variances = np.concatenate([samples.var(axis=2, ddof=1), wander.var(axis=2, ddof=1)], axis=1)
     noise = np.sqrt(variances.mean(axis=1))
     noise_err = variances.std(axis=1, ddof=1) / np.sqrt(variances.shape[1]) / (2 * noise)
@@ -386,7 +387,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
         )
     classify([r for r in results if not r.health], [r for r in results if r.ok])
     period = 1.0 / params.fast_rate_Hz
-    healthy_noise = dataset["fast"].transpose("cell", "sample").values.astype(float)
+    healthy_noise = values_in(dataset["fast"], "cell", "sample").astype(float)
     return ReadoutResult(results, bandwidth(healthy_noise, period))
 
 
@@ -492,7 +493,7 @@ def figures(result: ReadoutResult, dataset: xr.Dataset | None = None) -> list[An
     results = result.cells
     out = []
     if dataset is not None and "samples" in dataset:
-        samples = dataset["samples"].transpose("cell", "config", "sample").values.astype(float)
+        samples = values_in(dataset["samples"], "cell", "config", "sample").astype(float)
         configs = np.asarray(_attr(dataset, "configs"), dtype=float)
         shown = results[: F.MAX_PANELS]
         fig, axes, resid = F.panels_with_residuals(len(shown), f"{NAME}: readings per cell, fitted levels")

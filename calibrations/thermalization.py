@@ -77,6 +77,7 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
+from labstack.data import values_in
 from labstack.fit import FitResult, fit_linear, two_level_threshold
 from labstack.fit.telegraph import switching_rates
 from labstack.measure import Sweep
@@ -181,7 +182,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         # each cell split halfway between the two levels of this very run: the readout offset
         # has drifted since the readout node ran, and a threshold off-centre misreads one
         # state more than the other, which the rate estimate does not allow for
-        readings = ds["samples"].transpose("bias_point", "cell", "sample").values
+        readings = values_in(ds["samples"], "bias_point", "cell", "sample")
         thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(n)])
         states = readings > thresholds[None, :, None]
         for j, k in enumerate(ks):

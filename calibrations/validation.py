@@ -33,6 +33,7 @@ from labstack.calibrate import CalibrationState, Context, Mode, Spec, StateChang
 from labstack.calibrations._common import run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
+from labstack.data import values_in
 from labstack.fit import ising
 from labstack.measure import Sweep
 
@@ -171,7 +172,7 @@ def re_zero(
         coord=np.arange(1),
     )
     data = run(ctx, NAME, sequence, {"mode": "re-zero", "role": "re-zero", "block_cells": cells})
-    samples = data["samples"].transpose("cell", "point", "sample").values[:, 0]
+    samples = values_in(data["samples"], "cell", "point", "sample")[:, 0]
     found = [zero_field_theta(samples[cell]) for cell in cells]
     return np.array([f[0] for f in found]), np.array([f[1] for f in found])
 
@@ -237,7 +238,7 @@ def kl(p: np.ndarray, q: np.ndarray) -> float:
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ValidationResult:
     """Empirical distribution of the block (readout-unmixed) vs the exact target. Pure."""
-    samples = dataset["samples"].transpose("cell", "point", "sample").values[:, 0]
+    samples = values_in(dataset["samples"], "cell", "point", "sample")[:, 0]
     cells = list(_attr(dataset, "block_cells"))
     if dataset.attrs.get("mode") == "re-zero" or "theta" not in dataset.attrs:
         drift = [zero_field_theta(samples[c])[0] for c in cells]
@@ -322,7 +323,7 @@ def table(result: ValidationResult) -> str:
 def distributions(dataset: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
     """(measured after unmixing, target, measured's stderr, n_eff) over the block's states,
     computed as :func:`fit` computes them; None if a cell gave no two-level readout."""
-    samples = dataset["samples"].transpose("cell", "point", "sample").values[:, 0]
+    samples = values_in(dataset["samples"], "cell", "point", "sample")[:, 0]
     cells = list(_attr(dataset, "block_cells"))
     theta = np.asarray(_attr(dataset, "theta"), dtype=float)
     beta = np.asarray(_attr(dataset, "beta"), dtype=float)
