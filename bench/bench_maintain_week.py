@@ -71,11 +71,11 @@ class Pass:
     #: nodes whose check_state passed although a dependency was recalibrated (cells alone,
     #: within what they tolerate), with the reason the walk logged
     kept_fresh: dict[str, str]
-    #: why check_state failed for each node the pass then checked (its walk-log reason)
-    why_checked: dict[str, str] = field(default_factory=dict)
     worst_mV: float
     worst_cell: int
     outside: list[int] = field(default_factory=list)
+    #: why check_state failed for each node the pass then checked (its walk-log reason)
+    why_checked: dict[str, str] = field(default_factory=dict)
 
 
 def main() -> None:
