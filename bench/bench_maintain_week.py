@@ -193,8 +193,9 @@ def report_week(passes: list[Pass], lab, tolerance: float, live: np.ndarray, arg
     dependents = {n: v for n, v in runs.items() if n not in (BIAS, "readout", "cryostat")}
     print(f"dependents' check_data runs: {sum(int(k) for k, _ in dependents.values())}, "
           f"{sum(t for _, t in dependents.values()) / 60:.1f} lab min")
-    kept = [(p, n, why) for p in passes for n, why in p.kept_fresh.items()]
-    print(f"dependents kept fresh (no check_data) after a per-cell recalibration: {len(kept)}"
+    # in the pass that recalibrated the cells (a node stays kept fresh until it is verified again)
+    kept = [(p, n, why) for p in passes if p.cells.get(BIAS) for n, why in p.kept_fresh.items()]
+    print(f"dependents kept fresh (no check_data) in the passes of a per-cell recalibration: {len(kept)}"
           + (f"; e.g. at {kept[0][0].hour:.2f} h {kept[0][1]}: {kept[0][2]}" if kept else ""))
     print("jumps (lab h, cell, mV) -> first pass after it, and whether that pass re-measured the cell:")
     missed = 0
