@@ -23,7 +23,9 @@ together loses about ``sum_i (dV_i / 2 w_i)^2 / 2`` nats of KL.
 
 Printed per pass (``--verbose``) and per day: recalibrated nodes and cells, the worst
 offset error against the tolerance, jumps and the pass that found them, the fridge
-time spent on maintenance. Ends with ``ratio: <share of (pass, live cell) within
+time spent on maintenance; at the end, the check_data runs by node and their lab time,
+and the dependents kept fresh (no check_data) after a per-cell recalibration that moved
+the offsets within what they declare they tolerate (``CONSUMES``). Ends with ``ratio: <share of (pass, live cell) within
 tolerance>`` (1.0 when every live cell was within tolerance after every pass; there is
 no software peer for keeping a chip calibrated: the reference is the chip's truth).
 
@@ -64,9 +66,16 @@ class Pass:
     nodes: list[str]
     cells: dict[str, list[int] | None]  # per node recalibrated: its cells alone, None the whole node
     checked: list[str]
+    #: lab seconds each node's check_data took in the pass
+    check_lab_s: dict[str, float]
+    #: nodes whose check_state passed although a dependency was recalibrated (cells alone,
+    #: within what they tolerate), with the reason the walk logged
+    kept_fresh: dict[str, str]
     worst_mV: float
     worst_cell: int
     outside: list[int] = field(default_factory=list)
+    #: why check_state failed for each node the pass then checked (its walk-log reason)
+    why_checked: dict[str, str] = field(default_factory=dict)
 
 
 def main() -> None:
@@ -121,17 +130,31 @@ def main() -> None:
             err = np.abs(held - truth_now)
             worst = int(np.argmax(err))
             checked = [e.node for e in report.graph.log if e.function == "check_data"]
+            check_lab_s: dict[str, float] = {}
+            for e in report.graph.log:
+                if e.function == "check_data" and e.lab_s is not None:
+                    check_lab_s[e.node] = check_lab_s.get(e.node, 0.0) + e.lab_s
             p = Pass(
                 hour=lab0 / 3600, lab_s=clock.now() - lab0, wall_s=time.perf_counter() - wall0,
                 nodes=list(report.calibrated), cells=recalibrated_cells(report.calibrated, state), checked=checked,
+                check_lab_s=check_lab_s,
+                kept_fresh={e.node: e.detail for e in report.graph.log
+                            if e.function == "check_state" and e.detail.startswith("kept fresh")},
+                why_checked={e.node: e.detail for e in report.graph.log
+                             if e.function == "check_state" and e.outcome == "fail" and e.node in checked},
                 worst_mV=float(err[worst] * 1e3), worst_cell=int(live[worst]),
                 outside=[int(c) for c in live[err > tolerance]],
             )
             passes.append(p)
             if args.verbose or p.outside or p.nodes:
                 print(f"  h {p.hour:7.2f}: lab {p.lab_s:6.0f} s, wall {p.wall_s:5.1f} s, checked {p.checked}, "
-                      f"recalibrated {p.cells or '-'}, worst |dV0| {p.worst_mV:5.2f} mV (cell {p.worst_cell})"
+                      f"recalibrated {p.cells or '-'}, "
+                      + (f"kept fresh {sorted(p.kept_fresh)}, " if p.kept_fresh else "")
+                      + f"worst |dV0| {p.worst_mV:5.2f} mV (cell {p.worst_cell})"
                       + (f", OUTSIDE tolerance: {p.outside}" if p.outside else ""), flush=True)
+                if args.verbose and p.cells.get(BIAS):
+                    for n, why in p.why_checked.items():
+                        print(f"      {n} checked: {why}")
         station.close()
     report_week(passes, lab, tolerance, live, args, member, time.perf_counter() - t_start)
 
@@ -157,7 +180,23 @@ def report_week(passes: list[Pass], lab, tolerance: float, live: np.ndarray, arg
         for c in p.cells.get(BIAS) or []:
             cell_counts[c] += 1
     print(f"recalibrations by node: {node_counts or 'none'}")
-    print(f"per-cell S-curve recalibrations: {dict((int(c), int(n)) for c, n in enumerate(cell_counts) if n)}")
+    print(f"per-cell S-curve recalibrations: {dict((int(c), int(n)) for c, n in enumerate(cell_counts) if n)}"
+          f" in {sum(1 for p in passes if p.cells.get(BIAS))} passes")
+    runs: dict[str, list[float]] = {}
+    for p in passes:
+        for n in p.checked:
+            runs.setdefault(n, [0, 0.0])[0] += 1
+        for n, lab_s in p.check_lab_s.items():
+            runs.setdefault(n, [0, 0.0])[1] += lab_s
+    print("check_data runs by node (lab min): "
+          + ", ".join(f"{n} {int(k)} ({t / 60:.1f})" for n, (k, t) in runs.items()))
+    dependents = {n: v for n, v in runs.items() if n not in (BIAS, "readout", "cryostat")}
+    print(f"dependents' check_data runs: {sum(int(k) for k, _ in dependents.values())}, "
+          f"{sum(t for _, t in dependents.values()) / 60:.1f} lab min")
+    # in the pass that recalibrated the cells (a node stays kept fresh until it is verified again)
+    kept = [(p, n, why) for p in passes if p.cells.get(BIAS) for n, why in p.kept_fresh.items()]
+    print(f"dependents kept fresh (no check_data) in the passes of a per-cell recalibration: {len(kept)}"
+          + (f"; e.g. at {kept[0][0].hour:.2f} h {kept[0][1]}: {kept[0][2]}" if kept else ""))
     print("jumps (lab h, cell, mV) -> first pass after it, and whether that pass re-measured the cell:")
     missed = 0
     def remeasured(p: Pass, cell: int) -> bool:

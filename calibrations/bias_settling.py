@@ -41,12 +41,14 @@ import xarray as xr
 from scipy import optimize
 
 from labstack.calibrate import (
+    RELATIVE,
     CalibrationState,
     Context,
     Mode,
     Spec,
     StateChange,
     Tolerance,
+    Uses,
     Verdict,
     combine,
 )
@@ -64,6 +66,20 @@ DEPENDS_ON: tuple[str, ...] = ("bias_scurve",)
 TIMEOUT_S = 7 * 24 * 3600.0  # wiring and filters do not change without someone opening the fridge
 FIXED_POINT = "bias_loop"
 CARRIED = True
+#: a per-cell S-curve recalibration within these leaves the line time constant as it was
+#: (labstack.calibrate.consumes): the node steps each line across its cell's S-curve and
+#: fits each cell's logistic (a_i, b_i) freely, so where exactly the step sits on the curve
+#: changes only how much signal it carries, never the time constant it measures
+CONSUMES = {
+    "bias_scurve": (
+        Uses("cells.*.bias_offset_V", within=0.25, per="scurve_width_V",
+             why="the +-1-width step is centred on V0: off by a quarter width it still spans "
+                 "P(+1) 0.22-0.68 instead of 0.27-0.73, the same 0.46 of signal"),
+        Uses("cells.*.scurve_width_V", within=0.25, per=RELATIVE,
+             why="the width only sizes the step: 25 % more or less changes the signal, "
+                 "hence the error bar, not the time constant"),
+    ),
+}
 
 
 

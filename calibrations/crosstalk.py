@@ -50,12 +50,14 @@ import xarray as xr
 from scipy.linalg import hadamard
 
 from labstack.calibrate import (
+    RELATIVE,
     CalibrationState,
     Context,
     Mode,
     Spec,
     StateChange,
     Tolerance,
+    Uses,
     Verdict,
     combine,
     family_n_sigma,
@@ -71,6 +73,20 @@ READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("bias_scurve", "bias_settling")
 TIMEOUT_S = 24 * 3600.0  # DAC wiring is stable; a day
 FIXED_POINT = "bias_loop"
+#: a per-cell S-curve recalibration within these leaves the matrix as it was
+#: (labstack.calibrate.consumes)
+CONSUMES = {
+    "bias_scurve": (
+        Uses("cells.*.bias_offset_V", within=0.25, per="scurve_width_V",
+             why="a cell's log-odds is linear in every line voltage, so its slopes do not depend "
+                 "on where it is parked; parked a quarter width off centre (P(+1) 0.56) it loses "
+                 "1.5 % of its information, and the pushed lines (0.3 V or more, five widths and more, "
+                 "above their centres) stay saturated"),
+        Uses("cells.*.scurve_width_V", within=0.1, per=RELATIVE,
+             why="C_ij = r_ij w'_i / (1 - R_i) scales with the width: 10 % moves an entry by 10 % "
+                 "of itself, at most the node's 0.01 V/V tolerance for |C| up to 0.1 V/V"),
+    ),
+}
 
 
 

@@ -48,12 +48,14 @@ import xarray as xr
 from scipy import optimize
 
 from labstack.calibrate import (
+    RELATIVE,
     CalibrationState,
     Context,
     Mode,
     Spec,
     StateChange,
     Tolerance,
+    Uses,
     Verdict,
     combine,
     family_n_sigma,
@@ -88,6 +90,19 @@ DEPENDS_ON_BY_READOUT: dict[str, tuple[str, ...]] = {"lockin": ("bias_scurve", "
 TIMEOUT_S = 24 * 3600.0
 FIXED_POINT = "bias_loop"
 CARRIED = True
+#: a per-cell S-curve recalibration within these leaves the widths this node measures as they
+#: were (labstack.calibrate.consumes): it fits each cell's width from its own sweeps, and
+#: reads the S-curve only to place them
+CONSUMES = {
+    "bias_scurve": (
+        Uses("cells.*.bias_offset_V", within=0.25, per="scurve_width_V",
+             why="each grid is centred on V0 and spans +-3.5 widths: a quarter width off, the "
+                 "curve's informative +-2.5 widths still lie inside it"),
+        Uses("cells.*.scurve_width_V", within=0.25, per=RELATIVE,
+             why="the width only scales the grid: 25 % more or less spans +-2.8 to +-4.4 true "
+                 "widths, still around the whole curve"),
+    ),
+}
 
 
 

@@ -66,6 +66,7 @@ from labstack.calibrate import (
     Mode,
     StateChange,
     Tolerance,
+    Uses,
     Verdict,
     combine,
     family_n_sigma,
@@ -87,6 +88,17 @@ NAME = "thermalization"
 READOUT_KINDS = ("sampler",)
 DEPENDS_ON: tuple[str, ...] = ("effective_temperature", "cryostat", "bias_scurve")
 TIMEOUT_S = 24 * 3600.0
+#: a per-cell S-curve recalibration within these leaves the rates as they were
+#: (labstack.calibrate.consumes)
+CONSUMES = {
+    "bias_scurve": (
+        Uses("cells.*.bias_offset_V", within=0.25, per="scurve_width_V",
+             why="r0 = sqrt(r_up r_down) does not depend on the bias; the points sit near V0 "
+                 "only for switching to be frequent, and a quarter width off costs 1.5 % of it"),
+        Uses.unused("cells.*.scurve_width_V",
+                    why="the bias points are spaced by T_eff / (2 alpha), from effective_temperature"),
+    ),
+}
 
 
 @dataclass

@@ -40,7 +40,10 @@ from labstack.measure import Sweep
 NAME = "validation"
 #: needs a sampler: it compares sampled joint distributions of cells, which need single shots (a lock-in gives time averages)
 READOUT_KINDS = ("sampler",)
-DEPENDS_ON: tuple[str, ...] = ("couplers", "crosstalk")
+# bias_scurve: the target is programmed through every cell's offset (virtual biases), so a
+# per-cell recalibration changes what this node validates; it declares no tolerance
+# (CONSUMES): the check is the one end-to-end test of the new offsets, and cheap (~12 s)
+DEPENDS_ON: tuple[str, ...] = ("couplers", "crosstalk", "bias_scurve")
 TIMEOUT_S = 3600.0
 
 

@@ -48,10 +48,14 @@ offsets) are fixed-point groups: members declare ``FIXED_POINT = "bias_loop"`` a
 ``CONVERGES = ("cells.*.bias_offset_V",)``, and the walk calibrates them again until
 those keys move by no more than their standard errors say noise would
 (:mod:`labstack.calibrate.fixed_point`). A node declaring ``PER_CELL = True`` is
-recalibrated only for the cells its ``check`` names (``Verdict.about(cell)``).
+recalibrated only for the cells its ``check`` names (``Verdict.about(cell)``); a
+node declaring ``CONSUMES`` (:mod:`labstack.calibrate.consumes`) stays fresh when
+such a per-cell recalibration of a dependency moved what it reads by no more than
+it tolerates.
 """
 
 from labstack.calibrate.change import StateChange, Update
+from labstack.calibrate.consumes import RELATIVE, Uses
 from labstack.calibrate.context import Context
 from labstack.calibrate.dag import CycleError, MissingDependencyError
 from labstack.calibrate.fixed_point import Convergence, FixedPoint
@@ -79,6 +83,7 @@ from labstack.calibrate.state import (
 
 __all__ = [
     "NOT_CONVERGED",
+    "RELATIVE",
     "Convergence",
     "FixedPoint",
     "STATE_DIRNAME",
@@ -104,6 +109,7 @@ __all__ = [
     "Status",
     "Tolerance",
     "Update",
+    "Uses",
     "Verdict",
     "VersionInfo",
     "combine",

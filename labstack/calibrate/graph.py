@@ -9,7 +9,11 @@ on a directed acyclic graph", arXiv:1803.03226), as implemented here:
 2. it has not failed ``calibrate`` without a later resolution;
 3. no dependency has been *recalibrated* since this node was last checked or
    calibrated (compared by state version, which is strictly ordered; a
-   dependency that merely passed ``check_data`` does not invalidate it);
+   dependency that merely passed ``check_data`` does not invalidate it), unless
+   the node declares what it consumes from that dependency and every
+   recalibration since re-measured some cells alone, each changed value within
+   the node's declared tolerance of the one it was verified against (see
+   *Tolerated per-cell changes* below);
 4. every dependency passes ``check_state``.
 
 ``check_data(node)`` -- a cheap measurement judged against the stored values:
@@ -62,6 +66,15 @@ Two extensions, for what a DAG cannot say:
   (:attr:`Verdict.cells`) on a node declared ``per_cell`` makes ``calibrate``
   re-measure those cells alone (``ctx.selection``), keep only their ``cells.<i>.``
   entries, and record which cells and why (``NodeRecord.recalibrated_cells``).
+* **Tolerated per-cell changes** (:mod:`labstack.calibrate.consumes`). A node may
+  declare per dependency the keys it reads and how far each may move before its
+  own results could change (``Node.consumes``). A dependency recalibrated for some
+  cells alone then leaves the node fresh when every changed key stayed within that,
+  compared with the state the node was verified against (``CalibrationState.at``):
+  ``check_state`` passes with the reason (the walk log, ``explain()``, and the
+  node record's ``kept_fresh``), and no ``check_data`` runs. A whole-node
+  recalibration, an undeclared or invalidated key, or a change beyond its tolerance
+  fails ``check_state`` as before. The routines declare; the engine decides.
 * **Fixed-point groups** (:mod:`labstack.calibrate.fixed_point`). Maintaining any
   member maintains the whole group: pass 1 is the ordinary walk over the members
   in DAG order; if it recalibrated anything, the members are calibrated again
@@ -87,6 +100,7 @@ from types import ModuleType
 from typing import Any
 
 from labstack.calibrate.change import StateChange, plain
+from labstack.calibrate.consumes import Judgement, judge
 from labstack.calibrate.context import Context
 from labstack.calibrate.dag import check_dependencies, topological_order
 from labstack.calibrate.fixed_point import (
@@ -122,6 +136,8 @@ class StateCheck:
 
     ok: bool
     reason: str = ""
+    #: (dependency, why) for each dependency recalibrated since that the node tolerates
+    kept_fresh: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
@@ -308,7 +324,21 @@ class CalibrationGraph:
         """Optimus ``check_state``: is the last calibration still good? No experiment."""
         result = self._state_check(name, clock or self.context.clock, {})
         self._log("check_state", name, "pass" if result else "fail", result.reason)
+        if result.kept_fresh:
+            self._record_kept_fresh(name, dict(result.kept_fresh))
         return result
+
+    def _record_kept_fresh(self, name: str, kept: dict[str, str]) -> None:
+        """Write why ``name`` was kept fresh into its node record (once per new reason)."""
+        state = self.context.state
+        rec = state.node_record(name)
+        if rec is None or rec.kept_fresh == kept:
+            return
+        state.record_node(
+            replace(rec, kept_fresh=kept),
+            clock=self.context.clock,
+            message=f"check_state {name}: kept fresh, " + "; ".join(f"{d} {why}" for d, why in kept.items()),
+        )
 
     def _state_check(self, name: str, clock: Clock, memo: dict[str, StateCheck]) -> StateCheck:
         if name in memo:
@@ -326,19 +356,66 @@ class CalibrationGraph:
                 result = StateCheck(False, f"verified {-age:.0f} s in the future (clock reset?)")
             elif age > node.timeout_s:
                 result = StateCheck(False, f"timed out: age {age:.4g} s > {node.timeout_s:.4g} s")
+        kept: list[tuple[str, str]] = []
         if result:
             for dep in node.depends_on:
                 drec = self.context.state.node_record(dep)
                 if drec is None or drec.calibrated_version is None:
                     result = StateCheck(False, f"dependency {dep} never calibrated")
                 elif drec.calibrated_version > (rec.verified_version or 0):  # type: ignore[union-attr]
-                    result = StateCheck(False, f"dependency {dep} recalibrated since")
-                elif not (dep_check := self._state_check(dep, clock, memo)):
+                    judged = self._within_tolerance(node, dep, rec.verified_version or 0)  # type: ignore[union-attr]
+                    if judged is None:
+                        result = StateCheck(False, f"dependency {dep} recalibrated since")
+                    elif not judged.ok:
+                        result = StateCheck(False, f"dependency {dep} recalibrated since: {judged.reason}")
+                    else:
+                        kept.append((dep, judged.reason))
+                if result and not (dep_check := self._state_check(dep, clock, memo)):
                     result = StateCheck(False, f"dependency {dep}: {dep_check.reason}")
                 if not result:
                     break
+        if result and kept:
+            result = StateCheck(True, "kept fresh: " + "; ".join(f"dependency {d} {why}" for d, why in kept), tuple(kept))
         memo[name] = result
         return result
+
+    def _within_tolerance(self, node: Node, dep: str, verified: int) -> Judgement | None:
+        """Whether ``dep``'s recalibrations since state version ``verified`` leave ``node``'s results as
+        they were (:mod:`labstack.calibrate.consumes`); None if the node declares nothing for ``dep``.
+
+        Tolerated only if every calibration of ``dep`` since then re-measured some cells
+        alone, and every key ``dep`` set since moved, from the value ``node`` was verified
+        against, within what ``node`` declares.
+        """
+        uses = node.consumes.get(dep)
+        if not uses:
+            return None
+        state = self.context.state
+        try:
+            then = state.at(verified)
+            cells: set[int] = set()
+            version = state.version
+            while version > verified:
+                snap = state.at(version)
+                drec = snap.node_record(dep)
+                if drec is not None and drec.calibrated_version == version:
+                    if not drec.recalibrated_cells:
+                        return Judgement(False, f"recalibrated whole at version {version}")
+                    cells |= {int(c) for c in drec.recalibrated_cells}
+                version = snap.info().parent
+        except (KeyError, ValueError) as exc:  # an in-memory state, or history out of reach
+            return Judgement(False, f"cannot compare with version {verified}: {exc}")
+        old_entries = then.entries
+        changed = {
+            key: (old_entries.get(key), e)
+            for key, e in state.entries.items()
+            if e.node == dep and e.version > verified
+        }
+        changed |= {k: (e, None) for k, e in old_entries.items() if e.node == dep and k not in state.entries}
+        judged = judge(uses, changed, old_entries.get)
+        if not judged.ok:
+            return judged
+        return Judgement(True, f"recalibrated cells {sorted(cells)} since, within tolerance: {judged.reason}")
 
     def status(self, clock: Clock | None = None) -> dict[str, Status]:
         """Each node's :class:`Status` in topological order, running nothing."""
@@ -358,7 +435,8 @@ class CalibrationGraph:
         return out
 
     def explain(self, clock: Clock | None = None) -> dict[str, str]:
-        """Why each node is not fresh ('' when it is)."""
+        """Why each node is not fresh; for a fresh node, why it was kept fresh although a
+        dependency was recalibrated since ('' when nothing needed saying)."""
         clock = clock or self.context.clock
         memo: dict[str, StateCheck] = {}
         return {n: self._state_check(n, clock, memo).reason for n in self.order()}
@@ -395,6 +473,7 @@ class CalibrationGraph:
                     failed=None,
                     last_outcome=str(Spec.IN_SPEC),
                     check_lab_s=spent.lab_s,
+                    kept_fresh={},
                 ),
                 clock=clock,
                 message=f"check_data {name}: in_spec",

@@ -21,7 +21,7 @@ Optimus's node (Kelly et al., arXiv:1803.03226):
 A node is usually one module in ``calibrations/`` that defines ``NAME``,
 ``DEPENDS_ON``, ``TIMEOUT_S``, a ``Parameters`` dataclass and the four functions;
 :meth:`Node.from_module` reads exactly those names (nothing is guessed from
-signatures), plus three optional ones:
+signatures), plus four optional ones:
 
 ``PER_CELL = True``
     ``acquire`` honours ``ctx.selection`` (cell -> reason, or None for all): when
@@ -32,6 +32,11 @@ signatures), plus three optional ones:
     whose members are calibrated again until the listed state keys stop moving;
     ``CARRIED = True``: the node only sits between members (for the order) and is
     checked, not re-measured, after the first pass.
+``CONSUMES = {"bias_scurve": (Uses("cells.*.bias_offset_V", within=0.25, per="scurve_width_V", why=...),)}``
+    per dependency, the state keys the node reads and how far each may move
+    before its own results could change (:mod:`labstack.calibrate.consumes`): a
+    dependency recalibrated for some cells alone, every change within these, leaves
+    the node fresh instead of sending it to ``check_data``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from types import ModuleType
 from typing import Any
 
 from labstack.calibrate.change import StateChange
+from labstack.calibrate.consumes import Uses, validate
 from labstack.calibrate.context import Context
 from labstack.calibrate.spec import Mode, Spec, Verdict
 from labstack.calibrate.state import CalibrationState
@@ -77,6 +83,8 @@ class Node:
     converges: tuple[str, ...] = ()
     #: in its fixed point only checked after the first pass (it converges nothing)
     carried: bool = False
+    #: per dependency, what this node reads from it and the change each key tolerates
+    consumes: Mapping[str, tuple[Uses, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
@@ -89,6 +97,7 @@ class Node:
             raise ValueError(f"node {self.name!r} depends on itself")
         if not self.timeout_s > 0:
             raise ValueError(f"{self.name}: timeout_s must be > 0, got {self.timeout_s}")
+        self.consumes = validate(self.name, self.depends_on, self.consumes)
 
     @classmethod
     def from_module(cls, module: ModuleType, params: Any = None, **overrides: Any) -> Node:
@@ -117,8 +126,12 @@ class Node:
             fixed_point=getattr(module, "FIXED_POINT", None),
             converges=tuple(getattr(module, "CONVERGES", ())),
             carried=bool(getattr(module, "CARRIED", False)),
+            consumes=getattr(module, "CONSUMES", {}),
         )
         fields.update(overrides)
+        if "depends_on" in overrides and "consumes" not in overrides:
+            # a node built with fewer dependencies (another readout) keeps what it consumes from those
+            fields["consumes"] = {d: u for d, u in fields["consumes"].items() if d in fields["depends_on"]}
         return cls(**fields)
 
     def refit(self, data: Any, params: Any = None) -> Any:

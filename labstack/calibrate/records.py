@@ -64,6 +64,10 @@ class NodeRecord:
     wall_s: float | None = None
     #: the lab seconds of the last check_data that found the node in spec
     check_lab_s: float | None = None
+    #: dependencies recalibrated (some cells alone) since the node was verified, each
+    #: with why the node was kept fresh (every change within what the node tolerates);
+    #: cleared when the node is verified or calibrated again
+    kept_fresh: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
