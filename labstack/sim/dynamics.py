@@ -43,18 +43,6 @@ a step by ``step_fraction`` (0.05). ``tests/test_sim_dynamics.py`` checks that
 halving it changes no correlation time and that the result matches the exact
 master equation of a small coupled chip (:mod:`labstack.fit.ising`).
 
-Weak couplings. A neighbour's flip moves a cell's field by ``2 J_ij``, which changes
-its total rate and its equilibrium odds by at most a factor ``exp(2 |J_ij| / T)``;
-the error a step makes is the chance of such flips within it times that change. The
-step is therefore ``dt = step_fraction / (max(r0) min(1, reach))`` with ``reach =
-max_i sum_j (exp(2 |J_ij| / T) - 1)`` (:meth:`CouplingGraph.reach`): the error per
-unit time of a strongly coupled chip, which the tests above bound, and steps as long
-as the cells' own times when the couplers sit near their zeros (bias S-curves,
-temperature plateaus, thermalization), where the strong-coupling rule would take
-thousands of steps per sample. With ``reach >= 1`` the steps are those above, bit for
-bit; the weak-coupling test checks a chain at ``reach ~ 0.13`` against the master
-equation at one step per sample.
-
 Long waits: simulating a fridge wait of seconds step by step would cost ~1e8
 sweeps and tell nothing, since the chip forgets its state after a few relaxation
 times. A stretch longer than ``window_attempts / min(r0)`` (20 attempt times of
@@ -192,7 +180,6 @@ class CouplingGraph:
     colors: list[np.ndarray]  # cell indices of each colour class
     _layout: Layout | None = field(default=None, init=False, repr=False, compare=False)
     _lattice: Lattice | bool | None = field(default=None, init=False, repr=False, compare=False)
-    _reach: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, n: int, pairs: np.ndarray, j_values: np.ndarray) -> CouplingGraph:
@@ -214,23 +201,6 @@ class CouplingGraph:
     @property
     def coupled(self) -> bool:
         return self.matrix.nnz > 0
-
-    def reach(self, t_eff: float) -> float:
-        """``max_i sum_j (exp(2 |J_ij| / T_eff) - 1)``: by at most this factor can the flips
-        of a cell's neighbours change its rates and equilibrium odds (a flip moves
-        ``h_loc`` by ``2 J_ij``: ``cosh`` and the odds ``exp(2 h / T)`` change by at most
-        ``exp(2 |J_ij| / T)``). Computed once per temperature (the graph is immutable)."""
-        cached = self._reach
-        if cached is not None and cached[0] == t_eff:
-            return cached[1]
-        if self.matrix.nnz == 0:
-            value = 0.0
-        else:
-            influence = abs(self.matrix).tocsr()
-            influence.data = np.expm1(np.minimum(2.0 * influence.data / t_eff, 700.0))
-            value = float(influence.sum(axis=1).max())
-        self._reach = (t_eff, value)
-        return value
 
     def max_abs_coupling(self) -> np.ndarray:
         """Per cell, the sum of |J_ij| over its neighbours (K): bounds how far couplings move h_loc."""
@@ -382,16 +352,7 @@ class CellEnsemble:
         if not _coupled(graph):
             return np.inf
         r0 = self.attempt_rates(t_eff)[~self._frozen]
-        return self._max_dt(r0, t_eff, graph) if r0.size else np.inf
-
-    def _max_dt(self, r0: np.ndarray, t_eff: float, graph: CouplingGraph | None) -> float:
-        """``step_fraction / (max r0 * min(1, reach))``: the step whose error, from the
-        neighbours that flip within it, is what ``step_fraction`` allows for a strongly
-        coupled chip (module docstring: weak couplings)."""
-        reach = min(1.0, graph.reach(t_eff)) if graph is not None else 1.0
-        if reach <= 0.0:
-            return np.inf
-        return self.step_fraction / (float(r0.max()) * reach)
+        return self.step_fraction / float(r0.max()) if r0.size else np.inf
 
     def _plan(
         self, duration: float, t_eff: float, graph: CouplingGraph | None = None
@@ -400,7 +361,7 @@ class CellEnsemble:
         r0 = self.attempt_rates(t_eff)[~self._frozen]
         if r0.size == 0:
             return 0, np.inf
-        max_dt = self._max_dt(r0, t_eff, graph)
+        max_dt = self.step_fraction / float(r0.max())
         window = self.window_attempts * self._longest_zero_field_time(t_eff)
         if duration > window:
             return self._long_wait_sweeps(t_eff, graph), np.inf
