@@ -9,6 +9,8 @@ import pytest
 import pyvisa
 from qcodes.instrument import Instrument
 
+from labstack.calibrate import Context
+from labstack.clock import VirtualClock
 from labstack.sim.lab import VirtualLab
 from labstack.visa import open_station
 
@@ -28,6 +30,18 @@ def lab_description(**options: object) -> str:
 def lab_of(description: str) -> VirtualLab:
     """The VirtualLab behind a description (tests read its ground truth and logs)."""
     return pyvisa.ResourceManager(f"{description}@labstack").visalib.lab
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """A virtual clock at zero, for engine tests without a station."""
+    return VirtualClock()
+
+
+@pytest.fixture
+def ctx(tmp_path, clock) -> Context:
+    """A calibration context on ``clock`` with no station, its data in the test's tmp dir."""
+    return Context.create(tmp_path / "data", station=None, clock=clock)
 
 
 @pytest.fixture

@@ -85,16 +85,6 @@ def sweep_node(lab: Lab, consumes=None) -> Node:
                 consumes=consumes)
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def ctx(tmp_path, clock) -> Context:
-    return Context.create(tmp_path / "data", station=None, clock=clock)
-
-
 def calibrated(ctx: Context, **sweep_kw) -> tuple[CalibrationGraph, Lab]:
     lab = Lab()
     g = CalibrationGraph(ctx, [offsets_node(lab), sweep_node(lab, **sweep_kw)])

@@ -18,17 +18,6 @@ from labstack.calibrate import (
     Status,
 )
 from labstack.calibrate.testing import ToyLab, toy_node
-from labstack.clock import VirtualClock
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def ctx(tmp_path, clock) -> Context:
-    return Context.create(tmp_path / "data", station=None, clock=clock)
 
 
 def chain(ctx: Context, lab: ToyLab, **graph_kw) -> CalibrationGraph:

@@ -6,17 +6,6 @@ import pytest
 
 from labstack.calibrate import CalibrationGraph, Context, FixedPoint, Spec, Verdict, combine
 from labstack.calibrate.testing import LoopLab, loop_node
-from labstack.clock import VirtualClock
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def ctx(tmp_path, clock) -> Context:
-    return Context.create(tmp_path / "data", station=None, clock=clock)
 
 
 def calibrated_loop(ctx: Context, **lab_kw) -> tuple[CalibrationGraph, LoopLab]:

@@ -9,13 +9,7 @@ import yaml
 
 from labstack.calibrate import CalibrationState, StateChange
 from labstack.calibrate import state as state_module
-from labstack.clock import VirtualClock
 from labstack.presentation import to_html
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
 
 
 @pytest.fixture
