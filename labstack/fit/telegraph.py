@@ -171,3 +171,61 @@ def counted_rates(states: np.ndarray, period: float, min_transitions: int = 20) 
     db = 0.5 / b - 1 / total + g
     var = da**2 * a * (1 - a) / n0 + db**2 * b * (1 - b) / n1
     return Rates(ln_r0, math.sqrt(var), tau, a / total, 0.0)
+
+
+# ------------------------------------------------ correlation time through the amplifier
+#: lags (samples) of the voltage autocovariance fitted by :func:`filtered_correlation_time`
+FILTERED_LAGS = np.arange(1, 17)
+#: samples per block whose mean is removed first: drift and 1/f noise, slow next to the
+#: lags used, would otherwise add a near-constant term
+FILTERED_BLOCK = 1000
+#: candidate correlation times (samples) searched
+_TAU_GRID = np.geomspace(0.05, 400.0, 600)
+
+
+def filtered_correlation_time(voltages: np.ndarray, memory: float) -> np.ndarray:
+    """A telegraph signal's correlation time (in samples) from the voltages the amplifier passed,
+    without thresholding them; nan where the series shows no switching.
+
+    Why: thresholded states lose a dwell shorter than the amplifier's memory (its low-pass
+    leaves ``a = memory`` of the previous reading in each sample), so a cell switching within
+    a sample or two looks *slower* than it is, and the more so the faster it is: the states'
+    correlation time is not even monotonic in the true one there, and no cut on it can say
+    which points to trust. The voltages keep the information. A Markov chain with
+    ``lambda = exp(-1 / tau)`` per sample, passed through the first-order low-pass
+    ``y_k = a y_(k-1) + (1 - a) x_k``, is an AR(2) process with roots ``lambda`` and ``a``,
+    and the amplifier's own noise band-limited by the same filter decays as ``a^k``, so the
+    autocovariance at lags ``k >= 1`` is exactly ``c1 lambda^k + c2 a^k`` (a continuous
+    telegraph through an RC filter gives the same form), plus a constant ``c0``: removing
+    each block's mean (against drift and 1/f noise) lowers every lag by the variance of that
+    mean, and at the lags where a fast cell's decay is spent that is most of what is left.
+    With ``a`` from the readout node, each candidate ``lambda`` is a linear least-squares
+    problem in ``(c1, c2, c0)``; the best one wins. (Fitting ``a`` as well is too loose on 20 000 samples: the two decays
+    trade off; the readout node measures it once, on its own data.)
+
+    ``voltages``: (..., n_samples); returns (...) correlation times in samples.
+    """
+    v = np.asarray(voltages, dtype=np.float64)
+    lead, n = v.shape[:-1], v.shape[-1]
+    block = min(FILTERED_BLOCK, n)
+    usable = n // block * block
+    x = v.reshape(-1, n)[:, :usable].reshape(-1, usable // block, block)
+    x = x - x.mean(axis=-1, keepdims=True)
+    lags = FILTERED_LAGS[FILTERED_LAGS < block // 4]
+    cov = np.stack([np.mean(x[..., :-k] * x[..., k:], axis=(-2, -1)) for k in lags], axis=-1)
+    lam = np.exp(-1.0 / _TAU_GRID)
+    best_err = np.full(cov.shape[0], np.inf)
+    best_tau = np.full(cov.shape[0], np.nan)
+    kk = lags.astype(float)
+    basis_a = float(memory) ** kk
+    for g, tau in enumerate(_TAU_GRID):
+        m = np.stack([lam[g] ** kk, basis_a, np.ones_like(kk)], axis=1)  # (lags, 3)
+        gram = m.T @ m
+        if abs(np.linalg.det(gram)) < 1e-12 * np.trace(gram) ** 3:
+            continue  # lambda = a: the two decays are one
+        coef = cov @ m @ np.linalg.inv(gram).T  # (series, 3)
+        resid = np.sum((coef @ m.T - cov) ** 2, axis=1)
+        better = (resid < best_err) & (coef[:, 0] > 0)
+        best_err[better] = resid[better]
+        best_tau[better] = tau
+    return best_tau.reshape(lead)
