@@ -163,29 +163,42 @@ def inspect(chip: ChipSpec, station: Any, report: Any) -> dict[str, Any]:
     dead = truth.cells.dead | (truth.cells.stuck != 0)
     xt_sum = truth.crosstalk_K_per_V.sum(axis=1) if truth.crosstalk_K_per_V is not None else np.zeros(n)
     runs: dict[str, Any] = {}
+    datasets: dict[str, Any] = {}
+    spans: dict[str, list[float]] = {}
 
     def run(run_id: str) -> Any:
         if run_id not in runs:
             runs[run_id] = load_run(run_id, data_dir)
         return runs[run_id]
 
+    def dataset(run_id: str) -> Any:
+        """A run's dataset, opened once: every cell and parameter asks for the same few runs."""
+        if run_id not in datasets:
+            datasets[run_id] = run(run_id).dataset()
+        return datasets[run_id]
+
     def run_times(run_id: str) -> list[float]:
         """Lab times a run's points span: its own, or those of the runs it was merged from."""
+        if run_id in spans:
+            return spans[run_id]
         parts = run(run_id).metadata.get("derived_from")
         if parts:
-            spans = [run_times(p) for p in parts]
-            return [min(s[0] for s in spans), max(s[1] for s in spans)]
-        ds = run(run_id).dataset()
+            each = [run_times(p) for p in parts]
+            spans[run_id] = [min(s[0] for s in each), max(s[1] for s in each)]
+            return spans[run_id]
+        ds = dataset(run_id)
         start = float(ds.attrs["clock_start"])
         clocks = [v for v in ds.variables if str(v).endswith("_clock")]
         if clocks:
             times = start + np.asarray(ds[clocks[0]].values, dtype=float).ravel()
-            return [float(times.min()), float(times.max())]
-        return [start, start]
+            spans[run_id] = [float(times.min()), float(times.max())]
+        else:
+            spans[run_id] = [start, start]
+        return spans[run_id]
 
     def crossing(run_id: str, cell: int, fitted: float) -> Any:
         """The truth when the S-curve sweep crossed ``fitted`` (where its curve is decided)."""
-        ds = run(run_id).dataset()
+        ds = dataset(run_id)
         merged = bool(run(run_id).metadata.get("derived_from"))
         # a sweep merged with per-cell windows keeps every point's clock (from its first part's
         # start) and which block each point is for: the cell's crossing is in its own points,
