@@ -267,6 +267,9 @@ class CellResult:
     ln_r0: np.ndarray
     ln_r0_err: np.ndarray
     flag: str = ""
+    #: ln r0 the thresholded states gave at points refused as faster than the readout (nan
+    #: elsewhere): shown on the Arrhenius plot, not fitted
+    refused: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -390,6 +393,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     for i in range(states.shape[1]):
         est = np.array([rate_estimate(states[j, i], period, params.min_transitions) for j in range(len(t_chip))])
         too_fast = voltage_tau[:, i] < params.min_tau_samples  # nan (not measured) never is
+        refused = np.where(too_fast, est[:, 0], np.nan)
         est[too_fast] = np.nan
         ln_r0, err = est[:, 0], est[:, 1]
         use = np.isfinite(ln_r0)
@@ -401,7 +405,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
         if len({round(t, 6) for t in t_chip[use]}) < 2:
             why = (f"rates measurable at {use.sum()} of {len(use)} points (too fast or too slow for the sample "
                    f"rate; {int(too_fast.sum())} faster than {params.min_tau_samples:g} samples through the amplifier)")
-            cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points"))
+            cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points", refused))
             continue
         f = _arrhenius(1 / t_eff[use], ln_r0[use], err[use])
         if f.success:
@@ -426,7 +430,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
             f.values["ess_per_s"] = 1 / (2 * f.values["tau_c_s"])
             f.stderr["tau_c_s"] = f.values["tau_c_s"] * rel
             f.stderr["ess_per_s"] = f.values["ess_per_s"] * rel
-        cells.append(CellResult(i, f, ln_r0, err, "" if f.success else "fit_failed"))
+        cells.append(CellResult(i, f, ln_r0, err, "" if f.success else "fit_failed", refused))
     return Result(cells, t_eff, ks, base)
 
 
@@ -511,6 +515,11 @@ def figures(result: Result, dataset: xr.Dataset | None = None) -> list[Any]:
     xlabel = "1 / T_eff (1/K)"
     for ax, rax, r in zip(axes, resid, shown, strict=False):
         use = np.isfinite(r.ln_r0)
+        refused = np.isfinite(r.refused) if r.refused is not None else np.zeros_like(use)
+        if refused.any():  # where the states would have put them: the bias the cut avoids
+            ax.plot(inv_t[refused], r.refused[refused], "o", mfc="none", mec="#b00", ms=4,
+                    label="too fast for the readout (not fitted)")
+            ax.legend(fontsize=6, loc="best")
         if not use.any():
             F.failed_panel(ax, rax, f"cell {r.cell}: {r.flag}", r.fit.message, xlabel, "ln(r0 / Hz)")
             continue

@@ -79,3 +79,7 @@ def test_thresholded_states_make_a_fast_cell_look_slow_and_the_fit_drops_it() ->
     assert all(c.flag == "too_few_points" for c in result.cells), [c.flag for c in result.cells]
     assert "2 faster than 2 samples" in result.cells[0].fit.message
     assert np.all(np.isnan(result.cells[0].ln_r0[3:])) and np.all(np.isfinite(result.cells[0].ln_r0[:3]))
+    # and the Arrhenius plot shows the refused points where the states put them, unfitted
+    fig = thermalization.figures(result)[0]
+    marked = [line for ax in fig.axes for line in ax.get_lines() if "too fast" in str(line.get_label())]
+    assert marked and all(len(line.get_xdata()) == 2 for line in marked)
