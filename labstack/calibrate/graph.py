@@ -189,6 +189,9 @@ class CalibrationGraph:
         self._maintained: dict[str, bool] | None = None
         self._diagnosed: dict[str, bool] | None = None
         self._in_group: set[str] = set()
+        #: tolerance judgements by (node, dependency, verified version, state version): the
+        #: history they walk is written once per version, and the watch asks every 0.1 s
+        self._tolerance_memo: dict[tuple[str, str, int, int], Judgement | None] = {}
         for node in nodes:
             self.add(node)
         for group in groups:
@@ -390,6 +393,17 @@ class CalibrationGraph:
         uses = node.consumes.get(dep)
         if not uses:
             return None
+        state = self.context.state
+        key = (node.name, dep, verified, state.version)
+        if key in self._tolerance_memo:
+            return self._tolerance_memo[key]
+        judged = self._judge_tolerance(uses, dep, verified)
+        if judged is not None and not judged.reason.startswith("cannot compare"):
+            self._tolerance_memo[key] = judged  # an in-memory state may change under one version
+        return judged
+
+    def _judge_tolerance(self, uses: Any, dep: str, verified: int) -> Judgement:
+        """:meth:`_within_tolerance` without the memo."""
         state = self.context.state
         try:
             then = state.at(verified)
