@@ -11,8 +11,10 @@ the lines are split into ``groups`` interleaved groups (``j % groups``). For gro
 ``g``, every other line sits at its cell's S-curve centre (P ~ 0.5, most sensitive)
 while the lines of ``g`` are pushed ``push_V`` above theirs, so their own cells sit
 saturated at +1 in every point, plus ``+-step_V`` in the sign pattern of a
-Hadamard matrix's columns. Cells held at +1 never flip, so a coupling left between
-neighbours only shifts intercepts and cannot pose as crosstalk. Each cell outside ``g``
+Hadamard matrix's columns (a line whose centre is within ``push_V + step_V`` of the
+DAC's upper limit is pushed as far below instead, its cell held at -1). Cells held
+saturated never flip, so a coupling left between neighbours only shifts intercepts
+and cannot pose as crosstalk. Each cell outside ``g``
 then gets a weighted least-squares fit of its (misassignment-corrected) log-odds on
 the line voltages of ``g``: an intercept plus one slope per line, from ``K >= |g| + 1``
 orthogonal, balanced patterns.
@@ -104,6 +106,9 @@ class Parameters:
     check_samples: int = 800
     #: how far an entry of C may move before the node is out of spec (V/V)
     tolerance: float = 0.01
+    #: the bias lines' safe range (V): a line whose centre sits within push + step of the top
+    #: is pushed down instead
+    limits_V: tuple[float, float] = (-1.5, 1.5)
 
 
 def patterns(n_lines: int) -> np.ndarray:
@@ -129,6 +134,14 @@ def design(n_cells: int, params: Parameters) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(rows), np.array(group_of)
 
 
+def push_directions(centres: np.ndarray, params: Parameters) -> np.ndarray:
+    """+1 for a line pushed above its centre, -1 below: down where up would leave the safe
+    range (a chip's offsets reach within 0.8 V of a 1.5 V limit). A cell held at -1 never
+    flips either, so it serves the same; the fit works on the voltages the lines had."""
+    reach = params.push_V + params.step_V
+    return np.where(centres + reach > params.limits_V[1], -1.0, 1.0)
+
+
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
     """Park every cell at its S-curve centre and push groups of lines in Hadamard patterns."""
@@ -152,7 +165,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     ]
     base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
     offsets, group_of = design(n, params)
-    volts = base[None, :] + offsets
+    volts = base[None, :] + offsets * push_directions(base, params)[None, :]
     idle_couplers(ctx, layout)
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sequence = Sweep(

@@ -85,6 +85,22 @@ def test_crosstalk_patterns_are_balanced_and_orthogonal():
         assert offsets[pushed, j].min() == pytest.approx(params.push_V - params.step_V)
 
 
+def test_crosstalk_pushes_a_line_near_the_top_of_its_range_down_and_stays_in_range():
+    """A chip with twice the default spreads has offsets up to 0.75 V: pushing those lines
+    0.55 + 0.25 V up would ask the DAC for 1.55 V, which the guard refuses (seen on a
+    fresh family chip); they are pushed as far down instead, everything else as before."""
+    params = crosstalk.Parameters()
+    centres = np.array([-0.75, -0.2, 0.0, 0.69, 0.71, 0.75])
+    directions = crosstalk.push_directions(centres, params)
+    np.testing.assert_array_equal(directions, [1, 1, 1, 1, -1, -1])
+    offsets, _ = crosstalk.design(centres.size, params)
+    volts = centres[None, :] + offsets * directions[None, :]
+    assert volts.min() >= params.limits_V[0] and volts.max() <= params.limits_V[1]
+    pushed = offsets != 0
+    # a pushed line keeps its cell saturated: at least push - step from its centre, either way
+    assert np.all(np.abs(volts - centres)[pushed] >= params.push_V - params.step_V - 1e-12)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_log_odds_coupling_recovers_beta_through_misassignment_and_fields(seed):
     rng = np.random.default_rng(seed)
