@@ -144,22 +144,27 @@ class Parameters:
     bounded_refits: int = 6
 
 
-def sample_rate(ctx: Context, params: Parameters) -> float:
-    """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
+def lowpass_tau(ctx: Context) -> float | None:
+    """The amplifier's low-pass time constant as the readout node measured it; None if it has not."""
     key = "readout.lowpass_tau_s"
     if key not in ctx.state or not ctx.state.get(key).valid:
+        return None
+    return float(ctx.state.value(key))
+
+
+def sample_rate(ctx: Context, params: Parameters) -> float:
+    """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
+    tau = lowpass_tau(ctx)
+    if tau is None:
         return params.sample_rate_Hz
-    tau = float(ctx.state.value(key))
     return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
 
 
 def readout_memory(ctx: Context, period: float) -> float | None:
     """The share of the previous reading the amplifier's low-pass leaves in a sample taken
     every ``period``: ``exp(-period / tau_a)``; None if the readout node has not measured ``tau_a``."""
-    key = "readout.lowpass_tau_s"
-    if key not in ctx.state or not ctx.state.get(key).valid:
-        return None
-    return float(math.exp(-period / float(ctx.state.value(key))))
+    tau = lowpass_tau(ctx)
+    return None if tau is None else float(math.exp(-period / tau))
 
 
 def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:

@@ -115,6 +115,7 @@ from labstack.calibrate.merged import keep_merged
 from labstack.calibrate.node import Node, run_id_of
 from labstack.calibrate.records import NodeRecord
 from labstack.calibrate.spec import Mode, Spec, Verdict
+from labstack.calibrate.state import CalibrationState
 from labstack.clock import Clock, Elapsed, Stopwatch
 
 #: a member's ``last_outcome`` when its group stopped without converging
@@ -191,7 +192,7 @@ class CalibrationGraph:
         self._in_group: set[str] = set()
         #: tolerance judgements by (node, dependency, verified version, state version): the
         #: history they walk is written once per version, and the watch asks every 0.1 s
-        self._tolerance_memo: dict[tuple[str, str, int, int], Judgement | None] = {}
+        self._tolerance_memo: dict[tuple[str, str, int, int], Judgement] = {}
         for node in nodes:
             self.add(node)
         for group in groups:
@@ -397,39 +398,43 @@ class CalibrationGraph:
         key = (node.name, dep, verified, state.version)
         if key in self._tolerance_memo:
             return self._tolerance_memo[key]
-        judged = self._judge_tolerance(uses, dep, verified)
-        if judged is not None and not judged.reason.startswith("cannot compare"):
-            self._tolerance_memo[key] = judged  # an in-memory state may change under one version
+        try:
+            then, cells, whole_at = self._recalibrations_since(dep, verified)
+        except (KeyError, ValueError) as exc:  # an in-memory state, or history out of reach:
+            # not memoised, since an in-memory state may change under one version
+            return Judgement(False, f"cannot compare with version {verified}: {exc}")
+        if whole_at is not None:
+            judged = Judgement(False, f"recalibrated whole at version {whole_at}")
+        else:
+            old_entries = then.entries
+            changed = {
+                k: (old_entries.get(k), e)
+                for k, e in state.entries.items()
+                if e.node == dep and e.version > verified
+            }
+            changed |= {k: (e, None) for k, e in old_entries.items() if e.node == dep and k not in state.entries}
+            judged = judge(uses, changed, old_entries.get)
+            if judged.ok:
+                judged = Judgement(True, f"recalibrated cells {sorted(cells)} since, within tolerance: {judged.reason}")
+        self._tolerance_memo[key] = judged
         return judged
 
-    def _judge_tolerance(self, uses: Any, dep: str, verified: int) -> Judgement:
-        """:meth:`_within_tolerance` without the memo."""
+    def _recalibrations_since(self, dep: str, verified: int) -> tuple[CalibrationState, set[int], int | None]:
+        """(the state at ``verified``, the cells ``dep`` re-measured alone since, the latest
+        version at which it was recalibrated whole or None), walking the history back."""
         state = self.context.state
-        try:
-            then = state.at(verified)
-            cells: set[int] = set()
-            version = state.version
-            while version > verified:
-                snap = state.at(version)
-                drec = snap.node_record(dep)
-                if drec is not None and drec.calibrated_version == version:
-                    if not drec.recalibrated_cells:
-                        return Judgement(False, f"recalibrated whole at version {version}")
-                    cells |= {int(c) for c in drec.recalibrated_cells}
-                version = snap.info().parent
-        except (KeyError, ValueError) as exc:  # an in-memory state, or history out of reach
-            return Judgement(False, f"cannot compare with version {verified}: {exc}")
-        old_entries = then.entries
-        changed = {
-            key: (old_entries.get(key), e)
-            for key, e in state.entries.items()
-            if e.node == dep and e.version > verified
-        }
-        changed |= {k: (e, None) for k, e in old_entries.items() if e.node == dep and k not in state.entries}
-        judged = judge(uses, changed, old_entries.get)
-        if not judged.ok:
-            return judged
-        return Judgement(True, f"recalibrated cells {sorted(cells)} since, within tolerance: {judged.reason}")
+        then = state.at(verified)
+        cells: set[int] = set()
+        version = state.version
+        while version > verified:
+            snap = state.at(version)
+            drec = snap.node_record(dep)
+            if drec is not None and drec.calibrated_version == version:
+                if not drec.recalibrated_cells:
+                    return then, cells, version
+                cells |= {int(c) for c in drec.recalibrated_cells}
+            version = snap.info().parent
+        return then, cells, None
 
     def status(self, clock: Clock | None = None) -> dict[str, Status]:
         """Each node's :class:`Status` in topological order, running nothing."""
