@@ -183,6 +183,19 @@ FILTERED_BLOCK = 1000
 _TAU_GRID = np.geomspace(0.05, 400.0, 600)
 
 
+#: series whose autocovariances are computed together (memory: 256 x 20 000 float64, 40 MB)
+SERIES_AT_ONCE = 256
+
+
+def _block_autocovariance(series: np.ndarray, block: int, lags: np.ndarray) -> np.ndarray:
+    """(series, lag) autocovariance, each block of ``block`` samples about its own mean."""
+    n = series.shape[-1]
+    usable = n // block * block
+    x = series[:, :usable].astype(np.float64).reshape(series.shape[0], usable // block, block)
+    x = x - x.mean(axis=-1, keepdims=True)
+    return np.stack([np.mean(x[..., :-k] * x[..., k:], axis=(-2, -1)) for k in lags], axis=-1)
+
+
 def filtered_correlation_time(voltages: np.ndarray, memory: float) -> np.ndarray:
     """A telegraph signal's correlation time (in samples) from the voltages the amplifier passed,
     without thresholding them; nan where the series shows no switching.
@@ -205,14 +218,17 @@ def filtered_correlation_time(voltages: np.ndarray, memory: float) -> np.ndarray
 
     ``voltages``: (..., n_samples); returns (...) correlation times in samples.
     """
-    v = np.asarray(voltages, dtype=np.float64)
+    v = np.asarray(voltages)
     lead, n = v.shape[:-1], v.shape[-1]
     block = min(FILTERED_BLOCK, n)
-    usable = n // block * block
-    x = v.reshape(-1, n)[:, :usable].reshape(-1, usable // block, block)
-    x = x - x.mean(axis=-1, keepdims=True)
     lags = FILTERED_LAGS[FILTERED_LAGS < block // 4]
-    cov = np.stack([np.mean(x[..., :-k] * x[..., k:], axis=(-2, -1)) for k in lags], axis=-1)
+    series = v.reshape(-1, n)
+    # a few series at a time: a whole chip's readings in float64, twice over, would be the
+    # largest thing a big chip's calibration holds
+    cov = np.concatenate(
+        [_block_autocovariance(series[i : i + SERIES_AT_ONCE], block, lags)
+         for i in range(0, series.shape[0], SERIES_AT_ONCE)]
+    ) if series.shape[0] else np.zeros((0, lags.size))
     lam = np.exp(-1.0 / _TAU_GRID)
     best_err = np.full(cov.shape[0], np.inf)
     best_tau = np.full(cov.shape[0], np.nan)
