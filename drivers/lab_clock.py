@@ -31,10 +31,17 @@ class VirtualLabClock(VisaInstrument):
         self.time: Parameter = self.add_parameter(
             "time", label="Simulated time", unit="s", get_cmd="CLOC:TIME?", get_parser=float
         )
+        #: a time the lab has certainly reached, known without asking it: the last reading
+        #: plus every advance since (time never goes back, whoever else moves it). A ramp
+        #: whose next step was allowed at or before it needs no clock query; every SCPI
+        #: round trip costs a calibration wall time, and a ramped set asked twice
+        self.reached = -math.inf
         self.connect_message()
 
     def now(self) -> float:
-        return float_reply(self.ask("CLOC:TIME?"), self.name, "CLOC:TIME?")
+        value = float_reply(self.ask("CLOC:TIME?"), self.name, "CLOC:TIME?")
+        self.reached = max(self.reached, value)
+        return value
 
     def sleep(self, seconds: float) -> None:
         seconds = float(seconds)
@@ -49,6 +56,7 @@ class VirtualLabClock(VisaInstrument):
             # on its own, so a bare write could be overtaken by a write to another
             # instrument sent after it (a bias set before the wait instead of after)
             self.ask(f"CLOC:ADV {step!r};*OPC?")
+            self.reached += step  # it advanced from a time at or after the old floor
             seconds -= step
 
     def utcnow(self) -> datetime:

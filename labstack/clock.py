@@ -12,6 +12,7 @@ for timestamps a person reads. ``sleep(seconds)`` is the only way to let time pa
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,6 +93,17 @@ class VirtualClock:
     def utcnow(self) -> datetime:
         return self._start_utc + timedelta(seconds=self._t)
 
+
+
+def reached(clock: Clock) -> float:
+    """A time ``clock`` has certainly reached, known without asking it (``-inf``: unknown).
+
+    A clock behind a wire (the virtual lab's, over SCPI) keeps its last reading plus
+    every wait since as ``reached``: time never goes back, so a deadline at or before it
+    has passed, and a ramp that only needs to know that saves a round trip. A local
+    clock is cheap to read and says nothing.
+    """
+    return float(getattr(clock, "reached", -math.inf))
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,37 @@ def test_heater_interlocks_refuse_range_and_setpoint_on_every_path(safe_station,
     with pytest.raises(SequenceError, match="setpoint"):
         run_sequence(plan, station, name="too_hot", data_dir=tmp_path, progress=False)
     assert not (tmp_path / "too_hot").exists() and device.outputs[0].setpoint == 0.0
+
+
+def test_a_ready_ramp_asks_the_clock_once_and_an_early_one_still_waits(safe_station):
+    """The ramp asks the lab's clock only when the channel's next step might not be allowed
+    yet (``clock.reached``, a time certainly passed, says when it is); the guard still
+    stamps every write with a fresh reading, and the rate holds at the lab."""
+    station, lab, rec = safe_station
+    clock = station.clock
+    ch1 = station.parameter("qdac1.ch01.dc_constant_V")
+    ch1(0.05)
+    asked = []
+    original = clock.ask
+
+    def counting(cmd: str) -> str:
+        asked.append(cmd)
+        return original(cmd)
+
+    clock.ask = counting
+    try:
+        clock.sleep(1.0)
+        assert -1e9 < clock.reached <= lab.clock.now()
+        asked.clear()
+        ch1(0.1)  # one step, long allowed: only the guard's stamp
+        assert asked.count("CLOC:TIME?") == 1
+        asked.clear()
+        ch1(0.15)  # at once: the last step allows the next 0.05 s later, so the ramp asks and waits
+        assert asked.count("CLOC:TIME?") == 2 and any(a.startswith("CLOC:ADV") for a in asked)
+    finally:
+        clock.ask = original
+    assert_within(rec, 1, 1, 0.0, LIMITS, STEP, RATE)
+    # another client moving the lab's clock leaves ``reached`` a lower bound, never ahead
+    lab.clock.sleep(5.0)
+    assert clock.reached < lab.clock.now()
+    assert clock.now() == lab.clock.now() == clock.reached

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from qcodes.parameters import Parameter
 
-from labstack.clock import Clock
+from labstack.clock import Clock, reached
 from labstack.safety.errors import SafetyError
 from labstack.safety.guard import Channel
 from labstack.safety.intercept import Interceptors, Method
@@ -79,9 +79,11 @@ def _ramped(ramp: ArrayRamp, clock: Clock, original: Method) -> Method:
                 max_steps[i] = channel.ramp.max_step
         for point in array_ramp_points(actual, target, max_steps):
             moving = [c for i, c in channels.items() if c.ramp is not None and np.float32(point[i]) != np.float32(c.known)]
-            wait = max((c.t_ready for c in moving), default=-math.inf) - clock.now()
-            if wait > 0:
-                clock.sleep(wait)
+            ready = max((c.t_ready for c in moving), default=-math.inf)
+            if ready > reached(clock):
+                wait = ready - clock.now()
+                if wait > 0:
+                    clock.sleep(wait)
             original(point, **kwargs)
 
     return ramped_set

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from qcodes.parameters import Parameter
 
-from labstack.clock import Clock
+from labstack.clock import Clock, reached
 from labstack.safety.guard import Channel
 from labstack.safety.intercept import Interceptors, Method
 
@@ -65,7 +65,7 @@ def _ramped(parameter: Parameter, channel: Channel, clock: Clock, original: Meth
             channel.known = actual
             steps = ramp_points(actual, target, channel.ramp.max_step)
         for v in steps:
-            if channel.ramp is not None:
+            if channel.ramp is not None and channel.t_ready > reached(clock):
                 wait = channel.t_ready - clock.now()
                 if wait > 0:
                     clock.sleep(wait)
