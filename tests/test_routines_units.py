@@ -215,6 +215,60 @@ def test_effective_temperature_check_passes_noise_and_catches_a_warmer_chip(tmp_
     assert sum(v is Spec.OUT_OF_SPEC for v in warm) >= 19, [v.value for v in warm]
 
 
+def _merged_teff(crosstalk, crosstalk_err=None, n_t=3, n_points=9):
+    """A merged effective-temperature dataset's bias part: four cells in two colour classes,
+    each class swept on grids 2 mV (even) and 3 mV (odd) wide per step."""
+    import xarray as xr
+
+    colour = np.array([0, 1, 0, 1])
+    k = np.linspace(-3.5, 3.5, n_points)
+    span = np.array([2e-3, 3e-3, 2e-3, 3e-3])
+    bias = np.broadcast_to(0.1 * np.arange(4)[None, :, None] + span[None, :, None] * k, (n_t, 4, n_points)).copy()
+    data = {
+        "bias": (("temperature", "cell", "point"), bias),
+        "colour": (("cell",), colour),
+        "measured": (("cell",), np.ones(4, bool)),
+        "crosstalk": (("cell", "line"), np.asarray(crosstalk, float)),
+    }
+    if crosstalk_err is not None:
+        data["crosstalk_err"] = (("cell", "line"), np.asarray(crosstalk_err, float))
+    return xr.Dataset(data)
+
+
+def test_effective_temperature_applies_significant_crosstalk_only_and_states_its_error():
+    """An entry many sigma from zero moves the bias a cell's field sees, and its error goes
+    into the gain's; an entry consistent with zero is taken as zero (applying it only adds
+    its noise to the step: shown below to bias the gains by more than their errors said)."""
+    from labstack.calibrations import effective_temperature as et
+
+    c = np.zeros((4, 4))
+    c[0, 2], c[2, 0] = 0.05, 0.006  # a real neighbour and a noisy zero, both co-moving
+    c[1, 0] = 0.2  # a line of the other class: parked, never applied
+    err = np.full((4, 4), 0.004)
+    ds = _merged_teff(c, err)
+    bias = ds["bias"].values
+    eff = et.effective_bias(ds)
+    np.testing.assert_allclose(eff[:, 0], bias[:, 0] + 0.05 * bias[:, 2])
+    np.testing.assert_array_equal(eff[:, 2], bias[:, 2])  # 1.5 sigma: not applied
+    np.testing.assert_array_equal(eff[:, 1], bias[:, 1])
+    # line 2's grid step equals line 0's: the gain's relative error is the entry's sigma
+    assert et.crosstalk_rel_error(ds, 0) == pytest.approx(0.004)
+    assert et.crosstalk_rel_error(ds, 2) == 0.0 and et.crosstalk_rel_error(ds, 1) == 0.0
+    # a dataset without errors (older runs) applies every entry, as before
+    np.testing.assert_allclose(et.effective_bias(_merged_teff(c))[:, 2], bias[:, 2] + 0.006 * bias[:, 0])
+
+    # the wrong model: eight co-moving entries, each truly zero and measured with 0.004 V/V
+    # of noise, all applied, scale a cell's step (and its gain) by 1 + their sum: about 1.1 %
+    # rms, unstated. The gate leaves almost every such step alone.
+    rng = np.random.default_rng(3)
+    noise = 0.004 * rng.normal(size=(2000, 8))
+    applied_all = np.sqrt(np.mean(noise.sum(axis=1) ** 2))
+    gated = np.where(np.abs(noise) > et.SIGNIFICANT_CROSSTALK * 0.004, noise, 0.0)
+    applied_gated = np.sqrt(np.mean(gated.sum(axis=1) ** 2))
+    assert 0.009 < applied_all < 0.0135
+    assert applied_gated < 0.15 * applied_all
+
+
 def test_the_re_zero_recovers_the_field_at_programmed_zero_with_honest_errors():
     """Shots of a cell whose programmed zero is off by ``theta_true``: the re-zero's
     ``artanh`` of the mean spin, with the readout's misassignment undone, lands within its
