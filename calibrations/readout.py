@@ -31,6 +31,17 @@ amplifier's low-pass time constant from its autocorrelation,
 noise, which adds the same to ``rho1`` and ``rho2``): the readout bandwidth other
 routines choose their sample rates by.
 
+The swing holds a cell at one level only if its line, plus what DAC crosstalk from its
+neighbours' lines adds, stays several widths beyond its offset; a cell with its offset
+far out (large fabrication spread) can still switch in a configuration that pulls it
+back. Its readings there are a mixture of its two levels, so their variance rises above
+its quietest configuration's (:data:`SWITCHING_RATIO`): such an acquisition is left out
+of that cell's levels, noise and wander (the wander then taken from the chain's other
+cells, per unit of noise), and a cell caught switching in two configurations is
+``unsaturated``, not fitted (offset, amplitude and leak need three). Without this, one
+switching configuration biased a cell's amplitude by several sigma, or made a live cell
+read as dead.
+
 A cell whose levels are not ``min_separation_sigma`` apart is broken. Which way is
 decided from where its mean reading sits among the healthy cells: a **dead** cell
 (no signal) reads its offset, a **stuck** cell reads ``offset +- amp``. The healthy
@@ -83,6 +94,24 @@ TIMEOUT_S = 24 * 3600.0
 
 #: health labels a cell can get (stored as ``cells.<i>.health``)
 HEALTHY, DEAD, STUCK_PLUS, STUCK_MINUS = "ok", "dead", "stuck_plus", "stuck_minus"
+#: a cell that switched in two configurations or more: its levels were not measured
+UNSATURATED = "unsaturated"
+
+#: an acquisition whose variance exceeds the cell's quietest by this factor caught it
+#: switching. Saturated acquisitions of 2000 samples scatter by ~4 % (Gaussian noise through
+#: the amplifier's low-pass) and sat within 1.10 of the quietest on 39 family chips; a cell
+#: switching 5 % of the time at a 2-sigma level separation adds ~20 %
+SWITCHING_RATIO = 1.25
+
+
+def saturated_acquisitions(config_var: np.ndarray, wander_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(config_ok (cell, config), wander_ok (cell,))``: which acquisitions held each cell
+    at one level, judged by their variance against the cell's quietest configuration
+    (the trace, all taken at the last configuration, by its median)."""
+    quiet = config_var.min(axis=1)
+    config_ok = config_var <= SWITCHING_RATIO * quiet[:, None]
+    wander_ok = np.median(wander_var, axis=1) <= SWITCHING_RATIO * quiet
+    return config_ok, wander_ok
 
 
 #: (even cells, odd cells) in each configuration: -1 at v_low, +1 at v_high; ordered so
@@ -361,13 +390,28 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     configs = np.asarray(_attr(dataset, "configs"), dtype=float)
     n_cells = samples.shape[0]
     means = samples.mean(axis=2)  # (cell, config)
-    # the noise within an acquisition (cells saturated), from every acquisition of the run;
-    # its error from their scatter, so that whatever moves it from one to the next counts
     wander = values_in(dataset["wander_samples"], "cell", "wander", "sample").astype(float)
-    variances = np.concatenate([samples.var(axis=2, ddof=1), wander.var(axis=2, ddof=1)], axis=1)
-    noise = np.sqrt(variances.mean(axis=1))
-    noise_err = variances.std(axis=1, ddof=1) / np.sqrt(variances.shape[1]) / (2 * noise)
+    # a cell that switches in an acquisition (the swing does not hold it: a neighbour's DAC
+    # crosstalk pulls it back towards its offset) reads a mixture of its levels there: its
+    # variance rises by ~amp^2 p (1 - p). Such acquisitions say nothing of its levels, noise
+    # or wander, and are left out for that cell (see saturated_acquisitions)
+    config_var = samples.var(axis=2, ddof=1)
+    wander_var = wander.var(axis=2, ddof=1)
+    config_ok, wander_ok = saturated_acquisitions(config_var, wander_var)
+    # the noise within an acquisition (cells saturated), from every saturated acquisition of
+    # the run; its error from their scatter, so that whatever moves it from one to the next counts
+    variances = np.concatenate([config_var, wander_var], axis=1)
+    used = np.concatenate([config_ok, np.repeat(wander_ok[:, None], wander_var.shape[1], axis=1)], axis=1)
+    counts = used.sum(axis=1)
+    noise = np.sqrt(np.sum(np.where(used, variances, 0.0), axis=1) / counts)
+    spread = np.sqrt(np.sum(np.where(used, (variances - noise[:, None] ** 2) ** 2, 0.0), axis=1) / np.maximum(counts - 1, 1))
+    noise_err = spread / np.sqrt(counts) / (2 * noise)
     lags, d = structure_function(wander.mean(axis=2).T, np.asarray(dataset["wander_clock"].values, dtype=float))
+    if lags.size and wander_ok.any() and not wander_ok.all():
+        # a cell switching through the trace: its wander is the chain's, as the others see it
+        # per unit of noise variance (one amplifier chain, one 1/f corner)
+        typical = np.median(d[:, wander_ok] / noise[wander_ok] ** 2, axis=1)
+        d[:, ~wander_ok] = typical[:, None] * noise[~wander_ok] ** 2
     times = np.asarray(dataset["config_clock"].values, dtype=float)
     gap = float(np.median(np.diff(times))) if times.size > 1 else 0.0
     variance = wander_variance(lags, d, gap) if lags.size else np.zeros(n_cells)
@@ -379,12 +423,21 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     for i in range(n_cells):
         own, nb = configs[:, i % 2], configs[:, 1 - i % 2]
         edge = i in (0, n_cells - 1)
+        ok = config_ok[i]
+        if ok.sum() < 3:  # offset, amplitude and leak need three configurations
+            why = (f"switching in configurations {np.flatnonzero(~ok).tolist()}: the swing "
+                   f"[{params.v_low:g}, {params.v_high:g}] V does not saturate it")
+            results.append(CellReadout(i, FitResult.failed("readout_levels", why), health=UNSATURATED,
+                                       confidence=math.nan, level_V=float(means[i].mean())))
+            continue
         results.append(
             fit_cell(
-                i, means[i], own, nb, float(variance[i]), float(noise[i]), params, float(slow[i]),
+                i, means[i][ok], own[ok], nb[ok], float(variance[i]), float(noise[i]), params, float(slow[i]),
                 1 if edge else 2, float(noise_err[i]),
             )
         )
+        if not ok.all():
+            results[-1].detail["switching_configs"] = float(np.count_nonzero(~ok))
     classify([r for r in results if not r.health], [r for r in results if r.ok])
     period = 1.0 / params.fast_rate_Hz
     healthy_noise = values_in(dataset["fast"], "cell", "sample").astype(float)
