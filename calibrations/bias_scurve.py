@@ -21,9 +21,20 @@ preamp relay position and each point is the cell's time-averaged level, read
 three times (:mod:`._lockin`); it is fitted with
 :func:`labstack.fit.fit_mean_scurve`, whose V0 and w mean the same as above. A
 line's mean level also carries a few per cent of its neighbouring lines (readout
-crosstalk), which a threshold ignores but an average does not: each relay position
-is swept again with the cells it reads held at ``v_start``, and that reading, the
-neighbours' leak along the same sweep, is subtracted read by read before the fit.
+crosstalk): each relay position is swept again with the cells it reads held at
+``v_start``, and that reading, the neighbours' leak along the same sweep, is
+subtracted read by read before the fit.
+
+Single shots carry the same leak, and a threshold does not make it go away: every
+line sweeps together, so while a cell switches its channel neighbours sit at one
+level, and both of its levels are shifted that way against a threshold set by the
+whole sweep. Its +1 and -1 are then misread at different rates, which the symmetric
+misassignment model takes for a shifted centre: 2.5 mV (4.5 sigma) on a weak cell
+next to a 2.8 % leak. So each cell's readings are cleared of the leak the readout node
+measured with every line held saturated (``cells.<i>.readout_leak_V``), times its
+neighbours' states, before the fit (:func:`labstack.calibrations.cell_states.subtract_leak`).
+Fitting the leak from the sweep itself does not work: along it every cell's state
+tracks its neighbours', and the fit took part of a weak cell's own signal for leak.
 
 Three steps, each usable alone: :func:`acquire` (instrument -> stored run),
 :func:`fit` (dataset -> results, no instrument: re-fit any stored run) and
@@ -51,6 +62,7 @@ from labstack.calibrate import (
 )
 from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations.cell_states import subtract_leak
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
 from labstack.data import values_in
@@ -132,8 +144,10 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     # the couplers' idle coupling is known only to their zeros' errors: the fit adds what
     # that can shift each offset (labstack.calibrations.idle_coupling)
     coupling = idle_coupling(ctx.state, list(layout.coupler_pairs))
+    # and the readout leak of its channel neighbours, which the fit removes first
+    leak = [_valid(ctx, f"cells.{i}.readout_leak_V") for i in range(len(layout.bias))]
     meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health,
-            "idle_coupling": coupling}
+            "idle_coupling": coupling, "readout_leak_V": json.dumps(leak)}
     if full and ctx.selection:
         windows = _stored_windows(ctx, ctx.selection)
         if windows is not None:
@@ -147,6 +161,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if not windows:
         return main
     return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
+
+
+def _valid(ctx: Context, key: str) -> float | None:
+    """A valid, finite state value, else None."""
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return None
+    value = ctx.state.value(key)
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def check_span(ctx: Context, volts: np.ndarray, widths: float) -> np.ndarray:
@@ -255,6 +277,10 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
         health = json.loads(dataset.attrs.get("health", "{}"))
         return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
     samples = values_in(dataset["samples"], "cell", "bias", "sample")
+    leak = dataset.attrs.get("readout_leak_V")
+    if leak is not None:  # the channel neighbours' readout leak, removed before thresholding
+        leak = json.loads(leak) if isinstance(leak, str) else leak
+        samples = subtract_leak(samples, np.array([np.nan if x is None else x for x in leak], dtype=float))
     volts = np.asarray(dataset["bias"].values, dtype=float)
     health = json.loads(dataset.attrs.get("health", "{}"))
     block = np.asarray(dataset["block"].values) if "block" in dataset else np.zeros(volts.size, int)

@@ -61,32 +61,71 @@ def digitize(readings: np.ndarray, min_fraction: float = 0.005) -> Digitized:
     return Digitized(states, float(threshold), float(separation), e, bool(ok))
 
 
-def digitize_cells(readings: np.ndarray, cells: list[int] | None = None) -> dict[int, Digitized]:
-    """Threshold every cell of ``readings`` ``(cell, …, sample)`` with its channel
-    neighbours' leak removed (module docstring); ``cells``: the ones wanted (default all).
+def remove_leak(readings: np.ndarray) -> np.ndarray:
+    """``readings`` ``(cell, …, sample)`` with each cell's channel neighbours' leak removed.
 
     Each cell's readings are fitted by least squares as ``c + a s_i + l_- s_(i-1) + l_+
-    s_(i+1)`` (states +-1, neighbours from a first thresholding, only those with a
-    two-level signal: a dead line leaks nothing, a stuck one only a constant), then
-    ``l_- s_(i-1) + l_+ s_(i+1)`` is subtracted and the cell thresholded again.
+    s_(i+1)`` (states +-1, from a first thresholding; only neighbours with a two-level
+    signal: a dead line leaks nothing, a stuck one only a constant), and ``l_- s_(i-1) +
+    l_+ s_(i+1)`` is subtracted. Cells without a two-level signal, or without such a
+    neighbour, are returned as they were. Float64, the input untouched.
+
+    The fit needs the neighbours' states to move independently of the cell's own: not
+    so along an S-curve, where every line sweeps together (there the own state, read
+    through misassignments, is the noisier copy, and the fit hands part of the cell's
+    signal to its neighbours); :func:`subtract_leak` takes the leak measured apart.
     """
     values = np.asarray(readings, dtype=np.float64)
     n = values.shape[0]
     first = [digitize(values[i]) for i in range(n)]
-    wanted = range(n) if cells is None else cells
-    out = {}
-    for i in wanted:
+    out = values.copy()
+    for i in range(n):
         neighbours = [j for j in (i - 1, i + 1) if 0 <= j < n and first[j].ok]
         if not first[i].ok or not neighbours:
-            out[i] = first[i]
             continue
         y = values[i].ravel()
         spins = [2.0 * first[k].states.ravel() - 1.0 for k in (i, *neighbours)]
         design = np.column_stack([np.ones_like(y), *spins])
         coef = np.linalg.lstsq(design, y, rcond=None)[0]
-        leak = design[:, 2:] @ coef[2:]
-        out[i] = digitize((y - leak).reshape(values[i].shape))
+        out[i] = (y - design[:, 2:] @ coef[2:]).reshape(values[i].shape)
     return out
+
+
+def subtract_leak(readings: np.ndarray, leak_V: np.ndarray) -> np.ndarray:
+    """``readings`` ``(cell, …, sample)`` less each cell's channel neighbours' leak as the
+    readout node measured it, with every line held saturated (``leak_V``: what its
+    neighbours add together when they read +1; NaN: unknown, nothing subtracted).
+
+    The leak is shared evenly between the neighbours that show two levels in these
+    readings (a dead line leaks nothing, a stuck one only a constant, which the readout
+    node's contrasts did not see either), each times its state (+-1) from a first
+    thresholding. Float64, the input untouched.
+    """
+    values = np.asarray(readings, dtype=np.float64)
+    n = values.shape[0]
+    thresholds = []
+    for i in range(n):
+        d = digitize(values[i])
+        thresholds.append(d.threshold_V if d.ok else None)
+    out = values.copy()
+    for i in range(n):
+        if not np.isfinite(leak_V[i]) or leak_V[i] == 0:
+            continue
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < n and thresholds[j] is not None]
+        if not neighbours:
+            continue
+        share = float(leak_V[i]) / len(neighbours)
+        for j in neighbours:
+            out[i] -= share * np.where(values[j] > thresholds[j], 1.0, -1.0)
+    return out
+
+
+def digitize_cells(readings: np.ndarray, cells: list[int] | None = None) -> dict[int, Digitized]:
+    """Threshold every cell of ``readings`` ``(cell, …, sample)`` with its channel
+    neighbours' leak removed (:func:`remove_leak`); ``cells``: the ones wanted (default all)."""
+    leak_free = remove_leak(readings)
+    wanted = range(leak_free.shape[0]) if cells is None else cells
+    return {i: digitize(leak_free[i]) for i in wanted}
 
 
 def n_effective(states: np.ndarray) -> np.ndarray:

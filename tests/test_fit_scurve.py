@@ -105,3 +105,34 @@ def test_a_falling_curve_lands_outside_the_sweep_and_fails():
     r = fit_scurve(VOLTS, np.where(states, HIGH, LOW) + rng.normal(0, 3e-4, states.shape))
     assert not r.ok and r.flag == "fit_failed"
     assert "outside the swept range" in r.fit.message
+
+
+def test_readout_leak_of_neighbours_biases_the_centre_unless_subtracted():
+    """Every line sweeps together, so while a cell switches its channel neighbours (which
+    switch later) read -1 and pull both of its levels down against a threshold set by the
+    whole sweep: its +1 readings are misread more often than its -1 ones, and the centre
+    moves. The leak the readout node measured, subtracted first, puts it back."""
+    from labstack.calibrations.cell_states import subtract_leak
+    from labstack.fit import fit_scurve
+
+    rng = np.random.default_rng(4)
+    volts = np.linspace(-0.3, 0.3, 41)
+    centres, width, amp, noise, leak_each = (0.0, -0.1, 0.15), 0.02, 2.0, 1.0, 0.25
+    n = 3000
+    states = []
+    for v0 in centres:  # cell 1 switches first, its neighbours 0 and 2 later
+        p = 1 / (1 + np.exp(-(volts - v0) / width))
+        states.append(np.where(rng.random((volts.size, n)) < p[:, None], 1.0, -1.0))
+    states = np.array(states)
+    readings = amp * states + noise * rng.normal(size=states.shape)
+    readings[1] += leak_each * (states[0] + states[2])
+    readings[0] += leak_each * states[1]
+    readings[2] += leak_each * states[1]
+    true_v0 = centres[1]
+    raw = fit_scurve(volts, readings[1], cell=1).fit
+    leak = np.array([leak_each, 2 * leak_each, leak_each])  # what each cell's neighbours add together
+    clean = fit_scurve(volts, subtract_leak(readings, leak)[1], cell=1).fit
+    assert abs(raw["v0_V"] - true_v0) > 5 * raw.error("v0_V")  # the wrong model: many sigma off
+    assert abs(clean["v0_V"] - true_v0) < 3 * clean.error("v0_V")
+    # unknown leak (NaN) or a cell without two-level neighbours: readings untouched
+    np.testing.assert_array_equal(subtract_leak(readings, np.full(3, np.nan)), readings)
