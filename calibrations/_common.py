@@ -6,7 +6,7 @@ Not a routine itself (no ``NAME``), so it is not registered as an entry point.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,3 +92,13 @@ def two_colouring(n_cells: int, pairs: list[tuple[int, int]]) -> np.ndarray:
 
 def layout(ctx: Context) -> ChipLayout:
     return ctx.station.layout
+
+
+def line_limits(ctx: Context, names: Sequence[str], limits_V: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per line ``(low, high)`` (V): a routine's own ``limits_V`` within the station's guard
+    limits for that line (a lab may allow less than the routine's default)."""
+    bounds = [ctx.station.line_limits(name) if hasattr(ctx.station, "line_limits") else (-np.inf, np.inf)
+              for name in names]
+    low = np.array([max(limits_V[0], lo) for lo, _ in bounds], dtype=float)
+    high = np.array([min(limits_V[1], hi) for _, hi in bounds], dtype=float)
+    return low, high

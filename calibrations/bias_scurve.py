@@ -61,7 +61,7 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations import _lockin
-from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations._common import idle_couplers, line_limits, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import subtract_leak
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
@@ -229,7 +229,8 @@ def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndar
 
 
 def _window_run(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], w: Window) -> xr.Dataset:
-    volts = w.volts(params.window_widths, params.window_points, params.limits_V)
+    low, high = line_limits(ctx, [ctx.station.layout.bias[w.cell]], params.limits_V)
+    volts = w.volts(params.window_widths, params.window_points, (float(low[0]), float(high[0])))
     return _sweep(ctx, params, read, {**meta, "window": {"cell": w.cell, "why": w.why}}, volts)
 
 

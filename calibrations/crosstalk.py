@@ -64,7 +64,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations._common import idle_couplers, line_limits, run, sample_cells, settle_time
 from labstack.calibrations.cell_states import digitize, n_effective
 from labstack.data import values_in
 from labstack.measure import Sweep
@@ -134,12 +134,14 @@ def design(n_cells: int, params: Parameters) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(rows), np.array(group_of)
 
 
-def push_directions(centres: np.ndarray, params: Parameters) -> np.ndarray:
+def push_directions(centres: np.ndarray, params: Parameters, high: np.ndarray | None = None) -> np.ndarray:
     """+1 for a line pushed above its centre, -1 below: down where up would leave the safe
     range (a chip's offsets reach within 0.8 V of a 1.5 V limit). A cell held at -1 never
-    flips either, so it serves the same; the fit works on the voltages the lines had."""
+    flips either, so it serves the same; the fit works on the voltages the lines had.
+    ``high``: each line's upper limit (default ``params.limits_V[1]`` for every line)."""
     reach = params.push_V + params.step_V
-    return np.where(centres + reach > params.limits_V[1], -1.0, 1.0)
+    top = params.limits_V[1] if high is None else np.asarray(high, dtype=float)
+    return np.where(centres + reach > top, -1.0, 1.0)
 
 
 # ------------------------------------------------------------------- acquire
@@ -165,7 +167,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     ]
     base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
     offsets, group_of = design(n, params)
-    volts = base[None, :] + offsets * push_directions(base, params)[None, :]
+    _, high = line_limits(ctx, layout.bias, params.limits_V)
+    volts = base[None, :] + offsets * push_directions(base, params, high)[None, :]
     idle_couplers(ctx, layout)
     read = sample_cells(station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     sequence = Sweep(

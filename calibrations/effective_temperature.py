@@ -71,6 +71,7 @@ from labstack.calibrations import _lockin
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
+    line_limits,
     run,
     sample_cells,
     settle_time,
@@ -148,11 +149,12 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     thresholds = cell_values(ctx, n, "readout_threshold_V", 0.0)
     colour = two_colouring(n, layout.coupler_pairs)
     lockin = _lockin.is_lockin(layout)
+    line_low, line_high = line_limits(ctx, layout.bias, params.limits_V)
     settings = _lockin.as_settings(params.lockin)
     if lockin:
         n_reads = settings.reads
         idle_couplers(ctx, layout)
-        high = {b: params.limits_V[1] * 0.6 for b in layout.bias}
+        high = {b: top * 0.6 for b, top in zip(layout.bias, line_high, strict=True)}
         chain = _lockin.prepare(ctx, settings, high, {b: -v for b, v in high.items()})
     else:
         read = sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
@@ -169,13 +171,13 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
-        grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], *params.limits_V)
+        grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], line_low[:, None], line_high[:, None])
         samples = np.zeros((n, params.n_points, n_reads), dtype=np.float64 if lockin else np.float32)
         for c in np.unique(colour):
             active = good & (colour == c)
             if not active.any():
                 continue
-            parked = np.clip(v0 - params.park_widths * w_pred, *params.limits_V)
+            parked = np.clip(v0 - params.park_widths * w_pred, line_low, line_high)
             setpoints = {}
             for i, name in enumerate(layout.bias):
                 if active[i]:

@@ -78,7 +78,14 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells, settle_time
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    line_limits,
+    run,
+    sample_cells,
+    settle_time,
+)
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     calibration_rel,
@@ -200,13 +207,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     period = 1.0 / float(sampler.sample_rate())
     memory = readout_memory(ctx, period)
     blocks, run_ids = [], []
+    low, high = line_limits(ctx, layout.bias, params.limits_V)
     for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus):
         t_chip = chip_temperature(ctx)
         t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)
         ks = params.bias_widths if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
         width = t_eff / (2 * np.where(good, alpha, 1.0))
         setpoints = {
-            name: np.clip([v0[i] + k * width[i] if good[i] else 0.0 for k in ks], *params.limits_V)
+            name: np.clip([v0[i] + k * width[i] if good[i] else 0.0 for k in ks], low[i], high[i])
             for i, name in enumerate(layout.bias)
         }
         seq = Sweep(

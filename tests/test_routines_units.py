@@ -101,6 +101,27 @@ def test_crosstalk_pushes_a_line_near_the_top_of_its_range_down_and_stays_in_ran
     assert np.all(np.abs(volts - centres)[pushed] >= params.push_V - params.step_V - 1e-12)
 
 
+def test_routines_keep_within_the_station_limits_not_only_their_own(virtual_station, tmp_path):
+    """A lab whose guard allows +-1.2 V on the bias lines, narrower than the routines'
+    default 1.5 V: the limits they work to are the guard's, so crosstalk pushes a line at
+    0.5 V down (0.5 + 0.8 V would be refused) where a 1.5 V lab would push it up."""
+    from safety_helpers import write_station
+
+    from labstack.calibrate import Context
+    from labstack.calibrations._common import line_limits
+
+    station, _ = virtual_station(str(write_station(tmp_path)), seed=7, cells=4)
+    ctx = Context.create(tmp_path, station)
+    low, high = line_limits(ctx, station.layout.bias, (-1.5, 1.5))
+    np.testing.assert_array_equal(low, -1.2)
+    np.testing.assert_array_equal(high, 1.2)
+    assert station.line_limits("nowhere.ch01") == (-np.inf, np.inf)  # not guarded: no bound
+    params = crosstalk.Parameters()
+    centres = np.array([0.0, 0.5, 0.5, -0.5])
+    np.testing.assert_array_equal(crosstalk.push_directions(centres, params, high), [1, -1, -1, 1])
+    np.testing.assert_array_equal(crosstalk.push_directions(centres, params), [1, 1, 1, 1])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_log_odds_coupling_recovers_beta_through_misassignment_and_fields(seed):
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ attached to the QCoDeS station itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,16 @@ class LabStation:
         return description_seed(self.provenance.lab)
 
     # ------------------------------------------------------------- safety
+    def line_limits(self, name: str) -> tuple[float, float]:
+        """The safety guard's ``(low, high)`` in volts for line ``name`` (``(-inf, inf)``
+        where it guards none). Routines keep what they ask for within these, so a lab whose
+        limits are narrower than a routine's defaults gets the widest swing it allows, not
+        a refused command halfway through a calibration."""
+        channel = self.safety.channels.get(str(name)) if self.safety is not None else None
+        if channel is None:
+            return (-math.inf, math.inf)
+        return (float(channel.low), float(channel.high))
+
     def safe_state(self) -> list[str]:
         """Ramp guarded DACs to the safe value and switch the heater off; returns what failed.
 
