@@ -29,6 +29,7 @@ from labstack.station.files import (
 from labstack.station.lab_station import LabStation, Provenance, close_instruments
 from labstack.station.parameters import find_parameter
 from labstack.station.roles import roles_of
+from labstack.station.snapshot_memo import remember_station_snapshots
 
 
 def load_station(
@@ -60,6 +61,8 @@ def load_station(
         layout = spec.layout
         clock: Clock = qcodes.components[layout.clock] if layout.clock else WallClock()
         safety = _install_safety(qcodes, spec, clock)
+        # every run snapshots the station; a parameter that did not change is not rebuilt
+        remember_station_snapshots(qcodes.components.values())
     except Exception:
         close_instruments(qcodes)
         raise
