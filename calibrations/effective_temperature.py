@@ -396,7 +396,7 @@ def _crosstalk(ctx: Context, n: int) -> tuple[np.ndarray, np.ndarray]:
 #: entry consistent with zero is, almost always, zero: correcting by it adds its noise to
 #: the step. Measured: with every co-moving entry applied (each ~0.004 V/V of noise, about
 #: eight per cell), each gain carried 1-1.5 % of error its stderr did not state (pulls rms
-#: 1.33 on twenty chips never tuned for); with the gate and the kept entries' errors
+#: 1.33 on nineteen chips never tuned for); with the gate and the kept entries' errors
 #: propagated, 1.08, and 0.99 on the tuned family
 SIGNIFICANT_CROSSTALK = 3.0
 
