@@ -62,7 +62,7 @@ from labstack.calibrate import (
 )
 from labstack.calibrations import _lockin
 from labstack.calibrations._common import idle_couplers, line_limits, run, sample_cells, settle_time
-from labstack.calibrations.cell_states import subtract_leak
+from labstack.calibrations.cell_states import leak_values, subtract_leak
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
 from labstack.data import values_in
@@ -278,12 +278,12 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> list[ScurveRes
         health = json.loads(dataset.attrs.get("health", "{}"))
         return [fit_mean_scurve(volts, levels[i], cell=i, health=health.get(str(i), "")) for i in range(levels.shape[0])]
     samples = values_in(dataset["samples"], "cell", "bias", "sample")
-    leak = dataset.attrs.get("readout_leak_V")
-    if leak is not None:  # the channel neighbours' readout leak, removed before thresholding
-        leak = json.loads(leak) if isinstance(leak, str) else leak
-        samples = subtract_leak(samples, np.array([np.nan if x is None else x for x in leak], dtype=float))
     volts = np.asarray(dataset["bias"].values, dtype=float)
     health = json.loads(dataset.attrs.get("health", "{}"))
+    leak = leak_values(dataset.attrs.get("readout_leak_V"))
+    if leak is not None:  # the channel neighbours' readout leak, removed before thresholding
+        live = np.array([health.get(str(i), "") in ("", "ok") for i in range(samples.shape[0])])
+        samples = subtract_leak(samples, leak, live)
     block = np.asarray(dataset["block"].values) if "block" in dataset else np.zeros(volts.size, int)
     block_cells = json.loads(dataset.attrs.get("block_cells", "[null]"))
     results = []

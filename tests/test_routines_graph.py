@@ -159,15 +159,22 @@ def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
     assert _log_of(data_dir)[-1] == ("check_data", "validation")
 
     # a cell's offset jumps (a defect switches: injected now) and the S-curve's timeout passes:
-    # the S-curve is recalibrated; crosstalk (its dependent) is re-checked, not re-measured, and
-    # validation still passes because the virtual biases recompute offsets from the new S-curve.
+    # the S-curve is recalibrated for that cell; crosstalk (its dependent) is re-checked, not
+    # re-measured, and validation still passes because the virtual biases recompute offsets
+    # from the new S-curve. The chip's own defects may switch during the day as well (random
+    # jumps): a cell that really jumped may be re-measured too, and two moved cells may have
+    # crosstalk re-measured; nothing else may be
     jumped = int(np.flatnonzero(~lab.truth.cells.dead)[2])
     lab.drift.schedule_jump(jumped, 0.05, at=clock.now())
+    t_before = clock.now()
     clock.sleep(timeouts["bias_scurve"] + 60)
     drift = calibrate_station(station, data_dir=data_dir, progress=False)
-    assert drift.calibrated == ["bias_scurve"]
-    assert all(s is Status.FRESH for s in drift.status.values()), drift.status
     state = _state(data_dir)
+    random = {j.cell for j in lab.drift.jumps if not j.scheduled and j.time >= t_before}
+    redone = {int(c) for c in state.node_record("bias_scurve").recalibrated_cells}
+    assert jumped in redone and redone <= {jumped} | random, (redone, random)
+    assert drift.calibrated == ["bias_scurve"] or (random and drift.calibrated == ["bias_scurve", "crosstalk"])
+    assert all(s is Status.FRESH for s in drift.status.values()), drift.status
     assert any(j.scheduled and j.cell == jumped for j in lab.drift.jumps)
     at = truth_at_middle(lab, runs_of(data_dir, "bias_scurve")[-1], "bias")
     assert state.value(f"cells.{jumped}.bias_offset_V") == pytest.approx(at.v0_V[jumped], abs=0.02)
