@@ -34,9 +34,12 @@ routines choose their sample rates by.
 The swing holds a cell at one level only if its line, plus what DAC crosstalk from its
 neighbours' lines adds, stays several widths beyond its offset; a cell with its offset
 far out (large fabrication spread) can still switch in a configuration that pulls it
-back. Its readings there are a mixture of its two levels, so their variance rises above
-its quietest configuration's (:data:`SWITCHING_RATIO`): such an acquisition is left out
-of that cell's levels, noise and wander (the wander then taken from the chain's other
+back. Its readings there are a mixture of its two levels: their variance rises above
+its quietest configuration's and they skew towards the other level
+(:data:`SWITCHING_RATIO`; a level merely noisier than the other stays symmetric). Such
+an acquisition is left out of that cell's noise and wander, and of its levels unless
+the mean it moved (about the excess variance over the level separation) is below the
+mean's own error (the wander then taken from the chain's other
 cells, per unit of noise), and a cell caught switching in two configurations is
 ``unsaturated``, not fitted (offset, amplitude and leak need three). Without this, one
 switching configuration biased a cell's amplitude by several sigma, or made a live cell
@@ -68,7 +71,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import special, stats  # noqa: F401
+from scipy import special, stats
 
 from labstack.calibrate import (
     CalibrationState,
@@ -97,21 +100,24 @@ HEALTHY, DEAD, STUCK_PLUS, STUCK_MINUS = "ok", "dead", "stuck_plus", "stuck_minu
 #: a cell that switched in two configurations or more: its levels were not measured
 UNSATURATED = "unsaturated"
 
-#: an acquisition whose variance exceeds the cell's quietest by this factor caught it
-#: switching. Saturated acquisitions of 2000 samples scatter by ~4 % (Gaussian noise through
-#: the amplifier's low-pass) and sat within 1.10 of the quietest on 39 family chips; a cell
-#: switching 5 % of the time at a 2-sigma level separation adds ~20 %
+#: an acquisition whose variance exceeds the cell's quietest by this factor, with its
+#: readings skewed beyond :data:`SWITCHING_SKEW`, caught it switching: a few per cent of
+#: readings at the other level add ~amp^2 p to the variance and skew the distribution
+#: towards that level, while a level that is merely noisier than the other (one read
+#: 1.35 x the other's variance on a family chip) stays symmetric. Saturated acquisitions
+#: of 2000 samples sat within 1.10 of the quietest and within |skew| 0.28 on 39 family
+#: chips; a variance beyond :data:`SWITCHING_WIDE` x is switching whatever its shape (near
+#: the offset the mixture is symmetric)
 SWITCHING_RATIO = 1.25
+SWITCHING_SKEW = 0.5
+SWITCHING_WIDE = 4.0
 
 
-def saturated_acquisitions(config_var: np.ndarray, wander_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(config_ok (cell, config), wander_ok (cell,))``: which acquisitions held each cell
-    at one level, judged by their variance against the cell's quietest configuration
-    (the trace, all taken at the last configuration, by its median)."""
-    quiet = config_var.min(axis=1)
-    config_ok = config_var <= SWITCHING_RATIO * quiet[:, None]
-    wander_ok = np.median(wander_var, axis=1) <= SWITCHING_RATIO * quiet
-    return config_ok, wander_ok
+def switching_acquisitions(variance: np.ndarray, skewness: np.ndarray, quiet: np.ndarray) -> np.ndarray:
+    """Which acquisitions caught their cell switching (same shape as ``variance``; ``quiet``:
+    each cell's quietest variance, broadcast against it)."""
+    ratio = variance / quiet
+    return ((ratio > SWITCHING_RATIO) & (np.abs(skewness) > SWITCHING_SKEW)) | (ratio > SWITCHING_WIDE)
 
 
 #: (even cells, odd cells) in each configuration: -1 at v_low, +1 at v_high; ordered so
@@ -394,10 +400,14 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     # a cell that switches in an acquisition (the swing does not hold it: a neighbour's DAC
     # crosstalk pulls it back towards its offset) reads a mixture of its levels there: its
     # variance rises by ~amp^2 p (1 - p). Such acquisitions say nothing of its levels, noise
-    # or wander, and are left out for that cell (see saturated_acquisitions)
+    # or wander, and are left out for that cell (see switching_acquisitions)
     config_var = samples.var(axis=2, ddof=1)
     wander_var = wander.var(axis=2, ddof=1)
-    config_ok, wander_ok = saturated_acquisitions(config_var, wander_var)
+    quiet = config_var.min(axis=1)
+    config_switching = switching_acquisitions(config_var, stats.skew(samples, axis=2), quiet[:, None])
+    wander_ok = ~switching_acquisitions(np.median(wander_var, axis=1),
+                                        np.median(stats.skew(wander, axis=2), axis=1), quiet)
+    config_ok = ~config_switching
     # the noise within an acquisition (cells saturated), from every saturated acquisition of
     # the run; its error from their scatter, so that whatever moves it from one to the next counts
     variances = np.concatenate([config_var, wander_var], axis=1)
@@ -423,7 +433,11 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     for i in range(n_cells):
         own, nb = configs[:, i % 2], configs[:, 1 - i % 2]
         edge = i in (0, n_cells - 1)
-        ok = config_ok[i]
+        # a configuration that caught the cell switching rarely moved its mean by about
+        # (excess variance) / (level separation): kept when that is below the mean's own error
+        separation = abs(means[i][own > 0].mean() - means[i][own < 0].mean())
+        bias = (config_var[i] - quiet[i]) / max(separation, 1e-300)
+        ok = config_ok[i] | (bias < math.sqrt(variance[i]))
         if ok.sum() < 3:  # offset, amplitude and leak need three configurations
             why = (f"switching in configurations {np.flatnonzero(~ok).tolist()}: the swing "
                    f"[{params.v_low:g}, {params.v_high:g}] V does not saturate it")
@@ -436,8 +450,9 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
                 1 if edge else 2, float(noise_err[i]),
             )
         )
-        if not ok.all():
-            results[-1].detail["switching_configs"] = float(np.count_nonzero(~ok))
+        if config_switching[i].any():
+            results[-1].detail["switching_configs"] = float(np.count_nonzero(config_switching[i]))
+            results[-1].detail["left_out_configs"] = float(np.count_nonzero(~ok))
     classify([r for r in results if not r.health], [r for r in results if r.ok])
     period = 1.0 / params.fast_rate_Hz
     healthy_noise = values_in(dataset["fast"], "cell", "sample").astype(float)
