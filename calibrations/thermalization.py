@@ -50,7 +50,8 @@ each point's correlation time is also taken from the voltages themselves, whose
 autocovariance through the low-pass is exactly ``c1 lambda^k + c2 a^k``
 (:func:`labstack.fit.telegraph.filtered_correlation_time`), and a point faster than
 ``min_tau_samples`` is dropped; so is one with too few switches or stays. A cell left
-with fewer than two temperatures is reported as such (``too_few_points``), not fitted.
+with fewer than two temperatures is reported as such (``too_few_points``), not fitted;
+one with exactly two gets the line through them, its errors from theirs, untested.
 
 Uncertainty: besides the counting errors, ``T_eff`` carries those of ``T_x``, of the
 exponent and of the chip thermometer's calibration curve; each is propagated by
@@ -297,8 +298,26 @@ class Result:
     base_index: list[int] = field(default_factory=list)
 
 
+def _two_point_line(x: np.ndarray, y: np.ndarray, err: np.ndarray) -> FitResult:
+    """The line through two points, its errors propagated from theirs (nothing left to
+    test it with: chi2 NaN, 0 degrees of freedom)."""
+    dx = float(x[1] - x[0])
+    if dx == 0:
+        return FitResult.failed("linear", "two points at one temperature")
+    slope = float(y[1] - y[0]) / dx
+    intercept = float(y[0]) - slope * float(x[0])
+    # d slope / d y = (-1, 1) / dx; d intercept / d y = (x1, -x0) / dx
+    slope_err = math.hypot(err[0], err[1]) / abs(dx)
+    intercept_err = math.hypot(x[1] * err[0], x[0] * err[1]) / abs(dx)
+    return FitResult("linear", {"slope": slope, "intercept": intercept},
+                     {"slope": slope_err, "intercept": intercept_err},
+                     chi2_reduced=math.nan, dof=0, absolute_sigma=True)
+
+
 def _arrhenius(inv_t: np.ndarray, ln_r0: np.ndarray, err: np.ndarray) -> FitResult:
-    line = fit_linear(inv_t, ln_r0, err)
+    # two temperatures are enough for a barrier and a rate, with their errors; a third
+    # would also test the line
+    line = _two_point_line(inv_t, ln_r0, err) if inv_t.size == 2 else fit_linear(inv_t, ln_r0, err)
     if not line.success:
         return line
     return FitResult(

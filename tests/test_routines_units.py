@@ -308,3 +308,22 @@ def test_the_re_zero_recovers_the_field_at_programmed_zero_with_honest_errors():
     pulls = np.asarray(pulls)
     assert np.all(np.abs(pulls) < 4) and 0.7 < np.sqrt(np.mean(pulls**2)) < 1.3, np.round(pulls, 2)
     assert np.mean(naive) < -3  # misassignment pulls the mean spin toward zero by ~4.6 sigma
+
+
+def test_two_temperatures_give_an_arrhenius_line_with_propagated_errors():
+    """A cell measurable at only two temperatures gets the line through them (a barrier and
+    a rate, untested): its errors are those the two points carry, as a Monte Carlo of the
+    points says; one temperature alone gives none."""
+    from calibrations.thermalization import _arrhenius
+
+    x, err = np.array([30.0, 40.0]), np.array([0.2, 0.3])
+    barrier, ln_g0 = 0.25, 20.0
+    y = ln_g0 - barrier * x
+    f = _arrhenius(x, y, err)
+    assert f.success and f.dof == 0
+    assert f["barrier_K"] == pytest.approx(barrier) and f["ln_gamma0"] == pytest.approx(ln_g0)
+    rng = np.random.default_rng(1)
+    draws = [_arrhenius(x, y + err * rng.normal(size=2), err) for _ in range(4000)]
+    assert np.std([d["barrier_K"] for d in draws]) == pytest.approx(f.error("barrier_K"), rel=0.05)
+    assert np.std([d["ln_gamma0"] for d in draws]) == pytest.approx(f.error("ln_gamma0"), rel=0.05)
+    assert not _arrhenius(np.array([30.0, 30.0]), y, err).success
