@@ -9,6 +9,21 @@ from qcodes.validators import Numbers
 from labstack.station.snapshot_memo import remember_snapshots, station_parameters
 
 
+def _comparable(snapshot: dict) -> str:
+    """The snapshot as text, without the timestamps of the instruments' ``timeout``.
+
+    QCoDeS's VisaInstrument snapshot reads ``timeout`` after its parameters are
+    snapshotted, which stamps that parameter's cache anew: two successive snapshots,
+    remembered or not, show different ``ts`` for it whenever a wall-clock second
+    ticks between them.
+    """
+    for instrument in snapshot.get("instruments", {}).values():
+        timeout = instrument.get("parameters", {}).get("timeout")
+        if timeout is not None:
+            timeout.pop("ts", None)
+    return json.dumps(snapshot, sort_keys=True, default=str)
+
+
 def _fresh(station) -> str:
     """The snapshot QCoDeS builds with nothing remembered (the wrappers set aside)."""
     saved = {}
@@ -16,14 +31,14 @@ def _fresh(station) -> str:
         if "snapshot_base" in vars(p):
             saved[p] = vars(p).pop("snapshot_base")
     try:
-        return json.dumps(station.snapshot(), sort_keys=True, default=str)
+        return _comparable(station.snapshot())
     finally:
         for p, wrapper in saved.items():
             p.snapshot_base = wrapper
 
 
 def _remembered(station) -> str:
-    return json.dumps(station.snapshot(), sort_keys=True, default=str)
+    return _comparable(station.snapshot())
 
 
 def test_remembered_snapshot_follows_sets_gets_and_settings(virtual_station):
