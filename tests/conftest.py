@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -15,6 +16,9 @@ from labstack.sim.lab import VirtualLab
 from labstack.visa import open_station
 
 _instances = itertools.count()
+#: pytest imports this file as ``conftest``, and a test that imports ``tests.conftest``
+#: gets a second copy of it with a counter of its own; the tag keeps their labels apart
+_COPY_TAG = secrets.token_hex(3)
 
 #: realistic chips every acceptance test runs on; fixed before the routines were adapted
 #: to the realistic chip, never to be picked to make a test pass
@@ -22,8 +26,14 @@ ACCEPTANCE_SEEDS = (5, 11, 21)
 
 
 def lab_description(**options: object) -> str:
-    """A description that gives a lab of its own (PyVISA shares one lab per string)."""
-    options.setdefault("instance", f"t{next(_instances)}")
+    """A description that gives a lab of its own (PyVISA shares one lab per string).
+
+    The label is unique in the process whichever copy of this module made it: with
+    the counter alone, a fixture (``conftest``'s copy) and a test module (``tests.conftest``'s)
+    made the same label, and the second test got the first one's lab, already used:
+    its data then depended on which tests its worker had run before.
+    """
+    options.setdefault("instance", f"t{next(_instances)}-{_COPY_TAG}")
     return ",".join(f"{k}={v}" for k, v in options.items())
 
 
