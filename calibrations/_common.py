@@ -97,8 +97,7 @@ def layout(ctx: Context) -> ChipLayout:
 def line_limits(ctx: Context, names: Sequence[str], limits_V: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Per line ``(low, high)`` (V): a routine's own ``limits_V`` within the station's guard
     limits for that line (a lab may allow less than the routine's default)."""
-    bounds = [ctx.station.line_limits(name) if hasattr(ctx.station, "line_limits") else (-np.inf, np.inf)
-              for name in names]
+    bounds = [ctx.station.line_limits(name) for name in names]
     low = np.array([max(limits_V[0], lo) for lo, _ in bounds], dtype=float)
     high = np.array([min(limits_V[1], hi) for _, hi in bounds], dtype=float)
     return low, high

@@ -61,7 +61,14 @@ from labstack.calibrate import (
     combine,
 )
 from labstack.calibrations import _lockin
-from labstack.calibrations._common import idle_couplers, line_limits, run, sample_cells, settle_time
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    line_limits,
+    run,
+    sample_cells,
+    settle_time,
+)
 from labstack.calibrations.cell_states import leak_values, subtract_leak
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
 from labstack.calibrations.scurve_windows import Window, needs_window
@@ -145,7 +152,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     # that can shift each offset (labstack.calibrations.idle_coupling)
     coupling = idle_coupling(ctx.state, list(layout.coupler_pairs))
     # and the readout leak of its channel neighbours, which the fit removes first
-    leak = [_valid(ctx, f"cells.{i}.readout_leak_V") for i in range(len(layout.bias))]
+    leak = [None if not np.isfinite(x) else float(x) for x in cell_values(ctx, len(layout.bias), "readout_leak_V")]
     meta = {"calibration": NAME, "mode": str(mode), "parameters": asdict(params), "health": health,
             "idle_coupling": coupling, "readout_leak_V": json.dumps(leak)}
     if full and ctx.selection:
@@ -161,14 +168,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if not windows:
         return main
     return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
-
-
-def _valid(ctx: Context, key: str) -> float | None:
-    """A valid, finite state value, else None."""
-    if key not in ctx.state or not ctx.state.get(key).valid:
-        return None
-    value = ctx.state.value(key)
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def check_span(ctx: Context, volts: np.ndarray, widths: float) -> np.ndarray:

@@ -379,16 +379,16 @@ def with_calibration_error(
 
 def _crosstalk(ctx: Context, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The crosstalk node's matrix ``C`` (V/V) and its standard errors, zeros where it has none."""
+    zeros = np.zeros((n, n))
     key = "crosstalk.matrix_V_per_V"
-    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
-        entry = ctx.state.get(key)
-        c = np.asarray(entry.value, dtype=float)
-        err = np.asarray(entry.stderr if entry.stderr is not None else np.zeros_like(c), dtype=float)
-        if c.shape == (n, n) and err.shape == (n, n):
-            return np.nan_to_num(c), np.nan_to_num(err)
-        if c.shape == (n, n):
-            return np.nan_to_num(c), np.zeros((n, n))
-    return np.zeros((n, n)), np.zeros((n, n))
+    if key not in ctx.state or not ctx.state.get(key).valid or ctx.state.value(key) is None:
+        return zeros, zeros
+    entry = ctx.state.get(key)
+    c = np.asarray(entry.value, dtype=float)
+    if c.shape != (n, n):
+        return zeros, zeros
+    err = np.asarray(entry.stderr, dtype=float) if entry.stderr is not None else zeros
+    return np.nan_to_num(c), (np.nan_to_num(err) if err.shape == (n, n) else zeros)
 
 
 #: a crosstalk entry counts when it is this many standard errors from zero. DAC crosstalk
@@ -438,23 +438,27 @@ def effective_bias(dataset: xr.Dataset) -> np.ndarray:
     return out
 
 
-def crosstalk_rel_error(dataset: xr.Dataset, i: int) -> float:
-    """Relative error of cell ``i``'s gain from the applied crosstalk entries' errors.
+def crosstalk_rel_errors(dataset: xr.Dataset) -> np.ndarray:
+    """Relative error of each cell's gain from the applied crosstalk entries' errors.
 
     The effective step is the cell's own times ``1 + sum_j C_ij r_j`` (``r_j``: line j's
     grid step over the cell's), so an error ``s_ij`` of each applied entry moves the
     width, at every temperature alike, and the gain with it, by ``s_ij r_j``."""
+    n = dataset["bias"].shape[1]
+    out = np.zeros(n)
     if "crosstalk" not in dataset:
-        return 0.0
+        return out
     _, err = applied_crosstalk(dataset)
-    same = _co_moving(dataset, i) & (err[i] > 0)
-    if not same.any():
-        return 0.0
     bias = dataset["bias"].values
     step = bias[:, :, -1] - bias[:, :, 0]  # (temperature, line): each grid's span
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.nanmean(step[:, same] / step[:, [i]], axis=0)
-    return float(np.sqrt(np.sum((err[i, same] * np.nan_to_num(ratio)) ** 2)))
+    for i in range(n):
+        same = _co_moving(dataset, i) & (err[i] > 0)
+        if not same.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.nanmean(step[:, same] / step[:, [i]], axis=0)
+        out[i] = float(np.sqrt(np.sum((err[i, same] * np.nan_to_num(ratio)) ** 2)))
+    return out
 
 
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
@@ -480,9 +484,10 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     rel = (params or Parameters()).calibration_rel_10mK
     joint = with_calibration_error(t_chip, widths, errors, fit_widths(t_chip, widths, errors), rel)
     cells = [int(name.split("_")[1]) for name in joint.names if name.startswith("alpha_")] if joint.success else []
-    for i in cells:  # the crosstalk entries applied to the bias carry their own errors
+    rel = crosstalk_rel_errors(dataset)  # the crosstalk entries applied carry their own errors
+    for i in cells:
         name = f"alpha_{i}"
-        joint.stderr[name] = math.hypot(joint.stderr[name], abs(joint[name]) * crosstalk_rel_error(dataset, i))
+        joint.stderr[name] = math.hypot(joint.stderr[name], abs(joint[name]) * rel[i])
     for i in np.flatnonzero(measured):
         if int(i) not in cells:
             flags.setdefault(int(i), "widths at fewer than two temperatures")

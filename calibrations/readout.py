@@ -412,10 +412,11 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> ReadoutResult:
     # the run; its error from their scatter, so that whatever moves it from one to the next counts
     variances = np.concatenate([config_var, wander_var], axis=1)
     used = np.concatenate([config_ok, np.repeat(wander_ok[:, None], wander_var.shape[1], axis=1)], axis=1)
+    noise = np.sqrt(variances.mean(axis=1, where=used))
     counts = used.sum(axis=1)
-    noise = np.sqrt(np.sum(np.where(used, variances, 0.0), axis=1) / counts)
-    spread = np.sqrt(np.sum(np.where(used, (variances - noise[:, None] ** 2) ** 2, 0.0), axis=1) / np.maximum(counts - 1, 1))
-    noise_err = spread / np.sqrt(counts) / (2 * noise)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scatter = np.where(counts > 1, variances.std(axis=1, ddof=1, where=used), 0.0)
+    noise_err = scatter / np.sqrt(counts) / (2 * noise)
     lags, d = structure_function(wander.mean(axis=2).T, np.asarray(dataset["wander_clock"].values, dtype=float))
     if lags.size and wander_ok.any() and not wander_ok.all():
         # a cell switching through the trace: its wander is the chain's, as the others see it

@@ -273,8 +273,9 @@ def test_effective_temperature_applies_significant_crosstalk_only_and_states_its
     np.testing.assert_array_equal(eff[:, 2], bias[:, 2])  # 1.5 sigma: not applied
     np.testing.assert_array_equal(eff[:, 1], bias[:, 1])
     # line 2's grid step equals line 0's: the gain's relative error is the entry's sigma
-    assert et.crosstalk_rel_error(ds, 0) == pytest.approx(0.004)
-    assert et.crosstalk_rel_error(ds, 2) == 0.0 and et.crosstalk_rel_error(ds, 1) == 0.0
+    rel = et.crosstalk_rel_errors(ds)
+    assert rel[0] == pytest.approx(0.004)
+    assert rel[2] == 0.0 and rel[1] == 0.0
     # a dataset without errors (older runs) applies every entry, as before
     np.testing.assert_allclose(et.effective_bias(_merged_teff(c))[:, 2], bias[:, 2] + 0.006 * bias[:, 0])
 

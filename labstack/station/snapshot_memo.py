@@ -28,10 +28,11 @@ ATTRIBUTE = "snapshot_base"
 
 def _key(parameter: ParameterBase) -> tuple[Any, ...]:
     cache = parameter.cache
+    raw = cache.raw_value
     return (
         cache.timestamp,
-        id(cache.raw_value),
-        cache.raw_value if isinstance(cache.raw_value, int | float | str | bool | None) else None,
+        id(raw),
+        raw if isinstance(raw, int | float | str | bool | None) else None,
         id(parameter.vals),
         parameter.step,
         parameter.inter_delay,
