@@ -16,13 +16,15 @@ Readout crosstalk: a few per cent of each channel's signal leaks into channels
 readout neighbour is in the other state, and is misread more often then. Misreadings
 that depend on the neighbour's state pose as a coupling between them (of the order
 of the coupler node's statistical error for neighbours on adjacent channels).
-:func:`digitize_cells` therefore fits each cell's readings on its own state and its
-channel neighbours' states, subtracts the neighbours' leak and thresholds again.
+:func:`digitize_cells` therefore measures each neighbour's leak from the data (how
+the cell's two levels move with the neighbour's state), subtracts it and thresholds
+again.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,19 +64,32 @@ def digitize(readings: np.ndarray, min_fraction: float = 0.005) -> Digitized:
     return Digitized(states, float(threshold), float(separation), e, bool(ok))
 
 
+#: readings in one combination of the neighbours' states needed to place a cell's two levels there
+MIN_SPLIT_READINGS = 200
+
+
 def remove_leak(readings: np.ndarray) -> np.ndarray:
     """``readings`` ``(cell, …, sample)`` with each cell's channel neighbours' leak removed.
 
-    Each cell's readings are fitted by least squares as ``c + a s_i + l_- s_(i-1) + l_+
-    s_(i+1)`` (states +-1, from a first thresholding; only neighbours with a two-level
-    signal: a dead line leaks nothing, a stuck one only a constant), and ``l_- s_(i-1) +
-    l_+ s_(i+1)`` is subtracted. Cells without a two-level signal, or without such a
-    neighbour, are returned as they were. Float64, the input untouched.
+    A neighbour's leak shifts both of the cell's readout levels by ``l_j s_j`` (``s_j``
+    = +-1), so the midpoint of the cell's two levels, found by the two-level split
+    within each combination of its neighbours' states (from a first thresholding),
+    moves as ``c + sum_j l_j s_j``; a weighted straight-line fit over the combinations
+    gives each ``l_j`` (divided by ``1 - 2 e_j``: a neighbour misread at rate ``e_j``
+    dilutes its split), and ``l_j s_j`` is subtracted. Only neighbours with a two-level
+    signal count (a dead line leaks nothing, a stuck one only a constant, which the
+    threshold absorbs). Cells without a two-level signal, without such a neighbour, or
+    with too few combinations showing both of their levels are returned as they were.
+    Float64, the input untouched.
 
-    The fit needs the neighbours' states to move independently of the cell's own: not
-    so along an S-curve, where every line sweeps together (there the own state, read
-    through misassignments, is the noisier copy, and the fit hands part of the cell's
-    signal to its neighbours); :func:`subtract_leak` takes the leak measured apart.
+    The split needs no model of how the cell's own state goes with its neighbours'.
+    A least-squares fit of the readings on the cell's own thresholded state and its
+    neighbours' (used before) does: the own state, misread at ~5 % on a weak readout,
+    is the noisier regressor, and where the pair is coupled the fit hands part of the
+    cell's own signal to the neighbour. On synthetic pairs (a cell 3.3 sigma between
+    levels, 0.15 mV leak) the coupler zero came out -2.0 sigma off on average with it,
+    +0.0 to +0.4 with the split (tests/test_readout_leak.py); on chip fam-918 it had
+    put coupler 2's zero 4.2 sigma off.
     """
     values = np.asarray(readings, dtype=np.float64)
     n = values.shape[0]
@@ -85,11 +100,34 @@ def remove_leak(readings: np.ndarray) -> np.ndarray:
         if not first[i].ok or not neighbours:
             continue
         y = values[i].ravel()
-        spins = [2.0 * first[k].states.ravel() - 1.0 for k in (i, *neighbours)]
-        design = np.column_stack([np.ones_like(y), *spins])
-        coef = np.linalg.lstsq(design, y, rcond=None)[0]
-        out[i] = (y - design[:, 2:] @ coef[2:]).reshape(values[i].shape)
+        spins = np.column_stack([2.0 * first[j].states.ravel() - 1.0 for j in neighbours])
+        leak = _leak_by_split(y, spins, np.array([first[j].misassignment for j in neighbours]))
+        if leak is not None:
+            out[i] = (y - spins @ leak).reshape(values[i].shape)
     return out
+
+
+def _leak_by_split(y: np.ndarray, spins: np.ndarray, misread: np.ndarray) -> np.ndarray | None:
+    """Each neighbour's leak ``l_j`` into readings ``y``, from the midpoints of ``y``'s two
+    levels in each combination of the neighbours' states ``spins`` ``(sample, neighbour)``
+    (+-1); None when fewer combinations than unknowns show both levels."""
+    rows, centres, weights = [], [], []
+    for combo in np.unique(spins, axis=0):
+        chosen = y[np.all(spins == combo, axis=1)]
+        if chosen.size < MIN_SPLIT_READINGS:
+            continue
+        threshold, low, high, _ = two_level_threshold(chosen)
+        upper = float(np.mean(chosen > threshold))
+        if not 0.02 <= upper <= 0.98:  # one level only: its midpoint is not placed
+            continue
+        rows.append([1.0, *combo])
+        centres.append(0.5 * (low + high))
+        weights.append(math.sqrt(chosen.size))
+    if len(rows) <= spins.shape[1]:
+        return None
+    w = np.asarray(weights)
+    coef = np.linalg.lstsq(np.asarray(rows) * w[:, None], np.asarray(centres) * w, rcond=None)[0]
+    return coef[1:] / (1.0 - 2.0 * misread)
 
 
 def subtract_leak(readings: np.ndarray, leak_V: np.ndarray, live: np.ndarray | None = None) -> np.ndarray:
@@ -138,10 +176,11 @@ def digitize_cells(readings: np.ndarray, cells: list[int] | None = None) -> dict
     """Threshold every cell of ``readings`` ``(cell, …, sample)`` with its channel
     neighbours' leak removed (:func:`remove_leak`); ``cells``: the ones wanted (default all).
 
-    The leak is fitted from the readings here. Subtracting the readout node's measured leak
-    instead (:func:`subtract_leak`, as the bias S-curves do) was tried for the coupler node
-    and did slightly worse: refitted from a fresh family's stored coupler runs (444 zeros),
-    pull rms 1.020 with the fit, 1.043 with the measured leak."""
+    The leak is measured from the readings here. The readout node's measured leak
+    (:func:`subtract_leak`, as the bias S-curves use it) shares each cell's total evenly
+    between its two neighbours, while each channel pair leaks its own amount; for the
+    coupler node it did worse than a fit from the readings (a fresh family's stored
+    coupler runs, 444 zeros: pull rms 1.043 against 1.020)."""
     leak_free = remove_leak(readings)
     wanted = range(leak_free.shape[0]) if cells is None else cells
     return {i: digitize(leak_free[i]) for i in wanted}
