@@ -52,6 +52,10 @@ autocovariance through the low-pass is exactly ``c1 lambda^k + c2 a^k``
 ``min_tau_samples`` is dropped; so is one with too few switches or stays. A cell left
 with fewer than two temperatures is reported as such (``too_few_points``), not fitted;
 one with exactly two gets the line through them, its errors from theirs, untested.
+A line whose barrier is not positive (the cell flipping faster when colder) is no
+thermally activated cell's: one of its points was misread, and the cell is reported
+``no_activation`` instead of with values. In the fresh family two cells of fam-904 came
+out at -0.35 +- 0.08 K and -0.09 +- 0.12 K (true 0.18 and 0.34 K: pulls -7.0 and -3.5).
 
 Uncertainty: besides the counting errors, ``T_eff`` carries those of ``T_x``, of the
 exponent and of the chip thermometer's calibration curve; each is propagated by
@@ -274,6 +278,10 @@ def rate_estimate(states: np.ndarray, period: float, min_transitions: int = 20) 
     return r.ln_r0, r.ln_r0_err, r.tau_c_s, r.p_up
 
 
+#: a cell whose Arrhenius line has no positive barrier: stated as a failed fit, not as values
+NO_ACTIVATION = "no_activation"
+
+
 @dataclass
 class CellResult:
     cell: int
@@ -440,6 +448,11 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
             cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, "too_few_points", refused))
             continue
         f = _arrhenius(1 / t_eff[use], ln_r0[use], err[use])
+        if f.success and not f["barrier_K"] > 0:
+            why = (f"barrier {f['barrier_K']:.3g} +- {f.error('barrier_K'):.2g} K: the line has the cell flip "
+                   "faster when colder, which no thermally activated cell does; a point is misread")
+            cells.append(CellResult(i, FitResult.failed("arrhenius_rate", why), ln_r0, err, NO_ACTIVATION, refused))
+            continue
         if f.success:
             for name, extra in t_eff_errors(f, use, ln_r0, err, teff, dataset.attrs).items():
                 f.stderr[name] = math.hypot(f.stderr[name], extra)

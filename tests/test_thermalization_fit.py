@@ -69,3 +69,20 @@ def test_bounded_law_recovers_barrier_and_attempt_rate_the_unbounded_one_misses(
     # barrier and attempt rate biased low, pooled by 5 and 8 sigma (seeds 3-7: 6.9-9.5, 11-13)
     assert u_pull.mean() * math.sqrt(CELLS) < -5, u_pull
     assert ug_pull.mean() * math.sqrt(CELLS) < -8, ug_pull
+
+
+def test_a_line_without_a_positive_barrier_is_refused_not_stated() -> None:
+    """Plateaus labelled in the wrong order make the cells flip faster when colder: no
+    thermally activated cell does, so every cell is ``no_activation`` and states nothing;
+    the same data labelled rightly are all fitted."""
+    data = telegraph_dataset(3)
+    params = thermalization.Parameters(calibration_rel_10mK=0.0)
+    assert all(c.ok for c in thermalization.fit(data, params).cells)
+    order = {TEMPS[0]: TEMPS[-1], TEMPS[-1]: TEMPS[0]}
+    swapped = data.assign(T_chip=("point", [order.get(float(t), float(t)) for t in data["T_chip"].values]))
+    result = thermalization.fit(swapped, params)
+    assert all(c.flag == thermalization.NO_ACTIVATION and not c.fit.success for c in result.cells), [
+        (c.flag, c.fit.values.get("barrier_K")) for c in result.cells
+    ]
+    assert "faster when colder" in result.cells[0].fit.message
+    assert thermalization.update(result, params).failed  # nothing to state: the node fails whole
