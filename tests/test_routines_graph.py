@@ -173,7 +173,20 @@ def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
     random = {j.cell for j in lab.drift.jumps if not j.scheduled and j.time >= t_before}
     redone = {int(c) for c in state.node_record("bias_scurve").recalibrated_cells}
     assert jumped in redone and redone <= {jumped} | random, (redone, random)
-    assert drift.calibrated == ["bias_scurve"] or (random and drift.calibrated == ["bias_scurve", "crosstalk"])
+    # the other nodes past their timeouts ran check_data; one may be recalibrated only because
+    # its check said out of spec (a false alarm of a short check: coupler 1 once read 3.5 sigma
+    # off in its 3-point check after the jump, and its recalibration then agreed with the
+    # truth), never without that verdict, and never more than one
+    allowed = ["bias_scurve", "crosstalk"] if random else ["bias_scurve"]
+    alarmed = {e.node for e in drift.graph.log if e.function == "check_data" and e.outcome != "in_spec"}
+    extra = [n for n in drift.calibrated if n not in allowed]
+    assert drift.calibrated[0] == "bias_scurve" and len(extra) <= 1 and set(extra) <= alarmed, (
+        drift.calibrated, alarmed)
+    if "couplers" in extra:  # the redone zeros are right
+        zeros = [(state.get(f"couplers.{k}.zero_coupling_V"), lab.truth.couplers.vc0_V[k])
+                 for k in range(lab.truth.couplers.n)]
+        pulls = [(e.value - truth) / e.stderr for e, truth in zeros if e is not None and e.valid and e.stderr]
+        assert pulls and max(abs(z) for z in pulls) < 4, pulls
     assert all(s is Status.FRESH for s in drift.status.values()), drift.status
     assert any(j.scheduled and j.cell == jumped for j in lab.drift.jumps)
     at = truth_at_middle(lab, runs_of(data_dir, "bias_scurve")[-1], "bias")
