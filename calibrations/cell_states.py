@@ -112,8 +112,11 @@ def _leak_by_split(y: np.ndarray, spins: np.ndarray, misread: np.ndarray) -> np.
     levels in each combination of the neighbours' states ``spins`` ``(sample, neighbour)``
     (+-1); None when fewer combinations than unknowns show both levels."""
     rows, centres, weights = [], [], []
-    for combo in np.unique(spins, axis=0):
-        chosen = y[np.all(spins == combo, axis=1)]
+    k = spins.shape[1]
+    codes = (spins > 0).astype(np.int64) @ (1 << np.arange(k))  # each combination as one integer
+    for code in range(1 << k):
+        chosen = y[codes == code]
+        combo = 2.0 * ((code >> np.arange(k)) & 1) - 1.0
         if chosen.size < MIN_SPLIT_READINGS:
             continue
         threshold, low, high, _ = two_level_threshold(chosen)
