@@ -59,9 +59,22 @@ def test_uncertainties_are_honest_once_couplers_idle_at_zero_coupling(virtual_st
     assert 0.5 < rms < 1.6, pulls
 
 
-def test_run_is_stored_with_units_snapshot_run_id_and_times(virtual_station, tmp_path):
-    station, lab = virtual_station(seed=5, cells=16)
-    calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
+@pytest.fixture(scope="module")
+def one_scurve(tmp_path_factory):
+    """Seed 5's S-curve node calibrated from cold once, for the tests of its stored run."""
+    from labstack.visa import open_station
+    from tests.conftest import lab_description, lab_of
+
+    data_dir = tmp_path_factory.mktemp("one_scurve")
+    description = lab_description(seed=5, cells=16)
+    station = open_station("virtual", lab=description)
+    calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"])
+    yield station, lab_of(description), data_dir
+    station.close()
+
+
+def test_run_is_stored_with_units_snapshot_run_id_and_times(one_scurve):
+    station, lab, tmp_path = one_scurve
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     run = load_run(info.id, tmp_path)
     ds = run.dataset()
@@ -76,9 +89,8 @@ def test_run_is_stored_with_units_snapshot_run_id_and_times(virtual_station, tmp
     assert "realism=realistic" in ds.attrs["lab_description"]
 
 
-def test_stored_run_refits_without_the_instrument(virtual_station, tmp_path):
-    station, lab = virtual_station(seed=9, cells=16)
-    calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
+def test_stored_run_refits_without_the_instrument(one_scurve):
+    station, lab, tmp_path = one_scurve
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     node = routines()["bias_scurve"]
     results = node.fit(load_run(info.id, tmp_path).dataset(), node.Parameters())
