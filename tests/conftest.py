@@ -71,26 +71,21 @@ def virtual_station() -> Iterator[Callable[..., object]]:
     Instrument.close_all()
 
 
-#: the modules that take longest on one worker, longest first: xdist hands out whole
+#: modules that take a minute or more of one worker, longest first: xdist hands out whole
 #: modules (``--dist loadfile``) in collection order, so starting these first keeps a
 #: worker from picking one up near the end while the other has finished
-SLOW_MODULES_FIRST = (  # --durations=0 totals of one full run (2026-12-01, 2 workers): 124 s down to 12 s
-    "test_family.py",
+SLOW_MODULES_FIRST = (  # quiet --durations=0 totals, 2 workers: 110 s down to 21 s
     "test_notebooks.py",
+    "test_family.py",
     "test_bias_scurve.py",
-    "test_routines_graph.py",
     "test_distributed_chips.py",
     "test_second_station.py",
-    "test_service_server.py",
+    "test_routines_graph.py",
     "test_chip_routines.py",
+    "test_service_server.py",
     "test_train_chip.py",
     "test_dashboard_browser.py",
     "test_cli.py",
-    "test_figures.py",
-    "test_service_watch.py",
-    "test_maintain_day.py",
-    "test_no_backdoor.py",
-    "test_cli_day.py",
 )
 
 

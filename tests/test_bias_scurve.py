@@ -68,13 +68,15 @@ def one_scurve(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("one_scurve")
     description = lab_description(seed=5, cells=16)
     station = open_station("virtual", lab=description)
-    calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"])
-    yield station, lab_of(description), data_dir
-    station.close()
+    try:
+        calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"])
+    finally:
+        station.close()  # its instruments' names are free again for the other tests' stations
+    return lab_of(description), data_dir
 
 
 def test_run_is_stored_with_units_snapshot_run_id_and_times(one_scurve):
-    station, lab, tmp_path = one_scurve
+    lab, tmp_path = one_scurve
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     run = load_run(info.id, tmp_path)
     ds = run.dataset()
@@ -90,7 +92,7 @@ def test_run_is_stored_with_units_snapshot_run_id_and_times(one_scurve):
 
 
 def test_stored_run_refits_without_the_instrument(one_scurve):
-    station, lab, tmp_path = one_scurve
+    lab, tmp_path = one_scurve
     (info,) = list_runs(tmp_path, calibration="bias_scurve")
     node = routines()["bias_scurve"]
     results = node.fit(load_run(info.id, tmp_path).dataset(), node.Parameters())
