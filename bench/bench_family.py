@@ -9,12 +9,13 @@ chip's station closes, every calibrated value is compared with the simulator's
 truth at the time of its acquisition.
 
 Prints one line per chip and parameter (values, fraction within 3 sigma, pull rms,
-largest |pull| against the family-wise threshold for that many values, median
-stderr), the pooled table, T_x and exponent pulls, validation KL, flags, fixed-point
+largest |pull| and the family-wise threshold for that many values, median stderr),
+one line per chip (its largest |pull| over every accepted value against the
+family-wise threshold for the chip's number of values: the acceptance), the pooled table, T_x and exponent pulls, validation KL, flags, fixed-point
 passes, every failed criterion, and ``ratio: <worst pooled fraction within 3 sigma /
 0.95>`` (>= 1 when every accepted parameter reaches 95 %).
 
-    python bench/bench_family.py [--fresh] [--only N | --pick 1,9,14] [--workers 2] [--save out.json] [--baseline base.json]
+    python bench/bench_family.py [--fresh] [--only N | --pick 1,9,14] [--workers 2] [--save out.json] [--baseline base.json] [--judge out.json]
 
 ``--fresh`` draws the same shapes with new seeds (tests/family.py: fresh_family);
 ``--baseline`` prints each parameter's median stderr against a saved run's, by chip size.
@@ -50,7 +51,12 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="write the inspections as JSON")
     parser.add_argument("--baseline", default=None, help="a saved run to compare median stderr with")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--judge", default=None, help="judge a saved run (--save's JSON) again, without calibrating")
     args = parser.parse_args()
+    if args.judge:
+        saved = json.loads(Path(args.judge).read_text())
+        judge(saved["inspections"], [], args.baseline)
+        return
     members = family.fresh_family() if args.fresh else family.FAMILY
     members = members[: args.only] if args.only else members
     if args.pick:
@@ -82,24 +88,33 @@ def main() -> None:
     for r in broken:
         print(f"{r.chip_id}: no inspection: {(r.error or r.summary).strip().splitlines()[-1]}")
     inspections = [r.inspection for r in report.results if r.inspection is not None]
-    print_tables(members, inspections, args.baseline)
     if args.save:
         Path(args.save).write_text(json.dumps({"members": [m.__dict__ for m in members], "inspections": inspections}))
-    bad = family.failures(inspections) + [f"{r.chip_id}: calibration raised" for r in broken]
     print(f"\nwall time {wall:.0f} s for {len(chips)} chips")
+    judge(inspections, [f"{r.chip_id}: calibration raised" for r in broken], args.baseline)
+
+
+def judge(inspections, raised: list[str], baseline_path: str | None) -> None:
+    """Print the tables, every failed criterion and the ratio line."""
+    print_tables(inspections, baseline_path)
+    bad = family.failures(inspections) + raised
     print(f"{len(bad)} failed criteria" + (":" if bad else ""))
     for line in bad:
         print("  " + line)
-    worst = family.worst_fraction(inspections) if not broken else 0.0
+    worst = family.worst_fraction(inspections) if not raised else 0.0
     print(f"ratio: {worst / 0.95:.3f}")
 
 
-def print_tables(members, inspections, baseline_path: str | None) -> None:
+def print_tables(inspections, baseline_path: str | None) -> None:
     print(f"\n{'chip':<16} {'parameter':<13} {'n':>4} {'in 3σ':>7} {'rms':>6} {'max|z|':>7} {'fw thr':>6} {'med err':>10}")
     for r in family.rows(inspections):
-        mark = "" if r.ok else "  <-- beyond family-wise"
+        mark = "" if r.ok else "  (beyond this parameter's own family-wise)"
         print(f"{r.chip:<16} {r.parameter:<13} {r.n:>4} {r.within_3sigma:>7.1%} {r.pull_rms:>6.2f} "
               f"{r.max_abs_pull:>7.2f} {r.threshold:>6.2f} {r.median_stderr:>10.3g}{mark}")
+    print(f"\n{'chip':<16} {'values':>6} {'max|z|':>7} {'of':<16} {'fw thr':>6}   (every accepted value of the chip)")
+    for c in family.chip_rows(inspections):
+        mark = "" if c.ok else "  <-- beyond family-wise"
+        print(f"{c.chip:<16} {c.n:>6} {c.max_abs_pull:>7.2f} {c.worst:<16} {c.threshold:>6.2f}{mark}")
     print(f"\n{'pooled':<13} {'n':>5} {'in 3σ':>7} {'rms':>6}   (accepted: {', '.join(family.ACCEPTED)})")
     for p, (n, frac, rms) in family.pooled(inspections).items():
         print(f"{p:<13} {n:>5} {frac:>7.1%} {rms:>6.2f}")
