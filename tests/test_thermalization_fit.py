@@ -86,3 +86,29 @@ def test_a_line_without_a_positive_barrier_is_refused_not_stated() -> None:
     ]
     assert "faster when colder" in result.cells[0].fit.message
     assert thermalization.update(result, params).failed  # nothing to state: the node fails whole
+
+
+def test_two_temperature_line_states_the_errors_its_points_carry() -> None:
+    """Two Arrhenius points give a barrier and a rate with no chi-square to test them:
+    their errors come from the points' alone, so over many draws the pulls of slope and
+    intercept must have zero mean and unit spread (the intercept is extrapolated to
+    1/T = 0, far from both points, where a careless propagation goes wrong)."""
+    rng = np.random.default_rng(3)
+    x = np.array([1 / 0.030, 1 / 0.045])  # 1/T at two plateaus (1/K)
+    slope, intercept = -0.9, 14.0  # barrier 0.9 K, ln Gamma0 14
+    err = np.array([0.05, 0.08])
+    pulls = []
+    for _ in range(4000):
+        y = intercept + slope * x + rng.normal(0.0, err)
+        line = thermalization._two_point_line(x, y, err)
+        pulls.append(((line["slope"] - slope) / line.error("slope"),
+                      (line["intercept"] - intercept) / line.error("intercept")))
+    pulls = np.asarray(pulls)
+    assert np.allclose(pulls.std(axis=0), 1.0, atol=0.05), pulls.std(axis=0)
+    assert np.allclose(pulls.mean(axis=0), 0.0, atol=0.05)
+    # the intercept's error counts both points' lever arms: leaving one out (a wrong
+    # propagation, err_intercept = x1 err0 / dx) understates it visibly
+    wrong = abs(x[1] * err[0] / (x[1] - x[0]))
+    ok = thermalization._two_point_line(x, intercept + slope * x, err).error("intercept")
+    assert ok > 1.2 * wrong
+    assert not thermalization._two_point_line(x[[0, 0]], x[[0, 0]], err).success
