@@ -5,7 +5,10 @@
   routines' entry points, never imported by name;
 * :func:`chip_figure`: the chip as a picture, cells coloured by health or by one
   parameter, couplers drawn between them;
-* :func:`history_figure`: a parameter of every cell over time, recalibrations marked;
+* :func:`history_figure`: a parameter of every cell over time, recalibrations marked
+  (past :data:`MAX_LINES` cells: the chip's median and 5-95 % band instead of a line each);
+* :func:`histogram_figure`: one quantity over a big chip's cells, where a table would
+  have a row per cell;
 * :func:`variable_figure`: a quick, labelled look at a variable of a plain run.
 
 Everything is drawn on :class:`matplotlib.figure.Figure` objects, never pyplot,
@@ -28,6 +31,11 @@ from matplotlib.figure import Figure
 
 from labstack.fit.precision import PREFIXABLE, PREFIXES, format_value
 from labstack.session import routines
+
+#: past this many cells a chip is drawn without per-cell labels, at marker sizes that fit
+LABELLED_CELLS = 64
+#: past this many cells a history shows the chip's spread, not one line per cell
+MAX_LINES = 32
 
 HEALTH_COLOURS = {
     "ok": "#5cb85c",
@@ -112,6 +120,7 @@ def chip_figure(
     value written under it, to the digits its error supports.
     """
     import matplotlib
+    from matplotlib.collections import LineCollection
 
     pos = np.asarray(positions, float).reshape(-1, 2)
     n = len(pos)
@@ -119,9 +128,13 @@ def chip_figure(
     rows = pos[:, 1].max() + 1 if n else 1
     fig = Figure(figsize=(min(2.2 + 1.1 * cols, 11), min(1.6 + 1.0 * rows, 9)), layout="constrained")
     ax = fig.add_subplot()
-    for a, b in pairs:
-        if a < n and b < n:
-            ax.plot(pos[[a, b], 0], pos[[a, b], 1], color="0.6", lw=2, zorder=1)
+    # a marker of area `big` fills a cell's place up to ~8 cells across; beyond, it shrinks with the grid
+    across = max(cols, rows)
+    big = 500.0 * min(1.0, (8.0 / across) ** 2)
+    segments = [pos[[a, b]] for a, b in pairs if a < n and b < n]
+    if segments:
+        ax.add_collection(LineCollection(segments, colors="0.6", linewidths=2 if n <= LABELLED_CELLS else 0.5,
+                                         zorder=1))
     if values is not None:
         v = np.array([np.nan if x is None else float(x) for x in values])
         scale, shown_unit = unit_scale(list(v), unit)
@@ -129,9 +142,10 @@ def chip_figure(
         lo, hi = (np.nanmin(v), np.nanmax(v)) if ok.any() else (0.0, 1.0)
         norm = matplotlib.colors.Normalize(vmin=lo * scale, vmax=(hi if hi > lo else lo + 1e-12) * scale)
         cmap = matplotlib.colormaps["viridis"]
-        scatter = ax.scatter(pos[ok, 0], pos[ok, 1], c=v[ok] * scale, cmap=cmap, norm=norm, s=500,
-                             edgecolors="k", zorder=2)
-        ax.scatter(pos[~ok, 0], pos[~ok, 1], c="#cccccc", marker="X", s=300, edgecolors="k", zorder=2,
+        edge = "k" if n <= LABELLED_CELLS else "none"
+        scatter = ax.scatter(pos[ok, 0], pos[ok, 1], c=v[ok] * scale, cmap=cmap, norm=norm, s=big,
+                             edgecolors=edge, zorder=2)
+        ax.scatter(pos[~ok, 0], pos[~ok, 1], c="#cccccc", marker="X", s=0.6 * big, edgecolors=edge, zorder=2,
                    label="no valid value")
         fig.colorbar(scatter, ax=ax, shrink=0.8).set_label(f"{label} ({shown_unit})" if shown_unit else label)
         if n <= 32:
@@ -146,13 +160,14 @@ def chip_figure(
         kinds = list(health or ["unknown"] * n)
         for kind in dict.fromkeys(kinds):
             idx = [i for i in range(n) if kinds[i] == kind]
-            ax.scatter(pos[idx, 0], pos[idx, 1], c=HEALTH_COLOURS.get(kind, "#cccccc"), s=500,
-                       edgecolors="k", zorder=2, label=kind)
+            ax.scatter(pos[idx, 0], pos[idx, 1], c=HEALTH_COLOURS.get(kind, "#cccccc"), s=big,
+                       edgecolors="k" if n <= LABELLED_CELLS else "none", zorder=2, label=f"{kind} ({len(idx)})")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title="health", title_fontsize=7,
                   markerscale=0.4)
-    for i in range(n):
-        ax.annotate(str(i), pos[i], ha="center", va="center", fontsize=7, color="w", zorder=3,
-                    fontweight="bold")
+    if n <= LABELLED_CELLS:
+        for i in range(n):
+            ax.annotate(str(i), pos[i], ha="center", va="center", fontsize=7, color="w", zorder=3,
+                        fontweight="bold")
     ax.set_xlim(-0.7, cols - 0.3)
     ax.set_ylim(rows - 0.4, -0.7)
     ax.set_aspect("equal")
@@ -178,7 +193,11 @@ def history_figure(series: Mapping[str, Any]) -> Figure:
     ax = fig.add_subplot()
     every = [p["value"] for pts in series["cells"].values() for p in pts if p["valid"]]
     scale, unit = unit_scale(every, series["unit"])
-    for k, (cell, points) in enumerate(sorted(series["cells"].items(), key=lambda kv: _cell_order(kv[0]))):
+    lines = sorted(series["cells"].items(), key=lambda kv: _cell_order(kv[0]))
+    if len(lines) > MAX_LINES:
+        _history_spread(ax, series["cells"], scale)
+        lines = []
+    for k, (cell, points) in enumerate(lines):
         pts = [p for p in points if p["valid"]]
         if not pts:
             continue
@@ -201,6 +220,58 @@ def history_figure(series: Mapping[str, Any]) -> Figure:
     if not every:
         ax.text(0.5, 0.5, "no calibrated value yet", ha="center", va="center", transform=ax.transAxes)
     return fig
+
+
+def _history_spread(ax: Any, cells: Mapping[str, Any], scale: float) -> None:
+    """A big chip's history: at each calibration, the cells' median and their 5-95 % band.
+
+    Values are grouped by the time they were calibrated (a per-cell recalibration adds
+    a few cells' points at its own time: the band then shows those cells' spread).
+    """
+    by_time: dict[str, list[float]] = {}
+    for points in cells.values():
+        for p in points:
+            if p["valid"] and p["value"] is not None and math.isfinite(p["value"]):
+                by_time.setdefault(p["utc"], []).append(float(p["value"]) * scale)
+    if not by_time:
+        return
+    times = sorted(by_time, key=_time)
+    t = [_time(u) for u in times]
+    q = np.array([np.percentile(by_time[u], [5, 50, 95]) for u in times])
+    ax.fill_between(t, q[:, 0], q[:, 2], color="C0", alpha=0.25, label=f"5-95 % of {len(cells)} cells")
+    line, = ax.plot(t, q[:, 1], "o-", ms=4, lw=0.8, color="C0", label="median")
+    line.set_gid("history-median")
+
+
+def histogram_figure(values: Sequence[float], *, label: str, unit: str, title: str) -> Figure:
+    """One quantity over many cells: how many sit where (a big chip's table, drawn)."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    scale, shown = unit_scale(list(v), unit)
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(v * scale, bins=min(60, max(10, int(np.sqrt(v.size)))), color="C0")
+    ax.set_xlabel(f"{label} ({shown})" if shown else label)
+    ax.set_ylabel("cells")
+    ax.set_title(f"{title}: {v.size} values")
+    return fig
+
+
+def group_histograms(entries: Mapping[str, Mapping[str, Any]], *, node: str = "") -> list[Figure]:
+    """A histogram of every numeric per-cell (per-coupler) quantity of a group too big to list."""
+    from labstack.presentation.tables import MAX_ROWS, numbers, split
+
+    items, _, _ = split(entries)
+    out = []
+    for group, rows in sorted(items.items()):
+        if len(rows) <= MAX_ROWS:
+            continue
+        for q in sorted({q for row in rows.values() for q in row}):
+            es = [row[q] for row in rows.values() if q in row]
+            vals = numbers(es)
+            if vals.size:
+                unit = next((e.get("unit", "") for e in es if e.get("unit")), "")
+                out.append(histogram_figure(vals, label=q, unit=unit, title=f"{node} {group}: {q}".strip()))
+    return out
 
 
 def _cell_order(cell: str) -> tuple[int, str]:

@@ -28,6 +28,7 @@ from labstack.data import Run, RunNotFoundError, load_run, resolve_data_dir
 from labstack.presentation.figures import (
     chip_figure,
     figure_title,
+    group_histograms,
     node_figures,
     png_tag,
     variable_figure,
@@ -258,6 +259,8 @@ def calibration_html(run: Run, data_dir: Path, *, plots: bool = True) -> str:
             parts.append('<p class="note">kept: still valid, not recalibrated in this run.</p>')
         if mine:
             parts.append(entries_html(mine))
+            if plots:  # a group too big to list is drawn: one histogram per quantity
+                parts.append(figures_html(group_histograms(mine, node=name)))
         if plots and name in chosen:
             parts.append(node_section_html(refit(chosen[name])))
     if runs:

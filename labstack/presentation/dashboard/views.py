@@ -21,6 +21,7 @@ from labstack.calibrate import CalibrationState, Context, Status
 from labstack.data.runs import STORE_NAME
 from labstack.fit.precision import format_value
 from labstack.presentation.graph import graph_svg
+from labstack.presentation.tables import MAX_ROWS
 from labstack.service.status import StatusClock, status_clock
 from labstack.session import build_graph
 
@@ -52,10 +53,31 @@ def n_cells(state: CalibrationState) -> int:
     return max(ids) + 1 if ids else 0
 
 
+def _needs_a_look(state: CalibrationState, i: int) -> bool:
+    """A cell whose readout verdict is not ``ok`` or that has a flagged value."""
+    health = f"cells.{i}.health"
+    if health in state and state.get(health).value not in ("ok", None, ""):
+        return True
+    return any(f"cells.{i}.{s}" in state and not state.get(f"cells.{i}.{s}").valid for s, _ in CELL_COLUMNS)
+
+
 def cells_view(state: CalibrationState) -> dict[str, Any]:
-    """Rows of the per-cell table: each shown value with its key, so it can be checked."""
+    """Rows of the per-cell table: each shown value with its key, so it can be checked.
+
+    Past :data:`~labstack.presentation.tables.MAX_ROWS` cells the table lists only the
+    cells that need a look (not ``ok``, or with a flagged value), at most that many, and
+    says so in ``note``: the chip map and the history's band show the rest.
+    """
+    n = n_cells(state)
+    shown = range(n)
+    note = ""
+    if n > MAX_ROWS:
+        look = [i for i in range(n) if _needs_a_look(state, i)]
+        shown = look[:MAX_ROWS]
+        note = (f"{n} cells: listing the {len(shown)} of {len(look)} that need a look (not ok, or a flagged "
+                f"value); the chip map colours every cell.")
     rows = []
-    for i in range(n_cells(state)):
+    for i in shown:
         row = []
         for suffix, _ in CELL_COLUMNS:
             key = f"cells.{i}.{suffix}"
@@ -66,7 +88,7 @@ def cells_view(state: CalibrationState) -> dict[str, Any]:
             else:
                 row.append({"key": key, "text": "", "valid": True, "note": ""})
         rows.append({"cell": i, "values": row})
-    return {"columns": [h for _, h in CELL_COLUMNS], "rows": rows}
+    return {"columns": [h for _, h in CELL_COLUMNS], "rows": rows, "n_cells": n, "note": note}
 
 
 def session_clock(data_dir: Path, session_id: str | None) -> str:

@@ -120,6 +120,7 @@ async function drawState() {
   cells.tHead.innerHTML = `<tr><th>cell</th>${s.cells.columns.map((c) => `<th>${esc(c)}</th>`).join("")}</tr>`;
   cells.tBodies[0].innerHTML = s.cells.rows.map((row) => `<tr><th>cell ${row.cell}</th>${row.values.map((v) =>
     `<td data-key="${esc(v.key)}" class="${v.valid ? "" : "bad"}" title="${esc(v.note)}">${esc(v.text)}</td>`).join("")}</tr>`).join("");
+  text("cells-note", s.cells.note || "");
   state.cellsDrawn = { version: s.state_version, t: Date.now() };
   fillSelect("history-param", s.parameters);
   fillSelect("chip-colour", s.chip_colours);
