@@ -25,6 +25,7 @@ from qcodes.instrument import Instrument
 from labstack.calibrate import Status
 from labstack.cli import main
 from labstack.data import load_run
+from labstack.safety import InstrumentFault
 from labstack.service import LabServer, ServerConfigError
 from labstack.service.server import MAX_LINE, _is_query
 from labstack.service.timebase import LabTime
@@ -382,6 +383,30 @@ def test_faults_are_injected_over_sockets_and_the_drivers_recover(server, tmp_pa
         stats = station.safety.hardener.stats
         assert stats.errors >= 2 and stats.reconnects >= 1 and stats.failures == 0
         assert {e.kind for e in server.lab.faults.log} >= {"garbled", "dropped"}
+    finally:
+        station.close()
+
+
+def test_a_query_given_up_on_leaves_no_late_answer_for_the_next_one(server, tmp_path):
+    """An instrument that answers after the host gave up: the next query must get its own reply.
+
+    The lab stands still (speed 0), so a stuck instrument stays stuck until the station's
+    clock moves it on; every retry of the temperature times out and the layer gives up.
+    The last attempt's answer is still on its way when the instrument comes back: had
+    the session been left as it was, ``*IDN?`` would read that temperature.
+    """
+    station = served_station(server, LAB, tmp_path)
+    try:
+        station.ls372.visa_handle.timeout = 300  # ms
+        with server.lock:
+            server.lab.faults.stick("ls372", 3600.0)
+        with pytest.raises(InstrumentFault, match="ls372"):
+            station.ls372.ch06.temperature()
+        station.clock.sleep(3600.0)  # the instrument comes back and answers what it was sent
+        wait_for(lambda: not server.lab.faults.is_stuck("ls372"), 5, "the instrument to come back")
+        time.sleep(0.3)  # the late answers, had anyone kept the socket, would be here by now
+        assert station.ls372.ask("*IDN?").startswith("LSCI,MODEL372")
+        assert 0.0 < station.ls372.ch06.temperature() < 1.0
     finally:
         station.close()
 

@@ -102,6 +102,10 @@ class Hardener:
                 self.stats.log.append(f"{instrument.name}: {command!r}: {type(exc).__name__}: {exc}")
                 if not retry_ok or attempt >= self.spec.attempts:
                     self.stats.failures += 1
+                    # the session is left in step even when we give up: a reply that comes
+                    # after its timeout would otherwise be read as the answer to the next
+                    # query (a clock reading taken for a UTC time, a voltage for a current)
+                    self._resync(instrument, exc)
                     last = self.last_sent.get(instrument.name)
                     if last is not None and last != command:  # a parameter's get: name its SCPI too
                         command = f"{command} (last sent {last!r})"
@@ -118,6 +122,21 @@ class Hardener:
         clock = self.clock
         if delay > 0 and clock is not None and clock is not instrument:
             clock.sleep(delay)
+
+    def _resync(self, instrument: VisaInstrument, exc: BaseException) -> None:
+        """After a failure we give up on: bring the session back in step if it may be out.
+
+        Only an I/O failure can leave a late answer on the way (a timeout, a dropped
+        line); a reply that arrived whole but could not be parsed was the answer to its
+        own query, so nothing is pending. Recovery may fail too (the instrument is gone):
+        the fault being raised says what happened, so that failure is not raised over it.
+        """
+        if not isinstance(exc, (VisaIOError, OSError)):  # timeouts, resets, refusals
+            return
+        try:
+            self._recover(instrument, exc)
+        except Exception:  # the original fault is what the caller needs to see
+            pass
 
     def _recover(self, instrument: VisaInstrument, exc: BaseException) -> None:
         if isinstance(instrument, IPInstrument):
