@@ -38,8 +38,11 @@ SPEED = 3600.0
 SETTINGS = ("bias_scurve.n_points=21", "bias_scurve.n_samples=400", "bias_scurve.check_points=21",
             "bias_scurve.check_samples=400", "readout.n_samples=500")
 JUMP_CELL, JUMP_V = 2, 0.1  # a flux jump: this cell's offset V0 moves by 100 mV (tolerance 10 mV)
-FIRST_PASS_S = 120.0
-RECALIBRATION_S = 60.0
+#: bounds, not expectations: quiet, the whole test takes ~30 s; with the cores shared four
+#: ways (a slow CI machine) ~100 s, and the first pass alone up to twice that beside other tests
+FIRST_PASS_S = 300.0
+RECALIBRATION_S = 120.0
+pytestmark = pytest.mark.timeout(900)
 POINTS = "document.querySelectorAll('#history [id^=\"history-cell-\"] use').length"
 
 
@@ -94,7 +97,7 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         (startup,) = wait_for(started, FIRST_PASS_S, "the watch's startup pass", every=0.1)
         assert startup["recalibrated"] == ["bias_scurve", "cryostat", "readout"]
         page.wait_for_function(f"Number(document.getElementById('history').dataset.version) >= "
-                               f"{startup['state_version_after']}", timeout=30_000)
+                               f"{startup['state_version_after']}", timeout=90_000)
 
         # the numbers on the page are the state's, for the version the page says it shows
         shown = page.evaluate("() => ({"
@@ -122,7 +125,7 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         page.click("#control button[data-action='pause']")
         page.wait_for_function("document.getElementById('control-result').textContent.includes('pause requested')")
         page.wait_for_function("document.querySelector(\"#nodes tr[data-node='bias_scurve'] .status\")"
-                               ".textContent === 'stale'", timeout=30_000)
+                               ".textContent === 'stale'", timeout=90_000)
         assert "timed out" in page.locator("#nodes tr[data-node='bias_scurve']").text_content()
         # ... in the newest state: stale by the clock alone
         current = CalibrationState.current_version(data_dir / "calibration_state")
@@ -160,7 +163,7 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         # control needs the token: this page had it (from the URL), a fresh one has not
         anonymous = browser.new_context().new_page()  # another person: no token
         anonymous.goto(server.url)
-        anonymous.wait_for_function("document.getElementById('history').dataset.version", timeout=30_000)
+        anonymous.wait_for_function("document.getElementById('history').dataset.version", timeout=90_000)
         assert anonymous.locator("#control button[data-action='abort']").is_disabled()
         status = anonymous.evaluate("fetch('/api/control/abort', {method: 'POST'}).then(r => r.status)")
         assert status == 403

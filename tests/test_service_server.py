@@ -28,7 +28,7 @@ from labstack.data import load_run
 from labstack.safety import InstrumentFault
 from labstack.service import LabServer, ServerConfigError
 from labstack.service.server import MAX_LINE, _is_query
-from labstack.service.timebase import LabTime
+from labstack.service.timebase import MAX_CREDIT_S, MAX_DUTY, MESSAGE_STEP_WALL_S, LabTime
 from labstack.session import calibrate_station, routines
 from labstack.session.record import session_of
 from labstack.visa import open_station
@@ -462,6 +462,29 @@ def test_lab_time_counts_idle_time_only():
     assert lab.slept[-1] == pytest.approx(0.1)  # only the idle 10 ms after it
     with pytest.raises(ValueError, match="speed"):
         LabTime(lab, speed=-1.0)  # type: ignore[arg-type]
+
+
+def test_catching_up_takes_at_most_its_share_of_the_wall_time():
+    """A machine too slow for the asked speed: the clock lags, the clients are not starved."""
+
+    class SlowLab(_FakeLab):
+        def sleep(self, seconds: float, chunk_s: float | None = None) -> None:
+            super().sleep(seconds, chunk_s)
+            time.sleep(0.004)  # every idle chunk costs 4 ms: ~15 000 lab s per wall s at best
+
+    lab = SlowLab()
+    time_ = LabTime(lab, speed=1e5)  # type: ignore[arg-type]
+    busy, started = 0.0, time.perf_counter()
+    while time.perf_counter() - started < 1.0:
+        before = time.perf_counter()
+        time_.catch_up(MESSAGE_STEP_WALL_S)  # before a message
+        time_.catch_up()  # and a tick
+        busy += time.perf_counter() - before
+        time.sleep(0.002)  # the clients' share
+    elapsed = time.perf_counter() - started
+    assert busy <= MAX_DUTY * elapsed + MAX_CREDIT_S + 0.02, (busy, elapsed)
+    assert busy >= 0.5 * MAX_DUTY * elapsed, (busy, elapsed)  # it does use its share
+    assert time_.lag_s > 5e4  # behind by most of the second's 1e5 lab s, and it says so
 
 
 def test_servers_bind_loopback_unless_told_otherwise(server, capsys):

@@ -12,6 +12,7 @@ from labstack.cli.options import lab_description
 from labstack.service import LabService
 from labstack.service.process import DEFAULT_SERVICE_DIR
 from labstack.service.server import DEFAULT_HOST, is_loopback, remote_warning
+from labstack.service.timebase import warm_up
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 "authentication; add --allow-remote to serve it there anyway"
             )
         print(f"labstack: {remote_warning(args.host)}", file=sys.stderr, flush=True)
+    warm_up()  # before the sockets listen: no first client waits on the kernels' loading
     service = LabService(
         description,
         args.dir,

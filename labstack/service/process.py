@@ -98,6 +98,7 @@ class LabService:
         self.resumed_utc = start_utc
         self.started_utc = datetime.now(UTC)
         self._last_info = 0.0
+        self._pace_mark: tuple[float, float] | None = None  # (monotonic, idle lab seconds) at the last write
         self._stop = threading.Event()
 
     @property
@@ -135,8 +136,24 @@ class LabService:
             "instruments": {
                 name: {"address": address, "port": server.ports[name]} for name, address in server.addresses.items()
             },
-            **server.status(),
+            **self._with_pace(server.status()),
         }
+
+    def _with_pace(self, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` plus ``pace``: idle lab seconds per wall second since the last write.
+
+        It is ``speed`` while the machine keeps up and less when it cannot (the clock
+        lags, :mod:`labstack.service.timebase`); whoever extrapolates the clock from this
+        file (:func:`labstack.service.status.served_lab_now`) uses it, so a judged time
+        does not run ahead of the lab and then jump back when the file is rewritten.
+        """
+        now, idle = time.monotonic(), float(status.get("idle_total_s", 0.0))
+        pace = float(self.server.speed)
+        if self._pace_mark is not None and now - self._pace_mark[0] > 0.2:
+            pace = min(pace, max(0.0, (idle - self._pace_mark[1]) / (now - self._pace_mark[0])))
+        if self._pace_mark is None or now - self._pace_mark[0] > 0.2:
+            self._pace_mark = (now, idle)
+        return {**status, "pace": pace}
 
     def write_info(self, status: str) -> None:
         write_json_atomic(self.service_file, self.info(status))

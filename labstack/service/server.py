@@ -679,6 +679,7 @@ class LabServer:
             "lab_utc": utc,
             "speed": self.speed,
             "lag_s": self.time.lag_s,
+            "idle_total_s": self.time.idle_total_s,
             "clients": len(self._connections),
             "connections": self.stats.connections,
             "refused": self.stats.refused,

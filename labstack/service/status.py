@@ -182,7 +182,8 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
     """A served lab's calendar now, from its service file ``info``, and a sentence saying how.
 
     While the service runs its file is at most a second old: its ``lab_utc`` moved on by
-    ``speed`` lab seconds per wall second since ``updated_utc``. A stopped service's clock
+    ``pace`` lab seconds per wall second since ``updated_utc`` (``speed``, or less on a
+    machine that cannot keep up; an older file without it: ``speed``). A stopped service's clock
     stands where it stopped (served again on its directory, the lab continues from there);
     one silent for more than :data:`SERVICE_SILENT_S` is taken as stopped.
     """
@@ -192,8 +193,9 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
     silent = ((wall_now or datetime.now(UTC)) - updated).total_seconds()
     name = f"served lab '{info.get('lab', '')}'"
     if info.get("status") == "running" and silent <= SERVICE_SILENT_S:
+        rate = min(speed, float(info.get("pace", speed)))
         pace = f"{speed:g} lab s per wall s" if speed else "moving only when asked (speed 0)"
-        return lab_utc + timedelta(seconds=speed * max(0.0, silent)), f"{name}: status as of its clock now ({pace})"
+        return lab_utc + timedelta(seconds=rate * max(0.0, silent)), f"{name}: status as of its clock now ({pace})"
     if info.get("status") == "running":
         return lab_utc, (f"{name}: its service has said nothing for {silent:.0f} s; "
                          "status as of its clock when last heard")
