@@ -64,7 +64,9 @@ def watched(tmp_path: Path):
     try:
         yield data_dir, service, watch
     finally:
-        if watch.poll() is None:
+        if watch.poll() is None and not getattr(watch, "stop_sent", False):
+            # once only: a second SIGTERM while it closes down (slow on a loaded machine)
+            # would meet the default handler, restored by then, and kill it mid-cleanup
             watch.send_signal(signal.SIGTERM)
         try:
             out = watch.communicate(timeout=60)[0]
@@ -159,6 +161,7 @@ def test_dashboard_follows_a_served_chip_that_a_watch_recalibrates(watched, tmp_
         assert moved == pytest.approx(JUMP_V, abs=0.03)  # the recalibration measured the jump
 
         watch.send_signal(signal.SIGTERM)  # it stops (safe state, station closed) while the page is checked on
+        watch.stop_sent = True  # type: ignore[attr-defined]
 
         # control needs the token: this page had it (from the URL), a fresh one has not
         anonymous = browser.new_context().new_page()  # another person: no token

@@ -178,6 +178,12 @@ class StatusClock:
         return FrozenClock(self.utc)
 
 
+#: the share of a served clock's measured pace used to extrapolate it between writes
+PACE_MARGIN = 0.9
+#: the furthest each running service's clock was judged at in this process (see status_clock)
+_judged_high_water: dict[tuple[str, str], datetime] = {}
+
+
 def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) -> tuple[datetime, str]:
     """A served lab's calendar now, from its service file ``info``, and a sentence saying how.
 
@@ -188,18 +194,30 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
     one silent for more than :data:`SERVICE_SILENT_S` is taken as stopped.
     """
     lab_utc = _aware(datetime.fromisoformat(str(info["lab_utc"])))
-    updated = _aware(datetime.fromisoformat(str(info["updated_utc"])))
     speed = float(info.get("speed") or 0.0)
-    silent = ((wall_now or datetime.now(UTC)) - updated).total_seconds()
+    silent = _silent_s(info, wall_now)
     name = f"served lab '{info.get('lab', '')}'"
-    if info.get("status") == "running" and silent <= SERVICE_SILENT_S:
-        rate = min(speed, float(info.get("pace", speed)))
+    if _is_live(info, wall_now):
+        # a little under the pace it ran at: the next write then lands ahead of what was
+        # extrapolated, not behind it, unless the machine slows by more than a tenth
+        rate = PACE_MARGIN * min(speed, float(info.get("pace", speed)))
         pace = f"{speed:g} lab s per wall s" if speed else "moving only when asked (speed 0)"
         return lab_utc + timedelta(seconds=rate * max(0.0, silent)), f"{name}: status as of its clock now ({pace})"
     if info.get("status") == "running":
         return lab_utc, (f"{name}: its service has said nothing for {silent:.0f} s; "
                          "status as of its clock when last heard")
     return lab_utc, f"{name} is stopped: status as of its clock where it stopped (served again, it continues from there)"
+
+
+def _silent_s(info: Mapping[str, Any], wall_now: datetime | None) -> float:
+    """Wall seconds since the service last wrote its file."""
+    updated = _aware(datetime.fromisoformat(str(info["updated_utc"])))
+    return ((wall_now or datetime.now(UTC)) - updated).total_seconds()
+
+
+def _is_live(info: Mapping[str, Any], wall_now: datetime | None) -> bool:
+    """Whether the service runs and was heard from lately: its clock is extrapolated."""
+    return info.get("status") == "running" and _silent_s(info, wall_now) <= SERVICE_SILENT_S
 
 
 def served_lab(data_dir: PathLike | None = None) -> dict[str, Any] | None:
@@ -250,6 +268,13 @@ def status_clock(
         if info is not None:
             try:
                 at, note = served_lab_now(info, wall_now)
+                if _is_live(info, wall_now):
+                    # a running lab's clock never goes back: a file written after a slower
+                    # second than the one before would otherwise move "now" back, and a
+                    # node judged stale a moment ago would show fresh again
+                    key = (str(service_file), str(info.get("started_utc", "")))
+                    at = max(at, _judged_high_water.get(key, at))
+                    _judged_high_water[key] = at
                 return StatusClock("served", at, note, service)
             except (KeyError, TypeError, ValueError):
                 problem = f"its service file {service_file} is malformed"
