@@ -72,9 +72,10 @@ FAMILY: tuple[Member, ...] = (
     Member(120, 64, "grid", 0.08, 0.05, 0.05, 2.0),
 )
 
-#: the subset the test suite runs: a chain with crosstalk and broken cells, a grid at
-#: 8 % crosstalk and twice the spreads, a clean-ish grid
-TEST_SUBSET: tuple[Member, ...] = (FAMILY[1], FAMILY[9], FAMILY[14])
+#: the subset the test suite runs: a chain with crosstalk and broken cells, and a grid at
+#: 8 % crosstalk and twice the spreads (the clean-ish grid fam-115 it also ran cost 55 s of
+#: a suite near its limit; the whole family, itself included, is bench/bench_family.py)
+TEST_SUBSET: tuple[Member, ...] = (FAMILY[1], FAMILY[9])
 
 
 def fresh_family(base_seed: int = 901) -> tuple[Member, ...]:

@@ -24,19 +24,6 @@ def _scurve_truth(lab, data_dir, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
-def test_every_cell_recovered_within_acceptance(virtual_station, tmp_path, seed):
-    station, lab = virtual_station(seed=seed, cells=16)
-    report = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
-    assert report.calibrated == ["bias_scurve", "cryostat", "readout"]
-    state = CalibrationState.load(tmp_path / "calibration_state")
-    v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in range(16)])
-    width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in range(16)])
-    true_v0, true_w = _scurve_truth(lab, tmp_path, v0)
-    assert np.all(np.abs(v0 - true_v0) < 0.02 * BIAS_RANGE_V), v0 - true_v0
-    assert np.all(np.abs(width / true_w - 1) < 0.05), width / true_w - 1
-
-
-@pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
 def test_uncertainties_are_honest_once_couplers_idle_at_zero_coupling(virtual_station, tmp_path, seed):
     """With couplers at their true zero-coupling voltage the cells are isolated, and the
     ground truth is exactly the model: pulls (fit - truth) / stderr have rms near one."""
@@ -122,9 +109,14 @@ def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_statio
 
 
 @pytest.mark.parametrize("seed", ACCEPTANCE_SEEDS)
-def test_dead_and_stuck_cells_are_flagged_and_others_still_fit(virtual_station, tmp_path, seed):
+def test_every_live_cell_recovered_and_dead_and_stuck_ones_flagged(virtual_station, tmp_path, seed):
+    """The S-curve node from cold (with what it depends on): every live cell's offset and
+    width against the truth when the run crossed it, and the broken cells flagged, not fitted.
+    (One chip per seed does both: a chip with no broken cell was calibrated apart until
+    the suite neared its time limit, and its live cells are what this judges.)"""
     station, lab = virtual_station(seed=seed, cells=16, dead=0.125, stuck=0.125)
     report = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
+    assert report.calibrated == ["bias_scurve", "cryostat", "readout"]
     broken = set(np.flatnonzero(lab.truth.cells.dead | (lab.truth.cells.stuck != 0)))
     assert len(broken) == 4
     state = CalibrationState.load(tmp_path / "calibration_state")
@@ -133,10 +125,12 @@ def test_dead_and_stuck_cells_are_flagged_and_others_still_fit(virtual_station, 
     assert not report.all_ok
     good = [i for i in range(16) if i not in broken]
     v0 = np.array([state.value(f"cells.{i}.bias_offset_V") for i in good])
+    width = np.array([state.value(f"cells.{i}.scurve_width_V") for i in good])
     fitted = np.full(16, np.nan)
     fitted[good] = v0
-    true_v0, _ = _scurve_truth(lab, tmp_path, fitted)
-    assert np.all(np.abs(v0 - true_v0[good]) < 0.02 * BIAS_RANGE_V)
+    true_v0, true_w = _scurve_truth(lab, tmp_path, fitted)
+    assert np.all(np.abs(v0 - true_v0[good]) < 0.02 * BIAS_RANGE_V), v0 - true_v0[good]
+    assert np.all(np.abs(width / true_w[good] - 1) < 0.05), width / true_w[good] - 1
 
 
 def test_context_clock_is_the_virtual_lab(virtual_station, tmp_path):

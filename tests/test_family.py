@@ -1,7 +1,7 @@
-"""Three chips of the family (tests/family.py) calibrated from cold as one batch: the acceptance on each.
+"""Two chips of the family (tests/family.py) calibrated from cold as one batch: the acceptance on each.
 
 The chips (a chain at 5 % crosstalk with a dead cell and 1.5x spreads, a grid at
-8 % crosstalk with twice the spreads, a grid at 1 %) are calibrated with the
+8 % crosstalk with twice the spreads and a dead cell) are calibrated with the
 shipped routines through the batch code path; every value is judged against the
 simulator's truth at the time of its acquisition (tests/family.py: inspect). The
 whole family of 20 chips is ``bench/bench_family.py``.
@@ -20,8 +20,8 @@ from labstack.distributed.chips import calibrate_chips
 from labstack.distributed.cluster import SERIAL
 from tests import family
 
-#: the one batch (module fixture) calibrates three 16-cell chips from cold on the realistic
-#: simulator: 220 s on one core (measured alone), near the suite's 300 s default
+#: the one batch (module fixture) calibrates two 16-cell chips from cold on the realistic
+#: simulator: ~110 s on one core
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -60,7 +60,7 @@ def test_offsets_within_the_family_wise_threshold_on_each_chip(inspections):
 
 def test_pooled_offsets_within_3_sigma_and_pull_rms_honest(inspections):
     n, frac, rms = family.pooled(inspections)["V0"]
-    assert n >= 40
+    assert n >= 28
     assert frac >= 0.95, frac
     assert 0.8 <= rms <= 1.25, rms
 

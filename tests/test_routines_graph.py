@@ -22,7 +22,7 @@ from tests.conftest import ACCEPTANCE_SEEDS, lab_description, lab_of
 N = 16
 
 
-#: one acceptance seed: every installed routine also runs from cold on the three chips of
+#: one acceptance seed: every installed routine also runs from cold on the two chips of
 #: tests/test_family.py (harder: up to 8 % crosstalk, twice the spreads, judged on every
 #: parameter), and the whole family is bench/bench_family.py; this module keeps the
 #: crosstalk matrix against the truth and the re-walk that redoes only what is stale
