@@ -180,6 +180,7 @@ class CouplingGraph:
     colors: list[np.ndarray]  # cell indices of each colour class
     _layout: Layout | None = field(default=None, init=False, repr=False, compare=False)
     _lattice: Lattice | bool | None = field(default=None, init=False, repr=False, compare=False)
+    _rows_abs: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, n: int, pairs: np.ndarray, j_values: np.ndarray) -> CouplingGraph:
@@ -201,6 +202,25 @@ class CouplingGraph:
     @property
     def coupled(self) -> bool:
         return self.matrix.nnz > 0
+
+    def dobrushin(self, t_eff: float) -> float:
+        """``max_i sum_j tanh(|J_ij| / T_eff)``: below 1, each heat-bath sweep contracts.
+
+        From the couplings' rows and magnitudes kept once per graph (plain numpy on a few
+        dozen numbers): through scipy.sparse it cost 0.3 ms per wait, a tenth of a lock-in
+        calibration's wall time spent on this one number.
+        """
+        rows, magnitudes = self._rows_and_magnitudes()
+        if magnitudes.size == 0:
+            return 0.0
+        return float(np.bincount(rows, np.tanh(magnitudes / t_eff), minlength=self.matrix.shape[0]).max())
+
+    def _rows_and_magnitudes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._rows_abs is None:
+            m = self.matrix
+            rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+            self._rows_abs = (rows, np.abs(m.data))
+        return self._rows_abs
 
     def max_abs_coupling(self) -> np.ndarray:
         """Per cell, the sum of |J_ij| over its neighbours (K): bounds how far couplings move h_loc."""
@@ -378,9 +398,7 @@ class CellEnsemble:
         """
         if graph is None:
             return self.long_wait_sweeps
-        influence = abs(graph.matrix).tocsr()
-        influence.data = np.tanh(influence.data / t_eff)
-        c = float(influence.sum(axis=1).max()) if influence.nnz else 0.0
+        c = graph.dobrushin(t_eff)
         if c >= 1.0:
             return self.long_wait_sweeps
         if c <= 0.0:
