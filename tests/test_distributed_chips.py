@@ -26,7 +26,9 @@ from labstack.distributed.cluster import SERIAL, dask_client, run_tasks
 from labstack.distributed.replay import replay_all, select_runs
 from labstack.sim.truth import GroundTruth
 
-SEEDS = (11, 12, 13)
+#: two chips in parallel (a third cost ~25 s of CPU in a suite near its limit; the
+#: parallelism and the per-chip bookkeeping are the same with two)
+SEEDS = (11, 12)
 CELLS = 16
 FAST = {"bias_scurve": {"n_points": 25, "n_samples": 500}}
 
@@ -98,7 +100,7 @@ def test_a_broken_chip_is_reported_and_does_not_stop_the_others(batch):
     assert not report.ok
     (failed,) = report.failed
     assert failed.chip_id == "seed-99" and "topology" in failed.error
-    assert "seed-99" in report.render() and "3/4 chips ok" in report.render()
+    assert "seed-99" in report.render() and f"{len(SEEDS)}/{len(SEEDS) + 1} chips ok" in report.render()
 
 
 def test_one_data_directory_one_registry_runs_tagged_with_their_chip(batch):
@@ -108,7 +110,7 @@ def test_one_data_directory_one_registry_runs_tagged_with_their_chip(batch):
     # not resolve (with FAST's 25 points, every cell), merged into one derived run that holds
     # the node's values. Every one of them, parts and merged run alike, carries its chip.
     assert sorted({r.metadata["chip"] for r in runs}) == [f"seed-{s}" for s in SEEDS]
-    for result in report.results[:3]:
+    for result in report.results[: len(SEEDS)]:
         mine = [r for r in runs if r.metadata["chip"] == result.chip_id]
         (merged,) = [r for r in mine if r.metadata.get("derived_from")]
         # the chip's bias_scurve runs are exactly the merged run and its parts
