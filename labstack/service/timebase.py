@@ -65,7 +65,7 @@ class LabTime:
         #: idle lab seconds simulated so far: its rate is the pace the clock really runs at
         self.idle_total_s = 0.0
         self._credit_s = MAX_CREDIT_S  # computing time catching up may still spend
-        self._credit_mark = time.perf_counter()
+        self._credit_mark = wall()
 
     @property
     def lag_s(self) -> float:
@@ -86,17 +86,17 @@ class LabTime:
         self._debt_s += max(0.0, now - self._mark) * self.speed
         self._mark = now
         step = min(self._debt_s, self.speed * max_wall_s)
-        started = time.perf_counter()
+        started = now
         self._credit_s = min(MAX_CREDIT_S, self._credit_s + (started - self._credit_mark) * MAX_DUTY)
         self._credit_mark = started
         if step <= 0 or self._credit_s <= 0:
             return 0.0
         done = 0.0
-        while done < step and time.perf_counter() - started < self._credit_s:
+        while done < step and self._wall() - started < self._credit_s:
             piece = min(IDLE_CHUNK_S, step - done)
             self.lab.sleep(piece, chunk_s=IDLE_CHUNK_S)
             done += piece
-        self._credit_s -= time.perf_counter() - started
+        self._credit_s -= self._wall() - started
         self._debt_s -= done
         self.idle_total_s += done
         return done
