@@ -12,9 +12,10 @@ HERE = Path(__file__).parent
 QUICKSTART = [
     ("md", """# labstack quickstart: calibrate a virtual chip
 
-This notebook does what `labstack calibrate` does, step by step, on the virtual lab:
-load the station, sweep every cell's bias, fit the S-curves, and record offsets and
-widths with uncertainties in the versioned calibration state. The instruments are
+This notebook does the heart of what `labstack calibrate` does, step by step, on the
+virtual lab: load the station, sweep every cell's bias, fit the S-curves, and record
+offsets and widths with uncertainties in the versioned calibration state (notebook 02
+calibrates the whole chip, every node). The instruments are
 the real QCoDeS drivers (QDAC-II, Lakeshore 372) talking SCPI to the simulator."""),
     ("code", """%load_ext labstack.presentation
 import tempfile
@@ -33,8 +34,9 @@ station = open_station("virtual", lab="seed=1234,cells=8,instance=quickstart")
 layout = station.layout
 print(f"{layout.n_cells} cells; bias lines {layout.bias[0]} .. {layout.bias[-1]}")
 print(f"mixing chamber: {station.ls372.ch06.temperature() * 1e3:.2f} mK")"""),
-    ("md", "## Calibrate\nThe graph runs every installed routine that is not already valid."),
-    ("code", """report = calibrate_station(station, data_dir=data_dir, progress=True)
+    ("md", "## Calibrate\nThe graph runs the S-curve node and what it depends on (readout, cryostat), "
+           "each only if it is not already valid; with no `names` it runs every installed routine."),
+    ("code", """report = calibrate_station(station, data_dir=data_dir, names=["bias_scurve"], progress=True)
 print(report.render())"""),
     ("md", "## Look at the S-curves\nThe raw samples are stored before fitting; the fit can be redone from the stored run alone."),
     ("code", """# bias_scurve may measure in several runs (the chip-wide sweep, then a window for each
