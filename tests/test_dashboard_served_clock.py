@@ -103,7 +103,7 @@ def test_dashboard_shows_status_by_the_served_labs_clock_now(tmp_path, capsys):
 
 
 def test_a_served_lab_whose_service_file_is_gone_falls_back_to_the_last_update(tmp_path):
-    from labstack.service.status import PACE_MARGIN, status_clock
+    from labstack.service.status import status_clock
 
     state = CalibrationState.load(tmp_path / "calibration_state")
     at = status_clock(tmp_path, state=state, lab_service={"lab": LAB, "speed": 1.0,
@@ -118,13 +118,17 @@ def test_a_served_lab_whose_service_file_is_gone_falls_back_to_the_last_update(t
     heard = _utc(running["updated_utc"])
     fresh = status_clock(tmp_path, state=state, lab_service={"service_file": str(path)},
                          wall_now=heard + timedelta(seconds=2))
-    # 2 s at speed 100, extrapolated a little under its pace (the next write lands ahead)
-    assert fresh.kind == "served" and fresh.utc == _utc(running["lab_utc"]) + timedelta(seconds=200 * PACE_MARGIN)
-    # a file written after a slower second: "now" does not go back
-    path.write_text(json.dumps({**running, "pace": 10.0}))
+    assert fresh.kind == "served" and fresh.utc == _utc(running["lab_utc"]) + timedelta(seconds=200)
+    # a lagging service is extrapolated at the pace it ran, and "now" does not go back
+    path.write_text(json.dumps({**running, "pace": 10.0, "lag_s": 5000.0}))
     slower = status_clock(tmp_path, state=state, lab_service={"service_file": str(path)},
                           wall_now=heard + timedelta(seconds=3))
-    assert slower.utc == fresh.utc
+    assert slower.utc == fresh.utc  # not back from 200 s to 30 s
+    # the same lagging file from another service (started anew): nothing judged before it
+    path.write_text(json.dumps({**running, "pace": 10.0, "lag_s": 5000.0, "started_utc": "2026-03-01T00:00:00"}))
+    anew = status_clock(tmp_path, state=state, lab_service={"service_file": str(path)},
+                        wall_now=heard + timedelta(seconds=3))
+    assert anew.utc == _utc(running["lab_utc"]) + timedelta(seconds=30)
     silent = status_clock(tmp_path, state=state, lab_service={"service_file": str(path)},
                           wall_now=heard + timedelta(seconds=60))
     assert silent.utc == _utc(running["lab_utc"]) and "said nothing for 60 s" in silent.note

@@ -178,8 +178,9 @@ class StatusClock:
         return FrozenClock(self.utc)
 
 
-#: the share of a served clock's measured pace used to extrapolate it between writes
-PACE_MARGIN = 0.9
+#: a service further behind its speed than this many wall seconds' worth is lagging: its
+#: clock is extrapolated at the pace it really ran at, not at its speed
+LAGGING_S = 1.0
 #: the furthest each running service's clock was judged at in this process (see status_clock)
 _judged_high_water: dict[tuple[str, str], datetime] = {}
 
@@ -188,8 +189,8 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
     """A served lab's calendar now, from its service file ``info``, and a sentence saying how.
 
     While the service runs its file is at most a second old: its ``lab_utc`` moved on by
-    ``pace`` lab seconds per wall second since ``updated_utc`` (``speed``, or less on a
-    machine that cannot keep up; an older file without it: ``speed``). A stopped service's clock
+    ``speed`` lab seconds per wall second since ``updated_utc``, or by its measured
+    ``pace`` when it lags (a machine that cannot keep up, :mod:`labstack.service.timebase`). A stopped service's clock
     stands where it stopped (served again on its directory, the lab continues from there);
     one silent for more than :data:`SERVICE_SILENT_S` is taken as stopped.
     """
@@ -198,9 +199,8 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
     silent = _silent_s(info, wall_now)
     name = f"served lab '{info.get('lab', '')}'"
     if _is_live(info, wall_now):
-        # a little under the pace it ran at: the next write then lands ahead of what was
-        # extrapolated, not behind it, unless the machine slows by more than a tenth
-        rate = PACE_MARGIN * min(speed, float(info.get("pace", speed)))
+        lagging = float(info.get("lag_s") or 0.0) > LAGGING_S * speed
+        rate = min(speed, float(info.get("pace", speed))) if lagging else speed
         pace = f"{speed:g} lab s per wall s" if speed else "moving only when asked (speed 0)"
         return lab_utc + timedelta(seconds=rate * max(0.0, silent)), f"{name}: status as of its clock now ({pace})"
     if info.get("status") == "running":
@@ -268,6 +268,10 @@ def status_clock(
         if info is not None:
             try:
                 at, note = served_lab_now(info, wall_now)
+                # the lab has reached every time it has recorded: an extrapolation a little
+                # behind (a lagging clock, a wait inside the last second) must not make a
+                # node's verification look like it lies in the future ("clock reset?")
+                at = max(at, _latest_recorded(state if state is not None else _state(root), at))
                 if _is_live(info, wall_now):
                     # a running lab's clock never goes back: a file written after a slower
                     # second than the one before would otherwise move "now" back, and a
@@ -292,6 +296,18 @@ def status_clock(
     else:
         note = "virtual lab: status as of the last state update (its clock runs in the calibrating process)"
     return StatusClock("virtual", at, note, service)
+
+
+def _latest_recorded(state: CalibrationState, default: datetime) -> datetime:
+    """The latest lab time ``state`` records: its newest version, its nodes' verifications."""
+    times = [default]
+    history = state.history()
+    if history and history[-1].utc:
+        times.append(_aware(datetime.fromisoformat(history[-1].utc)))
+    for record in state.node_records.values():
+        if record.verified_utc:
+            times.append(_aware(datetime.fromisoformat(record.verified_utc)))
+    return max(times)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
