@@ -148,10 +148,10 @@ class LabService:
         does not run ahead of the lab and then jump back when the file is rewritten.
         """
         now, idle = time.monotonic(), float(status.get("idle_total_s", 0.0))
-        pace = float(self.server.speed)
-        if self._pace_mark is not None and now - self._pace_mark[0] > 0.2:
-            pace = min(pace, max(0.0, (idle - self._pace_mark[1]) / (now - self._pace_mark[0])))
-        if self._pace_mark is None or now - self._pace_mark[0] > 0.2:
+        pace, mark = float(self.server.speed), self._pace_mark
+        if mark is None or now - mark[0] > 0.2:
+            if mark is not None:
+                pace = min(pace, max(0.0, (idle - mark[1]) / (now - mark[0])))
             self._pace_mark = (now, idle)
         return {**status, "pace": pace}
 

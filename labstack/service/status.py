@@ -190,15 +190,15 @@ def served_lab_now(info: Mapping[str, Any], wall_now: datetime | None = None) ->
 
     While the service runs its file is at most a second old: its ``lab_utc`` moved on by
     ``speed`` lab seconds per wall second since ``updated_utc``, or by its measured
-    ``pace`` when it lags (a machine that cannot keep up, :mod:`labstack.service.timebase`). A stopped service's clock
-    stands where it stopped (served again on its directory, the lab continues from there);
+    ``pace`` when it lags (a machine that cannot keep up, :mod:`labstack.service.timebase`).
+    A stopped service's clock stands where it stopped (served again on its directory, the lab continues from there);
     one silent for more than :data:`SERVICE_SILENT_S` is taken as stopped.
     """
     lab_utc = _aware(datetime.fromisoformat(str(info["lab_utc"])))
     speed = float(info.get("speed") or 0.0)
     silent = _silent_s(info, wall_now)
     name = f"served lab '{info.get('lab', '')}'"
-    if _is_live(info, wall_now):
+    if info.get("status") == "running" and silent <= SERVICE_SILENT_S:
         lagging = float(info.get("lag_s") or 0.0) > LAGGING_S * speed
         rate = min(speed, float(info.get("pace", speed))) if lagging else speed
         pace = f"{speed:g} lab s per wall s" if speed else "moving only when asked (speed 0)"

@@ -86,17 +86,16 @@ class LabTime:
         self._debt_s += max(0.0, now - self._mark) * self.speed
         self._mark = now
         step = min(self._debt_s, self.speed * max_wall_s)
-        started = now
-        self._credit_s = min(MAX_CREDIT_S, self._credit_s + (started - self._credit_mark) * MAX_DUTY)
-        self._credit_mark = started
+        self._credit_s = min(MAX_CREDIT_S, self._credit_s + (now - self._credit_mark) * MAX_DUTY)
+        self._credit_mark = now
         if step <= 0 or self._credit_s <= 0:
             return 0.0
         done = 0.0
-        while done < step and self._wall() - started < self._credit_s:
+        while done < step and self._wall() - now < self._credit_s:
             piece = min(IDLE_CHUNK_S, step - done)
             self.lab.sleep(piece, chunk_s=IDLE_CHUNK_S)
             done += piece
-        self._credit_s -= self._wall() - started
+        self._credit_s -= self._wall() - now
         self._debt_s -= done
         self.idle_total_s += done
         return done
