@@ -123,6 +123,8 @@ class Parameters:
     span_widths: float = 3.5
     n_samples: int = 400
     sample_rate_Hz: float = 50.0
+    #: shaped heater steps up to each plateau (fridge.heat_to): the same plateaus in less fridge time
+    boost_heater: bool = True
     settle_s: float = 0.05
     park_widths: float = 10.0
     #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
@@ -167,7 +169,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
-    for t_set in plateaus(ctx, temps):
+    for t_set in plateaus(ctx, temps, boost=params.boost_heater):
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))

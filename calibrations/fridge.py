@@ -119,7 +119,7 @@ def heater_is_off(ctx: Context) -> bool:
     return ctx.station.parameter(str(layout.heater_mode)).get() == "off" if layout.heater else True
 
 
-def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> float:
+def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boost: bool = True) -> float:
     """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
     wait until fridge and chip have settled, and return the waiting time (s).
 
@@ -128,22 +128,87 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0) -> 
     controller (Triton) is given the set-point instead of a current. Callers read the
     chip thermometer after the wait and use that reading, so the wait only has to
     make the temperature steady during a measurement, not exact.
+
+    Warming with ``boost`` (open loop, mixing-chamber thermometer on the station): a
+    plain step approaches the plateau as ``exp(-t / tau(T))`` and needs ``settle_taus``
+    of those time constants; a shaped step first drives the heater harder (at most the
+    full scale of the range the hold current needs, so no range the station has not
+    already been asked for, and at most twice the plateau's temperature) for the time
+    the calibrated model gives to reach the plateau (:func:`boost_plan`), then holds. What
+    is left to settle is the model's error (:data:`BOOST_RESIDUAL`, a fraction of the
+    step) and the chip's lag behind the mixing chamber.
     """
     state = ctx.state
     base = float(state.value("cryostat.mc_base_K"))
     tau_base = float(state.value("cryostat.mc_tau_base_s"))
     tau_chip = float(state.value("cryostat.chip_tau_s"))
     target = max(float(temperature_K), base)
+    tau_mc = tau_base * base / target
     if closed_loop(ctx):
         set_loop(ctx, target if float(temperature_K) > base else 0.0)
-    else:
-        k = float(state.value("cryostat.heating_K2_per_A2"))
-        set_heater_current(ctx, math.sqrt(max(target**2 - base**2, 0.0) / k))
+        wait = settle_taus * (tau_mc + tau_chip)
+        ctx.clock.sleep(wait)
+        return wait
+    k = float(state.value("cryostat.heating_K2_per_A2"))
+    hold = math.sqrt(max(target**2 - base**2, 0.0) / k)
+    plan = None
+    mc = ctx.station.layout.thermometer_mc
+    if boost and hold > 0 and mc:
+        plan = boost_plan(read_fresh(ctx, mc), target, base, tau_base, k, hold)
+    waited = 0.0
+    if plan is not None:
+        current, duration = plan
+        set_heater_current(ctx, current)
+        ctx.clock.sleep(duration)
+        waited = duration
+    set_heater_current(ctx, hold)
     # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
     # down, the slowest part is the last stretch near the target
-    wait = settle_taus * (tau_base * base / target + tau_chip)
+    mc_taus = settle_taus if plan is None else max(settle_taus - math.log(1.0 / BOOST_RESIDUAL), 0.0)
+    wait = mc_taus * tau_mc + settle_taus * tau_chip
     ctx.clock.sleep(wait)
-    return wait
+    return waited + wait
+
+
+#: what a shaped heater step leaves of the step to settle: the calibrated model's error
+#: in the time to reach the plateau (heating coefficient, base, time constant: a few
+#: per cent each), taken generously
+BOOST_RESIDUAL = 0.05
+#: a shaped step is worth its thermometer reading only below this fraction of the plateau
+BOOST_BELOW = 0.9
+#: the boost's equilibrium temperature at most this multiple of the plateau's
+BOOST_MAX_FACTOR = 2.0
+
+
+def boost_plan(
+    t_now: float, target: float, base: float, tau_base: float, k: float, hold_A: float
+) -> tuple[float, float] | None:
+    """(current A, seconds) of the boost that takes the mixing chamber from ``t_now`` to
+    ``target``, or None when a plain step will do (already near or above the plateau).
+
+    The mixing chamber obeys ``C dT/dt = P - a T^2`` (cooling power ``a T^2``), so at a
+    constant current ``I`` it warms towards ``T_inf = sqrt(base^2 + k I^2)`` as
+    ``T_inf tanh(t T_inf / (2 tau_base base) + artanh(T0 / T_inf))``: the time to the
+    plateau follows in closed form. ``C / a = 2 tau_base base`` comes from the time
+    constant at base the cryostat node measured. None too when the boost would take
+    longer than the ``ln(1 / BOOST_RESIDUAL)`` time constants at the plateau it saves
+    (a plateau near the top of its heater range leaves little to boost with).
+    """
+    if not (np.isfinite(t_now) and t_now < BOOST_BELOW * target):
+        return None
+    full = next((a for a in HEATER_RANGES_A.values() if hold_A <= 0.95 * a), None)
+    if full is None:
+        return None
+    cap = math.sqrt(max((BOOST_MAX_FACTOR * target) ** 2 - base**2, 0.0) / k)
+    current = min(0.95 * full, cap)
+    t_inf = math.sqrt(base**2 + k * current**2)
+    if t_inf <= target * 1.01:
+        return None
+    start = max(t_now, base)
+    duration = 2.0 * tau_base * base / t_inf * (math.atanh(target / t_inf) - math.atanh(min(start / t_inf, 0.999)))
+    # worth it only if shorter than the time constants at the plateau it saves waiting
+    saves = math.log(1.0 / BOOST_RESIDUAL) * tau_base * base / target
+    return (current, duration) if 0 < duration < saves else None
 
 
 def cool_down(ctx: Context, *, settle_taus: float = 3.0) -> float:
@@ -226,7 +291,9 @@ def chip_temperature(ctx: Context, n: int = 5) -> float:
     return read_fresh(ctx, name, n)
 
 
-def plateaus(ctx: Context, temperatures_K: Iterable[float], *, settle_taus: float = 5.0) -> Iterator[float]:
+def plateaus(
+    ctx: Context, temperatures_K: Iterable[float], *, settle_taus: float = 5.0, boost: bool = True
+) -> Iterator[float]:
     """Hold each temperature in turn, coldest first, yielding it once fridge and chip settled.
 
     0 (or anything at or below base) means base: the heater stays off if it already
@@ -235,11 +302,12 @@ def plateaus(ctx: Context, temperatures_K: Iterable[float], *, settle_taus: floa
     as it warms) and cools down once, after the last plateau has been used. A caller
     that stops early or raises gets no cool-down here: the heater stays as it is for
     whoever handles the failure (an abort puts the station in its safe state).
+    ``boost``: shaped heater steps up to each plateau (:func:`heat_to`).
     """
     off = heater_is_off(ctx)
     for t_set in sorted(temperatures_K):
         if t_set > 0 or not off:
-            heat_to(ctx, t_set, settle_taus=settle_taus)
+            heat_to(ctx, t_set, settle_taus=settle_taus, boost=boost)
             off = t_set <= 0
         yield t_set
     if not off:

@@ -148,6 +148,8 @@ class Parameters:
     #: time constants to wait at each temperature: an acquisition lasts milliseconds
     #: and the chip thermometer is read right before it, so steady beats exact
     settle_taus: float = 3.0
+    #: shaped heater steps up to each plateau (fridge.heat_to): the same plateaus in less fridge time
+    boost_heater: bool = True
     #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
     calibration_rel_10mK: float = CALIBRATION_REL_10MK
     #: the escape law: total rate saturating at the attempt rate (module docstring)
@@ -213,7 +215,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     memory = readout_memory(ctx, period)
     blocks, run_ids = [], []
     low, high = line_limits(ctx, layout.bias, params.limits_V)
-    for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus):
+    for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus, boost=params.boost_heater):
         t_chip = chip_temperature(ctx)
         t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)
         ks = params.bias_widths if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
