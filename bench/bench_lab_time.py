@@ -5,9 +5,10 @@ calibration would cost there. This bench calibrates one chip of the family
 (``tests/family.py``; by default its 64-cell grid) twice from cold, through the
 ``labstack calibrate --chips`` code path, in one run:
 
-* **old**: the settings before shaped heater steps (``boost_heater=False`` for the
-  effective-temperature and thermalization nodes: plain heater steps that wait
-  ``settle_taus`` time constants at each plateau);
+* **old**: the settings before this issue's work: plain heater steps that wait
+  ``settle_taus`` time constants at each plateau (``boost_heater=False`` for the
+  effective-temperature and thermalization nodes), and S-curves sampled at 100 Hz (bias,
+  crosstalk) and 50 Hz (effective temperature) instead of 1 kHz;
 * **new**: today's defaults.
 
 It prints the lab minutes per node for each, the fridge's own floor (the lab time the
@@ -43,7 +44,12 @@ from labstack.calibrations import cryostat, effective_temperature, fridge  # noq
 from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
-OLD = {"effective_temperature": {"boost_heater": False}, "thermalization": {"boost_heater": False}}
+OLD = {
+    "bias_scurve": {"sample_rate_Hz": 100.0},
+    "crosstalk": {"sample_rate_Hz": 100.0},
+    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0},
+    "thermalization": {"boost_heater": False},
+}
 
 
 def inspect_with_costs(chip, station, report):  # noqa: ANN001, ANN201

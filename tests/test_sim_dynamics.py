@@ -140,6 +140,61 @@ def test_same_seed_same_bits_and_threads_do_not_matter() -> None:
     assert not np.array_equal(first, run(2, 10**9))
 
 
+def test_stiff_weakly_coupled_chain_steps_past_its_fast_cells_and_matches_the_master_equation() -> None:
+    """Rates over three decades, idle-strength couplings, sampled where the fast cells forget
+    their state between samples: a handful of steps per sample instead of ~10^4, and still
+    the exact master equation's autocorrelations and the exact Boltzmann distribution."""
+    n, copies, t_eff = 3, 400, 0.035
+    gamma0 = np.full(n, 1.0e9)
+    barrier = np.array([0.15, 0.15 + t_eff * np.log(1000.0), 0.25])  # r0: 1.4e7, 1.4e4, 7.9e5 /s
+    pairs = np.array([[0, 1], [1, 2]])
+    j = np.array([0.0045, -0.004])  # Dobrushin constant 0.24: weak, as idle couplers are
+    h = np.array([0.003, -0.002, 0.004])
+    graph = CouplingGraph.build(n * copies, disjoint_copies(pairs, n, copies), np.tile(j, copies))
+    cells = CellEnsemble(np.tile(gamma0, copies), np.tile(barrier, copies),
+                         np.zeros(n * copies, np.int8), np.random.default_rng(5))
+    r0 = cells.attempt_rates(t_eff)[:n]
+    period = 0.25 / r0[1]
+    assert graph.dobrushin(t_eff) <= CellEnsemble.WEAK_COUPLING
+    steps, _ = cells._plan(period, t_eff, graph)
+    assert steps <= 10 and period * r0.max() / cells.step_fraction > 1000  # stepped past cells 0, 2
+    h_all = np.tile(h, copies)
+    cells.evolve(50 / r0[1], h_all, t_eff, graph)
+    samples = cells.sample(3000, period, h_all, t_eff, graph).astype(float).reshape(-1, copies, n)
+
+    q = ising.rate_matrix(h, pairs, j, t_eff, gamma0, barrier)
+    p = ising.boltzmann(h, pairs, j, t_eff)
+    states = ising.all_states(n).astype(float)
+    lags = np.array([1, 2, 4, 8])
+    for name, series, observable in [
+        ("s1", samples[:, :, 1], states[:, 1]),
+        ("M", samples.sum(axis=2), states.sum(axis=1)),
+    ]:
+        exact = ising.autocorrelation(q, p, observable, lags * period)
+        mean, var = p @ observable, p @ (observable - p @ observable) ** 2
+        x = (series - mean) / np.sqrt(var)
+        per_copy = np.array([np.mean(x[:-k] * x[k:], axis=0) for k in lags])
+        est = per_copy.mean(axis=1)
+        err = per_copy.std(axis=1, ddof=1) / np.sqrt(copies)
+        assert np.all(np.abs(est - exact) < 4 * err), (name, est, exact, err)
+        if name == "s1":
+            s1_est, s1_exact, s1_err = est, exact, err
+    # the joint distribution of the chain is the exact enumeration's (chi-square over 8 states,
+    # samples thinned to one in 8 so successive counts are nearly independent)
+    codes = ((samples[::8] > 0) * np.array([4, 2, 1])).sum(axis=2).ravel()
+    counts = np.bincount(codes.astype(int), minlength=8)
+    order = [int("".join("1" if s > 0 else "0" for s in st), 2) for st in states]
+    expected = p * counts.sum()
+    chi2 = float(np.sum((counts[order] - expected) ** 2 / expected))
+    assert chi2 < 24.3, chi2  # 7 dof, p = 0.001
+    # power: the same chain uncoupled decorrelates its slow cell measurably differently, and
+    # the simulation sides with the coupled master equation
+    q0, p0 = ising.rate_matrix(h, pairs, 0 * j, t_eff, gamma0, barrier), ising.boltzmann(h, pairs, 0 * j, t_eff)
+    uncoupled = ising.autocorrelation(q0, p0, states[:, 1], lags * period)
+    assert abs(s1_est[0] - s1_exact[0]) < abs(s1_est[0] - uncoupled[0])
+    assert abs(s1_exact[0] - uncoupled[0]) > 3 * s1_err[0]
+
+
 def test_lab_sized_acquisition_is_fast_and_long_waits_are_cheap() -> None:
     """5000 samples of a coupled 16-cell chain at the sampler's default rate; a 5 s wait."""
     truth = GroundTruth.from_seed(1234, 16, "chain")
@@ -202,6 +257,9 @@ def test_bias_sweep_at_microsecond_sampling_follows_the_swept_width(monkeypatch)
     from labstack.sim.lab import VirtualLab
 
     monkeypatch.setattr(CellEnsemble, "KINETIC_LATTICE_FROM", 0)  # the lattice at 16 cells too
+    # every cell resolved, as on a strongly coupled chip: short kinetic steps (uncoupled, the
+    # plan would take one exact step per sample, see the stiff-chain test)
+    monkeypatch.setattr(CellEnsemble, "WEAK_COUPLING", -1.0)
     lab = VirtualLab.from_description("seed=7,cells=16,crosstalk=0.05")
     truth, cells = lab.truth, lab.cells
     lab.coupler_V[:] = truth.couplers.vc0_V  # couplers at their true zero: J = 0

@@ -54,6 +54,22 @@ This assumes the coupled chip relaxes within the window; a ferromagnet with
 ``J >> T_eff`` (slow domain walls) may not, and then a long wait leaves it more
 correlated with its past than a real chip would be.
 
+Stiff chips: attempt rates spread over decades (a chip of the family has cells from
+0.05 to 500 us), so resolving the fastest cell costs a sample taken every millisecond
+~10^5 steps, though that cell forgets its state ~10^4 times between two samples. On a
+weakly coupled chip (idle couplers: Dobrushin constant ``<= WEAK_COUPLING``), the step
+resolves only the cells that remember their state across the stretch; the others take
+the same exact step, longer than their own time scale, which draws them from their
+conditional equilibrium given their neighbours (every update still keeps the
+Boltzmann distribution exactly). A slower neighbour then sees a fast one's state
+resampled every step instead of its time average, which is unbiased to first order in
+``r0 dt`` and to second order in ``tanh(J / T_eff)``. And what a step's frozen
+neighbours cost is weighted by the coupling: a neighbour's flip moves a cell's exact
+step by at most ``tanh(|J| / T_eff)``, so the chance of one within a step is bounded by
+``step_fraction / c`` (``c`` the Dobrushin constant) instead of ``step_fraction``.
+``tests/test_sim_dynamics.py`` checks this against the exact master equation of a
+stiff chain.
+
 The inner loops are compiled and draw their uniforms from a counter-based stream
 keyed by one 64-bit draw of the ensemble's Generator per call, so results are
 reproducible bit for bit and independent of threads. Sweeps of chains and grids,
@@ -304,6 +320,14 @@ class CellEnsemble:
     resolve probabilities to 2**-31, so a zero-field flip probability ``r0 dt`` below
     this would be rounded by more than 2**-11 of itself; shorter steps (a catch-up of a
     few picoseconds) go to the tabulated kernel (53 bits)."""
+    MEMORYLESS_ATTEMPTS = 10.0
+    """A cell whose ``r0 duration`` reaches this forgets its state within the stretch
+    (its correlation time is at most ``1 / (2 r0)``, so its memory is below e^-20, the
+    heat-bath sweeps' 1e-9): on a weakly coupled chip the step need not resolve it."""
+    WEAK_COUPLING = 0.3
+    """Dobrushin constant up to which memoryless cells are stepped past; above it (couplers
+    set to couple, training) every cell is resolved, as a strongly coupled pair can
+    relax far more slowly than either cell."""
     LATTICE_THREADS_FROM = 16384
     THREADED_WORK = 2_000_000
     TABLE_THREADS_FROM = 1 << 21
@@ -377,14 +401,26 @@ class CellEnsemble:
     def _plan(
         self, duration: float, t_eff: float, graph: CouplingGraph | None = None
     ) -> tuple[int, float]:
-        """(sweeps, dt) that cover ``duration`` for coupled cells."""
+        """(sweeps, dt) that cover ``duration`` for coupled cells.
+
+        The step resolves the fastest cell that still remembers its state across
+        ``duration``; on a weakly coupled chip, cells that forget it (``r0 duration >=
+        MEMORYLESS_ATTEMPTS``) are stepped past (see the module docstring, "Stiff chips").
+        """
         r0 = self.attempt_rates(t_eff)[~self._frozen]
         if r0.size == 0:
             return 0, np.inf
-        max_dt = self.step_fraction / float(r0.max())
         window = self.window_attempts * self._longest_zero_field_time(t_eff)
         if duration > window:
             return self._long_wait_sweeps(t_eff, graph), np.inf
+        resolved, weight = r0, 1.0
+        c = graph.dobrushin(t_eff) if graph is not None else 0.0
+        if c <= self.WEAK_COUPLING:
+            resolved = r0[r0 * duration < self.MEMORYLESS_ATTEMPTS]
+            if resolved.size == 0 or c <= 0.0:
+                return 1, duration
+            weight = c  # a neighbour's flip moves a cell's step by at most tanh(|J| / T_eff)
+        max_dt = self.step_fraction / (weight * float(resolved.max()))
         n_sweeps = max(1, int(np.ceil(duration / max_dt)))
         return n_sweeps, duration / n_sweeps
 
