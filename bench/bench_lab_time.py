@@ -7,8 +7,9 @@ calibration would cost there. This bench calibrates one chip of the family
 
 * **old**: the settings before this issue's work: plain heater steps that wait
   ``settle_taus`` time constants at each plateau (``boost_heater=False`` for the
-  effective-temperature and thermalization nodes), and S-curves sampled at 100 Hz (bias,
-  crosstalk) and 50 Hz (effective temperature) instead of 1 kHz;
+  effective-temperature and thermalization nodes), and a thermalization node that heats
+  the fridge through plateaus of its own (``borrow_plateaus=False``, no telegraph runs
+  on the effective-temperature node's plateaus);
 * **new**: today's defaults.
 
 It prints the lab minutes per node for each, the fridge's own floor (the lab time the
@@ -45,10 +46,8 @@ from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
 OLD = {
-    "bias_scurve": {"sample_rate_Hz": 100.0},
-    "crosstalk": {"sample_rate_Hz": 100.0},
-    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0},
-    "thermalization": {"boost_heater": False},
+    "effective_temperature": {"boost_heater": False, "telegraph_samples": 0},
+    "thermalization": {"boost_heater": False, "borrow_plateaus": False},
 }
 
 
