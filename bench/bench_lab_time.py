@@ -7,9 +7,7 @@ calibration would cost there. This bench calibrates one chip of the family
 
 * **old**: the settings before this issue's work: plain heater steps that wait
   ``settle_taus`` time constants at each plateau (``boost_heater=False`` for the
-  effective-temperature and thermalization nodes), and a thermalization node that heats
-  the fridge through plateaus of its own (``borrow_plateaus=False``, no telegraph runs
-  on the effective-temperature node's plateaus);
+  effective-temperature and thermalization nodes);
 * **new**: today's defaults.
 
 It prints the lab minutes per node for each, the fridge's own floor (the lab time the
@@ -45,10 +43,7 @@ from labstack.calibrations import cryostat, effective_temperature, fridge  # noq
 from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
-OLD = {
-    "effective_temperature": {"boost_heater": False, "telegraph_samples": 0},
-    "thermalization": {"boost_heater": False, "borrow_plateaus": False},
-}
+OLD = {"effective_temperature": {"boost_heater": False}, "thermalization": {"boost_heater": False}}
 
 
 def inspect_with_costs(chip, station, report):  # noqa: ANN001, ANN201

@@ -101,29 +101,3 @@ def line_limits(ctx: Context, names: Sequence[str], limits_V: tuple[float, float
     low = np.array([max(limits_V[0], lo) for lo, _ in bounds], dtype=float)
     high = np.array([min(limits_V[1], hi) for _, hi in bounds], dtype=float)
     return low, high
-
-
-#: telegraph sampling: a sample keeps at most this share of the previous reading ...
-TELEGRAPH_MAX_MEMORY = 0.25
-#: ... at most this fast (the sampler's limit) ...
-TELEGRAPH_MAX_RATE_HZ = 10e6
-#: ... and this fast while the readout's bandwidth is not calibrated
-TELEGRAPH_DEFAULT_RATE_HZ = 4e6
-
-
-def lowpass_tau(ctx: Context) -> float | None:
-    """The amplifier's low-pass time constant as the readout node measured it; None if it has not."""
-    key = "readout.lowpass_tau_s"
-    if key not in ctx.state or not ctx.state.get(key).valid:
-        return None
-    return float(ctx.state.value(key))
-
-
-def telegraph_rate(ctx: Context, default_Hz: float, max_memory: float, max_rate_Hz: float) -> float:
-    """The fastest sample rate whose samples the readout's low-pass keeps apart: each sample
-    holds at most ``max_memory`` of the previous reading (its calibrated time constant), at
-    most ``max_rate_Hz``; ``default_Hz`` while the readout's bandwidth is not calibrated."""
-    tau = lowpass_tau(ctx)
-    if tau is None:
-        return default_Hz
-    return float(min(max_rate_Hz, 1.0 / (tau * math.log(1.0 / max_memory))))

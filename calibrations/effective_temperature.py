@@ -46,7 +46,6 @@ fitted by :func:`labstack.fit.fit_mean_scurve`, as the bias S-curve node does th
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -70,16 +69,12 @@ from labstack.calibrate import (
 )
 from labstack.calibrations import _lockin
 from labstack.calibrations._common import (
-    TELEGRAPH_DEFAULT_RATE_HZ,
-    TELEGRAPH_MAX_MEMORY,
-    TELEGRAPH_MAX_RATE_HZ,
     cell_values,
     idle_couplers,
     line_limits,
     run,
     sample_cells,
     settle_time,
-    telegraph_rate,
     two_colouring,
 )
 from labstack.calibrations.fridge import (
@@ -141,10 +136,6 @@ class Parameters:
     limits_V: tuple[float, float] = (-1.5, 1.5)
     #: how a lock-in readout is driven (used only when the readout role is lock-ins)
     lockin: _lockin.LockinSettings = field(default_factory=_lockin.LockinSettings)
-    #: on each warm plateau, also this many samples of every cell at its offset, as fast as
-    #: the readout resolves (the thermalization node's telegraph rate): that node takes its
-    #: warm points from them instead of heating the fridge again (0: none)
-    telegraph_samples: int = 20000
 
 
 # ------------------------------------------------------------------- acquire
@@ -178,13 +169,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
-    # warm plateaus' telegraph runs for the thermalization node: [run id, chip K, set K, period s]
-    telegraph: list[list[Any]] = []
-    n_samples = params.n_samples if mode is Mode.CALIBRATE else params.check_samples
     for t_set in plateaus(ctx, temps, boost=params.boost_heater):
         t_chip = chip_temperature(ctx)
-        if not lockin:
-            read = sample_cells(ctx.station, layout, params.sample_rate_Hz, n_samples)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
         grids = np.clip(v0[:, None] + w_pred[:, None] * k[None, :], line_low[:, None], line_high[:, None])
@@ -217,11 +203,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             run_ids.append(ds.attrs["run_id"])
             data = values_in(ds["samples"], "cell", "point", "sample")
             samples[active] = data[active]
-        warm = mode is Mode.CALIBRATE and not lockin and t_set > 0 and params.telegraph_samples > 0
-        run_id, period = _telegraph_run(ctx, params, v0, good, line_low, line_high, t_set) if warm else (None, 0.0)
         t_after = chip_temperature(ctx)
-        if run_id is not None:
-            telegraph.append([run_id, t_after, float(t_set), period])
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):
@@ -244,25 +226,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "crosstalk": (("cell", "line"), crosstalk, {"units": "V/V"}),
             "crosstalk_err": (("cell", "line"), crosstalk_err, {"units": "V/V"}),
         },
-        attrs={"run_id": "+".join(run_ids), "calibration": NAME, "telegraph_runs": json.dumps(telegraph)},
+        attrs={"run_id": "+".join(run_ids), "calibration": NAME},
     )
-
-
-def _telegraph_run(
-    ctx: Context, params: Parameters, v0: np.ndarray, good: np.ndarray, low: np.ndarray, high: np.ndarray,
-    t_set: float,
-) -> tuple[str, float]:
-    """Every healthy cell at its offset, sampled as fast as the readout resolves: a few
-    milliseconds of fridge time that spare the thermalization node a heat-cool cycle of
-    its own. (run id, sample period s)."""
-    layout = ctx.station.layout
-    rate = telegraph_rate(ctx, TELEGRAPH_DEFAULT_RATE_HZ, TELEGRAPH_MAX_MEMORY, TELEGRAPH_MAX_RATE_HZ)
-    read = sample_cells(ctx.station, layout, rate, params.telegraph_samples)
-    period = 1.0 / float(ctx.station.components[layout.readout].sample_rate())
-    setpoints = {name: np.clip([v0[i] if good[i] else 0.0], low[i], high[i]) for i, name in enumerate(layout.bias)}
-    seq = Sweep("bias_point", setpoints, body=[read], settle=settle_time(ctx, 1e-3), coord=np.zeros(1))
-    meta = {"mode": str(Mode.CALIBRATE), "parameters": asdict(params), "t_set_K": t_set, "telegraph": True}
-    return str(run(ctx, NAME, seq, meta).attrs["run_id"]), period
 
 
 def _fit_cell(volts: np.ndarray, data: np.ndarray, cell: int, lockin: bool) -> Any:

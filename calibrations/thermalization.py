@@ -38,16 +38,6 @@ move ``T_eff``, and warming it a lot makes the cells too fast to resolve. So the
 plateaus are chosen in ``T_eff`` (``t_eff_steps`` times the base value) and turned
 into chip temperatures with the calibrated ``T_x`` and exponent ``n``.
 
-Plateaus shared with the effective-temperature node. That node warms the fridge through
-its own plateaus just before, and on each it also samples every cell at its offset at
-this node's telegraph rate (its ``telegraph_samples``: milliseconds of fridge time). When
-its last calibration did so, within ``borrow_max_age_s``, this node takes its warm points
-from those runs and measures only at base: one heat-cool cycle of the fridge (~40 min)
-serves both nodes. Those plateaus are fixed in chip temperature (25-80 mK by default,
-``T_eff`` ~1.1-1.8 times base); the warmest, where cells switch faster than the readout
-resolves, are dropped point by point as below, and the rest give the line a longer lever
-arm than ``t_eff_steps``.
-
 Sampling: as fast as the readout allows. The amplifier's low-pass (its time
 constant ``tau_a`` from the readout node) leaves ``a = exp(-Delta / tau_a)`` of the
 previous reading in each sample; a one-sample dwell crosses the threshold only if
@@ -94,17 +84,12 @@ from labstack.calibrate import (
     family_n_sigma,
 )
 from labstack.calibrations._common import (
-    TELEGRAPH_DEFAULT_RATE_HZ,
-    TELEGRAPH_MAX_MEMORY,
-    TELEGRAPH_MAX_RATE_HZ,
     cell_values,
     idle_couplers,
     line_limits,
-    lowpass_tau,
     run,
     sample_cells,
     settle_time,
-    telegraph_rate,
 )
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
@@ -112,7 +97,7 @@ from labstack.calibrations.fridge import (
     chip_temperature,
     plateaus,
 )
-from labstack.data import load_run, values_in
+from labstack.data import values_in
 from labstack.fit import FitResult, fit_linear, two_level_threshold
 from labstack.fit.telegraph import filtered_correlation_time, switching_rates
 from labstack.measure import Sweep
@@ -145,10 +130,10 @@ class Parameters:
     bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
     n_samples: int = 20000
     #: sample rate when the readout's bandwidth is not calibrated
-    sample_rate_Hz: float = TELEGRAPH_DEFAULT_RATE_HZ
+    sample_rate_Hz: float = 4e6
     #: fraction of the previous reading the amplifier's low-pass may leave in a sample
-    max_memory: float = TELEGRAPH_MAX_MEMORY
-    max_rate_Hz: float = TELEGRAPH_MAX_RATE_HZ
+    max_memory: float = 0.25
+    max_rate_Hz: float = 10e6
     settle_s: float = 1e-3
     #: a point needs this many transitions of each kind to count
     min_transitions: int = 20
@@ -171,56 +156,22 @@ class Parameters:
     bounded_kramers: bool = True
     #: refits of the bounded-law correction (on a real chip it moves dU by ~1e-3 the first time)
     bounded_refits: int = 6
-    #: warm points from the effective-temperature node's plateaus (its ``telegraph_samples``)
-    #: instead of this node's own ``t_eff_steps``, when that node sampled them at this node's
-    #: rate within ``borrow_max_age_s`` of lab time
-    borrow_plateaus: bool = True
-    borrow_max_age_s: float = 6 * 3600.0
+
+
+def lowpass_tau(ctx: Context) -> float | None:
+    """The amplifier's low-pass time constant as the readout node measured it; None if it has not."""
+    key = "readout.lowpass_tau_s"
+    if key not in ctx.state or not ctx.state.get(key).valid:
+        return None
+    return float(ctx.state.value(key))
 
 
 def sample_rate(ctx: Context, params: Parameters) -> float:
     """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
-    return telegraph_rate(ctx, params.sample_rate_Hz, params.max_memory, params.max_rate_Hz)
-
-
-def _states(ds: xr.Dataset, memory: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """(states (point, cell, sample), correlation times the voltages show (point, cell)) of a run.
-
-    Each cell split halfway between the two levels of this very run: the readout offset
-    has drifted since the readout node ran, and a threshold off-centre misreads one state
-    more than the other, which the rate estimate does not allow for.
-    """
-    readings = values_in(ds["samples"], "bias_point", "cell", "sample")
-    thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(readings.shape[1])])
-    states = readings > thresholds[None, :, None]
-    # the correlation time the voltages show, before thresholding loses short dwells
-    tau_samples = (filtered_correlation_time(readings, memory) if memory is not None
-                   else np.full(readings.shape[:2], np.nan))
-    return states, tau_samples
-
-
-def borrowed_plateaus(ctx: Context, period: float, n_samples: int, max_age_s: float) -> list[tuple[str, float, float]]:
-    """(run id, chip K, set K) of the warm plateaus the effective-temperature node sampled for
-    this node: from its last calibration (the run its ``noise.t_excess_K`` names), if that is
-    at most ``max_age_s`` of lab time old and sampled every ``period`` with ``n_samples``."""
-    key = "noise.t_excess_K"
-    if key not in ctx.state:
-        return []
-    entry = ctx.state.get(key)
-    if not entry.valid or not entry.run_id or entry.time_s is None or ctx.clock.now() - entry.time_s > max_age_s:
-        return []
-    try:
-        listed = json.loads(load_run(entry.run_id, ctx.data_dir).dataset().attrs.get("telegraph_runs", "[]"))
-    except (LookupError, OSError, ValueError):
-        return []
-    out = []
-    for run_id, t_chip, t_set, every in listed:
-        if abs(float(every) - period) > 1e-9 * period:
-            continue
-        if load_run(run_id, ctx.data_dir).dataset().sizes.get("sample") != n_samples:
-            continue
-        out.append((str(run_id), float(t_chip), float(t_set)))
-    return out
+    tau = lowpass_tau(ctx)
+    if tau is None:
+        return params.sample_rate_Hz
+    return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
 
 
 def readout_memory(ctx: Context, period: float) -> float | None:
@@ -262,13 +213,6 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         temps = plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps)
     period = 1.0 / float(sampler.sample_rate())
     memory = readout_memory(ctx, period)
-    # the effective-temperature node's warm plateaus, sampled at this very rate: taken
-    # instead of a heat-cool cycle of this node's own (module docstring, "Plateaus")
-    borrowed = []
-    if mode is Mode.CALIBRATE and params.temperatures_K is None and params.borrow_plateaus:
-        borrowed = borrowed_plateaus(ctx, period, params.n_samples, params.borrow_max_age_s)
-        if borrowed:
-            temps = [0.0]
     blocks, run_ids = [], []
     low, high = line_limits(ctx, layout.bias, params.limits_V)
     for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus, boost=params.boost_heater):
@@ -293,14 +237,14 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         # each cell split halfway between the two levels of this very run: the readout offset
         # has drifted since the readout node ran, and a threshold off-centre misreads one
         # state more than the other, which the rate estimate does not allow for
-        states, tau_samples = _states(ds, memory)
+        readings = values_in(ds["samples"], "bias_point", "cell", "sample")
+        thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(n)])
+        states = readings > thresholds[None, :, None]
+        # the correlation time the voltages show, before thresholding loses short dwells
+        tau_samples = (filtered_correlation_time(readings, memory) if memory is not None
+                       else np.full(readings.shape[:2], np.nan))
         for j, k in enumerate(ks):
             blocks.append((t_chip, float(k), states[j], tau_samples[j]))
-    for run_id, t_chip, t_set in borrowed:
-        states, tau_samples = _states(load_run(run_id, ctx.data_dir).dataset(), memory)
-        run_ids.append(run_id)
-        temps.append(t_set)
-        blocks.append((t_chip, 0.0, states[0], tau_samples[0]))
     return xr.Dataset(
         {
             "states": (("point", "cell", "sample"), np.stack([b[2] for b in blocks]).astype(np.uint8)),
