@@ -65,13 +65,11 @@ def fridge_floor(model: dict[str, float], hottest_K: float) -> tuple[float, floa
     """(warm-up s, cool-down s) of the fridge model alone: from base to ``hottest_K`` at the
     strongest boost a node may use (twice the plateau), and back to 1.05 x base, heater off.
 
-    ``C dT/dt = P - a T^2``: warming at ``T_inf`` takes ``2 tau base / T_inf (artanh(T /
-    T_inf) - artanh(base / T_inf))``, cooling (``T_inf = base``) ``2 tau (arcoth(1.05) -
-    arcoth(T / base))``, ``tau`` the time constant at base.
+    ``C dT/dt = P - a T^2``: warming as :func:`fridge.warming_time`, cooling (``T_inf =
+    base``) ``2 tau (arcoth(1.05) - arcoth(T / base))``, ``tau`` the time constant at base.
     """
     base, tau = model["mc_base_K"], model["mc_tau_base_s"]
-    t_inf = fridge.BOOST_MAX_FACTOR * hottest_K
-    warm = 2 * tau * base / t_inf * (math.atanh(hottest_K / t_inf) - math.atanh(base / t_inf))
+    warm = fridge.warming_time(base, hottest_K, fridge.BOOST_MAX_FACTOR * hottest_K, base, tau)
 
     def arcoth(x: float) -> float:
         return 0.5 * math.log((x + 1) / (x - 1))

@@ -91,6 +91,21 @@ def output_index(channel: Any) -> int:
     return int(getattr(channel, "_output_index", 0))
 
 
+def heater_range(current_A: float) -> tuple[str, float] | None:
+    """(QCoDeS name, full-scale A) of the smallest range that holds ``current_A`` with 5 %
+    to spare; None if none does."""
+    return next(((n, a) for n, a in HEATER_RANGES_A.items() if current_A <= 0.95 * a), None)
+
+
+def warming_time(t_from: float, t_to: float, t_inf: float, base: float, tau_base: float) -> float:
+    """Seconds the mixing chamber takes from ``t_from`` to ``t_to`` while heated towards ``t_inf``.
+
+    ``C dT/dt = P - a T^2`` warms as ``T_inf tanh(t T_inf / (2 tau_base base) + artanh(T0 /
+    T_inf))``, ``C / a = 2 tau_base base`` from the time constant at base.
+    """
+    return 2.0 * tau_base * base / t_inf * (math.atanh(t_to / t_inf) - math.atanh(min(t_from / t_inf, 0.999)))
+
+
 def set_heater_current(ctx: Context, current_A: float) -> None:
     """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
     if closed_loop(ctx):
@@ -105,9 +120,10 @@ def set_heater_current(ctx: Context, current_A: float) -> None:
     if current_A <= 0:
         channel.mode("off")
         return
-    name, full = next(((n, a) for n, a in HEATER_RANGES_A.items() if current_A <= 0.95 * a), (None, 0.0))
-    if name is None:
+    found = heater_range(current_A)
+    if found is None:
         raise ValueError(f"heater current {current_A:.3g} A exceeds the largest range")
+    name, full = found
     channel.output_range(name)
     channel.write(f"MOUT {output_index(channel)},{100 * current_A / full:.4f}")
     channel.mode("open_loop")
@@ -186,26 +202,23 @@ def boost_plan(
     """(current A, seconds) of the boost that takes the mixing chamber from ``t_now`` to
     ``target``, or None when a plain step will do (already near or above the plateau).
 
-    The mixing chamber obeys ``C dT/dt = P - a T^2`` (cooling power ``a T^2``), so at a
-    constant current ``I`` it warms towards ``T_inf = sqrt(base^2 + k I^2)`` as
-    ``T_inf tanh(t T_inf / (2 tau_base base) + artanh(T0 / T_inf))``: the time to the
-    plateau follows in closed form. ``C / a = 2 tau_base base`` comes from the time
-    constant at base the cryostat node measured. None too when the boost would take
+    At a constant current ``I`` the mixing chamber warms towards ``T_inf = sqrt(base^2 +
+    k I^2)``; the time to the plateau follows in closed form (:func:`warming_time`). None too when the boost would take
     longer than the ``ln(1 / BOOST_RESIDUAL)`` time constants at the plateau it saves
     (a plateau near the top of its heater range leaves little to boost with).
     """
     if not (np.isfinite(t_now) and t_now < BOOST_BELOW * target):
         return None
-    full = next((a for a in HEATER_RANGES_A.values() if hold_A <= 0.95 * a), None)
-    if full is None:
+    found = heater_range(hold_A)
+    if found is None:
         return None
+    full = found[1]
     cap = math.sqrt(max((BOOST_MAX_FACTOR * target) ** 2 - base**2, 0.0) / k)
     current = min(0.95 * full, cap)
     t_inf = math.sqrt(base**2 + k * current**2)
     if t_inf <= target * 1.01:
         return None
-    start = max(t_now, base)
-    duration = 2.0 * tau_base * base / t_inf * (math.atanh(target / t_inf) - math.atanh(min(start / t_inf, 0.999)))
+    duration = warming_time(max(t_now, base), target, t_inf, base, tau_base)
     # worth it only if shorter than the time constants at the plateau it saves waiting
     saves = math.log(1.0 / BOOST_RESIDUAL) * tau_base * base / target
     return (current, duration) if 0 < duration < saves else None

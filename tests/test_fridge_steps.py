@@ -42,7 +42,7 @@ def test_the_boost_lands_on_the_plateau_of_the_exact_mixing_chamber(target):
     current, seconds = fridge.boost_plan(m["base"], target, m["base"], m["tau_base"], m["k"], hold)
     assert _reached(c, m["base"], current, seconds) == pytest.approx(target, rel=1e-9)
     # within the range the hold needs, and at most twice the plateau's temperature
-    full = next(a for a in fridge.HEATER_RANGES_A.values() if hold <= 0.95 * a)
+    _, full = fridge.heater_range(hold)
     assert hold < current <= 0.95 * full
     assert math.sqrt(m["base"] ** 2 + m["k"] * current**2) <= fridge.BOOST_MAX_FACTOR * target * (1 + 1e-12)
     # shorter than the time constants at the plateau it saves waiting
