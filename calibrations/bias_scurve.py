@@ -5,10 +5,10 @@ An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))`` wit
 (couplers held at 0 V); at each point the sampler takes ``n_samples`` readings of
 every cell, couplers idle at their calibrated zero-coupling voltage (0 V before
 that is known). Each cell is fitted from its raw readings by
-:func:`labstack.fit.scurve.fit_scurve`: thresholded halfway between the two readout
-levels, with the misassignment rate ``e`` folded into the model,
-``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not narrow the
-curve, and binomial errors from each point's effective number of independent
+:func:`labstack.fit.scurve.fit_scurve`: each point's P(+1) is its share of the
+upper readout level, fitted with the offset both levels sit at during that point,
+so neither the readout's misassignment nor its slow offset wander moves or narrows
+the curve, and its errors come from each point's effective number of independent
 samples, so slow cells get honestly larger errors.
 
 A cell whose readings never show two levels is flagged with the readout node's
@@ -406,8 +406,9 @@ def plot(results: list[ScurveResult], dataset: xr.Dataset) -> Any:
 def figures(results: list[ScurveResult], dataset: xr.Dataset | None = None) -> list[Any]:
     """S-curves with their fits and residuals (one panel per cell), and V0 and width per cell.
 
-    The fit line includes the readout misassignment ``e`` the fit folded in, so the
-    residuals are those the fit minimised.
+    The points are each one's share of the upper readout level (misassignment and the
+    offset's wander taken out, :func:`labstack.fit.fit_scurve`), so the fit line is the
+    logistic itself and the residuals are those the fit minimised.
     """
     from labstack.calibrations import _figures as F
 
@@ -428,10 +429,8 @@ def figures(results: list[ScurveResult], dataset: xr.Dataset | None = None) -> l
             ax.set_ylabel("P(+1) measured")
             rax_label = "bias (V)"
             if r.ok:
-                e = r.misassignment if np.isfinite(r.misassignment) else 0.0
-
-                def model(v: np.ndarray, r: ScurveResult = r, e: float = e) -> np.ndarray:
-                    return e + (1 - 2 * e) * logistic(v, r.fit["v0_V"], r.fit["width_V"])
+                def model(v: np.ndarray, r: ScurveResult = r) -> np.ndarray:
+                    return logistic(v, r.fit["v0_V"], r.fit["width_V"])
 
                 ax.plot(fine, model(fine), lw=1, color="C1", label="fit")
                 F.residuals(rax, volts, (p - model(volts)) / p_err, rax_label)

@@ -107,11 +107,13 @@ def test_a_falling_curve_lands_outside_the_sweep_and_fails():
     assert "outside the swept range" in r.fit.message
 
 
-def test_readout_leak_of_neighbours_biases_the_centre_unless_subtracted():
+def test_readout_leak_of_neighbours_moves_a_fixed_threshold_not_the_shares():
     """Every line sweeps together, so while a cell switches its channel neighbours (which
-    switch later) read -1 and pull both of its levels down against a threshold set by the
-    whole sweep: its +1 readings are misread more often than its -1 ones, and the centre
-    moves. The leak the readout node measured, subtracted first, puts it back."""
+    switch later) read -1 and pull both of its levels down. Against a threshold set by
+    the whole sweep its +1 readings are then misread more often than its -1 ones and the
+    centre moves (the wrong model: many sigma off); each point's share of the upper level,
+    fitted with the offset the levels sit at in that point, takes the shift out, and so
+    does the leak the readout node measured, subtracted first."""
     from labstack.calibrations.cell_states import subtract_leak
     from labstack.fit import fit_scurve
 
@@ -129,10 +131,55 @@ def test_readout_leak_of_neighbours_biases_the_centre_unless_subtracted():
     readings[0] += leak_each * states[1]
     readings[2] += leak_each * states[1]
     true_v0 = centres[1]
+    fixed_v0, fixed_err = _fixed_threshold_fit(volts, readings[1])
+    assert abs(fixed_v0 - true_v0) > 5 * fixed_err  # the wrong model: many sigma off
     raw = fit_scurve(volts, readings[1], cell=1).fit
+    assert abs(raw["v0_V"] - true_v0) < 3 * raw.error("v0_V")
     leak = np.array([leak_each, 2 * leak_each, leak_each])  # what each cell's neighbours add together
     clean = fit_scurve(volts, subtract_leak(readings, leak)[1], cell=1).fit
-    assert abs(raw["v0_V"] - true_v0) > 5 * raw.error("v0_V")  # the wrong model: many sigma off
     assert abs(clean["v0_V"] - true_v0) < 3 * clean.error("v0_V")
     # unknown leak (NaN) or a cell without two-level neighbours: readings untouched
     np.testing.assert_array_equal(subtract_leak(readings, np.full(3, np.nan)), readings)
+
+
+def _fixed_threshold_fit(volts: np.ndarray, readings: np.ndarray) -> tuple[float, float]:
+    """The model the shares replaced: one threshold for the whole sweep, halfway between the
+    levels, and the misassignment ``e`` of Gaussian noise folded in. (V0, its error)."""
+    from scipy import optimize, special
+
+    from labstack.fit.two_level import two_level_threshold
+
+    threshold, lo, hi, noise = two_level_threshold(readings.ravel())
+    e = float(special.ndtr(-(hi - lo) / noise / 2))
+    p = (readings > threshold).mean(axis=1)
+    n = readings.shape[1]
+    err = np.sqrt((p * n + 0.5) * (n - p * n + 0.5) / (n + 1) ** 3)
+    popt, pcov = optimize.curve_fit(lambda v, v0, w: e + (1 - 2 * e) * logistic(v, v0, w), volts, p,
+                                    p0=[float(volts[np.argmin(np.abs(p - 0.5))]), 0.02], sigma=err,
+                                    absolute_sigma=True)
+    return float(popt[0]), float(np.sqrt(pcov[0, 0]))
+
+
+def test_a_slow_offset_wander_moves_a_fixed_threshold_fit_beyond_its_errors_not_the_shares():
+    """The amplifier's offset wanders slowly (1/f, drift): over one short sweep it moves
+    neighbouring points together. On a weakly read cell (levels 3 noise sigmas apart) a
+    wander of 0.3 sigma moves a fixed threshold's centre by more than its error says;
+    the per-point shares stay honest."""
+    from labstack.fit import fit_scurve
+
+    rng = np.random.default_rng(11)
+    volts = np.linspace(-0.1, 0.1, 31)
+    width, amp, noise, n = 0.02, 1.5, 1.0, 1000
+    fixed, shares = [], []
+    for _ in range(60):
+        p = logistic(volts, 0.0, width)
+        states = np.where(rng.random((volts.size, n)) < p[:, None], 1.0, -1.0)
+        wander = 0.3 * noise * np.cumsum(rng.normal(size=volts.size)) / np.sqrt(volts.size)
+        readings = amp * states + wander[:, None] + noise * rng.normal(size=states.shape)
+        v0, err = _fixed_threshold_fit(volts, readings)
+        fixed.append(v0 / err)
+        r = fit_scurve(volts, readings).fit
+        shares.append(r["v0_V"] / r.error("v0_V"))
+    fixed_rms, shares_rms = np.sqrt(np.mean(np.square(fixed))), np.sqrt(np.mean(np.square(shares)))
+    assert fixed_rms > 1.4, fixed_rms  # the wrong model's errors are optimistic
+    assert 0.75 < shares_rms < 1.3, shares_rms

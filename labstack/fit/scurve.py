@@ -3,15 +3,22 @@
 An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))``.
 Where :mod:`labstack.fit.logistic` fits counts that are already states, this fit
 starts from the amplifier's readings ``(points, samples)``: they are thresholded
-halfway between the two readout levels found in the same readings
-(:func:`~labstack.fit.two_level.two_level_threshold`), and the misassignment rate
-``e`` that the amplifier noise causes is estimated from that split and folded into
-the model, ``P_meas = e + (1 - 2e) P(+1)``, so a weakly coupled readout does not
-narrow the curve. Binomial errors use the effective number of independent samples
-from each point's lag-1 autocorrelation
+The two readout levels and their noise are found in all the readings together
+(:func:`~labstack.fit.two_level.two_level_threshold`). Each point's P(+1) is then
+that point's share of the upper level, fitted with the offset both levels sit at
+during it (:func:`~labstack.fit.two_level.point_shares`): the amplifier's offset
+wanders slowly (1/f, drift), and against a fixed threshold that wander is a
+misassignment that differs between the two levels and moves from point to point,
+by several mV of V0 on a weakly read cell, together over neighbouring points (a
+slow wander moves the whole curve, and its residuals do not show it). The share
+is free of both the wander and the misassignment, so a weak readout does not
+narrow the curve either. Its errors are binomial times the mixture's own variance
+factor (:func:`~labstack.fit.two_level.share_variance_factor`: what fitting the
+point's offset and not knowing each reading's level cost), from the effective
+number of independent samples of each point's lag-1 autocorrelation
 (:func:`~labstack.fit.two_level.effective_count`), so slow cells get honestly
-larger errors; the binomial variance is taken from the fitted curve, not from each
-point's own fraction (which biases the width at a few hundred samples a point).
+larger errors; the variance is taken from the fitted curve, not from each
+point's own share (which biases the width at a few hundred samples a point).
 
 A cell whose readings never show two levels is flagged with the readout node's
 verdict passed in as ``health`` (``dead``, ``stuck_plus``, ``stuck_minus``), or
@@ -31,7 +38,12 @@ from scipy import optimize, special
 
 from labstack.fit.logistic import logistic
 from labstack.fit.result import FitResult
-from labstack.fit.two_level import effective_count, two_level_threshold
+from labstack.fit.two_level import (
+    effective_count,
+    point_shares,
+    share_variance_factor,
+    two_level_threshold,
+)
 
 #: fewer noise sigmas than this between the two readout levels: no usable two-level signal
 #: (each reading misassigned more than 16 % of the time). Pure noise splits at ~1 sigma, and
@@ -71,12 +83,14 @@ def fit_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: s
             threshold_V=threshold,
         )
     e = float(special.ndtr(-separation / 2))  # each level's tail past the midpoint
-    n_eff = effective_count(states)
+    # each point's share, free of the offset wander; the levels' separation within a point
+    p, shift, within = point_shares(readings, lo, hi, noise)
+    n_eff = effective_count(readings > threshold + shift[:, None])
     k = p * n_eff
-    p_err = np.sqrt((k + 0.5) * (n_eff - k + 0.5) / (n_eff + 1) ** 3)  # binomial, never zero
+    p_err = np.sqrt(share_variance_factor(p, within) * (k + 0.5) * (n_eff - k + 0.5) / (n_eff + 1) ** 3)
 
     def model(v: np.ndarray, v0: float, w: float) -> np.ndarray:
-        return e + (1 - 2 * e) * logistic(v, v0, w)
+        return logistic(v, v0, w)
 
     v0_guess = float(volts[np.argmin(np.abs(p - 0.5))])
     rising = volts[(p > 0.16) & (p < 0.84)]
@@ -94,7 +108,7 @@ def fit_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: s
         # curve is the binomial maximum likelihood
         for _ in range(3 if inside else 0):
             q = np.clip(model(volts, *popt), 0.5 / n_eff, 1 - 0.5 / n_eff)
-            p_err = np.sqrt(q * (1 - q) / n_eff)
+            p_err = np.sqrt(share_variance_factor(q, within) * q * (1 - q) / n_eff)
             popt, pcov = optimize.curve_fit(
                 model, volts, p, p0=popt, sigma=p_err, absolute_sigma=True, bounds=bounds,
             )
@@ -110,7 +124,8 @@ def fit_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: s
         stderr={"v0_V": float(errors[0]), "width_V": float(errors[1])},
         chi2_reduced=chi2,
         dof=dof,
-        extra={"p": p.tolist(), "p_err": p_err.tolist(), "readout_levels_V": [lo, hi], "noise_V": noise},
+        extra={"p": p.tolist(), "p_err": p_err.tolist(), "readout_levels_V": [lo, hi], "noise_V": noise,
+               "offset_shift_V": shift.tolist()},
     )
     flag = ""
     if not volts.min() <= popt[0] <= volts.max():

@@ -15,6 +15,7 @@ Pure numerics: no station, no instrument.
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 
 #: histogram bins the mixture refinement works on (bin width << noise for any real readout)
 MIXTURE_BINS = 2048
@@ -102,3 +103,63 @@ def effective_count(states: np.ndarray) -> np.ndarray:
         rho = (x[..., 1:] * x[..., :-1]).mean(axis=-1) / var
     rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)
     return n * (1 - rho) / (1 + rho)
+
+#: EM iterations at most, and the change in P below which a row has converged
+POINT_EM_ITERATIONS = 60
+POINT_EM_TOLERANCE = 1e-7
+
+
+def point_shares(readings: np.ndarray, lo: float, hi: float, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each row's share of the upper level, the offset both levels sit at in that row,
+    and the levels' separation in noise sigmas within a row.
+
+    The run's two levels (``lo``, ``hi``) and noise ``sigma``, fitted on all rows
+    together, start it. A row (one sweep point, read over a second or more) has the
+    levels shifted by the amplifier's slow offset wander, which a fixed threshold turns
+    into a misassignment that differs between the levels and moves from row to row.
+    Here each row's shift is fitted with its share, and the separation and the noise
+    within a row with all rows (EM of the two-Gaussian mixture; the pooled noise holds
+    the wander too, and would overstate how much the levels overlap). Returns
+    ``(share, shift, separation / noise)``.
+    """
+    x = np.asarray(readings, dtype=float)
+    step = (hi - lo) / sigma
+    p = np.clip(((x - lo) / sigma > 0.5 * step).mean(axis=1), 1e-6, 1 - 1e-6)
+    e = special.ndtr(-0.5 * step)
+    p = np.clip((p - e) / (1 - 2 * e), 1e-6, 1 - 1e-6)
+    low = np.full(x.shape[0], float(lo))  # each row's lower level
+    gap, noise = float(hi - lo), float(sigma)
+    for _ in range(POINT_EM_ITERATIONS):
+        step = gap / noise
+        log_odds = step * (x - low[:, None]) / noise - 0.5 * step * step + np.log(p / (1 - p))[:, None]
+        r = 0.5 * (1.0 + np.tanh(0.5 * log_odds))
+        new_p = np.clip(r.mean(axis=1), 1e-9, 1 - 1e-9)
+        low = (x - r * gap).mean(axis=1)
+        above = x - low[:, None]
+        new_gap = float((r * above).sum() / max(r.sum(), 1e-300))
+        noise = float(np.sqrt(np.mean((above - r * new_gap) ** 2 + r * (1 - r) * new_gap * new_gap)))
+        done = np.max(np.abs(new_p - p)) < POINT_EM_TOLERANCE and abs(new_gap - gap) < 1e-9 * abs(gap)
+        p, gap = new_p, new_gap
+        if done:
+            break
+    return p, low - lo, gap / noise
+
+
+def share_variance_factor(q: np.ndarray, step: float) -> np.ndarray:
+    """Variance of the mixture's share estimate over the binomial ``q (1 - q) / n``, at share ``q``,
+    for levels ``step`` noise sigmas apart with the row's offset fitted too (expected
+    Fisher information of one reading, by quadrature). 1 for levels far apart; larger as
+    they overlap, where a reading no longer says which level it came from."""
+    q = np.clip(np.asarray(q, dtype=float), 1e-9, 1 - 1e-9)
+    z = np.linspace(-9.0, step + 9.0, 1201)
+    dz = z[1] - z[0]
+    phi0 = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    phi1 = np.exp(-0.5 * (z - step) ** 2) / np.sqrt(2 * np.pi)
+    f = q[:, None] * phi1 + (1 - q[:, None]) * phi0
+    sp = (phi1 - phi0) / f
+    sd = (q[:, None] * phi1 * (z - step) + (1 - q[:, None]) * phi0 * z) / f
+    ipp = (sp * sp * f).sum(axis=1) * dz
+    ipd = (sp * sd * f).sum(axis=1) * dz
+    idd = (sd * sd * f).sum(axis=1) * dz
+    var = idd / (ipp * idd - ipd * ipd)
+    return var / (q * (1 - q))
