@@ -68,3 +68,25 @@ def test_frozen_and_anticorrelated_rows():
     assert n_eff[0] == n  # no variance: nothing to correlate
     assert n_eff[1] == n  # anticorrelation never counts as more than n
     assert n_eff[2] == pytest.approx(n * 0.01 / 1.99)  # rho capped at 0.99
+
+
+@pytest.mark.parametrize("share", [0.03, 0.5, 0.9])
+def test_point_shares_are_unbiased_under_an_offset_and_vary_as_their_factor_says(share):
+    """Rows of readings 3 noise sigmas apart, each row shifted by its own offset: the fitted
+    shares are unbiased and scatter as binomial times share_variance_factor (the offset
+    fitted too); the offsets come back; far-apart levels cost nothing (factor 1)."""
+    from labstack.fit.two_level import point_shares, share_variance_factor
+
+    rng = np.random.default_rng(3)
+    rows, n = 800, 1000
+    upper = rng.random((rows, n)) < share
+    shift = rng.normal(0.0, 0.2, rows)
+    readings = 3.0 * upper + shift[:, None] + rng.normal(size=(rows, n))
+    p, found, step = point_shares(readings, 0.0, 3.0, 1.0)
+    predicted = np.sqrt(share_variance_factor(np.array([share]), 3.0)[0] * share * (1 - share) / n)
+    assert abs(p.mean() - share) < 4 * predicted / np.sqrt(rows)
+    assert p.std(ddof=1) == pytest.approx(predicted, rel=0.1)
+    assert np.std(found - shift) < 0.06  # each row's offset, to ~sigma / sqrt(n) and the share's coupling
+    assert step == pytest.approx(3.0, rel=0.02)
+    assert share_variance_factor(np.array([share]), 3.0)[0] > 1.3  # overlapping levels cost
+    assert np.all(share_variance_factor(np.array([1e-6, 0.5]), 100.0) == 1.0)  # far apart: no cost, no NaN

@@ -104,9 +104,13 @@ def effective_count(states: np.ndarray) -> np.ndarray:
     rho = np.clip(np.nan_to_num(rho, nan=0.0), 0.0, 0.99)
     return n * (1 - rho) / (1 + rho)
 
+
 #: EM iterations at most, and the change in P below which a row has converged
 POINT_EM_ITERATIONS = 60
 POINT_EM_TOLERANCE = 1e-7
+#: levels this many noise sigmas apart do not overlap (each tail past the midpoint < 1e-9):
+#: the share is as good as a count
+NO_OVERLAP_SIGMA = 12.0
 
 
 def point_shares(readings: np.ndarray, lo: float, hi: float, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -151,6 +155,8 @@ def share_variance_factor(q: np.ndarray, step: float) -> np.ndarray:
     Fisher information of one reading, by quadrature). 1 for levels far apart; larger as
     they overlap, where a reading no longer says which level it came from."""
     q = np.clip(np.asarray(q, dtype=float), 1e-9, 1 - 1e-9)
+    if step >= NO_OVERLAP_SIGMA:  # (and the quadrature's densities would underflow between them)
+        return np.ones_like(q)
     z = np.linspace(-9.0, step + 9.0, 1201)
     dz = z[1] - z[0]
     phi0 = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
