@@ -28,9 +28,11 @@ subtracted read by read before the fit.
 Single shots carry the same leak, and a threshold does not make it go away: every
 line sweeps together, so while a cell switches its channel neighbours sit at one
 level, and both of its levels are shifted that way against a threshold set by the
-whole sweep. Its +1 and -1 are then misread at different rates, which the symmetric
-misassignment model takes for a shifted centre: 2.5 mV (4.5 sigma) on a weak cell
-next to a 2.8 % leak. So each cell's readings are cleared of the leak the readout node
+whole sweep. Its +1 and -1 are then misread at different rates, which a symmetric
+misassignment model took for a shifted centre: 2.5 mV (4.5 sigma) on a weak cell
+next to a 2.8 % leak. The per-point shares of the fit take out the leak's mean over a
+point with the offset, but not what neighbours switching during the point add reading by
+reading. So each cell's readings are cleared of the leak the readout node
 measured with every line held saturated (``cells.<i>.readout_leak_V``), times its
 neighbours' states, before the fit (:func:`labstack.calibrations.cell_states.subtract_leak`).
 Fitting the leak from the sweep itself does not work: along it every cell's state

@@ -165,8 +165,9 @@ def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
     # jumps): a cell that really jumped may be re-measured too, and two moved cells may have
     # crosstalk re-measured; nothing else may be
     jumped = int(np.flatnonzero(~lab.truth.cells.dead)[2])
-    held_since = {i: _state(data_dir).get(f"cells.{i}.bias_offset_V").time_s for i in range(N)
-                  if f"cells.{i}.bias_offset_V" in _state(data_dir)}
+    before = _state(data_dir)
+    held_since = {i: before.get(f"cells.{i}.bias_offset_V").time_s for i in range(N)
+                  if f"cells.{i}.bias_offset_V" in before}
     lab.drift.schedule_jump(jumped, 0.05, at=clock.now())
     clock.sleep(timeouts["bias_scurve"] + 60)
     drift = calibrate_station(station, data_dir=data_dir, progress=False)

@@ -2,8 +2,8 @@
 
 An isolated cell in equilibrium has ``P(+1) = 1 / (1 + exp(-(V - V0) / w))``.
 Where :mod:`labstack.fit.logistic` fits counts that are already states, this fit
-starts from the amplifier's readings ``(points, samples)``: they are thresholded
-The two readout levels and their noise are found in all the readings together
+starts from the amplifier's readings ``(points, samples)``. The two readout levels
+and their noise are found in all the readings together
 (:func:`~labstack.fit.two_level.two_level_threshold`). Each point's P(+1) is then
 that point's share of the upper level, fitted with the offset both levels sit at
 during it (:func:`~labstack.fit.two_level.point_shares`): the amplifier's offset
@@ -71,8 +71,7 @@ def fit_scurve(volts: np.ndarray, readings: np.ndarray, cell: int = 0, health: s
     """Fit one cell from its readings (points, samples); ``health`` is the readout node's verdict."""
     threshold, lo, hi, noise = two_level_threshold(readings.ravel())
     separation = (hi - lo) / noise if noise > 0 else 0.0
-    states = (readings > threshold).astype(np.float64)
-    p = states.mean(axis=1)
+    p = (readings > threshold).mean(axis=1)  # a plain count: is there a curve to fit at all?
     if separation < MIN_SEPARATION or p.max() - p.min() < 0.5:
         why = f"levels {separation:.1f} sigma apart, P(+1) spans {p.min():.2f}..{p.max():.2f}"
         broken = health not in ("", "ok")
