@@ -35,9 +35,12 @@ zero are applied, each with its error carried into the gain's: an entry consiste
 zero is zero on a sparse board, and applying its noise biased every gain by about its
 own error, unstated (:data:`SIGNIFICANT_CROSSTALK`).
 
-Samples are taken slower than the slowest cell's correlation time
-(``sample_rate_Hz`` = 50 Hz), so each is an independent draw; the binomial
+Samples are taken 2 ms apart (``sample_rate_Hz`` = 500 Hz), longer than the slowest
+cell's correlation time at base (a millisecond at most on a chip of the realistic range,
+shorter on every warmer plateau), so each is a near-independent draw; the binomial
 errors still use the lag-1 autocorrelation (:func:`labstack.fit.two_level.effective_count`).
+At 50 Hz the sampling alone took 12 of the node's 77 min of fridge time on the default
+chip, for the same number of independent samples.
 Each S-curve is fitted exactly as the bias S-curve node fits its own
 (:func:`labstack.fit.scurve.fit_scurve`), so the widths mean the same thing. With
 lock-in readout each point is the cell's time-averaged level (:mod:`._lockin`),
@@ -122,7 +125,9 @@ class Parameters:
     n_points: int = 9
     span_widths: float = 3.5
     n_samples: int = 400
-    sample_rate_Hz: float = 50.0
+    #: independent draws at 2 ms (module docstring): repeated recalibrations of a family
+    #: chain gave alpha pulls of rms 0.86 at 500 Hz and 1.20 at 50 Hz (4 runs each)
+    sample_rate_Hz: float = 500.0
     #: shaped heater steps up to each plateau (fridge.heat_to): the same plateaus in less fridge time
     boost_heater: bool = True
     settle_s: float = 0.05
