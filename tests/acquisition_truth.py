@@ -58,6 +58,40 @@ def scurve_truth(lab: VirtualLab, dataset: xr.Dataset, fitted_v0: np.ndarray) ->
     return v0, width
 
 
+def idle_coupling(lab: VirtualLab, fitted_v0: np.ndarray, true_v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, (shift of its all-lines S-curve centre, factor on its width) that couplers
+    idling at 0 V cause, to first order in the coupling (mean field).
+
+    Before the coupler node has found each zero, couplers idle at 0 V with ``J = kappa (0 -
+    Vc0)``. A neighbour at mean spin ``m_j`` when the sweep crosses cell ``i`` adds ``J m_j``
+    to its field: the centre moves by ``-J m_j / alpha_i``, and a neighbour that switches
+    there (``m_j = tanh(alpha_j (V - V0_j) / T_eff)``, a dead cell too: it is only unread)
+    steepens or blunts the curve, ``alpha_i -> alpha_i + J dm_j/dV``; a stuck one holds its
+    spin. The bias S-curve's first pass carries both unstated by design (its fixed point
+    removes them: ``labstack.calibrations.idle_coupling``), so a test of that pass compares
+    with them.
+    """
+    truth, now = lab.truth, lab.truth_at()
+    n = truth.n_cells
+    shift, gain = np.zeros(n), now.alpha_K_per_V.copy()
+    if truth.couplers is None:
+        return shift, np.ones(n)
+    alpha, t_eff, stuck = now.alpha_K_per_V, now.t_eff_K, truth.cells.stuck
+    fitted, true = np.asarray(fitted_v0, dtype=float), np.asarray(true_v0, dtype=float)
+    for k, (i, j) in enumerate(truth.couplers.pairs):
+        coupling = truth.couplers.kappa_K_per_V[k] * (0.0 - truth.couplers.vc0_V[k])
+        for a, b in ((int(i), int(j)), (int(j), int(i))):
+            if not np.isfinite(fitted[a]):
+                continue
+            if stuck[b]:
+                shift[a] -= coupling * float(stuck[b]) / alpha[a]
+                continue
+            x = alpha[b] * (fitted[a] - true[b]) / t_eff
+            shift[a] -= coupling * np.tanh(x) / alpha[a]
+            gain[a] += coupling * alpha[b] / t_eff / np.cosh(x) ** 2
+    return shift, alpha / gain
+
+
 def within(values, errors, truth, n_sigma: float = 3.0) -> float:
     """Share of ``(values - truth) / errors`` within ``n_sigma``."""
     pulls = (np.asarray(values, dtype=float) - np.asarray(truth, dtype=float)) / np.asarray(errors, dtype=float)

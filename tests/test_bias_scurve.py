@@ -12,7 +12,7 @@ import pytest
 from labstack.calibrate import CalibrationState, Context, StateChange
 from labstack.data import list_runs, load_run
 from labstack.session import calibrate_station, routines
-from tests.acquisition_truth import runs_of, scurve_truth
+from tests.acquisition_truth import idle_coupling, runs_of, scurve_truth
 from tests.conftest import ACCEPTANCE_SEEDS
 
 BIAS_RANGE_V = 2.0  # the routine sweeps -1 .. +1 V
@@ -94,6 +94,10 @@ def test_second_calibrate_redoes_nothing_until_the_node_times_out(virtual_statio
     again = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
     assert again.calibrated == []
     before = lab.truth_at(station.clock.now()).v0_V
+    # a defect switches and moves one cell by 4.5 mV during the day (within tolerance, so
+    # not necessarily re-measured): the seed's own jumps depend on what drew random numbers
+    jumped = int(np.flatnonzero(~lab.truth.cells.dead)[3])
+    lab.drift.schedule_jump(jumped, 0.0045, at=station.clock.now() + 3600.0)
     station.clock.sleep(routines()["bias_scurve"].TIMEOUT_S + 60)
     moved = np.abs(lab.truth_at(station.clock.now()).v0_V - before)
     later = calibrate_station(station, data_dir=tmp_path, progress=False, names=["bias_scurve"])
@@ -129,6 +133,10 @@ def test_every_live_cell_recovered_and_dead_and_stuck_ones_flagged(virtual_stati
     fitted = np.full(16, np.nan)
     fitted[good] = v0
     true_v0, true_w = _scurve_truth(lab, tmp_path, fitted)
+    # couplers idle at 0 V in this first pass: a neighbour switching near a cell's centre (a
+    # dead one too: it is only unread) blunts or steepens its curve, 5 % on seed 11's cell 1
+    shift, factor = idle_coupling(lab, fitted, true_v0)
+    true_v0, true_w = true_v0 + shift, true_w * factor
     assert np.all(np.abs(v0 - true_v0[good]) < 0.02 * BIAS_RANGE_V), v0 - true_v0[good]
     assert np.all(np.abs(width / true_w[good] - 1) < 0.05), width / true_w[good] - 1
 
