@@ -92,14 +92,16 @@ class Parameters:
     heater_range: str = "1mA"
     heater_percent: float = 35.0  # 0.35 mA: warms a 10 mK fridge to ~40 mK
     baseline_s: float = 50.0
-    #: the warm-up's length: the mixing chamber's time constant at the hot end is 35-260 s
-    #: over the fridges a lab meets (tau at base 200-1500 s, shortening as 1 / T), so 600 s
-    #: is 2.3 of them at worst and the fit's values are as good as after 1500 s (30 seeds:
-    #: same pulls and errors) for 15 min less fridge time
+    #: the warm-up's length: the mixing chamber's time constant at the hot end (tau at base
+    #: 200-1500 s, shortening as 1 / T to a 30-55 mK plateau) is 25-700 s over the fridges
+    #: of the realistic range, so 600 s is one of them on the slowest and twenty on the
+    #: fastest; the fit's values came out as good as after 1500 s (seeds 1-30: same pulls
+    #: and errors) for 15 min less fridge time
     heat_s: float = 600.0
     #: the cool-down lasts ``cool_taus`` time constants at base as the warm-up predicts them
     #: (a fridge's heat capacity and cooling power vary), at least ``cool_min_s``;
-    #: ``cool_s`` when the warm-up predicts none
+    #: ``cool_s`` when the warm-up predicts none, and first of all under a closed loop
+    #: (a Triton's set-point warm-up predicts nothing: its cool-down is traced on after it)
     cool_taus: float = 3.5
     cool_min_s: float = 600.0
     cool_s: float = 3000.0
