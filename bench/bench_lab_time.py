@@ -7,9 +7,9 @@ calibration would cost there. This bench calibrates one chip of the family
 
 * **old**: the settings before this issue's work: plain heater steps that wait
   ``settle_taus`` time constants at each plateau (``boost_heater=False`` for the
-  effective-temperature and thermalization nodes), bias S-curves sampled at 100 Hz and
-  effective-temperature ones at 50 Hz, and the cryostat's warm-up traced for 1500 s and
-  its cool-down for at least 3000 s;
+  effective-temperature and thermalization nodes), bias S-curves and crosstalk patterns
+  sampled at 100 Hz and effective-temperature S-curves at 50 Hz, and the cryostat's
+  warm-up traced for 1500 s and its cool-down for at least 3000 s;
 * **new**: today's defaults.
 
 It prints the lab minutes per node for each, the fridge's own floor (the lab time the
@@ -52,6 +52,7 @@ OLD = {
     "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0},
     "thermalization": {"boost_heater": False},
     "bias_scurve": {"sample_rate_Hz": 100.0},
+    "crosstalk": {"sample_rate_Hz": 100.0},
     "cryostat": {"heat_s": 1500.0, "cool_min_s": 3000.0},
 }
 

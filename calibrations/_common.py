@@ -15,6 +15,7 @@ import xarray as xr
 from labstack.calibrate import Context
 from labstack.calibrations.virtual_bias import coupler_zeros
 from labstack.measure import Read, Step, run_sequence
+from labstack.safety.ramp import set_together
 from labstack.station import ChipLayout
 
 
@@ -22,8 +23,7 @@ def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
     """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it,
     and for a flagged coupler, whose entry has no value)."""
     zeros = coupler_zeros(ctx.state, len(layout.couplers))
-    for name, zero in zip(layout.couplers, zeros, strict=True):
-        ctx.station.parameter(name).set(float(zero))
+    set_together([ctx.station.parameter(name) for name in layout.couplers], [float(z) for z in zeros])
 
 
 def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: int) -> Read:

@@ -137,6 +137,10 @@ class Parameters:
     #: acquisitions of the wander trace, and the time between them
     trace_points: int = 40
     trace_spacing_s: float = 5.0
+    #: a check's trace: the wander it needs is that of an average a few seconds apart, which
+    #: a dozen acquisitions measure to ~40 %; the full trace was three quarters of the check's
+    #: fridge time (195 of 260 s), and its chi-square threshold allows for the shorter trace
+    check_trace_points: int = 12
     #: the noise-only acquisition that gives the amplifier's bandwidth
     fast_rate_Hz: float = 10e6
     #: levels closer than this (in noise sigmas) are one level: the cell shows no signal
@@ -197,7 +201,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 settle=params.settle_s,
                 coord=np.arange(len(CONFIGS)),
             ),
-            Trace("wander", params.trace_points, params.trace_spacing_s, (Read(read.param, dims=read.dims, name="wander_samples"),)),
+            Trace("wander", trace_points(params, mode), params.trace_spacing_s, (Read(read.param, dims=read.dims, name="wander_samples"),)),
             Set(rate, params.fast_rate_Hz),
             Read(read.param, dims=read.dims, name="fast"),
             Set(rate, params.sample_rate_Hz),
@@ -205,6 +209,28 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     )
     meta = {"mode": str(mode), "parameters": asdict(params), "configs": [list(c) for c in CONFIGS]}
     return run(ctx, NAME, sequence, meta)
+
+
+def trace_points(params: Parameters, mode: Mode) -> int:
+    """Acquisitions of the wander trace a run of ``mode`` takes."""
+    return params.trace_points if mode is Mode.CALIBRATE else params.check_trace_points
+
+
+#: chance that a check of an unchanged readout flags some cell's fit on noise alone
+CHECK_FALSE_ALARM = 0.01
+
+
+def chi2_threshold(n_cells: int, trace_points: int, alpha: float = CHECK_FALSE_ALARM) -> float:
+    """Largest chi-square (one degree of freedom) a check lets pass for every one of ``n_cells``.
+
+    Each cell's chi-square divides a squared residual by a variance the trace estimated
+    from ``trace_points - 1`` differences, so it follows ``F(1, trace_points - 1)``, not
+    ``chi2(1)``, and ``n_cells`` of them are judged together: the threshold is that F
+    distribution's point exceeded with probability ``alpha / n_cells`` (Bonferroni). A
+    fixed 5 flagged one cell of 16 on a third of the checks of an unchanged readout,
+    almost every check of 64 cells, and each flag cost a recalibration.
+    """
+    return float(stats.f.isf(alpha / max(n_cells, 1), 1, max(trace_points - 1, 1)))
 
 
 # ----------------------------------------------------------------------- fit
@@ -469,7 +495,7 @@ def _attr(dataset: xr.Dataset, key: str):
 def check(result: ReadoutResult, params: Parameters, state: CalibrationState) -> Verdict:
     """In spec while every calibrated cell's levels stay within tolerance and it stays healthy."""
     tolerance = Tolerance(params.tolerance_V)
-    quality = FitQuality(max_chi2_reduced=5.0)  # one degree of freedom: chi2 varies widely
+    quality = FitQuality(max_chi2_reduced=chi2_threshold(len(result.cells), params.check_trace_points))
     verdicts = []
     for r in result.cells:
         key = f"cells.{r.cell}.readout_offset_V"

@@ -152,3 +152,24 @@ def test_a_ready_ramp_asks_the_clock_once_and_an_early_one_still_waits(safe_stat
     lab.clock.sleep(5.0)
     assert clock.reached < lab.clock.now()
     assert clock.now() == lab.clock.now() == clock.reached
+
+
+def test_a_row_of_lines_ramps_side_by_side_within_every_rule(safe_station, tmp_path):
+    """A sweep row moving four lines by 2 V costs one line's ramp (2 s at 1 V/s), not four,
+    and each line still keeps its limits, steps and rate; a row with one value out of
+    limits moves no line at all."""
+    station, lab, rec = safe_station
+    lines = [f"qdac1.ch0{c}.dc_constant_V" for c in range(1, 5)]
+    seq = Sweep("row", {name: np.array([-1.0, 1.0]) for name in lines})
+    start = station.clock.now()
+    run_sequence(seq, station, name="rows", data_dir=tmp_path, progress=False)
+    took = station.clock.now() - start
+    one_line = (1.0 - STEP) / RATE + 2.0 / RATE  # 0 -> -1 V (its first step at once), then 2 V
+    assert one_line - 1e-9 <= took < one_line + STEP / RATE, (took, one_line)  # one after another: 4x
+    for ch in range(1, 5):
+        assert assert_within(rec, 1, ch, 0.0, LIMITS, STEP, RATE) == 20 + 40
+    rec.writes.clear()
+    with pytest.raises(ValueError, match="1.5"):
+        run_sequence(Sweep("row", {lines[0]: np.array([0.5]), lines[1]: np.array([1.5])}), station,
+                     name="refused", data_dir=tmp_path, progress=False)
+    assert not rec.writes

@@ -31,6 +31,7 @@ from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
 from labstack.measure.plan import Plan, SequenceError, contains_loop, validate
 from labstack.measure.sequence import Read, Sequence, Set, Step, Sweep, Trace, Wait, as_sequence
 from labstack.safety.control import RunControl
+from labstack.safety.ramp import set_together
 from labstack.station import LabStation
 
 Thunk = Callable[[], None]
@@ -267,11 +268,11 @@ class _Compiler:
                     tick(points)
 
         else:
+            params = self.plan.params[path]
 
             def sweep() -> None:
                 for row in rows:
-                    for s, v in zip(setters, row, strict=True):
-                        s(v)
+                    set_together(params, row)  # the lines' ramps side by side
                     if settle:
                         sleep(settle)
                     stamp(now() - t0)
