@@ -130,6 +130,11 @@ class Parameters:
     sample_rate_Hz: float = 500.0
     #: shaped heater steps up to each plateau (fridge.heat_to): the same plateaus in less fridge time
     boost_heater: bool = True
+    #: the chip's time constants waited at each plateau, after the mixing chamber's: 3 leave
+    #: it a few tenths of a per cent of the step off (less than the thermometer's own
+    #: calibration error), still moving by ~0.1 % over a plateau's measurement, which the
+    #: readings before and after it average out; 5 cost 10 min of a cold start
+    chip_settle_taus: float = 3.0
     settle_s: float = 0.05
     park_widths: float = 10.0
     #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
@@ -179,7 +184,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
-    for t_set in plateaus(ctx, temps, boost=params.boost_heater):
+    for t_set in plateaus(ctx, temps, boost=params.boost_heater, chip_taus=params.chip_settle_taus):
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))

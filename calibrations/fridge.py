@@ -135,7 +135,9 @@ def heater_is_off(ctx: Context) -> bool:
     return ctx.station.parameter(str(layout.heater_mode)).get() == "off" if layout.heater else True
 
 
-def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boost: bool = True) -> float:
+def heat_to(
+    ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boost: bool = True, chip_taus: float | None = None
+) -> float:
     """Hold the mixing chamber at ``temperature_K`` by the calibrated open-loop current,
     wait until fridge and chip have settled, and return the waiting time (s).
 
@@ -152,7 +154,8 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boo
     already been asked for, and at most twice the plateau's temperature) for the time
     the calibrated model gives to reach the plateau (:func:`boost_plan`), then holds. What
     is left to settle is the model's error (:data:`BOOST_RESIDUAL`, a fraction of the
-    step) and the chip's lag behind the mixing chamber.
+    step) and the chip's lag behind the mixing chamber: ``chip_taus`` of the chip's time
+    constant (default ``settle_taus``).
     """
     state = ctx.state
     base = float(state.value("cryostat.mc_base_K"))
@@ -160,9 +163,10 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boo
     tau_chip = float(state.value("cryostat.chip_tau_s"))
     target = max(float(temperature_K), base)
     tau_mc = tau_base * base / target
+    chip_taus = settle_taus if chip_taus is None else chip_taus
     if closed_loop(ctx):
         set_loop(ctx, target if float(temperature_K) > base else 0.0)
-        wait = settle_taus * (tau_mc + tau_chip)
+        wait = settle_taus * tau_mc + chip_taus * tau_chip
         ctx.clock.sleep(wait)
         return wait
     k = float(state.value("cryostat.heating_K2_per_A2"))
@@ -181,7 +185,7 @@ def heat_to(ctx: Context, temperature_K: float, *, settle_taus: float = 5.0, boo
     # the approach is fastest near the hot end: tau(T) = tau_base * base / T; going
     # down, the slowest part is the last stretch near the target
     mc_taus = settle_taus if plan is None else max(settle_taus - math.log(1.0 / BOOST_RESIDUAL), 0.0)
-    wait = mc_taus * tau_mc + settle_taus * tau_chip
+    wait = mc_taus * tau_mc + chip_taus * tau_chip
     ctx.clock.sleep(wait)
     return waited + wait
 
@@ -305,7 +309,12 @@ def chip_temperature(ctx: Context, n: int = 5) -> float:
 
 
 def plateaus(
-    ctx: Context, temperatures_K: Iterable[float], *, settle_taus: float = 5.0, boost: bool = True
+    ctx: Context,
+    temperatures_K: Iterable[float],
+    *,
+    settle_taus: float = 5.0,
+    boost: bool = True,
+    chip_taus: float | None = None,
 ) -> Iterator[float]:
     """Hold each temperature in turn, coldest first, yielding it once fridge and chip settled.
 
@@ -315,12 +324,13 @@ def plateaus(
     as it warms) and cools down once, after the last plateau has been used. A caller
     that stops early or raises gets no cool-down here: the heater stays as it is for
     whoever handles the failure (an abort puts the station in its safe state).
-    ``boost``: shaped heater steps up to each plateau (:func:`heat_to`).
+    ``boost``: shaped heater steps up to each plateau, ``chip_taus``: the chip's settling
+    there (:func:`heat_to`; the cool-down waits ``settle_taus`` whatever it is).
     """
     off = heater_is_off(ctx)
     for t_set in sorted(temperatures_K):
         if t_set > 0 or not off:
-            heat_to(ctx, t_set, settle_taus=settle_taus, boost=boost)
+            heat_to(ctx, t_set, settle_taus=settle_taus, boost=boost, chip_taus=chip_taus)
             off = t_set <= 0
         yield t_set
     if not off:
