@@ -249,5 +249,13 @@ def test_bias_scurve_runs_on_the_array_wiring_through_the_same_roles(virtual_sta
     true_v0, _ = scurve_truth(lab, run, v0)
     # couplers idle at 0 V in this first pass (no coupler node): their coupling moves the centres
     true_v0 = true_v0 + idle_coupling(lab, v0, true_v0)[0]
-    assert within(v0, stderr, true_v0) == 1.0, (v0 - true_v0) / stderr
+    # a defect that switched during the node's own sweeps (a 3-30 mV jump of that cell's
+    # offset) leaves it no single truth to be judged against: seed 5's cell 10 jumps -25 mV
+    # halfway through its window run once the rows ramp side by side
+    runs = runs_of(tmp_path, "bias_scurve")
+    span = (float(runs[0].attrs["clock_start"]), float(run.attrs["clock_start"]) + float(run["bias_clock"].values.max()))
+    jumped = sorted({j.cell for j in lab.drift.jumps if span[0] <= j.time <= span[1]})
+    assert len(jumped) <= 1, jumped
+    still = np.setdiff1d(np.arange(16), jumped)
+    assert within(v0[still], stderr[still], true_v0[still]) == 1.0, (v0 - true_v0) / stderr
     assert np.all(stderr < 5e-3), stderr  # and the errors are those of a real measurement
