@@ -113,10 +113,7 @@ def set_together(parameters: Sequence[Any], values: Sequence[Any]) -> None:
         if channel is None or channel.ramp is None:
             parameter.set(value)
             continue
-        # the plan starts where the guard last saw the output; each step's own set still reads
-        # the instrument and ramps from what it finds, so a stale start costs time, not safety
-        start = channel.known if channel.known is not None else float(parameter.get())
-        moves.append((parameter, ramp_points(float(start), float(value), channel.ramp.max_step)))
+        moves.append((parameter, ramp_points(float(parameter.get()), float(value), channel.ramp.max_step)))
     rounds = max((len(points) for _, points in moves), default=0)
     for k in range(rounds):
         for parameter, points in moves:
