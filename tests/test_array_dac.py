@@ -244,7 +244,8 @@ def test_bias_scurve_runs_on_the_array_wiring_through_the_same_roles(virtual_sta
     entries = [state.get(f"cells.{i}.bias_offset_V") for i in range(16)]
     v0 = np.array([e.value for e in entries])
     stderr = np.array([e.stderr for e in entries])
-    run = runs_of(tmp_path, "bias_scurve")[-1]
+    runs = runs_of(tmp_path, "bias_scurve")
+    run = runs[-1]
     assert "dacs" in run.attrs["snapshot"]
     true_v0, _ = scurve_truth(lab, run, v0)
     # couplers idle at 0 V in this first pass (no coupler node): their coupling moves the centres
@@ -252,7 +253,6 @@ def test_bias_scurve_runs_on_the_array_wiring_through_the_same_roles(virtual_sta
     # a defect that switched during the node's own sweeps (a 3-30 mV jump of that cell's
     # offset) leaves it no single truth to be judged against: seed 5's cell 10 jumps -25 mV
     # halfway through its window run once the rows ramp side by side
-    runs = runs_of(tmp_path, "bias_scurve")
     span = (float(runs[0].attrs["clock_start"]), float(run.attrs["clock_start"]) + float(run["bias_clock"].values.max()))
     jumped = sorted({j.cell for j in lab.drift.jumps if span[0] <= j.time <= span[1]})
     assert len(jumped) <= 1, jumped

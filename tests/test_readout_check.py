@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from labstack.calibrate import Context, Mode, Spec
+from labstack.calibrate import Context, Spec
 from labstack.calibrations import readout
 from labstack.session import build_graph
+from tests.acquisition_truth import runs_of
 
 CHECKS = 6
 
@@ -27,8 +28,8 @@ def test_checks_of_a_still_readout_pass_and_a_moved_level_is_caught(virtual_stat
     for _ in range(CHECKS):
         station.clock.sleep(60.0)
         verdicts.append(graph.check_data("readout"))
-        data = readout.acquire(ctx, graph["readout"].params, Mode.CHECK)
-        chi2 += [c.fit.chi2_reduced for c in readout.fit(data, graph["readout"].params).cells if c.ok]
+        checked = runs_of(tmp_path, "readout")[-1]  # the data the check just judged
+        chi2 += [c.fit.chi2_reduced for c in readout.fit(checked, graph["readout"].params).cells if c.ok]
     assert [v.spec for v in verdicts] == [Spec.IN_SPEC] * CHECKS, [v.reason for v in verdicts]
     # the fixed threshold of 5 would have flagged some of these checks on noise alone
     assert np.nanmax(chi2) > 5.0, np.nanmax(chi2)

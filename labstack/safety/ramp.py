@@ -102,15 +102,14 @@ def set_together(parameters: Sequence[Any], values: Sequence[Any]) -> None:
     parameter's own ``set`` (lock, ramp, guard): one step at most, the ramp passes it on
     as it is, after that output's own rate allows it.
     """
+    ramps = [_RAMPED.get(parameter) for parameter in parameters]
+    ramped = [channel is not None and channel.ramp is not None for channel in ramps]
+    for parameter, value, is_ramped in zip(parameters, values, ramped, strict=True):
+        if is_ramped:
+            parameter.validate(value)
     moves: list[tuple[Any, list[float]]] = []
-    for parameter, value in zip(parameters, values, strict=True):
-        channel = _RAMPED.get(parameter)
-        if channel is None or channel.ramp is None:
-            continue
-        parameter.validate(value)
-    for parameter, value in zip(parameters, values, strict=True):
-        channel = _RAMPED.get(parameter)
-        if channel is None or channel.ramp is None:
+    for parameter, value, channel, is_ramped in zip(parameters, values, ramps, ramped, strict=True):
+        if not is_ramped:
             parameter.set(value)
             continue
         moves.append((parameter, ramp_points(float(parameter.get()), float(value), channel.ramp.max_step)))
