@@ -108,9 +108,13 @@ class Parameters:
     sample_rate_Hz: float = 1000.0
     settle_s: float = 1e-3
     check_samples: int = 800
-    #: a check samples faster (the cells' correlation times are microseconds): its entries
-    #: are judged at the family-wise threshold, and the maintenance pass costs the fridge less
-    check_rate_Hz: float = 1000.0
+    #: a check samples ten times faster: 0.1 ms apart, still beyond most cells' correlation
+    #: times (microseconds; 0.1 ms for the slowest of a realistic chip, whose draws the
+    #: binomial errors then count as fewer), its entries judged at the family-wise threshold.
+    #: Measured on a calibrated 64-cell chip: the check 141 s -> 72 s of fridge time (what
+    #: is left is the lines' ramps between its 96 pushes), in spec; on a 16-cell chip its
+    #: matrix pulls against the truth stay within 0.7-1.4 (tests/test_routines_graph.py)
+    check_rate_Hz: float = 10000.0
     #: how far an entry of C may move before the node is out of spec (V/V)
     tolerance: float = 0.01
     #: the bias lines' safe range (V): a line whose centre sits within push + step of the top

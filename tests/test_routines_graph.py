@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from qcodes.instrument import Instrument
 
-from labstack.calibrate import CalibrationState, Status
+from labstack.calibrate import CalibrationState, Context, Mode, Spec, Status
+from labstack.calibrations import crosstalk
 from labstack.session import calibrate_station, routines
 from labstack.visa import open_station
 from tests.acquisition_truth import runs_of, scurve_truth, truth_at_middle
@@ -138,6 +139,37 @@ def test_validation_kl_below_acceptance(calibrated):
     assert kl.valid and kl.value < 0.02, kl
     cells = state.value("validation.cells")
     assert len(cells) == 8 and not lab.truth.cells.dead[cells].any()
+
+
+def test_crosstalk_check_errors_are_honest_and_a_moved_entry_is_caught(calibrated):
+    """The check samples ten times faster than the calibration (10 kHz: the cells'
+    correlation times are microseconds to 0.1 ms, and the binomial errors count the
+    independent draws); its matrix still matches the truth within its own errors, an
+    unchanged chip passes, and an entry that moved by 0.04 V/V is out of spec.
+    Runs the node's acquisition directly: the state is not touched."""
+    station, lab, data_dir, _ = calibrated
+    state, truth = _state(data_dir), lab.truth
+    params = crosstalk.Parameters()
+    assert params.check_rate_Hz >= 10 * params.sample_rate_Hz
+    ctx = Context.create(data_dir, station, progress=False)
+    checked = crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params)
+    at = truth_at_middle(lab, runs_of(data_dir, "crosstalk")[-1], "point")
+    c_true = truth.crosstalk_K_per_V / at.alpha_K_per_V[:, None]
+    pulls = [(checked.matrix[i, j] - c_true[i, j]) / checked.matrix_err[i, j]
+             for i in range(N) if checked.ok(i) for j in range(N)
+             if j != i and np.isfinite(checked.matrix_err[i, j])]
+    assert len(pulls) > N * (N - 1) // 2
+    assert _within(pulls) >= 0.95 and 0.7 < np.sqrt(np.mean(np.square(pulls))) < 1.4, np.round(pulls, 1)
+    assert crosstalk.check(checked, params, state).spec is Spec.IN_SPEC
+    i = int(np.flatnonzero(~truth.cells.dead)[3])
+    j = i + 1 if i + 1 < N and not truth.cells.dead[i + 1] else i - 1
+    saved = truth.crosstalk_K_per_V.copy()
+    try:
+        truth.crosstalk_K_per_V[i, j] += 0.04 * at.alpha_K_per_V[i]
+        moved = crosstalk.check(crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params), params, state)
+    finally:
+        truth.crosstalk_K_per_V[:] = saved
+    assert moved.spec is Spec.OUT_OF_SPEC and f"C[{i},{j}]" in moved.reason, moved.reason
 
 
 def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
