@@ -55,6 +55,7 @@ from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Sweep
+from labstack.safety.ramp import set_together
 
 NAME = "couplers"
 #: needs a sampler: it measures spin-spin correlations, which need simultaneous single shots of neighbours (a lock-in gives time averages)
@@ -117,8 +118,10 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = station.layout
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
-    for name, v in zip(layout.bias, model.voltages_for_detuning(np.zeros(n)), strict=True):
-        station.parameter(name).set(float(v))
+    # the cells parked side by side (one after another, each line's ramp from where the
+    # previous node left it adds up over the chip)
+    set_together([station.parameter(name) for name in layout.bias],
+                 [float(v) for v in model.voltages_for_detuning(np.zeros(n))])
     zero = coupler_zeros(state, len(pairs))
     full = mode is Mode.CALIBRATE
     offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
