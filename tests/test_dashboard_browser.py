@@ -52,7 +52,11 @@ def _passes(data_dir: Path, trigger: str = "") -> list[dict]:
 
 @pytest.fixture
 def watched(tmp_path: Path):
-    """(data_dir, service, watch): a served chip, and labstack watch starting to keep it calibrated."""
+    """(data_dir, service, watch): a served chip, and labstack watch starting to keep it calibrated.
+
+    Chromium is looked for first: a skip after the watch started would stop it before it
+    installed its SIGTERM handler, and its teardown would report the kill as an error."""
+    chromium_or_fail()
     data_dir = tmp_path / "data"
     service = LabService(LAB, tmp_path / "svc", speed=SPEED).run_in_thread()
     watch = subprocess.Popen(

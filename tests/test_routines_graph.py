@@ -141,39 +141,8 @@ def test_validation_kl_below_acceptance(calibrated):
     assert len(cells) == 8 and not lab.truth.cells.dead[cells].any()
 
 
-def test_crosstalk_check_errors_are_honest_and_a_moved_entry_is_caught(calibrated):
-    """The check samples ten times faster than the calibration (10 kHz: the cells'
-    correlation times are microseconds to 0.1 ms, and the binomial errors count the
-    independent draws); its matrix still matches the truth within its own errors, an
-    unchanged chip passes, and an entry that moved by 0.04 V/V is out of spec.
-    Runs the node's acquisition directly: the state is not touched."""
-    station, lab, data_dir, _ = calibrated
-    state, truth = _state(data_dir), lab.truth
-    params = crosstalk.Parameters()
-    assert params.check_rate_Hz >= 10 * params.sample_rate_Hz
-    ctx = Context.create(data_dir, station, progress=False)
-    checked = crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params)
-    at = truth_at_middle(lab, runs_of(data_dir, "crosstalk")[-1], "point")
-    c_true = truth.crosstalk_K_per_V / at.alpha_K_per_V[:, None]
-    pulls = [(checked.matrix[i, j] - c_true[i, j]) / checked.matrix_err[i, j]
-             for i in range(N) if checked.ok(i) for j in range(N)
-             if j != i and np.isfinite(checked.matrix_err[i, j])]
-    assert len(pulls) > N * (N - 1) // 2
-    assert _within(pulls) >= 0.95 and 0.7 < np.sqrt(np.mean(np.square(pulls))) < 1.4, np.round(pulls, 1)
-    assert crosstalk.check(checked, params, state).spec is Spec.IN_SPEC
-    i = int(np.flatnonzero(~truth.cells.dead)[3])
-    j = i + 1 if i + 1 < N and not truth.cells.dead[i + 1] else i - 1
-    saved = truth.crosstalk_K_per_V.copy()
-    try:
-        truth.crosstalk_K_per_V[i, j] += 0.04 * at.alpha_K_per_V[i]
-        moved = crosstalk.check(crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params), params, state)
-    finally:
-        truth.crosstalk_K_per_V[:] = saved
-    assert moved.spec is Spec.OUT_OF_SPEC and f"C[{i},{j}]" in moved.reason, moved.reason
-
-
 def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
-    """Last in this module: it moves the virtual clock and the chip."""
+    """Moves the virtual clock and the chip: only the crosstalk check runs after it."""
     station, lab, data_dir, _ = calibrated
     clock = station.clock
     again = calibrate_station(station, data_dir=data_dir, progress=False)
@@ -229,6 +198,38 @@ def test_graph_redoes_only_what_is_stale_or_out_of_spec(calibrated):
     at = truth_at_middle(lab, runs_of(data_dir, "bias_scurve")[-1], "bias")
     assert state.value(f"cells.{jumped}.bias_offset_V") == pytest.approx(at.v0_V[jumped], abs=0.02)
     assert state.value("validation.kl_nats") < 0.02
+
+
+def test_crosstalk_check_errors_are_honest_and_a_moved_entry_is_caught(calibrated):
+    """The check samples ten times faster than the calibration (10 kHz: the cells'
+    correlation times are microseconds to 0.1 ms, and the binomial errors count the
+    independent draws); its matrix still matches the truth within its own errors, an
+    unchanged chip passes, and an entry that moved by 0.04 V/V is out of spec.
+    Runs the node's acquisition directly: the state is not touched. After the re-walk
+    (which it would otherwise shift by the checks' lab time: drift and jumps)."""
+    station, lab, data_dir, _ = calibrated
+    state, truth = _state(data_dir), lab.truth
+    params = crosstalk.Parameters()
+    assert params.check_rate_Hz >= 10 * params.sample_rate_Hz
+    ctx = Context.create(data_dir, station, progress=False)
+    checked = crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params)
+    at = truth_at_middle(lab, runs_of(data_dir, "crosstalk")[-1], "point")
+    c_true = truth.crosstalk_K_per_V / at.alpha_K_per_V[:, None]
+    pulls = [(checked.matrix[i, j] - c_true[i, j]) / checked.matrix_err[i, j]
+             for i in range(N) if checked.ok(i) for j in range(N)
+             if j != i and np.isfinite(checked.matrix_err[i, j])]
+    assert len(pulls) > N * (N - 1) // 2
+    assert _within(pulls) >= 0.95 and 0.7 < np.sqrt(np.mean(np.square(pulls))) < 1.4, np.round(pulls, 1)
+    assert crosstalk.check(checked, params, state).spec is Spec.IN_SPEC
+    i = int(np.flatnonzero(~truth.cells.dead)[3])
+    j = i + 1 if i + 1 < N and not truth.cells.dead[i + 1] else i - 1
+    saved = truth.crosstalk_K_per_V.copy()
+    try:
+        truth.crosstalk_K_per_V[i, j] += 0.04 * at.alpha_K_per_V[i]
+        moved = crosstalk.check(crosstalk.fit(crosstalk.acquire(ctx, params, Mode.CHECK), params), params, state)
+    finally:
+        truth.crosstalk_K_per_V[:] = saved
+    assert moved.spec is Spec.OUT_OF_SPEC and f"C[{i},{j}]" in moved.reason, moved.reason
 
 
 def _log_of(data_dir) -> list[tuple[str, str]]:
