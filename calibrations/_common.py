@@ -6,7 +6,7 @@ Not a routine itself (no ``NAME``), so it is not registered as an entry point.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,16 @@ from labstack.safety.ramp import set_together
 from labstack.station import ChipLayout
 
 
+def set_lines(ctx: Context, names: Sequence[str], volts: Iterable[float]) -> None:
+    """Lines ``names`` to ``volts``, their ramps side by side (one after another, each line's
+    ramp from where the previous node left it adds up over the chip)."""
+    set_together([ctx.station.parameter(name) for name in names], [float(v) for v in volts])
+
+
 def idle_couplers(ctx: Context, layout: ChipLayout) -> None:
     """Couplers at their calibrated zero-coupling voltage (0 V until the coupler node found it,
     and for a flagged coupler, whose entry has no value)."""
-    zeros = coupler_zeros(ctx.state, len(layout.couplers))
-    set_together([ctx.station.parameter(name) for name in layout.couplers], [float(z) for z in zeros])
+    set_lines(ctx, layout.couplers, coupler_zeros(ctx.state, len(layout.couplers)))
 
 
 def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: int) -> Read:

@@ -52,12 +52,11 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells
+from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells, set_lines
 from labstack.calibrations.cell_states import digitize
 from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Read, Sequence, Set, Step, Trace, Wait
-from labstack.safety.ramp import set_together
 
 NAME = "bias_settling"
 #: needs a sampler: the cells are the voltmeter, read in single shots milliseconds after a
@@ -151,7 +150,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     idle_couplers(ctx, layout)
     # every line to its first level side by side: one after another, the ramps from where
     # the last node left them (up to ~1 V at 1 V/s a line) cost a 64-cell check ~40 s
-    set_together([ctx.station.parameter(name) for name in layout.bias], [float(v) for v in low])
+    set_lines(ctx, layout.bias, low)
     filters = {str(ctx.station.parameter(name.rsplit(".", 1)[0] + ".output_filter").get()) for name in layout.bias}
     if len(filters) != 1:
         raise RuntimeError(f"bias lines have different output filters {sorted(filters)}: settle them one filter at a time")

@@ -49,13 +49,12 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import run, sample_cells, settle_time
+from labstack.calibrations._common import run, sample_cells, set_lines, settle_time
 from labstack.calibrations.cell_states import digitize_cells
 from labstack.calibrations.virtual_bias import BiasModel, coupler_zeros
 from labstack.data import values_in
 from labstack.fit import FitResult
 from labstack.measure import Sweep
-from labstack.safety.ramp import set_together
 
 NAME = "couplers"
 #: needs a sampler: it measures spin-spin correlations, which need simultaneous single shots of neighbours (a lock-in gives time averages)
@@ -118,10 +117,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     layout = station.layout
     n, pairs = layout.n_cells, [tuple(p) for p in layout.coupler_pairs]
     model = BiasModel.from_state(state, n)
-    # the cells parked side by side (one after another, each line's ramp from where the
-    # previous node left it adds up over the chip)
-    set_together([station.parameter(name) for name in layout.bias],
-                 [float(v) for v in model.voltages_for_detuning(np.zeros(n))])
+    set_lines(ctx, layout.bias, model.voltages_for_detuning(np.zeros(n)))  # the cells parked
     zero = coupler_zeros(state, len(pairs))
     full = mode is Mode.CALIBRATE
     offsets = np.linspace(-params.span_V, params.span_V, params.n_points if full else params.check_points)
