@@ -49,6 +49,7 @@ fitted by :func:`labstack.fit.fit_mean_scurve`, as the bias S-curve node does th
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -70,7 +71,7 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations import _lockin
+from labstack.calibrations import _lockin, switching
 from labstack.calibrations._common import (
     cell_values,
     idle_couplers,
@@ -84,6 +85,9 @@ from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     calibration_rel,
     chip_temperature,
+    cool_down,
+    heat_to,
+    heater_is_off,
     plateaus,
 )
 from labstack.data import values_in
@@ -143,6 +147,10 @@ class Parameters:
     chip_settle_taus: float = 3.0
     settle_s: float = 0.05
     park_widths: float = 10.0
+    #: on the way down from the last plateau, stop at the thermalization node's warm
+    #: plateaus and take its switching points there (:func:`descend`): the fridge then
+    #: warms and cools once for both nodes instead of twice
+    switching_points: bool = True
     #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
     calibration_rel_10mK: float = CALIBRATION_REL_10MK
     #: cheap check: base temperature only, fewer samples
@@ -190,7 +198,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     w_pred = np.where(good, width, float(np.median(width[good])))
     t_prev: float | None = None
     blocks, run_ids = [], []
-    for t_set in plateaus(ctx, temps, boost=params.boost_heater, chip_taus=params.chip_settle_taus):
+    down = params.switching_points and mode is Mode.CALIBRATE and not lockin and len(temps) > 1
+    for t_set in plateaus(ctx, temps, boost=params.boost_heater, chip_taus=params.chip_settle_taus, cool=not down):
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))
@@ -233,7 +242,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
                 w_pred[i] = r.fit["width_V"]
         t_prev = t_chip
     crosstalk, crosstalk_err = _crosstalk(ctx, n)
-    return xr.Dataset(
+    dataset = xr.Dataset(
         {
             ("level" if lockin else "samples"): (
                 ("temperature", "cell", "point", "read" if lockin else "sample"),
@@ -248,6 +257,56 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "crosstalk_err": (("cell", "line"), crosstalk_err, {"units": "V/V"}),
         },
         attrs={"run_id": "+".join(run_ids), "calibration": NAME},
+    )
+    if not down:
+        return dataset
+    if not heater_is_off(ctx):
+        dataset = descend(ctx, params, dataset)
+        cool_down(ctx)
+    return dataset
+
+
+def descend(ctx: Context, params: Parameters, dataset: xr.Dataset) -> xr.Dataset:
+    """From the last plateau, dive to each of the thermalization node's warm plateaus (highest
+    first) and take its switching points there; ``dataset`` with them added.
+
+    The plateaus are the chip temperatures whose ``T_eff`` is the thermalization node's
+    steps times the base value, from this very acquisition's fit (which the engine repeats
+    on the stored run). Points are at each cell's ``V0`` (:mod:`.switching`, with its
+    default :class:`~labstack.calibrations.switching.Settings`, which the thermalization
+    node checks against its own parameters before using them). Each dive costs a fraction
+    of a cool-down and the chip's settling, where a separate heat-and-cool cycle cost a
+    whole cool-down more. Nothing is added when the fit fails.
+    """
+    result = fit(dataset, params)
+    if not result.ok:
+        return dataset
+    layout = ctx.station.layout
+    settings = switching.Settings()
+    base = float(ctx.state.value("cryostat.mc_base_K"))
+    steps = switching.plateau_temperatures(
+        base, float(result.alpha["t_excess_K"]), float(result.alpha["t_eff_exponent"]), settings.t_eff_steps)
+    temps = sorted((t for t in steps[1:] if np.isfinite(t) and t > base), reverse=True)
+    if not temps:
+        return dataset
+    read, period, memory = switching.prepare(ctx, settings, settings.n_samples)
+    v0 = cell_values(ctx, layout.n_cells, "bias_offset_V")
+    good = np.isfinite(v0)
+    idle_couplers(ctx, layout)
+    points, run_ids = [], []
+    for t_set in temps:
+        heat_to(ctx, t_set, settle_taus=settings.settle_taus, boost=params.boost_heater)
+        meta = {"mode": str(Mode.CALIBRATE), "t_set_K": t_set, "part": "switching points for thermalization"}
+        taken, run_id = switching.measure(ctx, settings, read, memory, chip_temperature(ctx), (0.0,), v0,
+                                          np.zeros(layout.n_cells), good, NAME, meta)
+        points += taken
+        run_ids.append(run_id)
+    return dataset.assign(switching.warm_variables(points)).assign_attrs(
+        switching_settings=json.dumps(settings.comparable()),
+        switching_sample_period_s=period,
+        switching_temperatures_K=[0.0, *sorted(temps)],
+        switching_run_ids="+".join(run_ids),
+        switching_utc=ctx.clock.utcnow().isoformat(),
     )
 
 

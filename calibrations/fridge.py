@@ -106,6 +106,18 @@ def warming_time(t_from: float, t_to: float, t_inf: float, base: float, tau_base
     return 2.0 * tau_base * base / t_inf * (math.atanh(t_to / t_inf) - math.atanh(min(t_from / t_inf, 0.999)))
 
 
+def cooling_time(t_from: float, t_to: float, base: float, tau_base: float) -> float:
+    """Seconds the mixing chamber takes from ``t_from`` down to ``t_to`` with the heater off.
+
+    ``C dT/dt = -a (T^2 - base^2)``: ``u = (T - base) / (T + base)`` decays as
+    ``exp(-t / tau_base)`` exactly (``C / a = 2 tau_base base``).
+    """
+    def u(t: float) -> float:
+        return (t - base) / (t + base)
+
+    return tau_base * math.log(u(t_from) / u(t_to)) if t_to > base else math.inf
+
+
 def set_heater_current(ctx: Context, current_A: float) -> None:
     """Open-loop heater at ``current_A`` (0: off), on the smallest range that holds it."""
     if closed_loop(ctx):
@@ -155,7 +167,9 @@ def heat_to(
     the calibrated model gives to reach the plateau (:func:`boost_plan`), then holds. What
     is left to settle is the model's error (:data:`BOOST_RESIDUAL`, a fraction of the
     step) and the chip's lag behind the mixing chamber: ``chip_taus`` of the chip's time
-    constant (default ``settle_taus``).
+    constant (default ``settle_taus``). Going down by more than a few per cent, the step is a
+    dive instead (:func:`boost_plan`): heater off until the model has the mixing chamber
+    at the plateau, then the hold, and the same residual to settle.
     """
     state = ctx.state
     base = float(state.value("cryostat.mc_base_K"))
@@ -204,13 +218,23 @@ def boost_plan(
     t_now: float, target: float, base: float, tau_base: float, k: float, hold_A: float
 ) -> tuple[float, float] | None:
     """(current A, seconds) of the boost that takes the mixing chamber from ``t_now`` to
-    ``target``, or None when a plain step will do (already near or above the plateau).
+    ``target``, or None when a plain step will do (already near the plateau).
 
     At a constant current ``I`` the mixing chamber warms towards ``T_inf = sqrt(base^2 +
     k I^2)``; the time to the plateau follows in closed form (:func:`warming_time`). None too when the boost would take
     longer than the ``ln(1 / BOOST_RESIDUAL)`` time constants at the plateau it saves
     (a plateau near the top of its heater range leaves little to boost with).
+
+    Well above the plateau (by more than ``1 / BOOST_BELOW``) the step is shaped the other
+    way, a *dive*: heater off (current 0) for the time the model gives to cool to the
+    plateau (:func:`cooling_time`), then the hold. A plain step down approaches the plateau
+    with the time constant there, slowest at the end; heater off, the mixing chamber
+    cools at its fastest all the way.
     """
+    if np.isfinite(t_now) and t_now * BOOST_BELOW > target > base:
+        duration = cooling_time(t_now, target, base, tau_base)
+        saves = math.log(1.0 / BOOST_RESIDUAL) * tau_base * base / target
+        return (0.0, duration) if 0 < duration < saves else None
     if not (np.isfinite(t_now) and t_now < BOOST_BELOW * target):
         return None
     found = heater_range(hold_A)
@@ -315,6 +339,7 @@ def plateaus(
     settle_taus: float = 5.0,
     boost: bool = True,
     chip_taus: float | None = None,
+    cool: bool = True,
 ) -> Iterator[float]:
     """Hold each temperature in turn, coldest first, yielding it once fridge and chip settled.
 
@@ -326,6 +351,8 @@ def plateaus(
     whoever handles the failure (an abort puts the station in its safe state).
     ``boost``: shaped heater steps up to each plateau, ``chip_taus``: the chip's settling
     there (:func:`heat_to`; the cool-down waits ``settle_taus`` whatever it is).
+    ``cool=False``: no cool-down after the last plateau (the caller goes on from there,
+    and cools down itself).
     """
     off = heater_is_off(ctx)
     for t_set in sorted(temperatures_K):
@@ -333,5 +360,5 @@ def plateaus(
             heat_to(ctx, t_set, settle_taus=settle_taus, boost=boost, chip_taus=chip_taus)
             off = t_set <= 0
         yield t_set
-    if not off:
+    if cool and not off:
         cool_down(ctx)

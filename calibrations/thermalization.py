@@ -67,6 +67,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -83,24 +84,17 @@ from labstack.calibrate import (
     combine,
     family_n_sigma,
 )
-from labstack.calibrations._common import (
-    cell_values,
-    idle_couplers,
-    line_limits,
-    run,
-    sample_cells,
-    settle_time,
-)
+from labstack.calibrations import switching
+from labstack.calibrations._common import cell_values, idle_couplers
 from labstack.calibrations.fridge import (
     CALIBRATION_REL_10MK,
     calibration_rel,
     chip_temperature,
     plateaus,
 )
-from labstack.data import values_in
-from labstack.fit import FitResult, fit_linear, two_level_threshold
-from labstack.fit.telegraph import filtered_correlation_time, switching_rates
-from labstack.measure import Sweep
+from labstack.data import load_run
+from labstack.fit import FitResult, fit_linear
+from labstack.fit.telegraph import switching_rates
 
 NAME = "thermalization"
 #: needs a sampler: it measures switching times from the autocorrelation of single shots (a lock-in gives time averages)
@@ -120,21 +114,25 @@ CONSUMES = {
 }
 
 
+#: the switching acquisition's defaults, shared with the effective-temperature node's way down
+_SWITCHING = switching.Settings()
+
+
 @dataclass
 class Parameters:
     #: plateaus above base, as multiples of the base effective temperature
-    t_eff_steps: tuple[float, ...] = (1.08, 1.16)
+    t_eff_steps: tuple[float, ...] = _SWITCHING.t_eff_steps
     #: chip temperatures (K, 0 = base) instead of the T_eff steps, when given
     temperatures_K: tuple[float, ...] | None = None
     #: bias points in S-curve widths from V0, measured at base
     bias_widths: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    n_samples: int = 20000
+    n_samples: int = _SWITCHING.n_samples
     #: sample rate when the readout's bandwidth is not calibrated
-    sample_rate_Hz: float = 4e6
+    sample_rate_Hz: float = _SWITCHING.sample_rate_Hz
     #: fraction of the previous reading the amplifier's low-pass may leave in a sample
-    max_memory: float = 0.25
-    max_rate_Hz: float = 10e6
-    settle_s: float = 1e-3
+    max_memory: float = _SWITCHING.max_memory
+    max_rate_Hz: float = _SWITCHING.max_rate_Hz
+    settle_s: float = _SWITCHING.settle_s
     #: a point needs this many transitions of each kind to count
     min_transitions: int = 20
     #: and a correlation time, as its voltages show it, of at least this many samples: faster,
@@ -144,12 +142,15 @@ class Parameters:
     min_tau_samples: float = 2.0
     check_samples: int = 8000
     tolerance_rel: float = 0.15
-    limits_V: tuple[float, float] = (-1.5, 1.5)
+    limits_V: tuple[float, float] = _SWITCHING.limits_V
     #: time constants to wait at each temperature: an acquisition lasts milliseconds
     #: and the chip thermometer is read right before it, so steady beats exact
-    settle_taus: float = 3.0
+    settle_taus: float = _SWITCHING.settle_taus
     #: shaped heater steps up to each plateau (fridge.heat_to): the same plateaus in less fridge time
     boost_heater: bool = True
+    #: warm points the effective-temperature node took on its way down are used up to this
+    #: age (lab time, s); older, or taken otherwise than these parameters ask, the node heats itself
+    warm_points_max_age_s: float = _SWITCHING.max_age_s
     #: 1-sigma calibration-curve error of the chip thermometer at 10 mK (its certificate)
     calibration_rel_10mK: float = CALIBRATION_REL_10MK
     #: the escape law: total rate saturating at the attempt rate (module docstring)
@@ -158,41 +159,58 @@ class Parameters:
     bounded_refits: int = 6
 
 
-def lowpass_tau(ctx: Context) -> float | None:
-    """The amplifier's low-pass time constant as the readout node measured it; None if it has not."""
-    key = "readout.lowpass_tau_s"
-    if key not in ctx.state or not ctx.state.get(key).valid:
+def settings_of(params: Parameters) -> switching.Settings:
+    """The switching acquisition ``params`` ask for."""
+    return switching.Settings(
+        t_eff_steps=tuple(params.t_eff_steps), n_samples=params.n_samples, sample_rate_Hz=params.sample_rate_Hz,
+        max_memory=params.max_memory, max_rate_Hz=params.max_rate_Hz, settle_s=params.settle_s,
+        settle_taus=params.settle_taus, limits_V=tuple(params.limits_V), max_age_s=params.warm_points_max_age_s,
+    )
+
+
+@dataclass
+class Recorded:
+    """Warm points the effective-temperature node took on its way down (its run, by id)."""
+
+    points: list[switching.Point]
+    run_ids: list[str]
+    temperatures_K: list[float]
+
+
+def recorded_warm_points(ctx: Context, settings: switching.Settings, period: float) -> Recorded | None:
+    """The warm points in the effective-temperature run that ``noise.t_excess_K`` came from,
+    if they were taken as ``settings`` ask, at this sample period, for every cell, and
+    within ``settings.max_age_s`` of lab time; None otherwise (the node heats itself)."""
+    key = "noise.t_excess_K"
+    if key not in ctx.state or not ctx.state.get(key).run_id:
         return None
-    return float(ctx.state.value(key))
-
-
-def sample_rate(ctx: Context, params: Parameters) -> float:
-    """The fastest rate whose samples the readout's low-pass keeps apart (its calibrated time constant)."""
-    tau = lowpass_tau(ctx)
-    if tau is None:
-        return params.sample_rate_Hz
-    return float(min(params.max_rate_Hz, 1.0 / (tau * math.log(1.0 / params.max_memory))))
-
-
-def readout_memory(ctx: Context, period: float) -> float | None:
-    """The share of the previous reading the amplifier's low-pass leaves in a sample taken
-    every ``period``: ``exp(-period / tau_a)``; None if the readout node has not measured ``tau_a``."""
-    tau = lowpass_tau(ctx)
-    return None if tau is None else float(math.exp(-period / tau))
-
-
-def plateau_temperatures(t_base_K: float, t_x: float, n: float, steps: tuple[float, ...]) -> list[float]:
-    """Chip temperatures whose T_eff is ``steps`` times that at ``t_base_K`` (0 = base)."""
-    base = (t_base_K**n + t_x**n) ** (1 / n)
-    out = [0.0]
-    for k in steps:
-        target = k * base
-        out.append(float((target**n - t_x**n) ** (1 / n)))
-    return out
+    try:
+        ds = load_run(str(ctx.state.get(key).run_id), ctx.data_dir).dataset()
+    except (OSError, LookupError, ValueError):
+        return None
+    attrs = ds.attrs
+    recorded = attrs.get("switching_settings")
+    if not recorded or not switching.matches(json.loads(recorded), settings):
+        return None
+    if not math.isclose(float(attrs.get("switching_sample_period_s", math.nan)), period, rel_tol=1e-9):
+        return None
+    taken = datetime.fromisoformat(str(attrs["switching_utc"]))
+    if (ctx.clock.utcnow() - taken).total_seconds() > settings.max_age_s:
+        return None
+    points = switching.warm_points(ds)
+    if not points or points[0].states.shape[0] != ctx.station.layout.n_cells:
+        return None
+    return Recorded(points, str(attrs["switching_run_ids"]).split("+"), _listed(attrs["switching_temperatures_K"]) or [])
 
 
 # ------------------------------------------------------------------- acquire
 def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr.Dataset:
+    """Switching points at base and on each plateau (module docstring).
+
+    The warm plateaus' points are the effective-temperature node's when it took them on
+    its way down (:func:`recorded_warm_points`): then only the base points are measured
+    here, and the fridge is not heated again.
+    """
     layout = ctx.station.layout
     n = layout.n_cells
     v0 = cell_values(ctx, n, "bias_offset_V")
@@ -200,58 +218,42 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     good = np.isfinite(v0) & np.isfinite(alpha)
     t_x = float(ctx.state.value("noise.t_excess_K"))
     n_exp = float(ctx.state.value("noise.t_eff_exponent"))
-    rate = sample_rate(ctx, params)
-    read = sample_cells(ctx.station, layout, rate, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
-    sampler = ctx.station.components[layout.readout]
+    settings = settings_of(params)
+    read, period, memory = switching.prepare(
+        ctx, settings, params.n_samples if mode is Mode.CALIBRATE else params.check_samples)
     idle_couplers(ctx, layout)
     t_base = float(ctx.state.value("cryostat.mc_base_K"))
+    recorded = None
     if mode is not Mode.CALIBRATE:
         temps = [0.0]
     elif params.temperatures_K is not None:
         temps = [float(t) for t in params.temperatures_K]
     else:
-        temps = plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps)
-    period = 1.0 / float(sampler.sample_rate())
-    memory = readout_memory(ctx, period)
-    blocks, run_ids = [], []
-    low, high = line_limits(ctx, layout.bias, params.limits_V)
-    for t_set in plateaus(ctx, temps, settle_taus=params.settle_taus, boost=params.boost_heater):
+        temps = switching.plateau_temperatures(t_base, t_x, n_exp, params.t_eff_steps)
+        recorded = recorded_warm_points(ctx, settings, period)
+    points: list[switching.Point] = []
+    run_ids: list[str] = []
+    for t_set in plateaus(ctx, [0.0] if recorded else temps, settle_taus=params.settle_taus,
+                          boost=params.boost_heater):
         t_chip = chip_temperature(ctx)
         t_eff = (t_chip**n_exp + t_x**n_exp) ** (1 / n_exp)
-        ks = params.bias_widths if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
+        ks = tuple(params.bias_widths) if (t_set <= 0 and mode is Mode.CALIBRATE) else (0.0,)
         width = t_eff / (2 * np.where(good, alpha, 1.0))
-        setpoints = {
-            name: np.clip([v0[i] + k * width[i] if good[i] else 0.0 for k in ks], low[i], high[i])
-            for i, name in enumerate(layout.bias)
-        }
-        seq = Sweep(
-            "bias_point",
-            setpoints,
-            body=[read],
-            settle=settle_time(ctx, params.settle_s),
-            coord=np.asarray(ks, dtype=float),
-        )
         meta = {"mode": str(mode), "parameters": asdict(params), "t_set_K": t_set}
-        ds = run(ctx, NAME, seq, meta)
-        run_ids.append(ds.attrs["run_id"])
-        # each cell split halfway between the two levels of this very run: the readout offset
-        # has drifted since the readout node ran, and a threshold off-centre misreads one
-        # state more than the other, which the rate estimate does not allow for
-        readings = values_in(ds["samples"], "bias_point", "cell", "sample")
-        thresholds = np.array([two_level_threshold(readings[:, c].ravel())[0] for c in range(n)])
-        states = readings > thresholds[None, :, None]
-        # the correlation time the voltages show, before thresholding loses short dwells
-        tau_samples = (filtered_correlation_time(readings, memory) if memory is not None
-                       else np.full(readings.shape[:2], np.nan))
-        for j, k in enumerate(ks):
-            blocks.append((t_chip, float(k), states[j], tau_samples[j]))
+        taken, run_id = switching.measure(ctx, settings, read, memory, t_chip, ks, v0, width, good, NAME, meta)
+        points += taken
+        run_ids.append(run_id)
+    if recorded is not None:
+        points += sorted(recorded.points, key=lambda p: p.t_chip)
+        run_ids += recorded.run_ids
+        temps = recorded.temperatures_K
     return xr.Dataset(
         {
-            "states": (("point", "cell", "sample"), np.stack([b[2] for b in blocks]).astype(np.uint8)),
-            "T_chip": (("point",), np.array([b[0] for b in blocks]), {"units": "K"}),
-            "bias_widths": (("point",), np.array([b[1] for b in blocks])),
+            "states": (("point", "cell", "sample"), np.stack([p.states for p in points]).astype(np.uint8)),
+            "T_chip": (("point",), np.array([p.t_chip for p in points]), {"units": "K"}),
+            "bias_widths": (("point",), np.array([p.bias_widths for p in points])),
             "measured": (("cell",), good),
-            "voltage_tau_samples": (("point", "cell"), np.stack([b[3] for b in blocks]),
+            "voltage_tau_samples": (("point", "cell"), np.stack([p.voltage_tau_samples for p in points]),
                                     {"long_name": "correlation time from the voltages, in samples",
                                      "readout_memory": float("nan") if memory is None else memory}),
         },
@@ -260,6 +262,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             "calibration": NAME,
             "sample_period_s": period,
             "temperatures_K": temps,
+            "warm_points_from": "effective_temperature" if recorded is not None else NAME,
             "t_excess_K": t_x,
             "t_excess_err_K": float(ctx.state.get("noise.t_excess_K").stderr or 0.0),
             "t_eff_exponent": n_exp,

@@ -60,12 +60,34 @@ def test_a_wrong_time_constant_misses_the_plateau():
     assert (reached - target) / (target - m["base"]) > fridge.BOOST_RESIDUAL
 
 
-def test_no_boost_near_or_above_the_plateau():
+def test_no_boost_near_the_plateau():
     m = _model(CryostatTruth())
     hold = _hold(m, 0.035)
     assert fridge.boost_plan(0.034, 0.035, m["base"], m["tau_base"], m["k"], hold) is None
-    assert fridge.boost_plan(0.05, 0.035, m["base"], m["tau_base"], m["k"], hold) is None
+    assert fridge.boost_plan(0.037, 0.035, m["base"], m["tau_base"], m["k"], hold) is None
     assert fridge.boost_plan(float("nan"), 0.035, m["base"], m["tau_base"], m["k"], hold) is None
+
+
+@pytest.mark.parametrize(("start", "target"), [(0.08, 0.0225), (0.0225, 0.0175), (0.05, 0.035)])
+def test_a_dive_lands_on_the_plateau_of_the_exact_mixing_chamber(start, target):
+    """Well above the plateau the step is a dive: heater off for the model's cooling time,
+    which lands the exact mixing chamber on the plateau, in less time than the ln(1 /
+    residual) time constants at the plateau a plain step down would need."""
+    c = CryostatTruth()
+    m = _model(c)
+    current, seconds = fridge.boost_plan(start, target, m["base"], m["tau_base"], m["k"], _hold(m, target))
+    assert current == 0.0
+    assert _reached(c, start, 0.0, seconds) == pytest.approx(target, rel=1e-9)
+    assert seconds < math.log(1 / fridge.BOOST_RESIDUAL) * c.mc_tau_s(target)
+
+
+def test_a_dive_on_a_wrong_time_constant_misses_the_plateau():
+    c = CryostatTruth()
+    m = _model(c)
+    start, target = 0.08, 0.0225
+    _, seconds = fridge.boost_plan(start, target, m["base"], 0.7 * m["tau_base"], m["k"], _hold(m, target))
+    reached = _reached(c, start, 0.0, seconds)
+    assert (reached - target) / (start - target) > fridge.BOOST_RESIDUAL
 
 
 def test_a_boosted_step_is_as_steady_as_a_plain_one_in_less_lab_time(virtual_station, tmp_path):
