@@ -9,8 +9,8 @@ calibration would cost there. This bench calibrates one chip of the family
   ``settle_taus`` time constants of fridge and chip at each plateau
   (``boost_heater=False`` for the effective-temperature and thermalization nodes), bias
   S-curves and crosstalk patterns sampled at 100 Hz and effective-temperature S-curves
-  at 50 Hz, and the cryostat's warm-up traced for 1500 s and its cool-down for at least
-  3000 s;
+  at 50 Hz, each of those two nodes with its own heat-and-cool cycle, and the
+  cryostat's warm-up traced for 1500 s and its cool-down for at least 3000 s;
 * **new**: today's defaults.
 
 It prints the lab minutes per node for each, the fridge's own floor (the lab time the
@@ -50,7 +50,7 @@ from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
 OLD = {
-    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0},
+    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0, "switching_points": False},
     "thermalization": {"boost_heater": False},
     "bias_scurve": {"sample_rate_Hz": 100.0},
     "crosstalk": {"sample_rate_Hz": 100.0},

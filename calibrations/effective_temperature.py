@@ -35,6 +35,10 @@ zero are applied, each with its error carried into the gain's: an entry consiste
 zero is zero on a sparse board, and applying its noise biased every gain by about its
 own error, unstated (:data:`SIGNIFICANT_CROSSTALK`).
 
+On the way down from the last plateau the node takes the thermalization node's warm
+switching points (:func:`descend`; that node's docstring says why), so the fridge warms
+and cools once for both.
+
 Samples are taken 2 ms apart (``sample_rate_Hz`` = 500 Hz), longer than the slowest
 cell's correlation time at base (a millisecond at most on a chip of the realistic range,
 shorter on every warmer plateau), so each is a near-independent draw; the binomial

@@ -15,6 +15,8 @@ import pytest
 from scipy.special import ndtr
 
 from labstack.calibrate import CalibrationGraph, CalibrationState, Context, family_n_sigma
+from labstack.calibrations import thermalization
+from labstack.data import load_run
 from labstack.session import routines
 from labstack.sim.dynamics import correlation_time
 from tests.acquisition_truth import runs_of, truth_at_middle, truth_at_start, within
@@ -154,7 +156,8 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     assert abs(tx.value - t.noise.t_excess_K) < 3 * tx.stderr
     exponent = state.get("noise.t_eff_exponent")  # measured, not assumed
     assert abs(exponent.value - t.noise.t_eff_exponent) < 3 * exponent.stderr
-    runs = runs_of(tmp_path, "effective_temperature")
+    taken = runs_of(tmp_path, "effective_temperature")
+    runs = [r for r in taken if not r.attrs.get("part")]  # its S-curves, not the points taken for thermalization
     at = lab.truth_at(0.5 * (float(runs[0].attrs["clock_start"]) + float(runs[-1].attrs["clock_start"])))
     alpha = [state.get(f"cells.{i}.alpha_K_per_V") for i in live]
     pulls = (np.array([e.value for e in alpha]) - at.alpha_K_per_V[live]) / [e.stderr for e in alpha]
@@ -174,6 +177,15 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     tau = np.array([state.value(f"cells.{i}.tau_c_s") for i in live])
     assert np.all(np.abs(np.log(tau / true_tau)) < 0.15), np.log(tau / true_tau)
     assert state.value("thermalization.ess_per_s_min") > 1e4
+    # the warm switching points were taken on the effective-temperature node's way down, where
+    # the true T_eff is the thermalization node's steps times its base value, and that node
+    # used them instead of heating the fridge again
+    down = [r for r in taken if r.attrs.get("part")]
+    steps = sorted(truth_at_middle(lab, r, "bias_point").t_eff_K / t_eff for r in down)
+    assert steps == pytest.approx(list(thermalization.Parameters().t_eff_steps), rel=0.03), steps
+    merged = load_run(state.get(f"cells.{live[0]}.barrier_K").run_id, tmp_path).dataset()
+    assert merged.attrs["warm_points_from"] == "effective_temperature"
+    assert len(runs_of(tmp_path, "thermalization")) == 1  # its base points, at base
     # right after: nothing to recalibrate (the fridge waits take hours of virtual time,
     # so bias_scurve's 4 h timeout may have passed: then only its cheap check runs)
     graph.clear_log()

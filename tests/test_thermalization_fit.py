@@ -12,7 +12,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from labstack.calibrations import thermalization
+from labstack.calibrations import switching, thermalization
 from labstack.sim.dynamics import CellEnsemble
 
 G0, BARRIER = 1.0e6, 0.06
@@ -112,3 +112,14 @@ def test_two_temperature_line_states_the_errors_its_points_carry() -> None:
     ok = thermalization._two_point_line(x, intercept + slope * x, err).error("intercept")
     assert ok > 1.2 * wrong
     assert not thermalization._two_point_line(x[[0, 0]], x[[0, 0]], err).success
+
+
+def test_warm_points_taken_otherwise_are_not_used():
+    """The effective-temperature node takes thermalization's warm points with the default
+    settings; parameters that ask for another acquisition refuse them (and heat the fridge)."""
+    recorded = switching.Settings().comparable()
+    assert switching.matches(recorded, thermalization.settings_of(thermalization.Parameters()))
+    for change in ({"n_samples": 8000}, {"t_eff_steps": (1.1, 1.2)}, {"max_memory": 0.5}, {"settle_taus": 5.0}):
+        assert not switching.matches(recorded, thermalization.settings_of(thermalization.Parameters(**change)))
+    # how long points may be kept is not what they measure
+    assert switching.matches(recorded, thermalization.settings_of(thermalization.Parameters(warm_points_max_age_s=60.0)))
