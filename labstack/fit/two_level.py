@@ -131,21 +131,37 @@ def point_shares(readings: np.ndarray, lo: float, hi: float, sigma: float) -> tu
     p = np.clip(((x - lo) / sigma > 0.5 * step).mean(axis=1), 1e-6, 1 - 1e-6)
     e = special.ndtr(-0.5 * step)
     p = np.clip((p - e) / (1 - 2 * e), 1e-6, 1 - 1e-6)
-    low = np.full(x.shape[0], float(lo))  # each row's lower level
+    # Each step needs per row only the sums of r and of r x (sufficient statistics): with
+    # x centred per row, the lower level is mean - gap <r>, the gap sum(r (x - low)) / sum(r),
+    # and the noise E[(x - low)^2] - 2 gap E[r (x - low)] + gap^2 E[r] (the r^2 terms of
+    # E[(x - low - r gap)^2] + gap^2 E[r (1 - r)] cancel). Three passes over the readings a
+    # step instead of a dozen: the same EM, a third of the time.
+    centre = x.mean(axis=1)
+    xc = x - centre[:, None]
+    var = np.mean(xc * xc, axis=1)
+    m = x.shape[1]
+    low = np.full(x.shape[0], float(lo)) - centre  # each row's lower level, centred
     gap, noise = float(hi - lo), float(sigma)
+    log_odds = np.empty_like(xc)
     for _ in range(POINT_EM_ITERATIONS):
         step = gap / noise
-        log_odds = step * (x - low[:, None]) / noise - 0.5 * step * step + np.log(p / (1 - p))[:, None]
-        r = 0.5 * (1.0 + np.tanh(0.5 * log_odds))
-        new_p = np.clip(r.mean(axis=1), 1e-9, 1 - 1e-9)
-        low = (x - r * gap).mean(axis=1)
-        above = x - low[:, None]
-        new_gap = float((r * above).sum() / max(r.sum(), 1e-300))
-        noise = float(np.sqrt(np.mean((above - r * new_gap) ** 2 + r * (1 - r) * new_gap * new_gap)))
+        slope = step / noise
+        np.multiply(xc, slope, out=log_odds)
+        log_odds += (np.log(p / (1 - p)) - slope * low - 0.5 * step * step)[:, None]
+        r = special.expit(log_odds, out=log_odds)
+        sum_r = r.sum(axis=1)
+        sum_rx = np.einsum("ij,ij->i", r, xc)
+        new_p = np.clip(sum_r / m, 1e-9, 1 - 1e-9)
+        low = -gap * sum_r / m
+        new_gap = float((sum_rx - low * sum_r).sum() / max(float(sum_r.sum()), 1e-300))
+        spread = var + low * low  # E[(x - low)^2] per row (x centred)
+        mean_rx = (sum_rx - low * sum_r) / m  # E[r (x - low)] per row
+        noise = float(np.sqrt(max(float(np.mean(spread - 2 * new_gap * mean_rx + new_gap * new_gap * sum_r / m)), 1e-300)))
         done = np.max(np.abs(new_p - p)) < POINT_EM_TOLERANCE and abs(new_gap - gap) < 1e-9 * abs(gap)
         p, gap = new_p, new_gap
         if done:
             break
+    low = low + centre
     return p, low - lo, gap / noise
 
 
