@@ -147,17 +147,30 @@ def test_list_runs_filters_and_load_run_finds(station, tmp_path):
 
 
 def test_export_netcdf_round_trips(station, tmp_path):
-    seq = Sweep.over("v", "dac.ch1", np.linspace(0, 2, 5), Read("dmm.v1"))
+    # a sweep with a coordinate of its own: the line's setpoints are a second, non-index
+    # coordinate, which netCDF keeps as one through the CF "coordinates" attribute
+    volts = np.linspace(0, 2, 5)
+    seq = Sweep("v", {"dac.ch1": volts}, body=[Read("dmm.v1")], coord=np.arange(5))
     run = run_sequence(
         seq, station, name="nc", data_dir=tmp_path, progress=False, metadata={"flag": True}
     )
     path = export_netcdf(run, tmp_path / "nc.nc")
     with xr.open_dataset(path, engine="h5netcdf") as nc:
-        np.testing.assert_allclose(nc["dmm_v1"], np.linspace(0, 2, 5) ** 2)
-        assert nc["v"].attrs["units"] == "V"
+        np.testing.assert_allclose(nc["dmm_v1"], volts**2)
+        assert nc["dac_ch1"].attrs["units"] == "V"
         assert nc.attrs["run_id"] == run.id and nc.attrs["flag"] == 1
         assert nc.attrs["status"] == "completed"
-        assert "dac_ch1" in nc.coords
+        assert "dac_ch1" in nc.coords and "dac_ch1" not in nc.indexes
+
+
+def test_a_one_parameter_sweep_stores_its_setpoints_once(station, tmp_path):
+    """The dim's coordinate holds the parameter's values and names it: no copy under the
+    parameter's name (three files more per run)."""
+    seq = Sweep.over("v", "dac.ch1", np.linspace(0, 2, 5), Read("dmm.v1"))
+    ds = run_sequence(seq, station, name="once", data_dir=tmp_path, progress=False).dataset()
+    assert list(ds.coords) == ["v"]
+    assert ds["v"].attrs["parameter"] == "dac.ch1" and ds["v"].attrs["units"] == "V"
+    np.testing.assert_allclose(ds["v"], np.linspace(0, 2, 5))
 
 
 def test_import_qcodes_dataset(tmp_path):

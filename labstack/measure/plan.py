@@ -196,7 +196,10 @@ class _Planner:
         self._coord(CoordSpec(step.dim, (step.dim,), dim_coord, dim_attrs))
         for p, vals in zip(params, values, strict=True):
             name = p.full_name
-            if name == step.dim:
+            if name == step.dim or (len(params) == 1 and step.coord is None):
+                # one parameter and no coordinate of its own: the dim's coordinate holds its
+                # values and names it (``parameter`` attribute); a copy under the parameter's
+                # name cost a short run a fifth of its time in files
                 continue
             if name in plan.coords or name in plan.variables:
                 name = f"{p.full_name}_{step.dim}"
