@@ -74,17 +74,12 @@ def fridge_floor(model: dict[str, float], hottest_K: float) -> tuple[float, floa
     """(warm-up s, cool-down s) of the fridge model alone: from base to ``hottest_K`` at the
     strongest boost a node may use (twice the plateau), and back to 1.05 x base, heater off.
 
-    ``C dT/dt = P - a T^2``: warming as :func:`fridge.warming_time`, cooling (``T_inf =
-    base``) ``2 tau (arcoth(1.05) - arcoth(T / base))``, ``tau`` the time constant at base.
+    ``C dT/dt = P - a T^2``: warming as :func:`fridge.warming_time`, cooling as
+    :func:`fridge.cooling_time` (the dives the nodes use), ``tau`` the time constant at base.
     """
     base, tau = model["mc_base_K"], model["mc_tau_base_s"]
     warm = fridge.warming_time(base, hottest_K, fridge.BOOST_MAX_FACTOR * hottest_K, base, tau)
-
-    def arcoth(x: float) -> float:
-        return 0.5 * math.log((x + 1) / (x - 1))
-
-    cool = 2 * tau * (arcoth(1.05) - arcoth(hottest_K / base))
-    return warm, cool
+    return warm, fridge.cooling_time(hottest_K, 1.05 * base, base, tau)
 
 
 def calibrate(member: family.Member, root: Path, label: str, params: dict) -> dict:
