@@ -61,10 +61,7 @@ class Settings:
 def matches(recorded: dict[str, Any], wanted: Settings) -> bool:
     """Whether points taken with ``recorded`` (:meth:`Settings.comparable`) are what ``wanted`` asks."""
     want = wanted.comparable()
-    return all(
-        k in recorded and np.allclose(np.asarray(recorded[k], float), np.asarray(v, float), rtol=1e-12)
-        for k, v in want.items()
-    )
+    return {k: recorded.get(k) for k in want} == want
 
 
 def lowpass_tau(ctx: Context) -> float | None:
