@@ -19,7 +19,13 @@ from labstack.calibrations import thermalization
 from labstack.data import load_run
 from labstack.session import routines
 from labstack.sim.dynamics import correlation_time
-from tests.acquisition_truth import runs_of, truth_at_middle, truth_at_start, within
+from tests.acquisition_truth import (
+    honest_coverage,
+    runs_of,
+    truth_at_middle,
+    truth_at_start,
+    within,
+)
 from tests.conftest import ACCEPTANCE_SEEDS
 
 #: lean S-curves: independent samples (slower than any correlation time), fewer of them
@@ -160,15 +166,14 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     runs = [r for r in taken if not r.attrs.get("part")]  # its S-curves, not the points taken for thermalization
     at = lab.truth_at(0.5 * (float(runs[0].attrs["clock_start"]) + float(runs[-1].attrs["clock_start"])))
     alpha = [state.get(f"cells.{i}.alpha_K_per_V") for i in live]
-    pulls = (np.array([e.value for e in alpha]) - at.alpha_K_per_V[live]) / [e.stderr for e in alpha]
-    assert within([e.value for e in alpha], [e.stderr for e in alpha], at.alpha_K_per_V[live]) >= 0.95, pulls
+    assert not (why := honest_coverage([e.value for e in alpha], [e.stderr for e in alpha], at.alpha_K_per_V[live])), why
     barrier = [state.get(f"cells.{i}.barrier_K") for i in live]
     gamma = [state.get(f"cells.{i}.gamma0_Hz") for i in live]
-    assert within([e.value for e in barrier], [e.stderr for e in barrier], t.cells.barrier_K[live]) >= 0.95
+    assert not (why := honest_coverage([e.value for e in barrier], [e.stderr for e in barrier], t.cells.barrier_K[live])), why
     # gamma0 is log-normal: judge ln gamma0 with its relative error
     ln_g = [np.log(e.value) for e in gamma]
     ln_err = [e.stderr / e.value for e in gamma]
-    assert within(ln_g, ln_err, np.log(t.cells.gamma0_Hz[live])) >= 0.95
+    assert not (why := honest_coverage(ln_g, ln_err, np.log(t.cells.gamma0_Hz[live]))), why
     # correlation time at base, zero field: the Kramers value of the truth at its acquisition
     base_run = runs_of(tmp_path, "thermalization")[0]
     t_eff = truth_at_middle(lab, base_run, "bias_point").t_eff_K

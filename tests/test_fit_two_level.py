@@ -93,18 +93,17 @@ def test_point_shares_are_unbiased_under_an_offset_and_vary_as_their_factor_says
 
 
 def _point_shares_by_definition(x, lo, hi, sigma):
-    """The point EM as written from its model, every quantity over every reading: the
-    reference the sufficient-statistics form of point_shares must reproduce."""
+    """The point EM as written from its model, every quantity over every reading, plain
+    steps run to its fixed point: the reference the accelerated, sufficient-statistics
+    form of point_shares must reproduce."""
     from scipy import special
-
-    from labstack.fit.two_level import POINT_EM_ITERATIONS, POINT_EM_TOLERANCE
 
     step = (hi - lo) / sigma
     p = np.clip(((x - lo) / sigma > 0.5 * step).mean(axis=1), 1e-6, 1 - 1e-6)
     e = special.ndtr(-0.5 * step)
     p = np.clip((p - e) / (1 - 2 * e), 1e-6, 1 - 1e-6)
     low, gap, noise = np.full(x.shape[0], float(lo)), float(hi - lo), float(sigma)
-    for _ in range(POINT_EM_ITERATIONS):
+    for _ in range(20_000):
         step = gap / noise
         log_odds = step * (x - low[:, None]) / noise - 0.5 * step * step + np.log(p / (1 - p))[:, None]
         r = 0.5 * (1.0 + np.tanh(0.5 * log_odds))
@@ -113,7 +112,7 @@ def _point_shares_by_definition(x, lo, hi, sigma):
         above = x - low[:, None]
         new_gap = float((r * above).sum() / r.sum())
         noise = float(np.sqrt(np.mean((above - r * new_gap) ** 2 + r * (1 - r) * new_gap**2)))
-        done = np.max(np.abs(new_p - p)) < POINT_EM_TOLERANCE and abs(new_gap - gap) < 1e-9 * abs(gap)
+        done = np.max(np.abs(new_p - p)) < 1e-13 and abs(new_gap - gap) < 1e-13 * abs(gap)
         p, gap = new_p, new_gap
         if done:
             break
@@ -123,7 +122,8 @@ def _point_shares_by_definition(x, lo, hi, sigma):
 @pytest.mark.parametrize("separation", [2.0, 4.0, 15.0])
 def test_point_shares_is_the_em_of_its_model(separation):
     """Sweep-like rows (a logistic of shares, each row's own offset wander, levels in volts
-    on an offset): the fast form gives the reference EM's shares, offsets and separation."""
+    on an offset): the fast form gives the reference EM's shares, offsets and separation,
+    the fixed point plain steps reach only after hundreds of steps."""
     from labstack.fit.two_level import point_shares
 
     rng = np.random.default_rng(int(separation))
@@ -134,6 +134,7 @@ def test_point_shares_is_the_em_of_its_model(separation):
     x = 0.05 + wander + separation * sigma * states + rng.normal(0.0, sigma, states.shape)
     fast = point_shares(x, 0.05, 0.05 + separation * sigma, sigma)
     reference = _point_shares_by_definition(x, 0.05, 0.05 + separation * sigma, sigma)
-    np.testing.assert_allclose(fast[0], reference[0], atol=1e-10)
-    np.testing.assert_allclose(fast[1], reference[1], atol=1e-10 * sigma)
-    assert fast[2] == pytest.approx(reference[2], rel=1e-10)
+    # the accelerated EM stops once a step moves no share by 1e-9: at the fixed point to ~1e-8
+    np.testing.assert_allclose(fast[0], reference[0], atol=1e-8)
+    np.testing.assert_allclose(fast[1], reference[1], atol=1e-7 * sigma)
+    assert fast[2] == pytest.approx(reference[2], rel=1e-8)

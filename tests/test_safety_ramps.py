@@ -173,3 +173,32 @@ def test_a_row_of_lines_ramps_side_by_side_within_every_rule(safe_station, tmp_p
         run_sequence(Sweep("row", {lines[0]: np.array([0.5]), lines[1]: np.array([1.5])}), station,
                      name="refused", data_dir=tmp_path, progress=False)
     assert not rec.writes
+
+
+def test_a_row_reads_each_line_once_and_the_next_row_reads_again(safe_station, tmp_path):
+    """Moving four lines by 2 V (40 steps each) reads each line back once, before its first
+    step, not before every step; a knob turned between two rows is seen by the next."""
+    from labstack.safety.ramp import set_together
+
+    station, lab, rec = safe_station
+    device = station.components["qdac1"].visa_handle.visalib.instruments.get("qdac1")
+    queries: list[str] = []
+    original = device.handle
+
+    def counting(message: str, *args, **kwargs):
+        if "volt?" in message.lower():
+            queries.append(message)
+        return original(message, *args, **kwargs)
+
+    device.handle = counting
+    lines = [station.parameter(f"qdac1.ch0{c}.dc_constant_V") for c in range(1, 5)]
+    set_together(lines, [-1.0] * 4)
+    set_together(lines, [1.0] * 4)
+    assert len(queries) == 8, queries  # two moves of four lines, each line read once a move
+    for ch in range(1, 5):
+        assert assert_within(rec, 1, ch, 0.0, LIMITS, STEP, RATE) == 20 + 40
+    original("sour2:volt 0.8")  # someone turns line 2's knob between rows
+    rec.writes.clear()
+    set_together(lines, [0.0] * 4)
+    t, v = rec.channel(1, 2)
+    assert v[0] == pytest.approx(0.75) and len(v) == 16  # from 0.8, not from the 1.0 it wrote

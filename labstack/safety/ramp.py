@@ -16,12 +16,16 @@ bypass the parameter are stopped on the wire by :mod:`labstack.safety.guard`.
 
 Several outputs moved at once (a sweep's row, the couplers to their zeros) ramp side
 by side (:func:`set_together`): each round writes every output's next step, so the
-move costs the slowest output's ramp, not the sum of all of them.
+move costs the slowest output's ramp, not the sum of all of them. Such a move reads
+each output once, before its first step; its later steps start from the value the
+previous step wrote (the guard still judges every step against it), so a 64-line row
+does not read 64 outputs back before every one of its steps.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +58,16 @@ def ramp_seconds(start: float, target: float, channel: Channel) -> float:
 
 #: each ramped parameter's channel (its ramp), for :func:`set_together`
 _RAMPED: weakref.WeakKeyDictionary[Any, Channel] = weakref.WeakKeyDictionary()
+#: per thread: the parameters a :func:`set_together` is moving past their first step (their
+#: start is the value their previous step wrote; read back once, at the first step)
+_MID_MOVE = threading.local()
+
+
+def _mid_move() -> set[int]:
+    ids = getattr(_MID_MOVE, "ids", None)
+    if ids is None:
+        ids = _MID_MOVE.ids = set()
+    return ids
 
 
 def install_ramp(parameter: Parameter, channel: Channel, clock: Clock, interceptors: Interceptors) -> None:
@@ -72,9 +86,9 @@ def _ramped(parameter: Parameter, channel: Channel, clock: Clock, original: Meth
         if channel.ramp is None:
             steps = [target]
         else:
-            actual = float(parameter.get())
-            channel.known = actual
-            steps = ramp_points(actual, target, channel.ramp.max_step)
+            if channel.known is None or id(parameter) not in _mid_move():
+                channel.known = float(parameter.get())
+            steps = ramp_points(channel.known, target, channel.ramp.max_step)
         for v in steps:
             if channel.ramp is not None and channel.t_ready > reached(clock):
                 wait = channel.t_ready - clock.now()
@@ -112,9 +126,16 @@ def set_together(parameters: Sequence[Any], values: Sequence[Any]) -> None:
         if not is_ramped:
             parameter.set(value)
             continue
-        moves.append((parameter, ramp_points(float(parameter.get()), float(value), channel.ramp.max_step)))
+        channel.known = float(parameter.get())  # read back once: every step follows on from it
+        moves.append((parameter, ramp_points(channel.known, float(value), channel.ramp.max_step)))
     rounds = max((len(points) for _, points in moves), default=0)
-    for k in range(rounds):
-        for parameter, points in moves:
-            if k < len(points):
-                parameter.set(points[k])
+    mid_move = _mid_move()
+    moving = [id(parameter) for parameter, _ in moves if id(parameter) not in mid_move]
+    mid_move.update(moving)
+    try:
+        for k in range(rounds):
+            for parameter, points in moves:
+                if k < len(points):
+                    parameter.set(points[k])
+    finally:
+        mid_move.difference_update(moving)
