@@ -181,6 +181,8 @@ class CalibrationGraph:
         self.log: list[LogEntry] = []
         #: the fit results of the last calibrate / check_data of each node, for reports
         self.results: dict[str, Any] = {}
+        #: the last check_data of each node: (data, fit results, cost), for a refresh from it
+        self._checked: dict[str, tuple[Any, Any, Any]] = {}
         #: each fixed-point group's passes in the last walk that iterated it
         self.convergence: dict[str, GroupRun] = {}
         #: lab and wall time each node's experiments cost in this graph's walks, by function
@@ -478,6 +480,7 @@ class CalibrationGraph:
             results = node.fit(data, node.params)
             verdict = Verdict.coerce(node.check(results, node.params, state))
         spent = watch.elapsed()
+        self._checked[name] = (data, results, spent)
         run_id = run_id_of(data)
         if verdict.spec is Spec.IN_SPEC:
             clock = self.context.clock
@@ -516,7 +519,6 @@ class CalibrationGraph:
         calibrated (some cells may still be flagged).
         """
         node = self[name]
-        state, clock = self.context.state, self.context.clock
         if cells is not None and not node.per_cell:
             raise ValueError(f"node {name!r} does not recalibrate single cells (per_cell is False)")
         selection = {int(c): str(why) for c, why in cells.items()} if cells else None
@@ -537,7 +539,34 @@ class CalibrationGraph:
                 )
             if selection is not None:
                 change = _only_cells(change, selection)
-        spent = watch.elapsed()
+        return self._record_calibration(name, data, change, watch.elapsed(), selection, fixed_point_pass)
+
+    def refresh(self, name: str, verdict: Verdict) -> bool:
+        """Update ``name`` from its last ``check_data`` (which returned ``verdict``, marked
+        ``refresh``): the node's own update of the check's results, recorded as a
+        calibration taken from the check's run at the check's cost (no new acquisition)."""
+        node = self[name]
+        data, results, spent = self._checked.pop(name)
+        with self._guard("calibrate", name):
+            self.results[name] = results
+            change = node.update(results, node.params)
+            if not isinstance(change, StateChange):
+                raise TypeError(f"{name}.update returned {type(change).__name__}, expected StateChange")
+        return self._record_calibration(name, data, change, spent, None, None, refreshed=verdict.reason)
+
+    def _record_calibration(
+        self,
+        name: str,
+        data: Any,
+        change: StateChange,
+        spent: Any,
+        selection: Mapping[int, str] | None,
+        fixed_point_pass: int | None,
+        refreshed: str | None = None,
+    ) -> bool:
+        """Apply a calibration's ``change`` and record the node (see :meth:`calibrate`)."""
+        node = self[name]
+        state, clock = self.context.state, self.context.clock
         run_id = run_id_of(data)
         version = state.next_version()
         utc = clock.utcnow().isoformat()
@@ -557,7 +586,8 @@ class CalibrationGraph:
                 verified_time_s=clock.now(),
                 run_id=run_id,
                 failed=None,
-                last_outcome="calibrated" + (f" {len(selection)} cells" if selection else ""),
+                last_outcome=("refreshed from its check" if refreshed is not None
+                              else "calibrated" + (f" {len(selection)} cells" if selection else "")),
                 params=plain(node.params_dict()),
                 recalibrated_cells={str(c): why for c, why in (selection or {}).items()},
                 fixed_point=group.name if group else None,
@@ -566,7 +596,8 @@ class CalibrationGraph:
                 wall_s=spent.wall_s,
                 check_lab_s=old.check_lab_s,
             )
-        what = f"calibrate {name}" + (f" cells {sorted(selection)}" if selection else "")
+        what = (f"refresh {name} from its check" if refreshed is not None
+                else f"calibrate {name}" + (f" cells {sorted(selection)}" if selection else ""))
         if fixed_point_pass is not None:
             what += f" (fixed point pass {fixed_point_pass})"
         state.apply(
@@ -581,6 +612,10 @@ class CalibrationGraph:
         detail = change.failed or (f"flagged {sorted(flagged)}" if flagged else "")
         if selection:
             detail = "; ".join(d for d in (f"cells {sorted(selection)}", detail) if d)
+        if refreshed is not None:
+            # the check's entry already carries its cost: logged again, it would count twice
+            detail = "; ".join(d for d in ("refreshed from the check's data", detail) if d)
+            spent = None
         self._log("calibrate", name, "failed" if change.failed else "ok", detail, spent)
         return not change.failed
 
@@ -650,6 +685,8 @@ class CalibrationGraph:
                 if blocked:
                     self._log("maintain", name, "blocked", f"failed dependencies {blocked}")
                     result = False
+                elif verdict.spec is Spec.OUT_OF_SPEC and verdict.refresh and name in self._checked:
+                    result = self.refresh(name, verdict)
                 else:
                     result = self.calibrate(name, self._cells_to_redo(name, verdict))
         self._maintained[name] = result

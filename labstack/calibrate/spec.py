@@ -50,11 +50,19 @@ class Verdict:
     ``cells`` names the cells an ``out_of_spec`` verdict is about (cell -> reason).
     Empty means the node as a whole; non-empty lets the engine recalibrate only
     those cells (Optimus's per-qubit nodes) when the node supports it.
+
+    ``refresh`` (``out_of_spec`` only): the check's own data measured the moved values
+    as a calibration would, only with fewer samples, and found nothing else wrong
+    (fits good, every cell as healthy as before). The engine then updates the state
+    from the check's result (its stated errors) instead of taking a full calibration:
+    the readout levels an amplifier walked by a few mV over a week cost the fridge the
+    check alone, not a 3-minute recalibration on top of it.
     """
 
     spec: Spec
     reason: str = ""
     cells: Mapping[int, str] = field(default_factory=dict, hash=False)
+    refresh: bool = False
 
     @classmethod
     def coerce(cls, value: Verdict | Spec | str) -> Verdict:
@@ -75,7 +83,8 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
 
     ``bad_data`` outranks ``out_of_spec`` because bad data may have an upstream
     cause that recalibrating this node cannot fix. No verdicts at all is bad data:
-    a check that looked at nothing cannot vouch for anything.
+    a check that looked at nothing cannot vouch for anything. An out-of-spec verdict
+    refreshes from the check (``refresh``) only when every out-of-spec part may.
     """
     verdicts = list(verdicts)
     if not verdicts:
@@ -91,7 +100,8 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
                 for v in worst:
                     for cell, why in v.cells.items():
                         cells[cell] = "; ".join(r for r in (cells.get(cell, ""), why) if r)
-            return Verdict(spec, reason, cells)
+            refresh = spec is Spec.OUT_OF_SPEC and all(v.refresh for v in worst)
+            return Verdict(spec, reason, cells, refresh)
     return Verdict(Spec.IN_SPEC, "")
 
 
