@@ -107,10 +107,11 @@ class Parameters:
     cool_s: float = 3000.0
     interval_s: float = 5.0
     cool_interval_s: float = 20.0
-    #: cheap check: a baseline only (base temperature still where it was?). Five readings
-    #: of each thermometer, 7 s apart: their mean is good to a few uK against a 1 mK
-    #: tolerance (a bridge reads to 0.05-0.2 %), and each costs the fridge the scanner's pauses
-    check_points: int = 5
+    #: cheap check: a baseline only (base temperature still where it was?). Three readings
+    #: of each thermometer, 7 s apart: their mean is good to ~10 uK against a 1 mK tolerance
+    #: (a bridge reads to 0.05-0.2 %), three the fewest whose scatter gives an error; each
+    #: costs the fridge the scanner's pauses (five were 35 s of every maintain pass)
+    check_points: int = 3
     tolerance_K: float = 1e-3
     #: how well a reading's time stamp matches the temperature it reports (bridge filter,
     #: integration step); added in quadrature to the time constants' statistical errors
