@@ -181,7 +181,7 @@ class CalibrationGraph:
         self.log: list[LogEntry] = []
         #: the fit results of the last calibrate / check_data of each node, for reports
         self.results: dict[str, Any] = {}
-        #: the last check_data of each node: (data, fit results, cost), for a refresh from it
+        #: a node's last check_data when its verdict offered a refresh: (data, fit results, cost)
         self._checked: dict[str, tuple[Any, Any, Any]] = {}
         #: each fixed-point group's passes in the last walk that iterated it
         self.convergence: dict[str, GroupRun] = {}
@@ -480,7 +480,10 @@ class CalibrationGraph:
             results = node.fit(data, node.params)
             verdict = Verdict.coerce(node.check(results, node.params, state))
         spent = watch.elapsed()
-        self._checked[name] = (data, results, spent)
+        if verdict.spec is Spec.OUT_OF_SPEC and verdict.refresh:
+            self._checked[name] = (data, results, spent)  # for maintain's refresh from it
+        else:
+            self._checked.pop(name, None)
         run_id = run_id_of(data)
         if verdict.spec is Spec.IN_SPEC:
             clock = self.context.clock
