@@ -122,22 +122,47 @@ class Parameters:
     limits_V: tuple[float, float] = (-1.5, 1.5)
 
 
-def patterns(n_lines: int) -> np.ndarray:
-    """``(K, n_lines)`` balanced, mutually orthogonal +-1 columns (Hadamard, first column dropped)."""
+def _paley(q: int) -> np.ndarray:
+    """Hadamard matrix of order ``q + 1`` (Paley I, ``q`` a prime = 3 mod 4), rows signed
+    so that its first column is all +1 (then every other column is balanced)."""
+    residues = {(x * x) % q for x in range(1, q)}
+    chi = np.array([0] + [1 if d in residues else -1 for d in range(1, q)])
+    jacobsthal = chi[(np.arange(q)[None, :] - np.arange(q)[:, None]) % q]
+    s = np.zeros((q + 1, q + 1), dtype=int)
+    s[0, 1:], s[1:, 0], s[1:, 1:] = 1, -1, jacobsthal
+    h = np.eye(q + 1, dtype=int) + s
+    return h * h[:, :1]
+
+
+def _is_prime(q: int) -> bool:
+    return q > 1 and all(q % d for d in range(2, math.isqrt(q) + 1))
+
+
+def patterns(n_lines: int, compact: bool = False) -> np.ndarray:
+    """``(K, n_lines)`` balanced, mutually orthogonal +-1 columns (Hadamard, first column dropped).
+
+    ``K`` is the next power of two above ``n_lines``; ``compact`` also takes the Paley
+    orders (``q + 1``, ``q`` a prime = 3 mod 4: 4, 8, 12, 20, 24, 28, 32, 44, 48, ...),
+    so 21 lines need 24 patterns instead of 32 (a check's pushes cost their ramps)."""
     k = 2
     while k < n_lines + 1:
         k *= 2
+    if compact:
+        paley = next((m for m in range(n_lines + 1, k) if m % 4 == 0 and (m - 1) % 4 == 3 and _is_prime(m - 1)), None)
+        if paley is not None:
+            return _paley(paley - 1)[:, 1 : n_lines + 1].astype(float)
     return hadamard(k)[:, 1 : n_lines + 1].astype(float)
 
 
-def design(n_cells: int, params: Parameters) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets (points, lines) added to the base voltages, group of each point)."""
+def design(n_cells: int, params: Parameters, compact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (points, lines) added to the base voltages, group of each point); ``compact``:
+    the fewest orthogonal patterns each group allows (see :func:`patterns`)."""
     rows, group_of = [], []
     for g in range(params.groups):
         lines = np.arange(g, n_cells, params.groups)
         if lines.size == 0:
             continue
-        pat = patterns(lines.size)
+        pat = patterns(lines.size, compact)
         block = np.zeros((pat.shape[0], n_cells))
         block[:, lines] = params.push_V + params.step_V * pat
         rows.append(block)
@@ -177,11 +202,13 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         for i in range(n)
     ]
     base = np.array([scurve["bias_offset_V"][i] if valid[i] else 0.0 for i in range(n)])
-    offsets, group_of = design(n, params)
+    full = mode is Mode.CALIBRATE
+    # a check pushes the fewest patterns (72 instead of 96 on a 64-cell chip): its entries
+    # are judged at their own, somewhat larger errors; a calibration keeps the powers of two
+    offsets, group_of = design(n, params, compact=not full)
     _, high = line_limits(ctx, layout.bias, params.limits_V)
     volts = base[None, :] + offsets * push_directions(base, params, high)[None, :]
     idle_couplers(ctx, layout)
-    full = mode is Mode.CALIBRATE
     read = (sample_cells(station, layout, params.sample_rate_Hz, params.n_samples) if full
             else sample_cells(station, layout, params.check_rate_Hz, params.check_samples))
     sequence = Sweep(

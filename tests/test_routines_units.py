@@ -72,11 +72,15 @@ def test_without_crosstalk_compensation_fields_are_off(tmp_path):
 
 
 def test_crosstalk_patterns_are_balanced_and_orthogonal():
-    for n in (1, 5, 6, 7, 22):
-        p = crosstalk.patterns(n)
-        assert p.shape[1] == n and p.shape[0] >= n + 1
-        np.testing.assert_array_equal(p.sum(axis=0), 0)
-        np.testing.assert_array_equal(p.T @ p, p.shape[0] * np.eye(n))
+    for n in (1, 5, 6, 7, 10, 18, 21, 22, 40):
+        for compact in (False, True):
+            p = crosstalk.patterns(n, compact)
+            assert p.shape[1] == n and p.shape[0] >= n + 1
+            np.testing.assert_array_equal(p.sum(axis=0), 0)
+            np.testing.assert_array_equal(p.T @ p, p.shape[0] * np.eye(n))
+    # a check's compact patterns: the Paley orders between the powers of two
+    assert [crosstalk.patterns(n, compact=True).shape[0] for n in (10, 18, 21, 22, 40)] == [12, 20, 24, 24, 44]
+    assert [crosstalk.patterns(n).shape[0] for n in (10, 18, 21, 22, 40)] == [16, 32, 32, 32, 64]
     params = crosstalk.Parameters()
     offsets, group_of = crosstalk.design(16, params)
     for j in range(16):
