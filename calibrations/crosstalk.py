@@ -148,7 +148,7 @@ def patterns(n_lines: int, compact: bool = False) -> np.ndarray:
     while k < n_lines + 1:
         k *= 2
     if compact:
-        paley = next((m for m in range(n_lines + 1, k) if m % 4 == 0 and (m - 1) % 4 == 3 and _is_prime(m - 1)), None)
+        paley = next((m for m in range(n_lines + 1, k) if m % 4 == 0 and _is_prime(m - 1)), None)
         if paley is not None:
             return _paley(paley - 1)[:, 1 : n_lines + 1].astype(float)
     return hadamard(k)[:, 1 : n_lines + 1].astype(float)

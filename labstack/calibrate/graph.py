@@ -544,10 +544,10 @@ class CalibrationGraph:
                 change = _only_cells(change, selection)
         return self._record_calibration(name, data, change, watch.elapsed(), selection, fixed_point_pass)
 
-    def refresh(self, name: str, verdict: Verdict) -> bool:
-        """Update ``name`` from its last ``check_data`` (which returned ``verdict``, marked
-        ``refresh``): the node's own update of the check's results, recorded as a
-        calibration taken from the check's run at the check's cost (no new acquisition)."""
+    def refresh(self, name: str) -> bool:
+        """Update ``name`` from its last ``check_data`` (whose verdict offered ``refresh``):
+        the node's own update of the check's results, recorded as a calibration taken from
+        the check's run at the check's cost (no new acquisition)."""
         node = self[name]
         data, results, spent = self._checked.pop(name)
         with self._guard("calibrate", name):
@@ -555,7 +555,7 @@ class CalibrationGraph:
             change = node.update(results, node.params)
             if not isinstance(change, StateChange):
                 raise TypeError(f"{name}.update returned {type(change).__name__}, expected StateChange")
-        return self._record_calibration(name, data, change, spent, None, None, refreshed=verdict.reason)
+        return self._record_calibration(name, data, change, spent, None, None, refreshed=True)
 
     def _record_calibration(
         self,
@@ -565,7 +565,7 @@ class CalibrationGraph:
         spent: Any,
         selection: Mapping[int, str] | None,
         fixed_point_pass: int | None,
-        refreshed: str | None = None,
+        refreshed: bool = False,
     ) -> bool:
         """Apply a calibration's ``change`` and record the node (see :meth:`calibrate`)."""
         node = self[name]
@@ -589,7 +589,7 @@ class CalibrationGraph:
                 verified_time_s=clock.now(),
                 run_id=run_id,
                 failed=None,
-                last_outcome=("refreshed from its check" if refreshed is not None
+                last_outcome=("refreshed from its check" if refreshed
                               else "calibrated" + (f" {len(selection)} cells" if selection else "")),
                 params=plain(node.params_dict()),
                 recalibrated_cells={str(c): why for c, why in (selection or {}).items()},
@@ -599,7 +599,7 @@ class CalibrationGraph:
                 wall_s=spent.wall_s,
                 check_lab_s=old.check_lab_s,
             )
-        what = (f"refresh {name} from its check" if refreshed is not None
+        what = (f"refresh {name} from its check" if refreshed
                 else f"calibrate {name}" + (f" cells {sorted(selection)}" if selection else ""))
         if fixed_point_pass is not None:
             what += f" (fixed point pass {fixed_point_pass})"
@@ -615,7 +615,7 @@ class CalibrationGraph:
         detail = change.failed or (f"flagged {sorted(flagged)}" if flagged else "")
         if selection:
             detail = "; ".join(d for d in (f"cells {sorted(selection)}", detail) if d)
-        if refreshed is not None:
+        if refreshed:
             # the check's entry already carries its cost: logged again, it would count twice
             detail = "; ".join(d for d in ("refreshed from the check's data", detail) if d)
             spent = None
@@ -688,8 +688,8 @@ class CalibrationGraph:
                 if blocked:
                     self._log("maintain", name, "blocked", f"failed dependencies {blocked}")
                     result = False
-                elif verdict.spec is Spec.OUT_OF_SPEC and verdict.refresh and name in self._checked:
-                    result = self.refresh(name, verdict)
+                elif name in self._checked:  # this check's verdict offered a refresh (check_data)
+                    result = self.refresh(name)
                 else:
                     result = self.calibrate(name, self._cells_to_redo(name, verdict))
         self._maintained[name] = result

@@ -186,6 +186,7 @@ def point_shares(readings: np.ndarray, lo: float, hi: float, sigma: float) -> tu
         return bool(np.max(np.abs(b[0] - a[0])) < POINT_EM_TOLERANCE and abs(b[2] - a[2]) < 1e-9 * abs(a[2]))
 
     state = (p, low, gap, noise)
+    n = x.shape[0]
     steps = 0
     while steps < POINT_EM_ITERATIONS:
         one = em(*state)
@@ -200,7 +201,6 @@ def point_shares(readings: np.ndarray, lo: float, hi: float, sigma: float) -> tu
         alpha = -float(np.sqrt(r @ r)) / norm_v if norm_v > 0 else -1.0
         alpha = min(alpha, -1.0)  # -1 is the plain second step
         t = t0 - 2 * alpha * r + alpha * alpha * v
-        n = x.shape[0]
         jump_p, jump_gap, jump_noise = t[:n], t[n] * scale, t[n + 1] * scale
         if np.all((jump_p > 0) & (jump_p < 1)) and jump_gap > 0 and jump_noise > 0:
             # each row's lower level follows its share and the gap (the EM's own relation)

@@ -188,7 +188,7 @@ class DacLines:
         self._forget_at = np.concatenate([self._forget_at, columns[len(_EVENT_KEYS) + 1]])
 
     def _prune(self, t: float) -> None:
-        self._gather()
+        """Forget events whose transients have decayed by ``t`` (the caller has gathered the queue)."""
         keep = self._forget_at > t
         if not keep.all():
             self._ev = {k: v[keep] for k, v in self._ev.items()}
