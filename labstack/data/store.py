@@ -73,6 +73,7 @@ import numcodecs.blosc
 import numpy as np
 
 from labstack.data.files import write_atomic, write_file
+from labstack.data.jsontext import dumps
 from labstack.data.layout import box_shape, flat_boxes, sweep_chunks
 from labstack.data.runs import (
     RUN_FORMAT,
@@ -95,16 +96,8 @@ COMPRESSOR: Final = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "
 """zarr-python's default compressor for format 2, so the files are the ones it would write."""
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def _encode(data: Any) -> str:
-    return json.dumps(data, default=_json_default)
+    return dumps(data)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -144,13 +137,14 @@ def _compress(data: np.ndarray) -> bytes:
 
 
 def _fill_json(fill: Any) -> Any:
-    """A fill value as zarr format 2 writes it in ``.zarray`` (NaN as the string "NaN")."""
+    """A fill value as zarr format 2 writes it in ``.zarray`` (NaN as the string "NaN",
+    infinities as "Infinity" and "-Infinity"): never a non-finite float."""
     if fill is None:
         return None
     if isinstance(fill, complex):
         return [_fill_json(fill.real), _fill_json(fill.imag)]
-    if isinstance(fill, float) and math.isnan(fill):
-        return "NaN"
+    if isinstance(fill, float | np.floating) and not math.isfinite(fill):
+        return "NaN" if math.isnan(fill) else ("Infinity" if fill > 0 else "-Infinity")
     return fill
 
 
@@ -470,7 +464,7 @@ class RunWriter:
         else:
             staged = self._stage(name)
         array = _V2Array(staged, shape, chunks if chunks is not None else shape, dtype, fill_value)
-        meta_text = _encode(array.metadata())
+        meta_text = dumps(array.metadata(), exact_nan=False)  # its one float, the fill, is text
         attrs_text = _encode(dict(attributes))
         write_file(f"{staged}/.zarray", meta_text.encode())
         write_file(f"{staged}/.zattrs", attrs_text.encode())

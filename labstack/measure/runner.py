@@ -9,7 +9,6 @@ Storage, flushing and crash-safety live in :mod:`labstack.data.store`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -20,11 +19,11 @@ from typing import Any
 
 import numpy as np
 from qcodes.parameters import ParameterBase
-from qcodes.utils import NumpyJSONEncoder
 from tqdm.auto import tqdm
 
 from labstack.clock import Clock, Stopwatch
 from labstack.data.attrs import attr_value
+from labstack.data.jsontext import dumps
 from labstack.data.provenance import git_revision, package_versions
 from labstack.data.runs import Run
 from labstack.data.store import DEFAULT_FLUSH_EVERY, RunWriter
@@ -82,7 +81,7 @@ def run_attrs(
         "start_utc": clock.utcnow().isoformat(),
         "clock": "virtual" if clock.is_virtual else "wall",
         "clock_start": float(clock.now()),
-        "snapshot": json.dumps(snapshot, cls=NumpyJSONEncoder),
+        "snapshot": dumps(snapshot, exact_nan=False),  # NaN -> null: see jsontext
         "sequence": sequence.to_json(),
     }
     for pkg, ver in package_versions().items():

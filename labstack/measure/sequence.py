@@ -22,6 +22,8 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 from qcodes.parameters import ParameterBase
 
+from labstack.data.jsontext import dumps
+
 ParamLike: TypeAlias = "str | ParameterBase"
 """A parameter: its dotted name in a station or the QCoDeS parameter itself."""
 
@@ -79,7 +81,10 @@ class Step:
         raise NotImplementedError
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+        """JSON text of :meth:`to_dict`; ``kwargs`` (``indent=2``) go to ``json.dumps``."""
+        if kwargs:
+            return json.dumps(self.to_dict(), **kwargs)
+        return dumps(self.to_dict())  # every run stores its sequence: the fast encoder
 
     def __eq__(self, other: object) -> bool:
         # Arrays make dataclass equality ambiguous; the serialised form is the identity.
@@ -137,7 +142,7 @@ class Read(Step):
             "param": param_name(self.param),
             "dims": list(self.dims),
             "coords": {k: _values_to_json(v) for k, v in self.coords.items()},
-            "name": self.name,
+            **({} if self.name is None else {"name": self.name}),  # unset: left out
         }
 
     @classmethod
@@ -254,7 +259,7 @@ class Sweep(Step):
             "dim": self.dim,
             "setpoints": [[param_name(p), _values_to_json(v)] for p, v in self.setpoints.items()],
             "settle": float(self.settle),
-            "coord": None if self.coord is None else _values_to_json(self.coord),
+            **({} if self.coord is None else {"coord": _values_to_json(self.coord)}),
             "body": [s.to_dict() for s in self.body],
         }
 
