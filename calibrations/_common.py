@@ -43,6 +43,28 @@ def sample_cells(station: Any, layout: ChipLayout, rate_Hz: float, n_samples: in
     return Read(f"{layout.readout}.samples", dims=("cell", "sample"), name="samples")
 
 
+#: successive samples of a check this many correlation times apart are independent draws
+#: (lag-1 correlation e^-5 < 1 %)
+DECORRELATION_TAUS = 5.0
+
+
+def decorrelated_rate(ctx: Context, slowest_Hz: float, fastest_Hz: float) -> float:
+    """The fastest sample rate, within ``[slowest_Hz, fastest_Hz]``, whose samples are
+    :data:`DECORRELATION_TAUS` stored correlation times apart for every cell a check measures.
+
+    The correlation times (``cells.<i>.tau_c_s``, :mod:`.thermalization`, at zero field,
+    the longest along an S-curve) are the chip's own: a fixed rate is either slow for a
+    chip of microsecond cells or correlated for one whose slowest cell takes a tenth of a
+    millisecond. ``slowest_Hz`` when any cell with a calibrated S-curve has none stored
+    (no thermalization node yet, or its fit failed): what a check sampled before."""
+    n = ctx.station.layout.n_cells
+    measured = np.isfinite(cell_values(ctx, n, "bias_offset_V"))
+    tau = cell_values(ctx, n, "tau_c_s")[measured]
+    if tau.size == 0 or not np.isfinite(tau).all() or (tau <= 0).any():
+        return float(slowest_Hz)
+    return float(np.clip(1.0 / (DECORRELATION_TAUS * tau.max()), slowest_Hz, fastest_Hz))
+
+
 def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) -> xr.Dataset:
     """Run ``sequence`` into a stored run named after the routine; its dataset."""
     result = run_sequence(

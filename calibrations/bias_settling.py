@@ -100,6 +100,10 @@ class Parameters:
     repeats: int = 2
     #: wait before each step: the line must have settled from the last one (10 x 50 ms)
     wait_s: float = 0.5
+    #: a check waits this many of the stored settle times (``dac.settle_s``, a residual of
+    #: 1e-3; twice that leaves ~1e-6), at most ``wait_s``: a 64-cell check 12.7 -> ~8 s of
+    #: fridge time. A line that slowed shows as a transient still moving, out of spec
+    check_wait_settles: float = 2.0
     #: what may be left of a step when a sweep samples (2 V steps: 2 mV)
     residual: float = 1e-3
     #: lines differ from their average by their components' tolerance (+-5 %): allow for it
@@ -155,12 +159,15 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if len(filters) != 1:
         raise RuntimeError(f"bias lines have different output filters {sorted(filters)}: settle them one filter at a time")
     delays = [k * params.period_s / params.n_delays for k in range(params.n_delays)]
+    wait = params.wait_s
+    if mode is Mode.CHECK and "dac.settle_s" in ctx.state and ctx.state.get("dac.settle_s").valid:
+        wait = min(wait, params.check_wait_settles * float(ctx.state.value("dac.settle_s")))
     traces: list[Step] = []
     names = []
     for direction, (start, end) in (("up", (low, high)), ("down", (high, low))):
         for k, delay in enumerate(delays):
             body: list[Step] = [Set(name, float(v)) for name, v in zip(layout.bias, start, strict=True)]
-            body.append(Wait(params.wait_s))
+            body.append(Wait(wait))
             body += [Set(name, float(v)) for name, v in zip(layout.bias, end, strict=True)]
             if delay > 0:
                 body.append(Wait(delay))

@@ -78,6 +78,7 @@ from labstack.calibrate import (
 from labstack.calibrations import _lockin, switching
 from labstack.calibrations._common import (
     cell_values,
+    decorrelated_rate,
     idle_couplers,
     line_limits,
     run,
@@ -161,8 +162,11 @@ class Parameters:
     check_samples: int = 200
     #: a check samples faster: only at base, against values this node measured, and the
     #: per-point shares of the S-curve fits (labstack.fit.fit_scurve) follow the readout's
-    #: offset wander over the shorter points; the maintenance pass costs the fridge less
+    #: offset wander over the shorter points; the maintenance pass costs the fridge less.
+    #: As fast as the chip's measured correlation times allow (:func:`._common.decorrelated_rate`),
+    #: up to ``check_rate_max_Hz``
     check_rate_Hz: float = 1000.0
+    check_rate_max_Hz: float = 10000.0
     #: a cell is out of spec when its base width moved by more than this fraction
     tolerance_rel: float = 0.05
     limits_V: tuple[float, float] = (-1.5, 1.5)
@@ -192,7 +196,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
         chain = _lockin.prepare(ctx, settings, high, {b: -v for b, v in high.items()})
     else:
         read = (sample_cells(ctx.station, layout, params.sample_rate_Hz, params.n_samples) if mode is Mode.CALIBRATE
-                else sample_cells(ctx.station, layout, params.check_rate_Hz, params.check_samples))
+                else sample_cells(ctx.station, layout, decorrelated_rate(ctx, params.check_rate_Hz, params.check_rate_max_Hz),
+                                  params.check_samples))
         n_reads = int(ctx.station.components[layout.readout].n_samples())
         idle_couplers(ctx, layout)
     temps = params.temperatures_K if mode is Mode.CALIBRATE else (0.0,)
@@ -237,7 +242,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
             run_ids.append(ds.attrs["run_id"])
             data = values_in(ds["samples"], "cell", "point", "sample")
             samples[active] = data[active]
-        t_after = chip_temperature(ctx)
+        # a check is a few seconds at base: its one reading stands for the whole of it
+        t_after = chip_temperature(ctx) if mode is Mode.CALIBRATE else t_chip
         blocks.append((0.5 * (t_chip + t_after), grids, samples))
         # widths at this temperature predict the next grid
         for i in np.flatnonzero(good):

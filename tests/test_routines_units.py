@@ -332,3 +332,33 @@ def test_two_temperatures_give_an_arrhenius_line_with_propagated_errors():
     assert np.std([d["barrier_K"] for d in draws]) == pytest.approx(f.error("barrier_K"), rel=0.05)
     assert np.std([d["ln_gamma0"] for d in draws]) == pytest.approx(f.error("ln_gamma0"), rel=0.05)
     assert not _arrhenius(np.array([30.0, 30.0]), y, err).success
+
+
+def test_a_check_samples_as_fast_as_the_measured_correlation_times_allow(tmp_path):
+    """Five of the slowest measured cell's correlation times apart, between the check's
+    slowest and fastest rates; the slowest rate while any measured cell has no time stored."""
+    from types import SimpleNamespace
+
+    from labstack.calibrations._common import decorrelated_rate
+
+    state = CalibrationState.load(tmp_path / "state")
+    n = 4
+    ctx = SimpleNamespace(station=SimpleNamespace(layout=SimpleNamespace(n_cells=n)), state=state)
+    change = StateChange()
+    for i in range(n):
+        change.set(f"cells.{i}.bias_offset_V", 0.1 * i, 1e-3, "V")
+    change.flag("cells.3.bias_offset_V", "no_switching", "V")  # not measured by a check
+    for i, tau in enumerate((2e-6, 40e-6, 5e-6)):
+        change.set(f"cells.{i}.tau_c_s", tau, tau * 0.1, "s")
+    state.apply(change, clock=VirtualClock(), node="test")
+    assert decorrelated_rate(ctx, 1e3, 1e4) == pytest.approx(1 / (5 * 40e-6))  # 5 kHz
+    assert decorrelated_rate(ctx, 1e3, 2e3) == 2e3  # capped
+    slow = StateChange()
+    slow.set("cells.1.tau_c_s", 2e-3, 2e-4, "s")
+    state.apply(slow, clock=VirtualClock(), node="test")
+    assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # a millisecond cell: never slower than the floor
+    missing = StateChange()
+    missing.flag("cells.2.tau_c_s", "fit_failed", "s")
+    missing.set("cells.1.tau_c_s", 2e-6, 2e-7, "s")
+    state.apply(missing, clock=VirtualClock(), node="test")
+    assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # a measured cell without a time: the floor
