@@ -55,12 +55,16 @@ def decorrelated_rate(ctx: Context, slowest_Hz: float, fastest_Hz: float) -> flo
     The correlation times (``cells.<i>.tau_c_s``, :mod:`.thermalization`, at zero field,
     the longest along an S-curve) are the chip's own: a fixed rate is either slow for a
     chip of microsecond cells or correlated for one whose slowest cell takes a tenth of a
-    millisecond. ``slowest_Hz`` when any cell with a calibrated S-curve has none stored
-    (no thermalization node yet, or its fit failed): what a check sampled before."""
+    millisecond. ``slowest_Hz`` when no cell with a calibrated S-curve has one stored (no
+    thermalization node yet): what a check sampled before. A cell whose time was not
+    measured (its rates too fast to resolve, as a rule: slow rates are the easy ones) does
+    not hold the others back; should it be slower, its fit counts its correlated draws as
+    fewer (``effective_count``): a larger error, never a wrong one."""
     n = ctx.station.layout.n_cells
     measured = np.isfinite(cell_values(ctx, n, "bias_offset_V"))
     tau = cell_values(ctx, n, "tau_c_s")[measured]
-    if tau.size == 0 or not np.isfinite(tau).all() or (tau <= 0).any():
+    tau = tau[np.isfinite(tau) & (tau > 0)]
+    if tau.size == 0:
         return float(slowest_Hz)
     return float(np.clip(1.0 / (DECORRELATION_TAUS * tau.max()), slowest_Hz, fastest_Hz))
 
@@ -87,6 +91,15 @@ def settle_time(ctx: Context, settle_s: float) -> float:
     if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
         return max(float(settle_s), float(ctx.state.value(key)))
     return float(settle_s)
+
+
+def stored_settle(ctx: Context, default_s: float) -> float:
+    """The bias lines' measured settle time (``dac.settle_s``, :mod:`.bias_settling`), at most
+    ``default_s`` (a routine's wait before it was measured); ``default_s`` until then."""
+    key = "dac.settle_s"
+    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
+        return min(float(default_s), float(ctx.state.value(key)))
+    return float(default_s)
 
 
 def cell_values(ctx: Context, n_cells: int, key: str, default: float = math.nan) -> np.ndarray:

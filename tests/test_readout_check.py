@@ -31,7 +31,10 @@ def test_checks_of_a_still_readout_pass_and_a_moved_level_is_caught(virtual_stat
         verdicts.append(graph.check_data("readout"))
         checked = runs_of(tmp_path, "readout")[-1]  # the data the check just judged
         chi2 += [c.fit.chi2_reduced for c in readout.fit(checked, graph["readout"].params).cells if c.ok]
-    assert [v.spec for v in verdicts] == [Spec.IN_SPEC] * CHECKS, [v.reason for v in verdicts]
+    # the threshold is family-wise at 1 % a check (readout.CHECK_FALSE_ALARM): one false
+    # alarm in six checks is within its design (measured: 1 in 120), two happen 0.15 % of the time
+    alarms = [v.reason for v in verdicts if v.spec is not Spec.IN_SPEC]
+    assert len(alarms) <= 1, alarms
     # the fixed threshold of 5 would have flagged some of these checks on noise alone
     assert np.nanmax(chi2) > 5.0, np.nanmax(chi2)
     # a level that really moved (the amplifier's offset on one channel, 3 mV) is out of spec

@@ -336,7 +336,7 @@ def test_two_temperatures_give_an_arrhenius_line_with_propagated_errors():
 
 def test_a_check_samples_as_fast_as_the_measured_correlation_times_allow(tmp_path):
     """Five of the slowest measured cell's correlation times apart, between the check's
-    slowest and fastest rates; the slowest rate while any measured cell has no time stored."""
+    slowest and fastest rates; the slowest rate while no measured cell has a time stored."""
     from types import SimpleNamespace
 
     from labstack.calibrations._common import decorrelated_rate
@@ -359,6 +359,11 @@ def test_a_check_samples_as_fast_as_the_measured_correlation_times_allow(tmp_pat
     assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # a millisecond cell: never slower than the floor
     missing = StateChange()
     missing.flag("cells.2.tau_c_s", "fit_failed", "s")
-    missing.set("cells.1.tau_c_s", 2e-6, 2e-7, "s")
+    missing.set("cells.1.tau_c_s", 20e-6, 2e-6, "s")
     state.apply(missing, clock=VirtualClock(), node="test")
-    assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # a measured cell without a time: the floor
+    assert decorrelated_rate(ctx, 1e3, 1e4) == pytest.approx(1e4)  # a cell without a time does not hold the others back
+    none = StateChange()
+    for i in range(3):
+        none.flag(f"cells.{i}.tau_c_s", "fit_failed", "s")
+    state.apply(none, clock=VirtualClock(), node="test")
+    assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # no time measured at all: the floor
