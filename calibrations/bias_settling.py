@@ -101,9 +101,10 @@ class Parameters:
     #: wait before each step: the line must have settled from the last one (10 x 50 ms)
     wait_s: float = 0.5
     #: a check waits this many of the stored settle times (``dac.settle_s``, a residual of
-    #: 1e-3; twice that leaves ~1e-6), at most ``wait_s``: a 64-cell check 12.7 -> ~8 s of
-    #: fridge time. A line that slowed shows as a transient still moving, out of spec
-    check_wait_settles: float = 2.0
+    #: 1e-3; one and a half leave ~3e-5, microvolts of a step), at most ``wait_s``: a 64-cell
+    #: check 12.7 -> ~7 s of fridge time. A line that slowed shows as a transient still
+    #: moving, out of spec
+    check_wait_settles: float = 1.5
     #: what may be left of a step when a sweep samples (2 V steps: 2 mV)
     residual: float = 1e-3
     #: lines differ from their average by their components' tolerance (+-5 %): allow for it
