@@ -367,3 +367,24 @@ def test_a_check_samples_as_fast_as_the_measured_correlation_times_allow(tmp_pat
         none.flag(f"cells.{i}.tau_c_s", "fit_failed", "s")
     state.apply(none, clock=VirtualClock(), node="test")
     assert decorrelated_rate(ctx, 1e3, 1e4) == 1e3  # no time measured at all: the floor
+
+
+def test_a_check_waits_the_lines_measured_settle_time_never_longer_than_before(tmp_path):
+    """``stored_settle``: the measured ``dac.settle_s`` once bias settling has run, at most
+    the routine's own wait; the routine's wait until then, and when the entry is flagged."""
+    from types import SimpleNamespace
+
+    from labstack.calibrations._common import stored_settle
+
+    state = CalibrationState.load(tmp_path / "state")
+    ctx = SimpleNamespace(state=state)
+    assert stored_settle(ctx, 0.5) == 0.5
+    change = StateChange()
+    change.set("dac.settle_s", 0.14, None, "s")
+    state.apply(change, clock=VirtualClock(), node="test")
+    assert stored_settle(ctx, 0.5) == pytest.approx(0.14)
+    assert stored_settle(ctx, 0.1) == pytest.approx(0.1)  # a slow line never lengthens a wait
+    flagged = StateChange()
+    flagged.flag("dac.settle_s", "fit_failed", "s")
+    state.apply(flagged, clock=VirtualClock(), node="test")
+    assert stored_settle(ctx, 0.5) == 0.5
