@@ -84,22 +84,27 @@ def run(ctx: Context, name: str, sequence: Step, metadata: Mapping[str, Any]) ->
     return result.dataset()
 
 
+def measured_settle(ctx: Context) -> float | None:
+    """The bias lines' measured settle time (``dac.settle_s``, :mod:`.bias_settling`), or
+    None before it was measured (or while its entry is flagged)."""
+    key = "dac.settle_s"
+    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
+        return float(ctx.state.value(key))
+    return None
+
+
 def settle_time(ctx: Context, settle_s: float) -> float:
     """How long a sweep waits after setting a point: its own ``settle_s``, or longer if the
     bias lines were measured to need it (``dac.settle_s``, :mod:`.bias_settling`)."""
-    key = "dac.settle_s"
-    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
-        return max(float(settle_s), float(ctx.state.value(key)))
-    return float(settle_s)
+    measured = measured_settle(ctx)
+    return float(settle_s) if measured is None else max(float(settle_s), measured)
 
 
-def stored_settle(ctx: Context, default_s: float) -> float:
-    """The bias lines' measured settle time (``dac.settle_s``, :mod:`.bias_settling`), at most
-    ``default_s`` (a routine's wait before it was measured); ``default_s`` until then."""
-    key = "dac.settle_s"
-    if key in ctx.state and ctx.state.get(key).valid and ctx.state.value(key) is not None:
-        return min(float(default_s), float(ctx.state.value(key)))
-    return float(default_s)
+def stored_settle(ctx: Context, default_s: float, settles: float = 1.0) -> float:
+    """``settles`` times the bias lines' measured settle time, at most ``default_s`` (a
+    routine's wait before it was measured); ``default_s`` until then."""
+    measured = measured_settle(ctx)
+    return float(default_s) if measured is None else min(float(default_s), settles * measured)
 
 
 def cell_values(ctx: Context, n_cells: int, key: str, default: float = math.nan) -> np.ndarray:

@@ -52,7 +52,14 @@ from labstack.calibrate import (
     Verdict,
     combine,
 )
-from labstack.calibrations._common import cell_values, idle_couplers, run, sample_cells, set_lines
+from labstack.calibrations._common import (
+    cell_values,
+    idle_couplers,
+    run,
+    sample_cells,
+    set_lines,
+    stored_settle,
+)
 from labstack.calibrations.cell_states import digitize
 from labstack.data import values_in
 from labstack.fit import FitResult
@@ -160,9 +167,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if len(filters) != 1:
         raise RuntimeError(f"bias lines have different output filters {sorted(filters)}: settle them one filter at a time")
     delays = [k * params.period_s / params.n_delays for k in range(params.n_delays)]
-    wait = params.wait_s
-    if mode is Mode.CHECK and "dac.settle_s" in ctx.state and ctx.state.get("dac.settle_s").valid:
-        wait = min(wait, params.check_wait_settles * float(ctx.state.value("dac.settle_s")))
+    wait = params.wait_s if mode is not Mode.CHECK else stored_settle(ctx, params.wait_s, params.check_wait_settles)
     traces: list[Step] = []
     names = []
     for direction, (start, end) in (("up", (low, high)), ("down", (high, low))):

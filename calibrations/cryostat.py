@@ -148,11 +148,10 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     channel = heater(ctx)
     set_heater_current(ctx, 0.0)
     base_steps = reads("base")
-    interval = max(params.interval_s, offsets[list(thermometers)[-1]])
-    if mode is Mode.CHECK:
-        # one thermometer, never switched away from: each reading waits its scanner pause
-        # (a fresh reading) and nothing else (10.5 s a check instead of 13.5)
-        interval = offsets[list(thermometers)[-1]]
+    # a check's one thermometer is never switched away from: each reading waits its scanner
+    # pause (a fresh reading) and nothing else (10.5 s a check instead of 13.5)
+    pause = offsets[list(thermometers)[-1]]
+    interval = pause if mode is Mode.CHECK else max(params.interval_s, pause)
     cool_interval = max(params.cool_interval_s, interval)
     if mode is Mode.CHECK:
         seq = Sequence((Trace("t_base", params.check_points, interval, base_steps),))

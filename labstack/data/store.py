@@ -96,12 +96,8 @@ COMPRESSOR: Final = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "
 """zarr-python's default compressor for format 2, so the files are the ones it would write."""
 
 
-def _encode(data: Any) -> str:
-    return dumps(data)
-
-
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    write_atomic(path, _encode(data).encode())
+    write_atomic(path, dumps(data).encode())
 
 
 def _extend_json(text: str, keys: set[str], extra: Mapping[str, Any]) -> str | None:
@@ -114,7 +110,7 @@ def _extend_json(text: str, keys: set[str], extra: Mapping[str, Any]) -> str | N
         return text
     if keys.intersection(extra):
         return None
-    tail = _encode(dict(extra))
+    tail = dumps(dict(extra))
     return tail if text == "{}" else f"{text[:-1]}, {tail[1:]}"
 
 
@@ -398,9 +394,9 @@ class RunWriter:
         self.store = self.path / STORE_NAME
         self.attrs: dict[str, Any] = {"run_id": self.id, **dict(attrs or {})}
         # JSON text of every metadata document as written, for the closing .zmetadata
-        group_text = _encode({"zarr_format": ZARR_FORMAT})
+        group_text = dumps({"zarr_format": ZARR_FORMAT})
         self._metadata: dict[str, str] = {".zgroup": group_text}
-        self._attrs_text = _encode(self.attrs)
+        self._attrs_text = dumps(self.attrs)
         self._attrs_keys = set(self.attrs)
         self._dir, self._store_dir = os.fspath(self.path), os.fspath(self.store)
         self.variables: dict[str, Variable] = {}
@@ -465,7 +461,7 @@ class RunWriter:
             staged = self._stage(name)
         array = _V2Array(staged, shape, chunks if chunks is not None else shape, dtype, fill_value)
         meta_text = dumps(array.metadata(), exact_nan=False)  # its one float, the fill, is text
-        attrs_text = _encode(dict(attributes))
+        attrs_text = dumps(dict(attributes))
         write_file(f"{staged}/.zarray", meta_text.encode())
         write_file(f"{staged}/.zattrs", attrs_text.encode())
         if data is not None:
@@ -617,12 +613,12 @@ class RunWriter:
                 self.attrs = json.loads(group_attrs.read_text())
                 self.attrs.update(final)
                 _write_json(group_attrs, self.attrs)
-                consolidated = _encode(consolidated_metadata(self.store))
+                consolidated = dumps(consolidated_metadata(self.store))
             else:
                 text = _extend_json(self._attrs_text, self._attrs_keys, final)
                 self.attrs.update(final)
                 if text is None:
-                    text = _encode(self.attrs)
+                    text = dumps(self.attrs)
                 consolidated = _consolidated_text({**self._metadata, ".zattrs": text})
                 if self._staged_store is not None:
                     self.place(text, consolidated)  # nothing flushed before: all in one go
