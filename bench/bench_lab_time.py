@@ -50,7 +50,8 @@ from labstack.distributed.chips import calibrate_chips  # noqa: E402
 from tests import family  # noqa: E402
 
 OLD = {
-    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0, "switching_points": False},
+    "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0, "switching_points": False,
+                              "mc_settle_taus": 5.0},
     "thermalization": {"boost_heater": False},
     "bias_scurve": {"sample_rate_Hz": 100.0},
     "crosstalk": {"sample_rate_Hz": 100.0},

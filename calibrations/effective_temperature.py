@@ -149,6 +149,15 @@ class Parameters:
     #: family (seeds 901-919, chips never tuned for) the pulls came out rms 0.89 and every
     #: other criterion held
     chip_settle_taus: float = 3.0
+    #: the mixing chamber's time constants a plateau is held for (fridge.heat_to): after a
+    #: shaped step, 3 leave none beyond the chip's settling, as the thermalization node's
+    #: plateaus (switching.Settings.settle_taus). What the shaped step leaves (the model's
+    #: error, a few per cent of the step) decays with the time constant at the plateau,
+    #: 75-700 s, while a plateau's S-curves take ~20 s between two readings of the chip
+    #: thermometer whose mean is the temperature fitted: the drift within them is a few
+    #: tenths of a per cent of the step, linear, and that mean follows it. 5 (two time
+    #: constants at each plateau) cost a 16-cell chain 20 of the node's 82 min of fridge time
+    mc_settle_taus: float = 3.0
     settle_s: float = 0.05
     park_widths: float = 10.0
     #: on the way down from the last plateau, stop at the thermalization node's warm
@@ -208,7 +217,8 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     t_prev: float | None = None
     blocks, run_ids = [], []
     down = params.switching_points and mode is Mode.CALIBRATE and not lockin and len(temps) > 1
-    for t_set in plateaus(ctx, temps, boost=params.boost_heater, chip_taus=params.chip_settle_taus, cool=not down):
+    for t_set in plateaus(ctx, temps, settle_taus=params.mc_settle_taus, boost=params.boost_heater,
+                         chip_taus=params.chip_settle_taus, cool=not down):
         t_chip = chip_temperature(ctx)
         if t_prev is not None:
             w_pred = w_pred * math.sqrt(max(t_chip / t_prev, 1.0))

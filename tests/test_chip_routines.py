@@ -179,8 +179,12 @@ def test_effective_temperature_and_thermalization_on_16_cells(virtual_station, t
     t_eff = truth_at_middle(lab, base_run, "bias_point").t_eff_K
     true_tau = correlation_time(np.zeros(len(live)), t_eff, t.cells.gamma0_Hz[live], t.cells.barrier_K[live],
                                 bounded=t.dynamics.bounded_kramers)
-    tau = np.array([state.value(f"cells.{i}.tau_c_s") for i in live])
-    assert np.all(np.abs(np.log(tau / true_tau)) < 0.15), np.log(tau / true_tau)
+    # judged in its own standard errors, family-wise over the live cells (a fixed 15 % had
+    # been 3 sigma of the ~5 % errors: one cell in fourteen reached it on noise alone)
+    tau_c = [state.get(f"cells.{i}.tau_c_s") for i in live]
+    tau = np.array([e.value for e in tau_c])
+    z = np.log(tau / true_tau) / (np.array([e.stderr for e in tau_c]) / tau)
+    assert np.all(np.abs(z) < family_n_sigma(len(live))), z
     assert state.value("thermalization.ess_per_s_min") > 1e4
     # the warm switching points were taken on the effective-temperature node's way down, where
     # the true T_eff is the thermalization node's steps times its base value, and that node
