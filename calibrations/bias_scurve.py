@@ -75,7 +75,7 @@ from labstack.calibrations._common import (
 )
 from labstack.calibrations.cell_states import leak_values, subtract_leak
 from labstack.calibrations.idle_coupling import idle_coupling, offset_errors
-from labstack.calibrations.scurve_windows import Window, needs_window
+from labstack.calibrations.scurve_windows import Window, merged_volts, needs_window
 from labstack.data import values_in
 from labstack.fit import ScurveResult, fit_mean_scurve, fit_scurve, logistic
 from labstack.measure import Sweep
@@ -177,7 +177,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if full and ctx.selection:
         windows = _stored_windows(ctx, ctx.selection)
         if windows is not None:
-            return _merged([_window_run(ctx, params, read, meta, w) for w in windows], windows, with_main=False)
+            return _merged([_windows_run(ctx, params, read, meta, windows)], windows, with_main=False)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     if not full:
         return _sweep(ctx, params, read, meta, check_span(ctx, volts, params.check_widths))
@@ -186,7 +186,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     windows = needs_window(fit(main, params), volts, broken) if params.windows else []
     if not windows:
         return main
-    return _merged([main, *(_window_run(ctx, params, read, meta, w) for w in windows)], windows, with_main=True)
+    return _merged([main, _windows_run(ctx, params, read, meta, windows)], windows, with_main=True)
 
 
 def check_span(ctx: Context, volts: np.ndarray, widths: float) -> np.ndarray:
@@ -246,10 +246,13 @@ def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndar
     return ds
 
 
-def _window_run(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], w: Window) -> xr.Dataset:
-    low, high = line_limits(ctx, [ctx.station.layout.bias[w.cell]], params.limits_V)
-    volts = w.volts(params.window_widths, params.window_points, (float(low[0]), float(high[0])))
-    return _sweep(ctx, params, read, {**meta, "window": {"cell": w.cell, "why": w.why}}, volts)
+def _windows_run(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], windows: list[Window]) -> xr.Dataset:
+    """Every window in one sweep (:func:`~labstack.calibrations.scurve_windows.merged_volts`),
+    within every line's limits: all lines move together."""
+    low, high = line_limits(ctx, ctx.station.layout.bias, params.limits_V)
+    volts = merged_volts(windows, params.window_widths, params.window_points, (float(low.max()), float(high.min())))
+    cells = [{"cell": w.cell, "why": w.why} for w in windows]
+    return _sweep(ctx, params, read, {**meta, "windows": cells}, volts)
 
 
 def _stored_windows(ctx: Context, cells: Any) -> list[Window] | None:
@@ -266,13 +269,13 @@ def _stored_windows(ctx: Context, cells: Any) -> list[Window] | None:
 
 def _merged(parts: list[xr.Dataset], windows: list[Window], with_main: bool) -> xr.Dataset:
     """The parts as one dataset along ``bias``: ``block`` says which run each point came
-    from, ``block_cells`` which cells a block is for (None: every cell), ``bias_clock``
-    counts from the first part's start."""
+    from, ``block_cells`` which cells a block is for (None: every cell; the windows' block
+    is for the cells it has windows for), ``bias_clock`` counts from the first part's start."""
     t0 = float(parts[0].attrs["clock_start"])
     samples = np.concatenate([values_in(p["samples"], "bias", "cell", "sample") for p in parts])
     clock = np.concatenate([np.asarray(p["bias_clock"].values, float) + float(p.attrs["clock_start"]) - t0 for p in parts])
     block = np.concatenate([np.full(p.sizes["bias"], k) for k, p in enumerate(parts)])
-    cells = ([None] if with_main else []) + [[w.cell] for w in windows]
+    cells = ([None] if with_main else []) + [sorted(w.cell for w in windows)]
     ds = xr.Dataset(
         {"samples": (("bias", "cell", "sample"), samples, dict(parts[0]["samples"].attrs)),
          "bias_clock": (("bias",), clock), "block": (("bias",), block)},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from labstack.calibrate import CalibrationState, Context, StateChange
-from labstack.calibrations.scurve_windows import beyond_the_end, needs_window
+from labstack.calibrations.scurve_windows import Window, beyond_the_end, merged_volts, needs_window
 from labstack.data import load_run
 from labstack.fit import FitResult, ScurveResult, logistic
 from labstack.session import calibrate_station
@@ -46,6 +48,27 @@ def test_which_cells_get_windows_and_why():
     assert windows[5].centre_V == pytest.approx(1.1, abs=0.1) and windows[5].width_V == pytest.approx(0.05)
 
 
+def test_one_sweep_covers_every_window_at_its_own_spacing():
+    narrow, twin, wide, far = (Window(0, 0.10, 0.02, ""), Window(1, 0.13, 0.02, ""), Window(2, 0.2, 0.1, ""),
+                               Window(3, -0.8, 0.02, ""))
+    windows = [narrow, twin, wide, far]
+    volts = merged_volts(windows, 6.0, 31, (-1.0, 1.0))
+    assert np.all(np.diff(volts) > 0)
+    for w in windows:  # every point a window asks for has one of the sweep's near it
+        grid = w.volts(6.0, 31, (-1.0, 1.0))
+        nearest = np.abs(grid[:, None] - volts[None, :]).min(axis=1)
+        assert nearest.max() <= 0.5 * (grid[1] - grid[0]) + 1e-12
+        inside = volts[(volts >= grid[0]) & (volts <= grid[-1])]
+        assert np.diff(inside).max() <= (grid[1] - grid[0]) * (1 + 1e-9)
+    # two overlapping windows of one spacing cost about one grid more than one of them,
+    # far fewer than one sweep each
+    assert len(volts) < 4 * 31 - 25
+    assert len(merged_volts([narrow], 6.0, 31, (-1.0, 1.0))) == 31
+    # the limits hold: a window at the edge is cut, not extended
+    edge = merged_volts([Window(0, 0.98, 0.02, "")], 6.0, 31, (-1.0, 1.0))
+    assert edge.max() <= 1.0 and edge.min() == pytest.approx(0.86)
+
+
 def _calibrate(tmp_path, name: str, windows: bool):
     """An ideal 8-cell chip with one offset at the sweep's end and one very narrow curve."""
     truth = GroundTruth.from_seed(5, 8, "chain", realism="ideal")
@@ -77,9 +100,10 @@ def test_edge_and_narrow_cells_get_windows_and_honest_precise_offsets(tmp_path):
         assert e.valid, e.note
         pulls[cell] = (e.value - lab.truth.cells.v0_V[cell]) / e.stderr
         assert abs(pulls[cell]) < 3, pulls
-    # the values name one stored run: the chip-wide sweep (block 0) and the two windows
+    # the values name one stored run: the chip-wide sweep (block 0) and the windows' sweep
     run = load_run(state.get("cells.2.bias_offset_V").run_id, data_dir).dataset()
-    assert set(np.unique(run["block"].values)) == {0, 1, 2}
+    assert set(np.unique(run["block"].values)) == {0, 1}
+    assert json.loads(run.attrs["block_cells"])[1] == [2, 5]
     narrow = state.get("cells.5.bias_offset_V").stderr
     # the wrong model: one range and one grid for every cell. The narrow curve then has a
     # couple of points on its transition: its offset is ~3x less precise
