@@ -48,8 +48,14 @@ class Settings:
     #: and the chip thermometer is read right before it, so steady beats exact
     settle_taus: float = 3.0
     limits_V: tuple[float, float] = (-1.5, 1.5)
-    #: warm points older than this (lab time, s) are not used: the chip drifts
-    max_age_s: float = 3600.0
+    #: warm points older than this (lab time, s) are not used: the chip drifts. The points
+    #: are taken before the effective-temperature node's cool-down, and the bias loop's
+    #: second pass runs before this node: on a fridge of the realistic range (time constant
+    #: at base up to 1500 s, three of them to cool) they are 1-2 h old when it comes, and a
+    #: limit of one hour made a 64-cell grid's node heat the fridge again (70 min of fridge
+    #: time). Within two hours the drift that matters here is small: the points sit at the
+    #: cells' zero-field offsets, where an offset's wander moves a rate only in second order
+    max_age_s: float = 7200.0
 
     def comparable(self) -> dict[str, Any]:
         """The fields that change what a point measures (not how long it may be kept)."""
