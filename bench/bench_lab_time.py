@@ -9,7 +9,8 @@ calibration would cost there. This bench calibrates one chip of the family
   ``settle_taus`` time constants of fridge and chip at each plateau
   (``boost_heater=False`` for the effective-temperature and thermalization nodes), bias
   S-curves and crosstalk patterns sampled at 100 Hz and effective-temperature S-curves
-  at 50 Hz, each of those two nodes with its own heat-and-cool cycle, and the
+  at 50 Hz, each of those two nodes with its own heat-and-cool cycle, each bias
+  S-curve window a sweep of its own, and the
   cryostat's warm-up traced for 1500 s and its cool-down for at least 3000 s;
 * **new**: today's defaults.
 
@@ -53,7 +54,7 @@ OLD = {
     "effective_temperature": {"boost_heater": False, "sample_rate_Hz": 50.0, "switching_points": False,
                               "mc_settle_taus": 5.0},
     "thermalization": {"boost_heater": False},
-    "bias_scurve": {"sample_rate_Hz": 100.0},
+    "bias_scurve": {"sample_rate_Hz": 100.0, "windows_together": False},
     "crosstalk": {"sample_rate_Hz": 100.0},
     "cryostat": {"heat_s": 1500.0, "cool_min_s": 3000.0},
 }

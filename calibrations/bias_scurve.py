@@ -142,6 +142,9 @@ class Parameters:
     windows: bool = True
     window_widths: float = 6.0
     window_points: int = 31
+    #: every window in one sweep (scurve_windows.merged_volts); False: one sweep per window,
+    #: as before December 2026 (what bench/bench_lab_time.py's earlier settings measure)
+    windows_together: bool = True
     #: the bias lines' safe range, which a window never leaves
     limits_V: tuple[float, float] = (-1.5, 1.5)
 
@@ -177,7 +180,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     if full and ctx.selection:
         windows = _stored_windows(ctx, ctx.selection)
         if windows is not None:
-            return _merged([_windows_run(ctx, params, read, meta, windows)], windows, with_main=False)
+            return _merged(*_window_runs(ctx, params, read, meta, windows), windows, main=None)
     volts = np.linspace(params.v_start, params.v_stop, n_points)
     if not full:
         return _sweep(ctx, params, read, meta, check_span(ctx, volts, params.check_widths))
@@ -186,7 +189,7 @@ def acquire(ctx: Context, params: Parameters, mode: Mode = Mode.CALIBRATE) -> xr
     windows = needs_window(fit(main, params), volts, broken) if params.windows else []
     if not windows:
         return main
-    return _merged([main, _windows_run(ctx, params, read, meta, windows)], windows, with_main=True)
+    return _merged(*_window_runs(ctx, params, read, meta, windows), windows, main=main)
 
 
 def check_span(ctx: Context, volts: np.ndarray, widths: float) -> np.ndarray:
@@ -246,6 +249,15 @@ def _acquire_lockin(ctx: Context, params: Parameters, mode: Mode, volts: np.ndar
     return ds
 
 
+def _window_runs(
+    ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], windows: list[Window]
+) -> tuple[list[xr.Dataset], list[list[int]]]:
+    """The windows' runs (one, or one per window) and the cells each is for."""
+    groups = [windows] if params.windows_together else [[w] for w in windows]
+    return ([_windows_run(ctx, params, read, meta, g) for g in groups],
+            [sorted(w.cell for w in g) for g in groups])
+
+
 def _windows_run(ctx: Context, params: Parameters, read: Any, meta: dict[str, Any], windows: list[Window]) -> xr.Dataset:
     """Every window in one sweep (:func:`~labstack.calibrations.scurve_windows.merged_volts`),
     within every line's limits: all lines move together."""
@@ -267,15 +279,19 @@ def _stored_windows(ctx: Context, cells: Any) -> list[Window] | None:
     return out
 
 
-def _merged(parts: list[xr.Dataset], windows: list[Window], with_main: bool) -> xr.Dataset:
-    """The parts as one dataset along ``bias``: ``block`` says which run each point came
-    from, ``block_cells`` which cells a block is for (None: every cell; the windows' block
-    is for the cells it has windows for), ``bias_clock`` counts from the first part's start."""
+def _merged(
+    window_parts: list[xr.Dataset], window_cells: list[list[int]], windows: list[Window], main: xr.Dataset | None
+) -> xr.Dataset:
+    """The chip-wide sweep (if any) and the windows' runs as one dataset along ``bias``:
+    ``block`` says which run each point came from, ``block_cells`` which cells a block is
+    for (None: every cell; a windows' run is for the cells it has windows for),
+    ``bias_clock`` counts from the first part's start."""
+    parts = ([main] if main is not None else []) + window_parts
     t0 = float(parts[0].attrs["clock_start"])
     samples = np.concatenate([values_in(p["samples"], "bias", "cell", "sample") for p in parts])
     clock = np.concatenate([np.asarray(p["bias_clock"].values, float) + float(p.attrs["clock_start"]) - t0 for p in parts])
     block = np.concatenate([np.full(p.sizes["bias"], k) for k, p in enumerate(parts)])
-    cells = ([None] if with_main else []) + [sorted(w.cell for w in windows)]
+    cells = ([None] if main is not None else []) + window_cells
     ds = xr.Dataset(
         {"samples": (("bias", "cell", "sample"), samples, dict(parts[0]["samples"].attrs)),
          "bias_clock": (("bias",), clock), "block": (("bias",), block)},

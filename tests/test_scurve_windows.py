@@ -69,7 +69,7 @@ def test_one_sweep_covers_every_window_at_its_own_spacing():
     assert edge.max() <= 1.0 and edge.min() == pytest.approx(0.86)
 
 
-def _calibrate(tmp_path, name: str, windows: bool):
+def _calibrate(tmp_path, name: str, windows: bool, together: bool = True):
     """An ideal 8-cell chip with one offset at the sweep's end and one very narrow curve."""
     truth = GroundTruth.from_seed(5, 8, "chain", realism="ideal")
     truth.cells.v0_V[2] = 0.96
@@ -86,7 +86,7 @@ def _calibrate(tmp_path, name: str, windows: bool):
             known.set(f"couplers.{k}.zero_coupling_V", float(vc0), 0.0, "V")
         ctx.state.apply(known, clock=ctx.clock, node="coupler_zero", run_id="truth")
         calibrate_station(station, data_dir=data_dir, progress=False, names=["bias_scurve"],
-                          params={"bias_scurve": {"n_samples": 1000, "windows": windows}})
+                          params={"bias_scurve": {"n_samples": 1000, "windows": windows, "windows_together": together}})
         return lab_of(description), CalibrationState.load(data_dir / "calibration_state"), data_dir
     finally:
         station.close()
@@ -109,3 +109,14 @@ def test_edge_and_narrow_cells_get_windows_and_honest_precise_offsets(tmp_path):
     # couple of points on its transition: its offset is ~3x less precise
     lab1, state1, _ = _calibrate(tmp_path, "one_range", False)
     assert state1.get("cells.5.bias_offset_V").stderr > 2 * narrow
+
+
+def test_windows_one_sweep_each_as_before(tmp_path):
+    """The earlier acquisition (bench_lab_time's old settings): a run and a block per window."""
+    lab, state, data_dir = _calibrate(tmp_path, "apart", True, together=False)
+    run = load_run(state.get("cells.2.bias_offset_V").run_id, data_dir).dataset()
+    assert set(np.unique(run["block"].values)) == {0, 1, 2}
+    assert json.loads(run.attrs["block_cells"])[1:] == [[2], [5]]
+    for cell in (2, 5):
+        e = state.get(f"cells.{cell}.bias_offset_V")
+        assert abs(e.value - lab.truth.cells.v0_V[cell]) < 3 * e.stderr
