@@ -69,25 +69,18 @@ def merged_volts(windows: Sequence[Window], half_widths: float, n_points: int, l
     if not spans:
         return np.empty(0)
     edges = sorted({e for lo, hi, _ in spans for e in (lo, hi)})
-
-    def step_after(v: float) -> float:
-        """The finest spacing of the windows that go on above ``v`` (inf: none does)."""
-        return min((st for lo, hi, st in spans if lo <= v < hi), default=math.inf)
-
-    v = edges[0]
-    out = [v]
-    while True:
-        ahead = [e for e in edges if e > v]
-        if not ahead:
-            return np.array(out)
-        edge, step = ahead[0], step_after(v)
-        if not math.isfinite(step) or step <= 0 or edge <= v + step * (1 + 1e-9):
-            v = edge  # a gap between windows is jumped; a window's start or end is a point
-        elif edge - (v + step) < 0.5 * step:
-            v = 0.5 * (v + edge)  # split what is left before the edge: no sliver of a step
-        else:
-            v = v + step
-        out.append(v)
+    out = [edges[0]]
+    # between two consecutive edges the same windows cover every point: one step each stretch
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        step = min((st for lo, hi, st in spans if lo <= low < hi), default=math.inf)
+        v = low
+        if math.isfinite(step) and step > 0:
+            while high - v > step * (1 + 1e-9):
+                # split what is left before the edge when less than half a step would remain
+                v = 0.5 * (v + high) if high - (v + step) < 0.5 * step else v + step
+                out.append(v)
+        out.append(high)  # a window's start or end is a point; a gap between windows is jumped
+    return np.array(out)
 
 
 def chip_width(results: Sequence[ScurveResult]) -> float:
