@@ -426,6 +426,33 @@ def t_eff_errors(
     return out
 
 
+def too_fast_points(voltage_tau: np.ndarray, t_chip: np.ndarray, bias_widths: np.ndarray,
+                    min_tau_samples: float) -> np.ndarray:
+    """Which of one cell's points are too fast to read: its voltages' correlation time is
+    under ``min_tau_samples``, or a colder point at a bias as near zero is.
+
+    The second rule is physics the first cannot supply: an activated cell only gets
+    faster when warmed, and where the correlation time is a sample or less the voltage
+    estimate loses its footing (it is not monotonic there). fam-918 of the fresh family
+    had a cell at 2.6 samples at base, 1.07 on the first warm plateau (dropped) and
+    2.03 on the hotter one (kept, though its true time was ~0.9 samples): thresholding
+    had merged that point's dwells, its rate came out 2.5x low, and the Arrhenius line
+    gave a barrier of 0.03 +- 0.04 K for a true 0.22 (pull 4.4). A point off zero
+    bias is faster than one at zero at the same temperature (``tau_c`` scales with
+    ``sqrt(p (1 - p))``), so only points at least as near zero bias pass the verdict on.
+    A NaN estimate (not measured) is never too fast by itself.
+    """
+    tau = np.asarray(voltage_tau, dtype=float)
+    temps = np.asarray(t_chip, dtype=float)
+    off = np.abs(np.asarray(bias_widths, dtype=float))
+    fast = tau < min_tau_samples
+    out = fast.copy()
+    for j in range(len(tau)):
+        colder = (temps < temps[j] * (1 - 1e-6)) & (off <= off[j]) & fast
+        out[j] |= bool(colder.any())
+    return out
+
+
 def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     """Rates per point and an Arrhenius line per cell (pure)."""
     params = params or Parameters()
@@ -449,7 +476,7 @@ def fit(dataset: xr.Dataset, params: Parameters | None = None) -> Result:
     cells = []
     for i in range(states.shape[1]):
         est = np.array([rate_estimate(states[j, i], period, params.min_transitions) for j in range(len(t_chip))])
-        too_fast = voltage_tau[:, i] < params.min_tau_samples  # nan (not measured) never is
+        too_fast = too_fast_points(voltage_tau[:, i], t_chip, ks, params.min_tau_samples)
         refused = np.where(too_fast, est[:, 0], np.nan)
         est[too_fast] = np.nan
         ln_r0, err = est[:, 0], est[:, 1]

@@ -123,3 +123,29 @@ def test_warm_points_taken_otherwise_are_not_used():
         assert not switching.matches(recorded, thermalization.settings_of(thermalization.Parameters(**change)))
     # how long points may be kept is not what they measure
     assert switching.matches(recorded, thermalization.settings_of(thermalization.Parameters(warm_points_max_age_s=60.0)))
+
+
+def test_a_point_warmer_than_a_too_fast_one_is_too_fast_too() -> None:
+    """The voltage estimate of a correlation time loses its footing at a sample or less
+    (fam-918: 1.07 samples on the first warm plateau, 2.03 on the hotter one, whose true
+    time was ~0.9): a cell only gets faster when warmed, so a point warmer than a point
+    too fast at a bias as near zero is dropped whatever its own estimate says; a base
+    point off zero bias (faster by nature) does not pass its verdict on to zero bias."""
+    t_chip = np.array([0.02, 0.02, 0.02, 0.03, 0.04])
+    widths = np.array([-1.0, 0.0, 1.0, 0.0, 0.0])
+    lying = np.array([3.0, 3.0, 3.0, 1.07, 2.03])
+    assert list(thermalization.too_fast_points(lying, t_chip, widths, 2.0)) == [0, 0, 0, 1, 1]
+    assert not (lying[4] < 2.0)  # its own estimate alone would have kept it
+    off_zero = np.array([1.5, 3.0, 3.0, 2.6, 2.2])  # fast off zero bias at base only
+    assert list(thermalization.too_fast_points(off_zero, t_chip, widths, 2.0)) == [1, 0, 0, 0, 0]
+    unmeasured = np.array([np.nan, 3.0, np.nan, 2.5, 2.2])
+    assert not thermalization.too_fast_points(unmeasured, t_chip, widths, 2.0).any()
+    # in the fit: the warmest point goes with the warm one before it, leaving one temperature
+    data = telegraph_dataset(3)
+    data["voltage_tau_samples"] = (("point", "cell"), np.tile(lying[:, None], (1, CELLS)))
+    params = thermalization.Parameters(calibration_rel_10mK=0.0)
+    result = thermalization.fit(data, params)
+    assert all(c.flag == "too_few_points" for c in result.cells), [c.flag for c in result.cells]
+    assert "2 faster than 2 samples" in result.cells[0].fit.message
+    data["voltage_tau_samples"] = (("point", "cell"), np.full((5, CELLS), 3.0))
+    assert all(c.ok for c in thermalization.fit(data, params).cells)
