@@ -17,7 +17,15 @@ several N (default 100, 1 000 and 20 000 points). Prints microseconds per point 
 each N and ends with ``ratio: <do1d us/point / labstack us/point>``, the smallest
 over the N (the worst case; higher is better).
 
-    python bench/bench_sweep_vs_do1d.py [--points 100 1000 20000] [--repeat 5]
+Both sides write in one temporary directory under ``--dir``: by default the current
+directory, the disk a lab's data goes to (labstack writes ``./labstack_data``, QCoDeS
+``~/experiments.db``). A short run's fixed cost is mostly file-system calls (a zarr
+store is a directory of small files, a QCoDeS dataset a few rows in one SQLite file),
+so the bench prints what one file creation costs there: on a disk where that is slow
+(a ``/tmp`` watched by a scanner costs 30x the data disk on some machines) labstack's
+100-point ratio drops with it, and ``--dir`` shows by how much.
+
+    python bench/bench_sweep_vs_do1d.py [--points 100 1000 20000] [--repeat 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -37,10 +45,22 @@ from qcodes.instrument_drivers.mock_instruments import DummyInstrument
 from labstack.measure import Read, Sweep, run_sequence
 
 
+def file_creation_us(directory: str, files: int = 200) -> float:
+    """Microseconds to create and close one empty file in ``directory`` (median of ``files``)."""
+    scratch = tempfile.mkdtemp(dir=directory)
+    costs = []
+    for i in range(files):
+        t = time.perf_counter()
+        os.close(os.open(os.path.join(scratch, f"f{i}"), os.O_CREAT | os.O_WRONLY))
+        costs.append(time.perf_counter() - t)
+    return float(np.median(costs)) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, nargs="+", default=[100, 1_000, 20_000])
     parser.add_argument("--repeat", type=int, default=5, help="rounds of blocks (each side timed in each)")
+    parser.add_argument("--dir", default=".", help="where the temporary directory goes (default: here)")
     args = parser.parse_args()
 
     dac = DummyInstrument("bench_dac", gates=["ch1"])
@@ -51,7 +71,8 @@ def main() -> None:
     print(f"{'points':>7} {'do1d us/pt':>11} {'labstack us/pt':>15} {'do1d ms/run':>12} "
           f"{'labstack ms/run':>16} {'ratio':>6}")
     ratios = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_sweep_") as tmp:
+        print(f"# in {tmp}: creating a file costs {file_creation_us(tmp):.0f} us")
         initialise_or_create_database_at(os.path.join(tmp, "bench.db"))
         load_or_create_experiment("bench", sample_name="dummy")
         for n in args.points:
